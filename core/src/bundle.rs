@@ -1,0 +1,308 @@
+//! Bundles: a directory (or the same files held in memory) of policies, an optional schema,
+//! static entities, template links and a manifest, loaded into one immutable value.
+
+use std::path::Path;
+
+use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
+use serde::Deserialize;
+
+use crate::entities::StaticEntities;
+use crate::error::{LoadError, Problem};
+use crate::index::PolicyIndex;
+use crate::policies;
+
+/// One file of a bundle: its path relative to the bundle root, with `/` separators, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleFile {
+    /// Relative path, e.g. `schema.cedarschema` or `policies/roles.cedar`.
+    pub path: String,
+    /// The file's contents.
+    pub contents: String,
+}
+
+impl BundleFile {
+    /// A file at `path` (relative to the bundle root) holding `contents`.
+    pub fn new(path: impl Into<String>, contents: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            contents: contents.into(),
+        }
+    }
+}
+
+const SCHEMA: &str = "schema.cedarschema";
+const SCHEMA_JSON: &str = "schema.cedarschema.json";
+const ENTITIES: &str = "entities.json";
+const MANIFEST: &str = "manifest.json";
+const LINKS: &str = "links.json";
+const TOKENS: &str = "tokens.json";
+/// The folder of decision tests, which belongs to the bundle but not to the engine.
+const TESTS_DIR: &str = "tests/";
+
+/// Whether a file at this relative path is part of what an engine loads.
+pub(crate) fn is_engine_file(path: &str) -> bool {
+    if path.starts_with(TESTS_DIR) {
+        return false;
+    }
+    path.ends_with(".cedar") || [SCHEMA, SCHEMA_JSON, ENTITIES, MANIFEST, LINKS, TOKENS].contains(&path)
+}
+
+/// Whether a file at this relative path is a decision test file (`tests/*.json`).
+pub(crate) fn is_test_file(path: &str) -> bool {
+    path.strip_prefix(TESTS_DIR)
+        .is_some_and(|name| name.ends_with(".json") && !name.contains('/'))
+}
+
+/// Reads the files under `root` whose relative path `keep` accepts (recursively, hidden entries
+/// skipped), sorted by path.
+pub(crate) fn read_dir_files(
+    root: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BundleFile>, LoadError> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    walk(root, "", keep, &mut files, &mut problems);
+    if !problems.is_empty() {
+        return Err(LoadError::Io(problems));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// Reads the files an engine loads from the bundle directory `root`.
+pub(crate) fn read_engine_files(root: &Path) -> Result<Vec<BundleFile>, LoadError> {
+    read_dir_files(root, &is_engine_file)
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    keep: &dyn Fn(&str) -> bool,
+    files: &mut Vec<BundleFile>,
+    problems: &mut Vec<Problem>,
+) {
+    let shown = |p: &Path| p.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(Problem::in_file(&shown(dir), format!("cannot read directory: {e}")));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                problems.push(Problem::in_file(&shown(dir), format!("cannot list directory: {e}")));
+                continue;
+            }
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let relative = format!("{prefix}{name}");
+        // `metadata` follows symbolic links, so a linked policy file or folder is read too.
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => walk(&path, &format!("{relative}/"), keep, files, problems),
+            Ok(_) if !keep(&relative) => {}
+            Ok(_) => files.push(BundleFile {
+                contents: match std::fs::read(&path) {
+                    Ok(bytes) => match String::from_utf8(bytes) {
+                        Ok(text) => text,
+                        Err(_) => {
+                            problems.push(Problem::in_file(&relative, "file is not valid UTF-8"));
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        problems.push(Problem::in_file(&relative, format!("cannot read file: {e}")));
+                        continue;
+                    }
+                },
+                path: relative,
+            }),
+            Err(e) => problems.push(Problem::in_file(&relative, format!("cannot read file: {e}"))),
+        }
+    }
+}
+
+/// `manifest.json`: the bundle's name and version, and the two validation switches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Bundle name, reported with every decision log and in `arbiter validate`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Bundle version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Validate policies strictly against the schema at load (default true).
+    #[serde(default = "yes")]
+    pub validate_policies: bool,
+    /// Validate every request against the schema (default true).
+    #[serde(default = "yes")]
+    pub validate_requests: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Self {
+            name: None,
+            version: None,
+            validate_policies: true,
+            validate_requests: true,
+        }
+    }
+}
+
+/// What a loaded bundle holds, for operators and `arbiter validate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleInfo {
+    /// `name` from the manifest.
+    pub name: Option<String>,
+    /// `version` from the manifest.
+    pub version: Option<String>,
+    /// Static and template-linked policies.
+    pub policies: usize,
+    /// Templates.
+    pub templates: usize,
+    /// Static entities, including action entities from the schema.
+    pub entities: usize,
+    /// Whether the bundle has a schema.
+    pub has_schema: bool,
+    /// Whether policies were validated against the schema at load.
+    pub validate_policies: bool,
+    /// Whether requests are validated against the schema.
+    pub validate_requests: bool,
+}
+
+/// A loaded bundle. Immutable: a reload builds a new one and swaps it in whole.
+pub(crate) struct Bundle {
+    pub(crate) manifest: Manifest,
+    pub(crate) schema: Option<Schema>,
+    pub(crate) policies: PolicySet,
+    pub(crate) entities: StaticEntities,
+    pub(crate) index: PolicyIndex,
+}
+
+impl Bundle {
+    /// Loads a bundle from its files. Nothing is kept unless every part loads.
+    pub(crate) fn load(files: &[BundleFile]) -> Result<Self, LoadError> {
+        let file = |name: &str| files.iter().find(|f| f.path == name);
+        let manifest = match file(MANIFEST) {
+            Some(f) => parse_json::<Manifest>(f).map_err(LoadError::Manifest)?,
+            None => Manifest::default(),
+        };
+        let schema = match (file(SCHEMA), file(SCHEMA_JSON)) {
+            (Some(_), Some(_)) => {
+                return Err(LoadError::Schema(vec![Problem::in_file(
+                    SCHEMA_JSON,
+                    format!("a bundle has one schema, but both `{SCHEMA}` and `{SCHEMA_JSON}` are present"),
+                )]))
+            }
+            (Some(f), None) => Some(
+                Schema::from_cedarschema_str(&f.contents)
+                    .map(|(schema, _warnings)| schema)
+                    .map_err(|e| LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)]))?,
+            ),
+            (None, Some(f)) => Some(
+                Schema::from_json_str(&f.contents)
+                    .map_err(|e| LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)]))?,
+            ),
+            (None, None) => None,
+        };
+        let policy_files: Vec<&BundleFile> = files
+            .iter()
+            .filter(|f| f.path.ends_with(".cedar") && is_engine_file(&f.path))
+            .collect();
+        let loaded = policies::load(&policy_files, file(LINKS))?;
+        if let (Some(schema), true) = (&schema, manifest.validate_policies) {
+            let result = Validator::new(schema.clone()).validate(&loaded.set, ValidationMode::Strict);
+            if !result.validation_passed() {
+                let problems = result
+                    .validation_errors()
+                    .map(|e| loaded.locate(e.policy_id(), e))
+                    .collect();
+                return Err(LoadError::PolicyValidation(problems));
+            }
+        }
+        let entities = StaticEntities::load(file(ENTITIES), schema.as_ref())?;
+        let index = PolicyIndex::build(&loaded.set, schema.as_ref(), &entities);
+        Ok(Self {
+            manifest,
+            schema,
+            policies: loaded.set,
+            entities,
+            index,
+        })
+    }
+
+    pub(crate) fn info(&self) -> BundleInfo {
+        BundleInfo {
+            name: self.manifest.name.clone(),
+            version: self.manifest.version.clone(),
+            policies: self.policies.policies().count(),
+            templates: self.policies.templates().count(),
+            entities: self.entities.len(),
+            has_schema: self.schema.is_some(),
+            validate_policies: self.manifest.validate_policies,
+            validate_requests: self.manifest.validate_requests,
+        }
+    }
+
+    /// The schema requests are validated against, if the bundle has one and validates requests.
+    pub(crate) fn request_schema(&self) -> Option<&Schema> {
+        self.schema.as_ref().filter(|_| self.manifest.validate_requests)
+    }
+}
+
+/// Parses a bundle JSON file, reporting serde's line and column on failure.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(file: &BundleFile) -> Result<T, Vec<Problem>> {
+    serde_json::from_str(&file.contents).map_err(|e| vec![json_problem(&file.path, &e)])
+}
+
+pub(crate) fn json_problem(file: &str, e: &serde_json::Error) -> Problem {
+    // serde appends " at line L column C" to its message; we report them as fields instead.
+    let message = e.to_string();
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(head, _)| head)
+        .to_owned();
+    Problem {
+        file: file.to_owned(),
+        line: (e.line() > 0).then_some(e.line()),
+        column: (e.column() > 0).then_some(e.column()),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_folder_and_unrelated_files_are_not_engine_files() {
+        assert!(is_engine_file("roles.cedar"));
+        assert!(is_engine_file("sub/dir/roles.cedar"));
+        assert!(is_engine_file("entities.json"));
+        assert!(!is_engine_file("tests/roles.json"));
+        assert!(!is_engine_file("tests/x.cedar"));
+        assert!(!is_engine_file("README.md"));
+        assert!(!is_engine_file("sub/entities.json"));
+    }
+
+    #[test]
+    fn manifest_rejects_unknown_fields_with_a_line() {
+        let f = BundleFile::new("manifest.json", "{\n  \"name\": \"x\",\n  \"validate\": true\n}");
+        let problems = parse_json::<Manifest>(&f).unwrap_err();
+        assert_eq!(problems[0].file, "manifest.json");
+        assert_eq!(problems[0].line, Some(3));
+        assert!(problems[0].message.contains("unknown field `validate`"), "{}", problems[0]);
+    }
+}

@@ -1,0 +1,97 @@
+//! What a decision says: allow or deny, the policies that determined it, and every error met.
+
+use serde::{Deserialize, Serialize};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The request is allowed.
+    Allow,
+    /// The request is denied (explicitly, by default, or because of an error).
+    Deny,
+}
+
+/// The kind of an error attached to a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionErrorKind {
+    /// A policy's condition could not be evaluated; the policy was skipped (Cedar semantics).
+    PolicyEvaluation,
+    /// The token is not well-formed.
+    Malformed,
+    /// The token is larger than allowed.
+    TooLarge,
+    /// No configured issuer (or no token configuration at all) matches the token.
+    UnknownIssuer,
+    /// No key of the issuer matches the token.
+    UnknownKey,
+    /// The token's algorithm is not in the issuer's allow-list.
+    AlgorithmNotAllowed,
+    /// The signature does not verify.
+    BadSignature,
+    /// The token has expired.
+    Expired,
+    /// The token is not valid yet.
+    NotYetValid,
+    /// The token's audience is not accepted.
+    AudienceMismatch,
+    /// A required claim is missing.
+    MissingClaim,
+    /// A claim has the wrong type or value.
+    InvalidClaim,
+    /// A macaroon caveat does not hold for this request.
+    CaveatNotSatisfied,
+    /// The token has been revoked.
+    Revoked,
+}
+
+/// One error met while deciding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionError {
+    /// What went wrong.
+    pub kind: DecisionErrorKind,
+    /// The policy whose evaluation failed, for `policy_evaluation` errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// One-line description.
+    pub message: String,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Allow or deny.
+    pub decision: Effect,
+    /// Ids of the determining policies, sorted: the satisfied forbids of a deny, the satisfied
+    /// permits of an allow, none for a default deny.
+    pub reasons: Vec<String>,
+    /// Every error met, sorted by policy id.
+    pub errors: Vec<DecisionError>,
+}
+
+impl Decision {
+    /// Whether the request is allowed.
+    pub fn allowed(&self) -> bool {
+        self.decision == Effect::Allow
+    }
+
+    /// A deny caused by `error`, with no determining policy.
+    pub(crate) fn denied_by(error: DecisionError) -> Self {
+        Self {
+            decision: Effect::Deny,
+            reasons: Vec::new(),
+            errors: vec![error],
+        }
+    }
+
+    /// The decision as contract JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            // Serializing plain strings and enums cannot fail; if it ever did, fail closed.
+            r#"{"decision":"deny","reasons":[],"errors":[]}"#.to_owned()
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Static entities, and the per-request entity store layered over them.
+//!
+//! A request without entities of its own is evaluated against the bundle's static store as it
+//! is. A request with entities gets a small store of its own: the slice of static entities the
+//! request can reach (its principal, action and resource, entities named in its context or in
+//! the conditions of the policies it may evaluate, everything reachable from those through
+//! attributes and tags, and all their ancestors), with the request's entities upserted on top.
+//! Cedar can only dereference entities it reaches that way, so the slice decides exactly as the
+//! whole store with the request's entities upserted would, without copying or re-closing it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use cedar_policy::Schema;
+use cedar_policy_core::ast::{self, EntityUID, Literal, PartialValue, Value, ValueKind};
+use cedar_policy_core::entities::{Entities, EntityJsonParser, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::validator::CoreSchema;
+
+use crate::bundle::BundleFile;
+use crate::error::{LoadError, Problem, RequestError};
+
+/// The bundle's entities (including the schema's action entities), closed under `in`.
+pub(crate) struct StaticEntities {
+    by_uid: HashMap<EntityUID, Arc<ast::Entity>>,
+    /// The same entities as one Cedar store, sharing their data with `by_uid`.
+    store: Entities,
+}
+
+impl StaticEntities {
+    /// Parses `entities.json` (when present) against the schema (when present); the schema's
+    /// action entities are added either way.
+    pub(crate) fn load(file: Option<&BundleFile>, schema: Option<&Schema>) -> Result<Self, LoadError> {
+        let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
+        let parser = EntityJsonParser::new(
+            core_schema.as_ref(),
+            Extensions::all_available(),
+            TCComputation::ComputeNow,
+        );
+        let (path, text) = file.map_or(("entities.json", "[]"), |f| (f.path.as_str(), f.contents.as_str()));
+        let parsed = parser
+            .from_json_str(text)
+            .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?;
+        let by_uid: HashMap<EntityUID, Arc<ast::Entity>> = parsed
+            .into_iter()
+            .map(|e| (e.uid().clone(), Arc::new(e)))
+            .collect();
+        let store = Entities::new()
+            .add_entities(
+                by_uid.values().cloned(),
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?;
+        Ok(Self { by_uid, store })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    /// The whole static store.
+    pub(crate) fn store(&self) -> &Entities {
+        &self.store
+    }
+
+    /// A store for one request: the static slice reachable from `seeds` and from the request's
+    /// own entities, with those upserted over it. `schema`, when given, validates the request's
+    /// entities.
+    pub(crate) fn layered(
+        &self,
+        seeds: impl IntoIterator<Item = EntityUID>,
+        request_entities: Vec<Arc<ast::Entity>>,
+        schema: Option<&Schema>,
+    ) -> Result<Entities, RequestError> {
+        let overlay: HashMap<&EntityUID, &Arc<ast::Entity>> =
+            request_entities.iter().map(|e| (e.uid(), e)).collect();
+        let mut queue: Vec<EntityUID> = seeds.into_iter().collect();
+        queue.extend(overlay.keys().map(|uid| (*uid).clone()));
+        let mut seen: HashSet<EntityUID> = HashSet::new();
+        let mut slice: Vec<Arc<ast::Entity>> = Vec::new();
+        while let Some(uid) = queue.pop() {
+            if seen.contains(&uid) {
+                continue;
+            }
+            // The static version is kept even when the request replaces it, so that the upsert
+            // below strips the edges it gave its descendants.
+            if let Some(entity) = self.by_uid.get(&uid) {
+                push_references(entity, &mut queue);
+                queue.extend(entity.ancestors().cloned());
+                slice.push(Arc::clone(entity));
+            }
+            if let Some(entity) = overlay.get(&uid) {
+                push_references(entity, &mut queue);
+                queue.extend(entity.parents().cloned());
+            }
+            seen.insert(uid);
+        }
+        let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
+        Entities::new()
+            .add_entities(
+                slice,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .and_then(|store| {
+                store.upsert_entities(
+                    request_entities,
+                    core_schema.as_ref(),
+                    TCComputation::ComputeNow,
+                    Extensions::all_available(),
+                )
+            })
+            .map_err(|e| RequestError::entities(&e))
+    }
+}
+
+fn entities_problem(path: &str, text: &str, e: &dyn miette::Diagnostic) -> Problem {
+    Problem::from_diagnostic(path, text, e)
+}
+
+/// Parses one request entity in Cedar's entity JSON format, guided by the schema if given.
+pub(crate) fn parse_entity(json: serde_json::Value, schema: Option<&Schema>) -> Result<ast::Entity, RequestError> {
+    let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
+    EntityJsonParser::new(
+        core_schema.as_ref(),
+        Extensions::all_available(),
+        TCComputation::ComputeNow,
+    )
+    .single_from_json_value(json)
+    .map_err(|e| RequestError::entities(&e))
+}
+
+/// Queues every entity named in the attributes and tags of `entity`.
+fn push_references(entity: &ast::Entity, queue: &mut Vec<EntityUID>) {
+    for (_, value) in entity.attrs().chain(entity.tags()) {
+        if let PartialValue::Value(value) = value {
+            push_value_references(value, queue);
+        }
+    }
+}
+
+/// Queues every entity named anywhere inside `value`.
+pub(crate) fn push_value_references(value: &Value, queue: &mut Vec<EntityUID>) {
+    match value.value_kind() {
+        ValueKind::Lit(Literal::EntityUID(uid)) => queue.push(uid.as_ref().clone()),
+        ValueKind::Lit(_) | ValueKind::ExtensionValue(_) => {}
+        ValueKind::Set(set) => set.iter().for_each(|v| push_value_references(v, queue)),
+        ValueKind::Record(record) => record.values().for_each(|v| push_value_references(v, queue)),
+    }
+}

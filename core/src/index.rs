@@ -1,0 +1,211 @@
+//! The exact policy index: for a request, the policies whose scope can match it.
+//!
+//! Every policy is filed under each action its action scope can match (known actions: the
+//! schema's, the static store's and those named in scopes; any other action can only match
+//! policies with an unconstrained action), and within an action under one anchor: its resource
+//! or principal when the scope pins it with `==`, else the entity its resource or principal must
+//! be `in`, else nowhere in particular. A request looks up its action, then the anchors its
+//! principal and resource (and their ancestors) can satisfy. Scope constraints never error, so
+//! leaving out a policy whose scope cannot match changes neither the decision, nor the reasons,
+//! nor the errors.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use cedar_policy::{ActionConstraint, PolicySet, PrincipalConstraint, ResourceConstraint, Schema};
+use cedar_policy_core::ast::{self, EntityUID, ExprKind, Literal};
+use cedar_policy_core::entities::{Dereference, Entities};
+
+use crate::entities::StaticEntities;
+
+#[derive(Clone, Copy)]
+enum Anchor {
+    ResourceEq = 0,
+    PrincipalEq = 1,
+    ResourceIn = 2,
+    PrincipalIn = 3,
+}
+
+/// The policies one action can reach.
+#[derive(Default)]
+struct ActionPolicies {
+    /// Policies whose principal and resource scopes pin nothing (only `is` or nothing).
+    unanchored: Vec<usize>,
+    /// Per anchor kind (indexed by `Anchor as usize`): anchor entity -> policies.
+    anchored: [HashMap<EntityUID, Vec<usize>>; 4],
+    /// Entities named in the conditions of these policies (per-request stores must hold them).
+    literals: Vec<EntityUID>,
+}
+
+impl ActionPolicies {
+    fn insert(&mut self, n: usize, anchor: Option<(Anchor, EntityUID)>) {
+        match anchor {
+            Some((anchor, uid)) => self.anchored[anchor as usize].entry(uid).or_default().push(n),
+            None => self.unanchored.push(n),
+        }
+    }
+}
+
+pub(crate) struct PolicyIndex {
+    policies: Vec<Arc<ast::Policy>>,
+    by_action: HashMap<EntityUID, ActionPolicies>,
+    /// Actions known at load time to nobody: only unconstrained-action policies apply.
+    other_actions: ActionPolicies,
+    /// Every policy, for requests whose own entities may change the action hierarchy.
+    everything: ActionPolicies,
+}
+
+impl PolicyIndex {
+    pub(crate) fn build(set: &PolicySet, schema: Option<&Schema>, entities: &StaticEntities) -> Self {
+        let mut known: BTreeSet<EntityUID> = BTreeSet::new();
+        if let Some(schema) = schema {
+            known.extend(schema.actions().map(|a| a.as_ref().clone()));
+        }
+        known.extend(
+            entities
+                .store()
+                .iter()
+                .map(|e| e.uid())
+                .filter(|uid| uid.entity_type().is_action())
+                .cloned(),
+        );
+        for policy in set.policies() {
+            match policy.action_constraint() {
+                ActionConstraint::Any => {}
+                ActionConstraint::Eq(a) => {
+                    known.insert(a.as_ref().clone());
+                }
+                ActionConstraint::In(list) => known.extend(list.iter().map(|a| a.as_ref().clone())),
+            }
+        }
+
+        let mut index = Self {
+            policies: Vec::new(),
+            by_action: known.iter().map(|a| (a.clone(), ActionPolicies::default())).collect(),
+            other_actions: ActionPolicies::default(),
+            everything: ActionPolicies::default(),
+        };
+        for (n, policy) in set.policies().enumerate() {
+            let anchor = anchor(policy);
+            let literals = condition_literals(policy.as_ref());
+            let mut file = |bucket: &mut ActionPolicies| {
+                bucket.insert(n, anchor.clone());
+                bucket.literals.extend(literals.iter().cloned());
+            };
+            file(&mut index.everything);
+            match policy.action_constraint() {
+                ActionConstraint::Any => {
+                    index.by_action.values_mut().for_each(&mut file);
+                    file(&mut index.other_actions);
+                }
+                ActionConstraint::Eq(a) => {
+                    // Every action named in a scope was made known above.
+                    if let Some(bucket) = index.by_action.get_mut(a.as_ref()) {
+                        file(bucket);
+                    }
+                }
+                ActionConstraint::In(list) => {
+                    let groups: Vec<&EntityUID> = list.iter().map(|a| a.as_ref()).collect();
+                    for (action, bucket) in index.by_action.iter_mut() {
+                        if groups.iter().any(|g| is_in(entities.store(), action, g)) {
+                            file(bucket);
+                        }
+                    }
+                }
+            }
+            index.policies.push(Arc::new(policy.as_ref().clone()));
+        }
+        for bucket in index
+            .by_action
+            .values_mut()
+            .chain([&mut index.other_actions, &mut index.everything])
+        {
+            bucket.literals.sort();
+            bucket.literals.dedup();
+        }
+        index
+    }
+
+    /// Entities named in the conditions of the policies `action` can reach.
+    pub(crate) fn literals(&self, action: &EntityUID, hierarchy_may_change: bool) -> &[EntityUID] {
+        &self.bucket(action, hierarchy_may_change).literals
+    }
+
+    fn bucket(&self, action: &EntityUID, hierarchy_may_change: bool) -> &ActionPolicies {
+        if hierarchy_may_change {
+            &self.everything
+        } else {
+            self.by_action.get(action).unwrap_or(&self.other_actions)
+        }
+    }
+
+    /// The policies whose scope can match a request, given the store it is evaluated against.
+    /// `hierarchy_may_change` says the request brings entities of an action type, which may
+    /// give its action other ancestors than the static store does.
+    pub(crate) fn select(
+        &self,
+        principal: &EntityUID,
+        action: &EntityUID,
+        resource: &EntityUID,
+        store: &Entities,
+        hierarchy_may_change: bool,
+    ) -> Vec<&ast::Policy> {
+        let bucket = self.bucket(action, hierarchy_may_change);
+        let mut selected: Vec<usize> = bucket.unanchored.clone();
+        if bucket.anchored.iter().any(|m| !m.is_empty()) {
+            let mut lookup = |anchor: Anchor, uid: &EntityUID| {
+                if let Some(found) = bucket.anchored[anchor as usize].get(uid) {
+                    selected.extend_from_slice(found);
+                }
+            };
+            lookup(Anchor::ResourceEq, resource);
+            lookup(Anchor::PrincipalEq, principal);
+            for (anchor, uid) in [(Anchor::ResourceIn, resource), (Anchor::PrincipalIn, principal)] {
+                lookup(anchor, uid);
+                if let Dereference::Data(entity) = store.entity(uid) {
+                    for ancestor in entity.ancestors() {
+                        lookup(anchor, ancestor);
+                    }
+                }
+            }
+        }
+        selected.sort_unstable();
+        selected.iter().map(|&n| self.policies[n].as_ref()).collect()
+    }
+}
+
+/// The one anchor a policy is filed under, most selective first.
+fn anchor(policy: &cedar_policy::Policy) -> Option<(Anchor, EntityUID)> {
+    let resource = policy.resource_constraint();
+    let principal = policy.principal_constraint();
+    match (&resource, &principal) {
+        (ResourceConstraint::Eq(r), _) => Some((Anchor::ResourceEq, r.as_ref().clone())),
+        (_, PrincipalConstraint::Eq(p)) => Some((Anchor::PrincipalEq, p.as_ref().clone())),
+        (ResourceConstraint::In(r) | ResourceConstraint::IsIn(_, r), _) => {
+            Some((Anchor::ResourceIn, r.as_ref().clone()))
+        }
+        (_, PrincipalConstraint::In(p) | PrincipalConstraint::IsIn(_, p)) => {
+            Some((Anchor::PrincipalIn, p.as_ref().clone()))
+        }
+        _ => None,
+    }
+}
+
+/// `action in group` against the static store, as Cedar evaluates it.
+fn is_in(store: &Entities, action: &EntityUID, group: &EntityUID) -> bool {
+    action == group
+        || matches!(store.entity(action), Dereference::Data(e) if e.is_descendant_of(group))
+}
+
+/// Entity literals in the `when`/`unless` conditions (scope literals never need entity data).
+fn condition_literals(policy: &ast::Policy) -> Vec<EntityUID> {
+    policy
+        .non_scope_constraints()
+        .into_iter()
+        .flat_map(|e| e.subexpressions())
+        .filter_map(|e| match e.expr_kind() {
+            ExprKind::Lit(Literal::EntityUID(uid)) => Some(uid.as_ref().clone()),
+            _ => None,
+        })
+        .collect()
+}

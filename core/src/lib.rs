@@ -1,0 +1,23 @@
+#![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bundle;
+pub mod bundle_tests;
+mod decision;
+mod default_bundle;
+mod engine;
+mod entities;
+mod error;
+mod index;
+mod policies;
+mod request;
+
+pub use bundle::{BundleFile, BundleInfo, Manifest};
+pub use decision::{Decision, DecisionError, DecisionErrorKind, Effect};
+pub use engine::Engine;
+pub use error::{LoadError, Problem, RequestError};
+pub use request::Request;
+
+/// Cedar types a typed [`Request`] is built from.
+pub use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid};
