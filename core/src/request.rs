@@ -1,6 +1,8 @@
 //! Requests: the typed form, and the contract's JSON wire form that every language shares.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+
+use cedar_policy_core::ast::EntityUID;
 
 use cedar_policy::{Context, ContextJsonError, Entity, EntityUid, Schema};
 use serde::Deserialize;
@@ -73,18 +75,25 @@ impl Request {
                 e => RequestError::context(&e),
             })?,
         };
-        let mut seen = HashSet::new();
-        let mut entities = Vec::with_capacity(wire.entities.len());
+        let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
+        let mut entities: Vec<Entity> = Vec::with_capacity(wire.entities.len());
         for (n, json) in wire.entities.into_iter().enumerate() {
             let entity = parse_entity(json, schema)
                 .map_err(|e| RequestError::Entities(format!("entities[{n}]: {}", e.message())))?;
-            if !seen.insert(entity.uid().clone()) {
-                return Err(RequestError::Entities(format!(
-                    "entities[{n}]: entity `{}` is given twice",
-                    entity.uid()
-                )));
+            // Like Cedar, an entity given twice identically counts once.
+            match seen.get(entity.uid()) {
+                Some(&(at, _)) if entities[at].as_ref().deep_eq(&entity) => continue,
+                Some(&(_, first)) => {
+                    return Err(RequestError::Entities(format!(
+                        "entities[{n}]: entity `{}` is already given, differently, in entities[{first}]",
+                        entity.uid()
+                    )))
+                }
+                None => {
+                    seen.insert(entity.uid().clone(), (entities.len(), n));
+                    entities.push(Entity::from(entity));
+                }
             }
-            entities.push(Entity::from(entity));
         }
         Ok(Self {
             principal,
