@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use cedar_policy::RequestValidationError;
 use cedar_policy_core::ast::{self, Effect as PolicyEffect, EntityUID};
 use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
@@ -149,7 +150,10 @@ fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> 
         request.context.clone(),
         schema,
     )
-    .map_err(|e| RequestError::invalid(&e))?;
+    .map_err(|e| match e {
+        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => RequestError::context(&e),
+        e => RequestError::invalid(&e),
+    })?;
     let ast_request: &ast::Request = cedar_request.as_ref();
     let (p, a, r): (&EntityUID, &EntityUID, &EntityUID) =
         (principal.as_ref(), request.action.as_ref(), request.resource.as_ref());

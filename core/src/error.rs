@@ -72,9 +72,18 @@ impl fmt::Display for Problem {
     }
 }
 
-/// A diagnostic's message followed by its help, the way Cedar's own CLI reports them.
+/// A diagnostic's message, its causes and its help, the way Cedar's own CLI reports them.
 fn diagnostic_message(diagnostic: &dyn miette::Diagnostic) -> String {
     let mut message = diagnostic.to_string();
+    let mut cause = diagnostic.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = e.source();
+    }
     if let Some(help) = diagnostic.help() {
         message.push_str(" (");
         message.push_str(&help.to_string());

@@ -1,0 +1,315 @@
+//! The engine's public behaviour: loading, errors that name their file and line, atomic
+//! reload, per-request entities, batches, validation switches and concurrency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arbiter::{BundleFile, DecisionErrorKind, Effect, Engine, Entity, EntityUid, Request};
+use serde_json::{json, Value};
+
+const SCHEMA: &str = r#"
+entity Team;
+entity User in [Team] = { active: Bool };
+entity Doc = { owner: User };
+action read, write appliesTo { principal: User, resource: Doc, context: { level?: Long } };
+"#;
+
+const POLICIES: &str = r#"
+@id("owner-reads")
+permit (principal, action == Action::"read", resource) when { resource.owner == principal };
+@id("team-writes")
+permit (principal in Team::"core", action == Action::"write", resource);
+forbid (principal, action, resource) unless { principal.active };
+"#;
+
+const ENTITIES: &str = r#"[
+ {"uid": {"type": "Team", "id": "core"}, "attrs": {}, "parents": []},
+ {"uid": {"type": "User", "id": "ann"}, "attrs": {"active": true}, "parents": [{"type": "Team", "id": "core"}]},
+ {"uid": {"type": "User", "id": "bo"}, "attrs": {"active": true}, "parents": []},
+ {"uid": {"type": "Doc", "id": "d1"}, "attrs": {"owner": {"type": "User", "id": "bo"}}, "parents": []}
+]"#;
+
+fn files(policies: &str) -> Vec<BundleFile> {
+    vec![
+        BundleFile::new("schema.cedarschema", SCHEMA),
+        BundleFile::new("policies/main.cedar", policies),
+        BundleFile::new("entities.json", ENTITIES),
+        BundleFile::new("manifest.json", r#"{"name": "docs", "version": "7"}"#),
+    ]
+}
+
+fn engine() -> Engine {
+    Engine::from_files(files(POLICIES)).expect("test bundle loads")
+}
+
+fn request(principal: &str, action: &str, resource: &str) -> Value {
+    json!({
+        "principal": {"type": "User", "id": principal},
+        "action": {"type": "Action", "id": action},
+        "resource": {"type": "Doc", "id": resource},
+    })
+}
+
+fn decide(engine: &Engine, request: &Value) -> (Effect, Vec<String>) {
+    let d = engine.authorize_json_decision(&request.to_string()).expect("request is valid");
+    (d.decision, d.reasons)
+}
+
+#[test]
+fn decisions_carry_determining_policy_ids() {
+    let e = engine();
+    assert_eq!(decide(&e, &request("bo", "read", "d1")), (Effect::Allow, vec!["owner-reads".into()]));
+    assert_eq!(decide(&e, &request("ann", "read", "d1")), (Effect::Deny, vec![]));
+    assert_eq!(decide(&e, &request("ann", "write", "d1")), (Effect::Allow, vec!["team-writes".into()]));
+}
+
+#[test]
+fn unannotated_policies_are_numbered_by_position() {
+    let mut r = request("ghost", "read", "d1");
+    r["entities"] = json!([{"uid": {"type": "User", "id": "ghost"}, "attrs": {"active": false}, "parents": []}]);
+    // The third policy has no @id: it is Cedar's policy2.
+    assert_eq!(decide(&engine(), &r), (Effect::Deny, vec!["policy2".into()]));
+}
+
+#[test]
+fn authorize_json_speaks_the_contract_wire_format() {
+    let answer: Value = serde_json::from_str(&engine().authorize_json(&request("bo", "read", "d1").to_string()).unwrap()).unwrap();
+    assert_eq!(answer, json!({"decision": "allow", "reasons": ["owner-reads"], "errors": []}));
+}
+
+#[test]
+fn typed_requests_decide_like_json_ones() {
+    let uid = |t: &str, id: &str| EntityUid::from_json(json!({"type": t, "id": id})).unwrap();
+    let e = engine();
+    let d = e.authorize(&Request::new(uid("User", "bo"), uid("Action", "read"), uid("Doc", "d1"))).unwrap();
+    assert!(d.allowed());
+    let blocked = Entity::from_json_value(json!({"uid": {"type": "User", "id": "bo"}, "attrs": {"active": false}, "parents": []}), None).unwrap();
+    let d = e
+        .authorize(&Request::new(uid("User", "bo"), uid("Action", "read"), uid("Doc", "d1")).with_entities(vec![blocked]))
+        .unwrap();
+    assert_eq!((d.decision, d.reasons), (Effect::Deny, vec!["policy2".to_owned()]));
+}
+
+#[test]
+fn request_entities_replace_static_ones_for_that_request_only() {
+    let e = engine();
+    let mut r = request("ann", "write", "d1");
+    // ann leaves the team for this request: team-writes no longer applies.
+    r["entities"] = json!([{"uid": {"type": "User", "id": "ann"}, "attrs": {"active": true}, "parents": []}]);
+    assert_eq!(decide(&e, &r).0, Effect::Deny);
+    assert_eq!(decide(&e, &request("ann", "write", "d1")).0, Effect::Allow);
+    // A new document owned by ann, only in this request.
+    let mut r = request("ann", "read", "d2");
+    r["entities"] = json!([{"uid": {"type": "Doc", "id": "d2"}, "attrs": {"owner": {"type": "User", "id": "ann"}}, "parents": []}]);
+    assert_eq!(decide(&e, &r), (Effect::Allow, vec!["owner-reads".into()]));
+}
+
+#[test]
+fn evaluation_errors_are_reported_with_their_policy_and_deny() {
+    let e = Engine::from_files([BundleFile::new(
+        "p.cedar",
+        r#"@id("needs-level") permit (principal, action, resource) when { context.level > 3 };"#,
+    )])
+    .unwrap();
+    let d = e
+        .authorize_json_decision(&json!({"principal": {"type": "User", "id": "a"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d"}}).to_string())
+        .unwrap();
+    assert_eq!(d.decision, Effect::Deny);
+    assert_eq!(d.errors.len(), 1);
+    assert_eq!(d.errors[0].kind, DecisionErrorKind::PolicyEvaluation);
+    assert_eq!(d.errors[0].policy.as_deref(), Some("needs-level"));
+    assert!(d.errors[0].message.contains("level"), "{}", d.errors[0].message);
+}
+
+#[test]
+fn malformed_and_invalid_requests_are_call_errors_with_kinds() {
+    let e = engine();
+    let kind = |json: &str| e.authorize_json(json).unwrap_err().kind();
+    assert_eq!(kind("{not json"), "malformed_request");
+    assert_eq!(kind(r#"{"action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d1"}}"#), "malformed_request");
+    let mut r = request("bo", "read", "d1");
+    r["colour"] = json!("blue");
+    assert_eq!(kind(&r.to_string()), "malformed_request");
+    assert_eq!(kind(&request("bo", "delete", "d1").to_string()), "invalid_request");
+    let mut r = request("bo", "read", "d1");
+    r["principal"] = json!({"type": "Robot", "id": "r2"});
+    assert_eq!(kind(&r.to_string()), "invalid_request");
+    let mut r = request("bo", "read", "d1");
+    r["context"] = json!({"level": "high"});
+    assert_eq!(kind(&r.to_string()), "invalid_context");
+    let mut r = request("bo", "read", "d1");
+    r["entities"] = json!([{"uid": {"type": "User", "id": "x"}, "attrs": {"active": "yes"}, "parents": []}]);
+    let err = e.authorize_json(&r.to_string()).unwrap_err();
+    assert_eq!(err.kind(), "invalid_entities");
+    assert!(err.message().contains("entities[0]"), "{err}");
+    let mut r = request("bo", "read", "d1");
+    r["entities"] = json!([
+        {"uid": {"type": "User", "id": "x"}, "attrs": {"active": true}, "parents": []},
+        {"uid": {"type": "User", "id": "x"}, "attrs": {"active": false}, "parents": []}
+    ]);
+    assert!(e.authorize_json(&r.to_string()).unwrap_err().message().contains("already given"));
+}
+
+#[test]
+fn a_token_nobody_can_verify_denies() {
+    let e = engine();
+    let mut r = request("bo", "read", "d1");
+    r["token"] = json!("eyJhbGciOiJub25lIn0.e30.");
+    let d = e.authorize_json_decision(&r.to_string()).unwrap();
+    assert_eq!(d.decision, Effect::Deny);
+    assert_eq!(d.errors[0].kind, DecisionErrorKind::UnknownIssuer);
+    r.as_object_mut().unwrap().remove("principal");
+    assert_eq!(e.authorize_json_decision(&r.to_string()).unwrap().decision, Effect::Deny);
+}
+
+#[test]
+fn batch_answers_every_element_in_order() {
+    let e = engine();
+    let batch = json!([request("bo", "read", "d1"), {"nonsense": true}, request("ann", "read", "d1")]);
+    let answers: Vec<Value> = serde_json::from_str(&e.authorize_json_batch(&batch.to_string()).unwrap()).unwrap();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0]["decision"], "allow");
+    assert_eq!(answers[1]["error"]["kind"], "malformed_request");
+    assert_eq!(answers[1]["error"]["code"], 200);
+    assert_eq!(answers[2]["decision"], "deny");
+    assert_eq!(e.authorize_json_batch("{}").unwrap_err().kind(), "malformed_request");
+
+    let uid = |t: &str, id: &str| EntityUid::from_json(json!({"type": t, "id": id})).unwrap();
+    let typed = [
+        Request::new(uid("User", "bo"), uid("Action", "read"), uid("Doc", "d1")),
+        Request::new(uid("User", "bo"), uid("Action", "fly"), uid("Doc", "d1")),
+    ];
+    let results = e.authorize_batch(&typed);
+    assert!(results[0].as_ref().unwrap().allowed());
+    assert_eq!(results[1].as_ref().unwrap_err().kind(), "invalid_request");
+}
+
+#[test]
+fn load_errors_name_the_file_and_line() {
+    let err = Engine::from_files(files("permit (principal, action, resource);\npermit (principal, action resource);")).err().unwrap();
+    assert_eq!((err.kind(), err.code()), ("policy_parse", 102));
+    let p = &err.problems()[0];
+    assert_eq!((p.file.as_str(), p.line), ("policies/main.cedar", Some(2)));
+
+    let err = Engine::from_files(files("permit (principal, action, resource);\n\npermit (principal, action, resource) when { principal.age > 3 };"))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), "policy_validation");
+    let p = &err.problems()[0];
+    assert_eq!((p.file.as_str(), p.line), ("policies/main.cedar", Some(3)));
+    assert!(p.message.contains("age"), "{p}");
+
+    let mut bad_entities = files(POLICIES);
+    bad_entities[2] = BundleFile::new("entities.json", r#"[{"uid": {"type": "User", "id": "x"}, "attrs": {"active": 1}, "parents": []}]"#);
+    let err = Engine::from_files(bad_entities).err().unwrap();
+    assert_eq!(err.kind(), "entities");
+    assert!(err.to_string().starts_with("entities.json"), "{err}");
+    assert!(err.to_string().contains("active"), "{err}");
+
+    let mut bad_schema = files(POLICIES);
+    bad_schema[0] = BundleFile::new("schema.cedarschema", "entity User = { active: Bool };\nentity Doc = { owner: Usr };");
+    let err = Engine::from_files(bad_schema).err().unwrap();
+    assert_eq!(err.kind(), "schema");
+
+    let mut bad_manifest = files(POLICIES);
+    bad_manifest[3] = BundleFile::new("manifest.json", "{\"name\": 3}");
+    assert_eq!(Engine::from_files(bad_manifest).err().unwrap().kind(), "manifest");
+
+    let err = Engine::from_bundle_dir("/nonexistent/bundle").err().unwrap();
+    assert_eq!(err.kind(), "io");
+    assert!(err.to_string().contains("/nonexistent/bundle"), "{err}");
+}
+
+#[test]
+fn validation_switches_let_unvalidated_bundles_run() {
+    let loose = "permit (principal, action, resource) when { principal.age > 3 };";
+    assert!(Engine::from_files(files(loose)).is_err());
+    let mut off = files(loose);
+    off[3] = BundleFile::new("manifest.json", r#"{"validate_policies": false}"#);
+    let e = Engine::from_files(off).unwrap();
+    let d = e.authorize_json_decision(&request("bo", "read", "d1").to_string()).unwrap();
+    assert_eq!((d.decision, d.errors.len()), (Effect::Deny, 1));
+
+    // With request validation off, a request the schema does not know is still decided.
+    let mut lax = files(POLICIES);
+    lax[3] = BundleFile::new("manifest.json", r#"{"validate_requests": false}"#);
+    let e = Engine::from_files(lax).unwrap();
+    assert_eq!(decide(&e, &request("bo", "fly", "d1")).0, Effect::Deny);
+    assert!(engine().authorize_json(&request("bo", "fly", "d1").to_string()).is_err());
+}
+
+#[test]
+fn failed_reload_keeps_the_old_bundle_and_a_good_one_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |files: &[BundleFile]| {
+        for f in files {
+            let path = dir.path().join(&f.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &f.contents).unwrap();
+        }
+    };
+    write(&files(POLICIES));
+    let e = Engine::from_bundle_dir(dir.path()).unwrap();
+    assert_eq!(e.info().version.as_deref(), Some("7"));
+    let before = decide(&e, &request("bo", "read", "d1"));
+
+    write(&[BundleFile::new("policies/main.cedar", "permit (principal,")]);
+    assert_eq!(e.reload_from_dir(dir.path()).unwrap_err().kind(), "policy_parse");
+    write(&[BundleFile::new("policies/main.cedar", "permit (principal, action, resource) when { resource.pages > 1 };")]);
+    assert_eq!(e.reload_from_dir(dir.path()).unwrap_err().kind(), "policy_validation");
+    assert_eq!(e.reload_from_dir(dir.path().join("missing")).unwrap_err().kind(), "io");
+    assert_eq!(decide(&e, &request("bo", "read", "d1")), before);
+    assert_eq!(e.info().policies, 3);
+
+    write(&[
+        BundleFile::new("policies/main.cedar", r#"@id("all") permit (principal, action, resource);"#),
+        BundleFile::new("manifest.json", r#"{"name": "docs", "version": "8"}"#),
+    ]);
+    e.reload_from_dir(dir.path()).unwrap();
+    assert_eq!(e.info().version.as_deref(), Some("8"));
+    assert_eq!(decide(&e, &request("ann", "read", "d1")), (Effect::Allow, vec!["all".into()]));
+}
+
+#[test]
+fn decisions_during_reloads_always_see_one_whole_bundle() {
+    // Version A allows ann to read d1 through `a`; version B through `b`. A decision mixing
+    // the two (or seeing neither) would show as another answer.
+    let a = files(r#"@id("a") permit (principal == User::"ann", action, resource);"#);
+    let b = files(r#"@id("b") permit (principal, action == Action::"read", resource);"#);
+    let engine = Arc::new(Engine::from_files(a.clone()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, done) = (Arc::clone(&engine), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut seen = [0usize; 2];
+                while !done.load(Ordering::Relaxed) {
+                    match decide(&engine, &request("ann", "read", "d1")) {
+                        (Effect::Allow, r) if r == ["a"] => seen[0] += 1,
+                        (Effect::Allow, r) if r == ["b"] => seen[1] += 1,
+                        other => panic!("decision from no single bundle: {other:?}"),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for i in 0..300 {
+        engine.reload_from_files(if i % 2 == 0 { b.clone() } else { a.clone() }).unwrap();
+        if i % 50 == 0 {
+            assert!(engine.reload_from_files(files("permit (")).is_err());
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let total: usize = readers.into_iter().map(|r| r.join().unwrap().iter().sum::<usize>()).sum();
+    assert!(total > 0);
+}
+
+#[test]
+fn the_default_gitlab_bundle_loads() {
+    let e = Engine::gitlab_default().unwrap();
+    let info = e.info();
+    assert_eq!(info.name.as_deref(), Some("gitlab"));
+    assert!(info.policies >= 40, "{info:?}");
+    assert!(info.has_schema && info.validate_policies && info.validate_requests);
+}
