@@ -15,7 +15,11 @@ const DENY: u8 = 1;
 const INVALID: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "arbiter", version, about = "Embeddable Cedar policy decisions: check, validate, test")]
+#[command(
+    name = "arbiter",
+    version,
+    about = "Embeddable Cedar policy decisions: check, validate, test"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,7 +83,9 @@ fn load(bundle: Option<&Path>) -> Result<Engine, String> {
 }
 
 fn load_failure(bundle: Option<&Path>, e: &LoadError) -> String {
-    let name = bundle.map_or("the default bundle".to_owned(), |d| format!("bundle `{}`", d.display()));
+    let name = bundle.map_or("the default bundle".to_owned(), |d| {
+        format!("bundle `{}`", d.display())
+    });
     format!("cannot load {name} ({}):\n{e}", e.kind())
 }
 
@@ -87,7 +93,9 @@ fn check_one(engine: &Engine, request: Option<&Path>) -> Result<u8, String> {
     let text = match request {
         None => read_stdin()?,
         Some(p) if p == Path::new("-") => read_stdin()?,
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?
+        }
     };
     match engine.authorize_json_decision(&text) {
         Ok(decision) => {
@@ -144,7 +152,8 @@ fn check_batch(engine: &Engine, path: &Path) -> Result<u8, String> {
         };
         written.map_err(|e| format!("cannot write output: {e}"))?;
     }
-    out.flush().map_err(|e| format!("cannot write output: {e}"))?;
+    out.flush()
+        .map_err(|e| format!("cannot write output: {e}"))?;
     Ok(if any_bad { INVALID } else { ALLOW })
 }
 

@@ -11,7 +11,12 @@ fn arbiter(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("arbiter runs");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -29,9 +34,15 @@ fn request(user: &str, action: &str, project: &str, access_level: u32) -> String
 fn check_exits_0_on_allow_1_on_deny_2_on_invalid_input() {
     let allow = arbiter(&["check"], &request("alice", "push_code", "3", 30));
     assert_eq!(allow.status.code(), Some(0));
-    assert_eq!(stdout(&allow).trim(), r#"{"decision":"allow","reasons":["role-developer"],"errors":[]}"#);
+    assert_eq!(
+        stdout(&allow).trim(),
+        r#"{"decision":"allow","reasons":["role-developer"],"errors":[]}"#
+    );
 
-    let deny = arbiter(&["check", "--request", "-"], &request("bob", "push_code", "3", 30));
+    let deny = arbiter(
+        &["check", "--request", "-"],
+        &request("bob", "push_code", "3", 30),
+    );
     assert_eq!(deny.status.code(), Some(1));
     assert!(stdout(&deny).contains(r#""reasons":["user-blocked"]"#));
 
@@ -64,7 +75,10 @@ fn batch_prints_one_line_per_request_and_an_error_line_for_a_bad_one() {
     std::fs::write(&path, lines.join("\n")).unwrap();
     let out = arbiter(&["check", "--requests", path.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(2));
-    let printed: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let printed: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(printed.len(), 3);
     assert_eq!(printed[0]["decision"], "allow");
     assert_eq!(printed[1]["error"]["kind"], "malformed_request");
@@ -73,14 +87,22 @@ fn batch_prints_one_line_per_request_and_an_error_line_for_a_bad_one() {
 
     std::fs::write(&path, [&lines[0], &lines[3]].map(|s| s.as_str()).join("\n")).unwrap();
     let out = arbiter(&["check", "--requests", path.to_str().unwrap()], "");
-    assert_eq!(out.status.code(), Some(0), "a batch of valid requests exits 0 even with denies");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a batch of valid requests exits 0 even with denies"
+    );
 }
 
 #[test]
 fn validate_reports_problems_with_file_and_line_and_exits_2() {
     assert_eq!(arbiter(&["validate"], "").status.code(), Some(0));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.cedar"), "permit (principal, action, resource);\nforbid (principal, action, resource) when { 1 + };").unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        "permit (principal, action, resource);\nforbid (principal, action, resource) when { 1 + };",
+    )
+    .unwrap();
     let out = arbiter(&["validate", "--bundle", dir.path().to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -101,19 +123,32 @@ fn test_runs_the_default_bundle_tests() {
 #[test]
 fn test_reports_failures_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.cedar"), r#"@id("all") permit (principal, action, resource);"#).unwrap();
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        r#"@id("all") permit (principal, action, resource);"#,
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("tests")).unwrap();
     let case = |name: &str, decision: &str| {
-        format!(r#"{{"name": "{name}", "request": {{"principal": {{"type": "U", "id": "a"}}, "action": {{"type": "Action", "id": "x"}}, "resource": {{"type": "R", "id": "r"}}}}, "decision": "{decision}"}}"#)
+        format!(
+            r#"{{"name": "{name}", "request": {{"principal": {{"type": "U", "id": "a"}}, "action": {{"type": "Action", "id": "x"}}, "resource": {{"type": "R", "id": "r"}}}}, "decision": "{decision}"}}"#
+        )
     };
     std::fs::write(
         dir.path().join("tests/t.json"),
-        format!(r#"{{"cases": [{}, {}]}}"#, case("allowed", "allow"), case("wrongly expects deny", "deny")),
+        format!(
+            r#"{{"cases": [{}, {}]}}"#,
+            case("allowed", "allow"),
+            case("wrongly expects deny", "deny")
+        ),
     )
     .unwrap();
     let out = arbiter(&["test", "--bundle", dir.path().to_str().unwrap()], "");
     let text = stdout(&out);
-    assert!(text.contains("FAIL tests/t.json: wrongly expects deny"), "{text}");
+    assert!(
+        text.contains("FAIL tests/t.json: wrongly expects deny"),
+        "{text}"
+    );
     assert_eq!(text.lines().last(), Some("1 passed, 1 failed"));
     assert_eq!(out.status.code(), Some(1));
 }

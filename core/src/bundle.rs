@@ -44,7 +44,8 @@ pub(crate) fn is_engine_file(path: &str) -> bool {
     if path.starts_with(TESTS_DIR) {
         return false;
     }
-    path.ends_with(".cedar") || [SCHEMA, SCHEMA_JSON, ENTITIES, MANIFEST, LINKS, TOKENS].contains(&path)
+    path.ends_with(".cedar")
+        || [SCHEMA, SCHEMA_JSON, ENTITIES, MANIFEST, LINKS, TOKENS].contains(&path)
 }
 
 /// Whether a file at this relative path is a decision test file (`tests/*.json`).
@@ -85,7 +86,10 @@ fn walk(
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            problems.push(Problem::in_file(&shown(dir), format!("cannot read directory: {e}")));
+            problems.push(Problem::in_file(
+                &shown(dir),
+                format!("cannot read directory: {e}"),
+            ));
             return;
         }
     };
@@ -93,7 +97,10 @@ fn walk(
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                problems.push(Problem::in_file(&shown(dir), format!("cannot list directory: {e}")));
+                problems.push(Problem::in_file(
+                    &shown(dir),
+                    format!("cannot list directory: {e}"),
+                ));
                 continue;
             }
         };
@@ -105,7 +112,9 @@ fn walk(
         let relative = format!("{prefix}{name}");
         // `metadata` follows symbolic links, so a linked policy file or folder is read too.
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => walk(&path, &format!("{relative}/"), keep, files, problems),
+            Ok(meta) if meta.is_dir() => {
+                walk(&path, &format!("{relative}/"), keep, files, problems)
+            }
             Ok(_) if !keep(&relative) => {}
             Ok(_) => files.push(BundleFile {
                 contents: match std::fs::read(&path) {
@@ -117,13 +126,19 @@ fn walk(
                         }
                     },
                     Err(e) => {
-                        problems.push(Problem::in_file(&relative, format!("cannot read file: {e}")));
+                        problems.push(Problem::in_file(
+                            &relative,
+                            format!("cannot read file: {e}"),
+                        ));
                         continue;
                     }
                 },
                 path: relative,
             }),
-            Err(e) => problems.push(Problem::in_file(&relative, format!("cannot read file: {e}"))),
+            Err(e) => problems.push(Problem::in_file(
+                &relative,
+                format!("cannot read file: {e}"),
+            )),
         }
     }
 }
@@ -203,18 +218,21 @@ impl Bundle {
             (Some(_), Some(_)) => {
                 return Err(LoadError::Schema(vec![Problem::in_file(
                     SCHEMA_JSON,
-                    format!("a bundle has one schema, but both `{SCHEMA}` and `{SCHEMA_JSON}` are present"),
+                    format!(
+                    "a bundle has one schema, but both `{SCHEMA}` and `{SCHEMA_JSON}` are present"
+                ),
                 )]))
             }
             (Some(f), None) => Some(
                 Schema::from_cedarschema_str(&f.contents)
                     .map(|(schema, _warnings)| schema)
-                    .map_err(|e| LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)]))?,
+                    .map_err(|e| {
+                        LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)])
+                    })?,
             ),
-            (None, Some(f)) => Some(
-                Schema::from_json_str(&f.contents)
-                    .map_err(|e| LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)]))?,
-            ),
+            (None, Some(f)) => Some(Schema::from_json_str(&f.contents).map_err(|e| {
+                LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)])
+            })?),
             (None, None) => None,
         };
         let policy_files: Vec<&BundleFile> = files
@@ -223,7 +241,8 @@ impl Bundle {
             .collect();
         let loaded = policies::load(&policy_files, file(LINKS))?;
         if let (Some(schema), true) = (&schema, manifest.validate_policies) {
-            let result = Validator::new(schema.clone()).validate(&loaded.set, ValidationMode::Strict);
+            let result =
+                Validator::new(schema.clone()).validate(&loaded.set, ValidationMode::Strict);
             if !result.validation_passed() {
                 let problems = result
                     .validation_errors()
@@ -258,12 +277,16 @@ impl Bundle {
 
     /// The schema requests are validated against, if the bundle has one and validates requests.
     pub(crate) fn request_schema(&self) -> Option<&Schema> {
-        self.schema.as_ref().filter(|_| self.manifest.validate_requests)
+        self.schema
+            .as_ref()
+            .filter(|_| self.manifest.validate_requests)
     }
 }
 
 /// Parses a bundle JSON file, reporting serde's line and column on failure.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(file: &BundleFile) -> Result<T, Vec<Problem>> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    file: &BundleFile,
+) -> Result<T, Vec<Problem>> {
     serde_json::from_str(&file.contents).map_err(|e| vec![json_problem(&file.path, &e)])
 }
 
@@ -299,10 +322,17 @@ mod tests {
 
     #[test]
     fn manifest_rejects_unknown_fields_with_a_line() {
-        let f = BundleFile::new("manifest.json", "{\n  \"name\": \"x\",\n  \"validate\": true\n}");
+        let f = BundleFile::new(
+            "manifest.json",
+            "{\n  \"name\": \"x\",\n  \"validate\": true\n}",
+        );
         let problems = parse_json::<Manifest>(&f).unwrap_err();
         assert_eq!(problems[0].file, "manifest.json");
         assert_eq!(problems[0].line, Some(3));
-        assert!(problems[0].message.contains("unknown field `validate`"), "{}", problems[0]);
+        assert!(
+            problems[0].message.contains("unknown field `validate`"),
+            "{}",
+            problems[0]
+        );
     }
 }

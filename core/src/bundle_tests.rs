@@ -116,11 +116,13 @@ impl TestSuite {
         let mut report = TestReport::default();
         for file in &self.files {
             match parse_json::<TestFile>(file) {
-                Ok(tests) => report.outcomes.extend(tests.cases.iter().map(|case| TestOutcome {
-                    file: file.path.clone(),
-                    name: case.name.clone(),
-                    failure: self.check(case).err(),
-                })),
+                Ok(tests) => report
+                    .outcomes
+                    .extend(tests.cases.iter().map(|case| TestOutcome {
+                        file: file.path.clone(),
+                        name: case.name.clone(),
+                        failure: self.check(case).err(),
+                    })),
                 Err(problems) => report.broken_files.extend(problems),
             }
         }
@@ -128,14 +130,20 @@ impl TestSuite {
     }
 
     fn check(&self, case: &TestCase) -> Result<(), String> {
-        let result = self.engine.authorize_json_decision(&case.request.to_string());
+        let result = self
+            .engine
+            .authorize_json_decision(&case.request.to_string());
         match (&case.decision, &case.error, result) {
             (Some(_), Some(_), _) | (None, None, _) => {
                 Err("a case needs exactly one of `decision` and `error`".into())
             }
             (None, Some(kind), Err(e)) if e.kind() == kind => Ok(()),
-            (None, Some(kind), Err(e)) => Err(format!("expected a `{kind}` error, got {e} ({})", e.kind())),
-            (None, Some(kind), Ok(d)) => Err(format!("expected a `{kind}` error, got {}", d.to_json())),
+            (None, Some(kind), Err(e)) => {
+                Err(format!("expected a `{kind}` error, got {e} ({})", e.kind()))
+            }
+            (None, Some(kind), Ok(d)) => {
+                Err(format!("expected a `{kind}` error, got {}", d.to_json()))
+            }
             (Some(_), None, Err(e)) => Err(format!("request failed: {e}")),
             (Some(expected), None, Ok(d)) => {
                 let reasons: BTreeSet<String> = d.reasons.iter().cloned().collect();

@@ -52,7 +52,10 @@ impl Engine {
 
     /// Replaces the bundle with one held in memory. On any error the current bundle keeps
     /// serving, untouched.
-    pub fn reload_from_files(&self, files: impl IntoIterator<Item = BundleFile>) -> Result<(), LoadError> {
+    pub fn reload_from_files(
+        &self,
+        files: impl IntoIterator<Item = BundleFile>,
+    ) -> Result<(), LoadError> {
         let bundle = Bundle::load(&sorted(files))?;
         self.bundle.store(Arc::new(bundle));
         Ok(())
@@ -91,8 +94,9 @@ impl Engine {
     /// "message"}}` for a request that could not be decided; a bad element does not affect the
     /// others. Only input that is not a JSON array fails as a whole.
     pub fn authorize_json_batch(&self, requests: &str) -> Result<String, RequestError> {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(requests).map_err(|e| RequestError::Malformed(format!("expected a JSON array of requests: {e}")))?;
+        let items: Vec<&RawValue> = serde_json::from_str(requests).map_err(|e| {
+            RequestError::Malformed(format!("expected a JSON array of requests: {e}"))
+        })?;
         let bundle = self.bundle.load();
         let answers: Vec<Answer> = items
             .into_iter()
@@ -118,7 +122,9 @@ impl From<Result<Decision, RequestError>> for Answer {
     fn from(result: Result<Decision, RequestError>) -> Self {
         match result {
             Ok(decision) => Answer::Decision(decision),
-            Err(e) => Answer::Error { error: e.to_json_value() },
+            Err(e) => Answer::Error {
+                error: e.to_json_value(),
+            },
         }
     }
 }
@@ -151,12 +157,17 @@ fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> 
         schema,
     )
     .map_err(|e| match e {
-        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => RequestError::context(&e),
+        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
+            RequestError::context(&e)
+        }
         e => RequestError::invalid(&e),
     })?;
     let ast_request: &ast::Request = cedar_request.as_ref();
-    let (p, a, r): (&EntityUID, &EntityUID, &EntityUID) =
-        (principal.as_ref(), request.action.as_ref(), request.resource.as_ref());
+    let (p, a, r): (&EntityUID, &EntityUID, &EntityUID) = (
+        principal.as_ref(),
+        request.action.as_ref(),
+        request.resource.as_ref(),
+    );
 
     let hierarchy_may_change = request
         .entities
@@ -168,10 +179,16 @@ fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> 
     } else {
         let mut seeds = vec![p.clone(), a.clone(), r.clone()];
         if let Some(ast::Context::Value(context)) = ast_request.context() {
-            context.values().for_each(|v| push_value_references(v, &mut seeds));
+            context
+                .values()
+                .for_each(|v| push_value_references(v, &mut seeds));
         }
         seeds.extend_from_slice(bundle.index.literals(a, hierarchy_may_change));
-        let own = request.entities.iter().map(|e| Arc::new(e.as_ref().clone())).collect();
+        let own = request
+            .entities
+            .iter()
+            .map(|e| Arc::new(e.as_ref().clone()))
+            .collect();
         layered = bundle.entities.layered(seeds, own, schema)?;
         &layered
     };
@@ -182,7 +199,11 @@ fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> 
 /// Cedar's authorization over `policies`: deny if any forbid holds (its forbids are the
 /// reasons), else allow if any permit holds (its permits are the reasons), else deny. A policy
 /// whose evaluation errors is skipped and its error reported.
-fn evaluate(request: ast::Request, store: &cedar_policy_core::entities::Entities, policies: &[&ast::Policy]) -> Decision {
+fn evaluate(
+    request: ast::Request,
+    store: &cedar_policy_core::entities::Entities,
+    policies: &[&ast::Policy],
+) -> Decision {
     let evaluator = Evaluator::new(request, store, Extensions::all_available());
     let mut permits = Vec::new();
     let mut forbids = Vec::new();

@@ -30,14 +30,19 @@ pub(crate) struct StaticEntities {
 impl StaticEntities {
     /// Parses `entities.json` (when present) against the schema (when present); the schema's
     /// action entities are added either way.
-    pub(crate) fn load(file: Option<&BundleFile>, schema: Option<&Schema>) -> Result<Self, LoadError> {
+    pub(crate) fn load(
+        file: Option<&BundleFile>,
+        schema: Option<&Schema>,
+    ) -> Result<Self, LoadError> {
         let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
         let parser = EntityJsonParser::new(
             core_schema.as_ref(),
             Extensions::all_available(),
             TCComputation::ComputeNow,
         );
-        let (path, text) = file.map_or(("entities.json", "[]"), |f| (f.path.as_str(), f.contents.as_str()));
+        let (path, text) = file.map_or(("entities.json", "[]"), |f| {
+            (f.path.as_str(), f.contents.as_str())
+        });
         let parsed = parser
             .from_json_str(text)
             .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?;
@@ -98,21 +103,21 @@ impl StaticEntities {
             seen.insert(uid);
         }
         let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
-        Entities::new()
+        let statics = Entities::new()
             .add_entities(
                 slice,
                 None::<&NoEntitiesSchema>,
                 TCComputation::AssumeAlreadyComputed,
                 Extensions::all_available(),
             )
-            .and_then(|store| {
-                store.upsert_entities(
-                    request_entities,
-                    core_schema.as_ref(),
-                    TCComputation::ComputeNow,
-                    Extensions::all_available(),
-                )
-            })
+            .map_err(|e| RequestError::entities(&e))?;
+        statics
+            .upsert_entities(
+                request_entities,
+                core_schema.as_ref(),
+                TCComputation::ComputeNow,
+                Extensions::all_available(),
+            )
             .map_err(|e| RequestError::entities(&e))
     }
 }
@@ -122,7 +127,10 @@ fn entities_problem(path: &str, text: &str, e: &dyn miette::Diagnostic) -> Probl
 }
 
 /// Parses one request entity in Cedar's entity JSON format, guided by the schema if given.
-pub(crate) fn parse_entity(json: serde_json::Value, schema: Option<&Schema>) -> Result<ast::Entity, RequestError> {
+pub(crate) fn parse_entity(
+    json: serde_json::Value,
+    schema: Option<&Schema>,
+) -> Result<ast::Entity, RequestError> {
     let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
     EntityJsonParser::new(
         core_schema.as_ref(),
@@ -148,6 +156,8 @@ pub(crate) fn push_value_references(value: &Value, queue: &mut Vec<EntityUID>) {
         ValueKind::Lit(Literal::EntityUID(uid)) => queue.push(uid.as_ref().clone()),
         ValueKind::Lit(_) | ValueKind::ExtensionValue(_) => {}
         ValueKind::Set(set) => set.iter().for_each(|v| push_value_references(v, queue)),
-        ValueKind::Record(record) => record.values().for_each(|v| push_value_references(v, queue)),
+        ValueKind::Record(record) => record
+            .values()
+            .for_each(|v| push_value_references(v, queue)),
     }
 }

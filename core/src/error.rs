@@ -267,6 +267,9 @@ mod tests {
     fn problems_print_file_line_and_column() {
         let p = Problem::at_offset("a.cedar", "x\ny", 2, "bad token");
         assert_eq!(p.to_string(), "a.cedar:2:1: bad token");
-        assert_eq!(Problem::in_file("m.json", "oops").to_string(), "m.json: oops");
+        assert_eq!(
+            Problem::in_file("m.json", "oops").to_string(),
+            "m.json: oops"
+        );
     }
 }

@@ -40,7 +40,10 @@ struct ActionPolicies {
 impl ActionPolicies {
     fn insert(&mut self, n: usize, anchor: Option<(Anchor, EntityUID)>) {
         match anchor {
-            Some((anchor, uid)) => self.anchored[anchor as usize].entry(uid).or_default().push(n),
+            Some((anchor, uid)) => self.anchored[anchor as usize]
+                .entry(uid)
+                .or_default()
+                .push(n),
             None => self.unanchored.push(n),
         }
     }
@@ -56,7 +59,11 @@ pub(crate) struct PolicyIndex {
 }
 
 impl PolicyIndex {
-    pub(crate) fn build(set: &PolicySet, schema: Option<&Schema>, entities: &StaticEntities) -> Self {
+    pub(crate) fn build(
+        set: &PolicySet,
+        schema: Option<&Schema>,
+        entities: &StaticEntities,
+    ) -> Self {
         let mut known: BTreeSet<EntityUID> = BTreeSet::new();
         if let Some(schema) = schema {
             known.extend(schema.actions().map(|a| a.as_ref().clone()));
@@ -81,7 +88,10 @@ impl PolicyIndex {
 
         let mut index = Self {
             policies: Vec::new(),
-            by_action: known.iter().map(|a| (a.clone(), ActionPolicies::default())).collect(),
+            by_action: known
+                .iter()
+                .map(|a| (a.clone(), ActionPolicies::default()))
+                .collect(),
             other_actions: ActionPolicies::default(),
             everything: ActionPolicies::default(),
         };
@@ -160,7 +170,10 @@ impl PolicyIndex {
             };
             lookup(Anchor::ResourceEq, resource);
             lookup(Anchor::PrincipalEq, principal);
-            for (anchor, uid) in [(Anchor::ResourceIn, resource), (Anchor::PrincipalIn, principal)] {
+            for (anchor, uid) in [
+                (Anchor::ResourceIn, resource),
+                (Anchor::PrincipalIn, principal),
+            ] {
                 lookup(anchor, uid);
                 if let Dereference::Data(entity) = store.entity(uid) {
                     for ancestor in entity.ancestors() {
@@ -170,7 +183,10 @@ impl PolicyIndex {
             }
         }
         selected.sort_unstable();
-        selected.iter().map(|&n| self.policies[n].as_ref()).collect()
+        selected
+            .iter()
+            .map(|&n| self.policies[n].as_ref())
+            .collect()
     }
 }
 

@@ -39,7 +39,10 @@ struct Link {
 
 /// Parses the policy files in order, giving each policy its `@id` annotation or Cedar's
 /// `policyN` by position across all files, then links templates as `links.json` says.
-pub(crate) fn load(files: &[&BundleFile], links: Option<&BundleFile>) -> Result<LoadedPolicies, LoadError> {
+pub(crate) fn load(
+    files: &[&BundleFile],
+    links: Option<&BundleFile>,
+) -> Result<LoadedPolicies, LoadError> {
     let mut set = PolicySet::new();
     let mut origins = HashMap::new();
     let mut problems = Vec::new();
@@ -61,7 +64,11 @@ pub(crate) fn load(files: &[&BundleFile], links: Option<&BundleFile>) -> Result<
         let mut items: Vec<(usize, Item)> = parsed
             .policies()
             .map(|p| (local_position(p.id()), Item::Policy(p.clone())))
-            .chain(parsed.templates().map(|t| (local_position(t.id()), Item::Template(t.clone()))))
+            .chain(
+                parsed
+                    .templates()
+                    .map(|t| (local_position(t.id()), Item::Template(t.clone()))),
+            )
             .collect();
         items.sort_by_key(|(n, _)| *n);
         for (_, item) in items {
@@ -73,7 +80,9 @@ pub(crate) fn load(files: &[&BundleFile], links: Option<&BundleFile>) -> Result<
             let offset = item.offset();
             let added = match item {
                 Item::Policy(p) => set.add(p.new_id(id.clone())).map_err(|e| e.to_string()),
-                Item::Template(t) => set.add_template(t.new_id(id.clone())).map_err(|e| e.to_string()),
+                Item::Template(t) => set
+                    .add_template(t.new_id(id.clone()))
+                    .map_err(|e| e.to_string()),
             };
             match added {
                 Ok(()) => {
@@ -81,10 +90,18 @@ pub(crate) fn load(files: &[&BundleFile], links: Option<&BundleFile>) -> Result<
                 }
                 Err(_) => {
                     let message = match origins.get(&id) {
-                        Some(&other) => format!("policy id `{id}` is already used in `{}`", files[other].path),
+                        Some(&other) => format!(
+                            "policy id `{id}` is already used in `{}`",
+                            files[other].path
+                        ),
                         None => format!("policy id `{id}` is already used"),
                     };
-                    problems.push(Problem::at_offset(&file.path, &file.contents, offset, message));
+                    problems.push(Problem::at_offset(
+                        &file.path,
+                        &file.contents,
+                        offset,
+                        message,
+                    ));
                 }
             }
         }
@@ -97,7 +114,10 @@ pub(crate) fn load(files: &[&BundleFile], links: Option<&BundleFile>) -> Result<
     }
     Ok(LoadedPolicies {
         set,
-        files: files.iter().map(|f| (f.path.clone(), f.contents.clone())).collect(),
+        files: files
+            .iter()
+            .map(|f| (f.path.clone(), f.contents.clone()))
+            .collect(),
         origins,
     })
 }
@@ -136,12 +156,15 @@ fn link_templates(
     origins: &mut HashMap<PolicyId, usize>,
     file: &BundleFile,
 ) -> Result<(), LoadError> {
-    let links: Vec<Link> =
-        serde_json::from_str(&file.contents).map_err(|e| LoadError::Links(vec![json_problem(&file.path, &e)]))?;
+    let links: Vec<Link> = serde_json::from_str(&file.contents)
+        .map_err(|e| LoadError::Links(vec![json_problem(&file.path, &e)]))?;
     let mut problems = Vec::new();
     for (n, link) in links.into_iter().enumerate() {
         let at = |message: String| {
-            Problem::in_file(&file.path, format!("link #{n} (`{}`): {message}", link.link_id))
+            Problem::in_file(
+                &file.path,
+                format!("link #{n} (`{}`): {message}", link.link_id),
+            )
         };
         let mut values = HashMap::new();
         for (slot, value) in &link.args {
@@ -149,7 +172,9 @@ fn link_templates(
                 "?principal" => SlotId::principal(),
                 "?resource" => SlotId::resource(),
                 other => {
-                    problems.push(at(format!("unknown slot `{other}`, expected `?principal` or `?resource`")));
+                    problems.push(at(format!(
+                        "unknown slot `{other}`, expected `?principal` or `?resource`"
+                    )));
                     continue;
                 }
             };
@@ -226,7 +251,10 @@ mod tests {
     fn duplicate_ids_are_rejected_with_both_files() {
         let err = load_texts(&[
             ("a.cedar", "@id(\"x\") permit(principal, action, resource);"),
-            ("b.cedar", "\n@id(\"x\") forbid(principal, action, resource);"),
+            (
+                "b.cedar",
+                "\n@id(\"x\") forbid(principal, action, resource);",
+            ),
         ])
         .err()
         .unwrap();
@@ -237,7 +265,10 @@ mod tests {
 
     #[test]
     fn links_instantiate_templates_and_report_bad_entries() {
-        let policy = BundleFile::new("t.cedar", "@id(\"t\") permit(principal == ?principal, action, resource);");
+        let policy = BundleFile::new(
+            "t.cedar",
+            "@id(\"t\") permit(principal == ?principal, action, resource);",
+        );
         let good = BundleFile::new(
             "links.json",
             r#"[{"template_id": "t", "link_id": "l1", "args": {"?principal": {"type": "User", "id": "a"}}}]"#,
@@ -252,6 +283,9 @@ mod tests {
         let err = load(&[&policy], Some(&bad)).err().unwrap();
         assert_eq!(err.kind(), "links");
         assert_eq!(err.problems().len(), 3, "{err}");
-        assert!(err.problems()[1].message.contains("unknown slot `?who`"), "{err}");
+        assert!(
+            err.problems()[1].message.contains("unknown slot `?who`"),
+            "{err}"
+        );
     }
 }

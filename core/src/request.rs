@@ -62,18 +62,24 @@ impl Request {
     /// Parses the contract's request JSON. With a schema, the context and entities are read
     /// the way the schema types them (so `__entity` and `__extn` escapes may be implicit).
     pub(crate) fn from_json(json: &str, schema: Option<&Schema>) -> Result<Self, RequestError> {
-        let wire: WireRequest = serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let wire: WireRequest =
+            serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
 
-        let principal = wire.principal.map(|p| entity_ref("principal", p)).transpose()?;
+        let principal = wire
+            .principal
+            .map(|p| entity_ref("principal", p))
+            .transpose()?;
         let action = entity_ref("action", wire.action)?;
         let resource = entity_ref("resource", wire.resource)?;
         let context = match wire.context {
             None => Context::empty(),
-            Some(json) => Context::from_json_value(json, schema.map(|s| (s, &action))).map_err(|e| match e {
-                // Reading the context against the schema needs the action first.
-                ContextJsonError::MissingAction(e) => RequestError::invalid(&e),
-                e => RequestError::context(&e),
-            })?,
+            Some(json) => Context::from_json_value(json, schema.map(|s| (s, &action))).map_err(
+                |e| match e {
+                    // Reading the context against the schema needs the action first.
+                    ContextJsonError::MissingAction(e) => RequestError::invalid(&e),
+                    e => RequestError::context(&e),
+                },
+            )?,
         };
         let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
         let mut entities: Vec<Entity> = Vec::with_capacity(wire.entities.len());
@@ -124,5 +130,10 @@ struct WireRequest {
 
 /// `{"type": ..., "id": ...}` or `{"__entity": {"type": ..., "id": ...}}`.
 fn entity_ref(field: &str, json: serde_json::Value) -> Result<EntityUid, RequestError> {
-    EntityUid::from_json(json).map_err(|e| RequestError::Malformed(format!("`{field}`: {}", crate::error::one_line(&e.to_string()))))
+    EntityUid::from_json(json).map_err(|e| {
+        RequestError::Malformed(format!(
+            "`{field}`: {}",
+            crate::error::one_line(&e.to_string())
+        ))
+    })
 }

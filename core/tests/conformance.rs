@@ -46,7 +46,10 @@ fn yes() -> bool {
 
 fn corpus_root() -> PathBuf {
     std::env::var_os("ARBITER_CONFORMANCE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/cedar-integration-tests"),
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/conformance/cedar-integration-tests")
+        },
         PathBuf::from,
     )
 }
@@ -54,7 +57,9 @@ fn corpus_root() -> PathBuf {
 /// Every test JSON with the folder its paths are relative to.
 fn test_files(root: &Path, unpacked: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut files = Vec::new();
-    collect_json(&root.join("tests"), &mut |p| files.push((p, root.to_path_buf())));
+    collect_json(&root.join("tests"), &mut |p| {
+        files.push((p, root.to_path_buf()))
+    });
     collect_json(&unpacked.join("corpus-tests"), &mut |p| {
         // The corpus folder holds `<hash>.json` tests beside `<hash>.entities.json` data.
         if !p.to_string_lossy().ends_with(".entities.json") {
@@ -66,7 +71,8 @@ fn test_files(root: &Path, unpacked: &Path) -> Vec<(PathBuf, PathBuf)> {
 }
 
 fn collect_json(dir: &Path, found: &mut dyn FnMut(PathBuf)) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
     for entry in entries {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
@@ -82,7 +88,12 @@ fn read(base: &Path, relative: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", base.join(relative).display()))
 }
 
-fn engine(test: &TestFile, base: &Path, validate_policies: bool, validate_requests: bool) -> Result<Engine, arbiter::LoadError> {
+fn engine(
+    test: &TestFile,
+    base: &Path,
+    validate_policies: bool,
+    validate_requests: bool,
+) -> Result<Engine, arbiter::LoadError> {
     Engine::from_files([
         BundleFile::new("policies.cedar", read(base, &test.policies)),
         BundleFile::new("schema.cedarschema", read(base, &test.schema)),
@@ -96,7 +107,12 @@ fn engine(test: &TestFile, base: &Path, validate_policies: bool, validate_reques
 
 /// Runs one test file; returns the number of requests checked, and pushes every disagreement.
 fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
-    let fail = |message: String| failures.lock().unwrap().push(format!("{}: {message}", path.display()));
+    let fail = |message: String| {
+        failures
+            .lock()
+            .unwrap()
+            .push(format!("{}: {message}", path.display()))
+    };
     let test: TestFile = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
@@ -110,7 +126,11 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
     }
     let mut checked = 0;
     for validate_requests in [true, false] {
-        let requests: Vec<&TestRequest> = test.requests.iter().filter(|r| r.validate_request == validate_requests).collect();
+        let requests: Vec<&TestRequest> = test
+            .requests
+            .iter()
+            .filter(|r| r.validate_request == validate_requests)
+            .collect();
         if requests.is_empty() {
             continue;
         }
@@ -141,10 +161,19 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
                 _ => Effect::Deny,
             };
             let reasons: BTreeSet<&str> = decision.reasons.iter().map(String::as_str).collect();
-            let errors: BTreeSet<&str> = decision.errors.iter().filter_map(|e| e.policy.as_deref()).collect();
-            let expected_reasons: BTreeSet<&str> = request.reason.iter().map(String::as_str).collect();
-            let expected_errors: BTreeSet<&str> = request.errors.iter().map(String::as_str).collect();
-            if decision.decision != expected_decision || reasons != expected_reasons || errors != expected_errors {
+            let errors: BTreeSet<&str> = decision
+                .errors
+                .iter()
+                .filter_map(|e| e.policy.as_deref())
+                .collect();
+            let expected_reasons: BTreeSet<&str> =
+                request.reason.iter().map(String::as_str).collect();
+            let expected_errors: BTreeSet<&str> =
+                request.errors.iter().map(String::as_str).collect();
+            if decision.decision != expected_decision
+                || reasons != expected_reasons
+                || errors != expected_errors
+            {
                 fail(format!(
                     "{}: expected {} {expected_reasons:?} errors {expected_errors:?}, got {}",
                     request.description,
@@ -161,8 +190,12 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
 fn cedar_integration_corpus_agrees_on_every_request() {
     let root = corpus_root();
     let unpacked = tempfile::tempdir().expect("temporary directory");
-    let archive = std::fs::File::open(root.join("corpus-tests.tar.gz"))
-        .unwrap_or_else(|e| panic!("the Cedar corpus must be present at {}: {e}", root.display()));
+    let archive = std::fs::File::open(root.join("corpus-tests.tar.gz")).unwrap_or_else(|e| {
+        panic!(
+            "the Cedar corpus must be present at {}: {e}",
+            root.display()
+        )
+    });
     tar::Archive::new(flate2::read::GzDecoder::new(archive))
         .unpack(unpacked.path())
         .expect("corpus unpacks");
@@ -176,19 +209,33 @@ fn cedar_integration_corpus_agrees_on_every_request() {
         for _ in 0..threads {
             scope.spawn(|| loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, base)) = files.get(n) else { break };
+                let Some((path, base)) = files.get(n) else {
+                    break;
+                };
                 checked.fetch_add(run_file(path, base, &failures), Ordering::Relaxed);
             });
         }
     });
     let failures = failures.into_inner().unwrap();
     let checked = checked.into_inner();
-    println!("{} test files, {checked} requests, {} disagreements", files.len(), failures.len());
+    println!(
+        "{} test files, {checked} requests, {} disagreements",
+        files.len(),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} disagreements with Cedar, the first ones:\n{}",
         failures.len(),
-        failures.iter().take(25).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(25)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert_eq!(checked, EXPECTED_REQUESTS, "every request of the corpus is checked");
+    assert_eq!(
+        checked, EXPECTED_REQUESTS,
+        "every request of the corpus is checked"
+    );
 }

@@ -51,16 +51,27 @@ fn request(principal: &str, action: &str, resource: &str) -> Value {
 }
 
 fn decide(engine: &Engine, request: &Value) -> (Effect, Vec<String>) {
-    let d = engine.authorize_json_decision(&request.to_string()).expect("request is valid");
+    let d = engine
+        .authorize_json_decision(&request.to_string())
+        .expect("request is valid");
     (d.decision, d.reasons)
 }
 
 #[test]
 fn decisions_carry_determining_policy_ids() {
     let e = engine();
-    assert_eq!(decide(&e, &request("bo", "read", "d1")), (Effect::Allow, vec!["owner-reads".into()]));
-    assert_eq!(decide(&e, &request("ann", "read", "d1")), (Effect::Deny, vec![]));
-    assert_eq!(decide(&e, &request("ann", "write", "d1")), (Effect::Allow, vec!["team-writes".into()]));
+    assert_eq!(
+        decide(&e, &request("bo", "read", "d1")),
+        (Effect::Allow, vec!["owner-reads".into()])
+    );
+    assert_eq!(
+        decide(&e, &request("ann", "read", "d1")),
+        (Effect::Deny, vec![])
+    );
+    assert_eq!(
+        decide(&e, &request("ann", "write", "d1")),
+        (Effect::Allow, vec!["team-writes".into()])
+    );
 }
 
 #[test]
@@ -68,26 +79,53 @@ fn unannotated_policies_are_numbered_by_position() {
     let mut r = request("ghost", "read", "d1");
     r["entities"] = json!([{"uid": {"type": "User", "id": "ghost"}, "attrs": {"active": false}, "parents": []}]);
     // The third policy has no @id: it is Cedar's policy2.
-    assert_eq!(decide(&engine(), &r), (Effect::Deny, vec!["policy2".into()]));
+    assert_eq!(
+        decide(&engine(), &r),
+        (Effect::Deny, vec!["policy2".into()])
+    );
 }
 
 #[test]
 fn authorize_json_speaks_the_contract_wire_format() {
-    let answer: Value = serde_json::from_str(&engine().authorize_json(&request("bo", "read", "d1").to_string()).unwrap()).unwrap();
-    assert_eq!(answer, json!({"decision": "allow", "reasons": ["owner-reads"], "errors": []}));
+    let answer: Value = serde_json::from_str(
+        &engine()
+            .authorize_json(&request("bo", "read", "d1").to_string())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        answer,
+        json!({"decision": "allow", "reasons": ["owner-reads"], "errors": []})
+    );
 }
 
 #[test]
 fn typed_requests_decide_like_json_ones() {
     let uid = |t: &str, id: &str| EntityUid::from_json(json!({"type": t, "id": id})).unwrap();
     let e = engine();
-    let d = e.authorize(&Request::new(uid("User", "bo"), uid("Action", "read"), uid("Doc", "d1"))).unwrap();
-    assert!(d.allowed());
-    let blocked = Entity::from_json_value(json!({"uid": {"type": "User", "id": "bo"}, "attrs": {"active": false}, "parents": []}), None).unwrap();
     let d = e
-        .authorize(&Request::new(uid("User", "bo"), uid("Action", "read"), uid("Doc", "d1")).with_entities(vec![blocked]))
+        .authorize(&Request::new(
+            uid("User", "bo"),
+            uid("Action", "read"),
+            uid("Doc", "d1"),
+        ))
         .unwrap();
-    assert_eq!((d.decision, d.reasons), (Effect::Deny, vec!["policy2".to_owned()]));
+    assert!(d.allowed());
+    let blocked = Entity::from_json_value(
+        json!({"uid": {"type": "User", "id": "bo"}, "attrs": {"active": false}, "parents": []}),
+        None,
+    )
+    .unwrap();
+    let d = e
+        .authorize(
+            &Request::new(uid("User", "bo"), uid("Action", "read"), uid("Doc", "d1"))
+                .with_entities(vec![blocked]),
+        )
+        .unwrap();
+    assert_eq!(
+        (d.decision, d.reasons),
+        (Effect::Deny, vec!["policy2".to_owned()])
+    );
 }
 
 #[test]
@@ -95,7 +133,8 @@ fn request_entities_replace_static_ones_for_that_request_only() {
     let e = engine();
     let mut r = request("ann", "write", "d1");
     // ann leaves the team for this request: team-writes no longer applies.
-    r["entities"] = json!([{"uid": {"type": "User", "id": "ann"}, "attrs": {"active": true}, "parents": []}]);
+    r["entities"] =
+        json!([{"uid": {"type": "User", "id": "ann"}, "attrs": {"active": true}, "parents": []}]);
     assert_eq!(decide(&e, &r).0, Effect::Deny);
     assert_eq!(decide(&e, &request("ann", "write", "d1")).0, Effect::Allow);
     // A new document owned by ann, only in this request.
@@ -118,7 +157,11 @@ fn evaluation_errors_are_reported_with_their_policy_and_deny() {
     assert_eq!(d.errors.len(), 1);
     assert_eq!(d.errors[0].kind, DecisionErrorKind::PolicyEvaluation);
     assert_eq!(d.errors[0].policy.as_deref(), Some("needs-level"));
-    assert!(d.errors[0].message.contains("level"), "{}", d.errors[0].message);
+    assert!(
+        d.errors[0].message.contains("level"),
+        "{}",
+        d.errors[0].message
+    );
 }
 
 #[test]
@@ -126,11 +169,19 @@ fn malformed_and_invalid_requests_are_call_errors_with_kinds() {
     let e = engine();
     let kind = |json: &str| e.authorize_json(json).unwrap_err().kind();
     assert_eq!(kind("{not json"), "malformed_request");
-    assert_eq!(kind(r#"{"action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d1"}}"#), "malformed_request");
+    assert_eq!(
+        kind(
+            r#"{"action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d1"}}"#
+        ),
+        "malformed_request"
+    );
     let mut r = request("bo", "read", "d1");
     r["colour"] = json!("blue");
     assert_eq!(kind(&r.to_string()), "malformed_request");
-    assert_eq!(kind(&request("bo", "delete", "d1").to_string()), "invalid_request");
+    assert_eq!(
+        kind(&request("bo", "delete", "d1").to_string()),
+        "invalid_request"
+    );
     let mut r = request("bo", "read", "d1");
     r["principal"] = json!({"type": "Robot", "id": "r2"});
     assert_eq!(kind(&r.to_string()), "invalid_request");
@@ -138,7 +189,8 @@ fn malformed_and_invalid_requests_are_call_errors_with_kinds() {
     r["context"] = json!({"level": "high"});
     assert_eq!(kind(&r.to_string()), "invalid_context");
     let mut r = request("bo", "read", "d1");
-    r["entities"] = json!([{"uid": {"type": "User", "id": "x"}, "attrs": {"active": "yes"}, "parents": []}]);
+    r["entities"] =
+        json!([{"uid": {"type": "User", "id": "x"}, "attrs": {"active": "yes"}, "parents": []}]);
     let err = e.authorize_json(&r.to_string()).unwrap_err();
     assert_eq!(err.kind(), "invalid_entities");
     assert!(err.message().contains("entities[0]"), "{err}");
@@ -147,7 +199,11 @@ fn malformed_and_invalid_requests_are_call_errors_with_kinds() {
         {"uid": {"type": "User", "id": "x"}, "attrs": {"active": true}, "parents": []},
         {"uid": {"type": "User", "id": "x"}, "attrs": {"active": false}, "parents": []}
     ]);
-    assert!(e.authorize_json(&r.to_string()).unwrap_err().message().contains("already given"));
+    assert!(e
+        .authorize_json(&r.to_string())
+        .unwrap_err()
+        .message()
+        .contains("already given"));
 }
 
 #[test]
@@ -159,20 +215,28 @@ fn a_token_nobody_can_verify_denies() {
     assert_eq!(d.decision, Effect::Deny);
     assert_eq!(d.errors[0].kind, DecisionErrorKind::UnknownIssuer);
     r.as_object_mut().unwrap().remove("principal");
-    assert_eq!(e.authorize_json_decision(&r.to_string()).unwrap().decision, Effect::Deny);
+    assert_eq!(
+        e.authorize_json_decision(&r.to_string()).unwrap().decision,
+        Effect::Deny
+    );
 }
 
 #[test]
 fn batch_answers_every_element_in_order() {
     let e = engine();
-    let batch = json!([request("bo", "read", "d1"), {"nonsense": true}, request("ann", "read", "d1")]);
-    let answers: Vec<Value> = serde_json::from_str(&e.authorize_json_batch(&batch.to_string()).unwrap()).unwrap();
+    let batch =
+        json!([request("bo", "read", "d1"), {"nonsense": true}, request("ann", "read", "d1")]);
+    let answers: Vec<Value> =
+        serde_json::from_str(&e.authorize_json_batch(&batch.to_string()).unwrap()).unwrap();
     assert_eq!(answers.len(), 3);
     assert_eq!(answers[0]["decision"], "allow");
     assert_eq!(answers[1]["error"]["kind"], "malformed_request");
     assert_eq!(answers[1]["error"]["code"], 200);
     assert_eq!(answers[2]["decision"], "deny");
-    assert_eq!(e.authorize_json_batch("{}").unwrap_err().kind(), "malformed_request");
+    assert_eq!(
+        e.authorize_json_batch("{}").unwrap_err().kind(),
+        "malformed_request"
+    );
 
     let uid = |t: &str, id: &str| EntityUid::from_json(json!({"type": t, "id": id})).unwrap();
     let typed = [
@@ -186,7 +250,11 @@ fn batch_answers_every_element_in_order() {
 
 #[test]
 fn load_errors_name_the_file_and_line() {
-    let err = Engine::from_files(files("permit (principal, action, resource);\npermit (principal, action resource);")).err().unwrap();
+    let err = Engine::from_files(files(
+        "permit (principal, action, resource);\npermit (principal, action resource);",
+    ))
+    .err()
+    .unwrap();
     assert_eq!((err.kind(), err.code()), ("policy_parse", 102));
     let p = &err.problems()[0];
     assert_eq!((p.file.as_str(), p.line), ("policies/main.cedar", Some(2)));
@@ -200,22 +268,33 @@ fn load_errors_name_the_file_and_line() {
     assert!(p.message.contains("age"), "{p}");
 
     let mut bad_entities = files(POLICIES);
-    bad_entities[2] = BundleFile::new("entities.json", r#"[{"uid": {"type": "User", "id": "x"}, "attrs": {"active": 1}, "parents": []}]"#);
+    bad_entities[2] = BundleFile::new(
+        "entities.json",
+        r#"[{"uid": {"type": "User", "id": "x"}, "attrs": {"active": 1}, "parents": []}]"#,
+    );
     let err = Engine::from_files(bad_entities).err().unwrap();
     assert_eq!(err.kind(), "entities");
     assert!(err.to_string().starts_with("entities.json"), "{err}");
     assert!(err.to_string().contains("active"), "{err}");
 
     let mut bad_schema = files(POLICIES);
-    bad_schema[0] = BundleFile::new("schema.cedarschema", "entity User = { active: Bool };\nentity Doc = { owner: Usr };");
+    bad_schema[0] = BundleFile::new(
+        "schema.cedarschema",
+        "entity User = { active: Bool };\nentity Doc = { owner: Usr };",
+    );
     let err = Engine::from_files(bad_schema).err().unwrap();
     assert_eq!(err.kind(), "schema");
 
     let mut bad_manifest = files(POLICIES);
     bad_manifest[3] = BundleFile::new("manifest.json", "{\"name\": 3}");
-    assert_eq!(Engine::from_files(bad_manifest).err().unwrap().kind(), "manifest");
+    assert_eq!(
+        Engine::from_files(bad_manifest).err().unwrap().kind(),
+        "manifest"
+    );
 
-    let err = Engine::from_bundle_dir("/nonexistent/bundle").err().unwrap();
+    let err = Engine::from_bundle_dir("/nonexistent/bundle")
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), "io");
     assert!(err.to_string().contains("/nonexistent/bundle"), "{err}");
 }
@@ -227,7 +306,9 @@ fn validation_switches_let_unvalidated_bundles_run() {
     let mut off = files(loose);
     off[3] = BundleFile::new("manifest.json", r#"{"validate_policies": false}"#);
     let e = Engine::from_files(off).unwrap();
-    let d = e.authorize_json_decision(&request("bo", "read", "d1").to_string()).unwrap();
+    let d = e
+        .authorize_json_decision(&request("bo", "read", "d1").to_string())
+        .unwrap();
     assert_eq!((d.decision, d.errors.len()), (Effect::Deny, 1));
 
     // With request validation off, a request the schema does not know is still decided.
@@ -235,7 +316,9 @@ fn validation_switches_let_unvalidated_bundles_run() {
     lax[3] = BundleFile::new("manifest.json", r#"{"validate_requests": false}"#);
     let e = Engine::from_files(lax).unwrap();
     assert_eq!(decide(&e, &request("bo", "fly", "d1")).0, Effect::Deny);
-    assert!(engine().authorize_json(&request("bo", "fly", "d1").to_string()).is_err());
+    assert!(engine()
+        .authorize_json(&request("bo", "fly", "d1").to_string())
+        .is_err());
 }
 
 #[test]
@@ -254,20 +337,40 @@ fn failed_reload_keeps_the_old_bundle_and_a_good_one_replaces_it() {
     let before = decide(&e, &request("bo", "read", "d1"));
 
     write(&[BundleFile::new("policies/main.cedar", "permit (principal,")]);
-    assert_eq!(e.reload_from_dir(dir.path()).unwrap_err().kind(), "policy_parse");
-    write(&[BundleFile::new("policies/main.cedar", "permit (principal, action, resource) when { resource.pages > 1 };")]);
-    assert_eq!(e.reload_from_dir(dir.path()).unwrap_err().kind(), "policy_validation");
-    assert_eq!(e.reload_from_dir(dir.path().join("missing")).unwrap_err().kind(), "io");
+    assert_eq!(
+        e.reload_from_dir(dir.path()).unwrap_err().kind(),
+        "policy_parse"
+    );
+    write(&[BundleFile::new(
+        "policies/main.cedar",
+        "permit (principal, action, resource) when { resource.pages > 1 };",
+    )]);
+    assert_eq!(
+        e.reload_from_dir(dir.path()).unwrap_err().kind(),
+        "policy_validation"
+    );
+    assert_eq!(
+        e.reload_from_dir(dir.path().join("missing"))
+            .unwrap_err()
+            .kind(),
+        "io"
+    );
     assert_eq!(decide(&e, &request("bo", "read", "d1")), before);
     assert_eq!(e.info().policies, 3);
 
     write(&[
-        BundleFile::new("policies/main.cedar", r#"@id("all") permit (principal, action, resource);"#),
+        BundleFile::new(
+            "policies/main.cedar",
+            r#"@id("all") permit (principal, action, resource);"#,
+        ),
         BundleFile::new("manifest.json", r#"{"name": "docs", "version": "8"}"#),
     ]);
     e.reload_from_dir(dir.path()).unwrap();
     assert_eq!(e.info().version.as_deref(), Some("8"));
-    assert_eq!(decide(&e, &request("ann", "read", "d1")), (Effect::Allow, vec!["all".into()]));
+    assert_eq!(
+        decide(&e, &request("ann", "read", "d1")),
+        (Effect::Allow, vec!["all".into()])
+    );
 }
 
 #[test]
@@ -295,13 +398,18 @@ fn decisions_during_reloads_always_see_one_whole_bundle() {
         })
         .collect();
     for i in 0..300 {
-        engine.reload_from_files(if i % 2 == 0 { b.clone() } else { a.clone() }).unwrap();
+        engine
+            .reload_from_files(if i % 2 == 0 { b.clone() } else { a.clone() })
+            .unwrap();
         if i % 50 == 0 {
             assert!(engine.reload_from_files(files("permit (")).is_err());
         }
     }
     done.store(true, Ordering::Relaxed);
-    let total: usize = readers.into_iter().map(|r| r.join().unwrap().iter().sum::<usize>()).sum();
+    let total: usize = readers
+        .into_iter()
+        .map(|r| r.join().unwrap().iter().sum::<usize>())
+        .sum();
     assert!(total > 0);
 }
 

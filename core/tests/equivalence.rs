@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use arbiter::{BundleFile, Effect, Engine};
-use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, SlotId};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, SlotId,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -55,12 +57,21 @@ fn principal_scope() -> impl Strategy<Value = String> {
 }
 
 fn action_scope() -> impl Strategy<Value = String> {
-    let name = |i: usize| if i < ACTIONS { format!(r#"Action::"a{i}""#) } else { format!(r#"Action::"ag{}""#, i - ACTIONS) };
+    let name = |i: usize| {
+        if i < ACTIONS {
+            format!(r#"Action::"a{i}""#)
+        } else {
+            format!(r#"Action::"ag{}""#, i - ACTIONS)
+        }
+    };
     prop_oneof![
         Just("action".to_owned()),
         (0..ACTIONS + 2).prop_map(move |i| format!("action == {}", name(i))),
         prop::collection::btree_set(0..ACTIONS + 2, 1..3).prop_map(move |set| {
-            format!("action in [{}]", set.into_iter().map(name).collect::<Vec<_>>().join(", "))
+            format!(
+                "action in [{}]",
+                set.into_iter().map(name).collect::<Vec<_>>().join(", ")
+            )
         }),
     ]
 }
@@ -97,13 +108,19 @@ fn condition() -> impl Strategy<Value = String> {
 }
 
 fn policy() -> impl Strategy<Value = String> {
-    (any::<bool>(), principal_scope(), action_scope(), resource_scope(), condition(), any::<bool>()).prop_map(
-        |(permit, p, a, r, c, unless)| {
+    (
+        any::<bool>(),
+        principal_scope(),
+        action_scope(),
+        resource_scope(),
+        condition(),
+        any::<bool>(),
+    )
+        .prop_map(|(permit, p, a, r, c, unless)| {
             let effect = if permit { "permit" } else { "forbid" };
             let clause = if unless { "unless" } else { "when" };
             format!("{effect}({p}, {a}, {r}) {clause} {{ {c} }};")
-        },
-    )
+        })
 }
 
 /// A template with both slots, and the links made from it.
@@ -117,15 +134,24 @@ fn template_with_links() -> impl Strategy<Value = (String, Vec<(usize, usize)>)>
 }
 
 fn slot_principal(i: usize) -> Value {
-    if i < USERS { user(i) } else { group(i - USERS) }
+    if i < USERS {
+        user(i)
+    } else {
+        group(i - USERS)
+    }
 }
 
 fn slot_resource(i: usize) -> Value {
-    if i < DOCS { doc(i) } else { group(i - DOCS) }
+    if i < DOCS {
+        doc(i)
+    } else {
+        group(i - DOCS)
+    }
 }
 
 fn subset(len: usize) -> impl Strategy<Value = Vec<usize>> {
-    prop::collection::btree_set(0..len.max(1), 0..3).prop_map(move |s| s.into_iter().filter(|&i| i < len).collect())
+    prop::collection::btree_set(0..len.max(1), 0..3)
+        .prop_map(move |s| s.into_iter().filter(|&i| i < len).collect())
 }
 
 fn user_entity(i: usize) -> impl Strategy<Value = Value> {
@@ -205,7 +231,12 @@ fn case() -> impl Strategy<Value = Case> {
             1..8,
         ),
     )
-        .prop_map(|(policies, templates, entities, requests)| Case { policies, templates, entities, requests })
+        .prop_map(|(policies, templates, entities, requests)| Case {
+            policies,
+            templates,
+            entities,
+            requests,
+        })
 }
 
 /// Cedar's own answer, or `None` when Cedar rejects the merged entities.
@@ -226,16 +257,27 @@ fn reference(
     let response = Authorizer::new().is_authorized(request, set, &entities);
     Some((
         response.decision(),
-        response.diagnostics().reason().map(ToString::to_string).collect(),
-        response.diagnostics().errors().map(|cedar_policy::AuthorizationError::PolicyEvaluationError(e)| e.policy_id().to_string()).collect(),
+        response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect(),
+        response
+            .diagnostics()
+            .errors()
+            .map(
+                |cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
+                    e.policy_id().to_string()
+                },
+            )
+            .collect(),
     ))
 }
 
 fn check(case: &Case) -> Result<(), TestCaseError> {
     let mut text = case.policies.join("\n");
     let mut links = Vec::new();
-    let mut position = case.policies.len();
-    for (template, template_links) in &case.templates {
+    for (position, (template, template_links)) in (case.policies.len()..).zip(&case.templates) {
         text.push('\n');
         text.push_str(template);
         for (n, (p, r)) in template_links.iter().enumerate() {
@@ -245,11 +287,13 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
                 "args": {"?principal": slot_principal(*p), "?resource": slot_resource(*r)},
             }));
         }
-        position += 1;
     }
     let engine = Engine::from_files([
         BundleFile::new("policies.cedar", text.clone()),
-        BundleFile::new("entities.json", Value::Array(case.entities.clone()).to_string()),
+        BundleFile::new(
+            "entities.json",
+            Value::Array(case.entities.clone()).to_string(),
+        ),
         BundleFile::new("links.json", Value::Array(links.clone()).to_string()),
     ])
     .map_err(|e| TestCaseError::fail(format!("bundle does not load: {e}")))?;
@@ -257,8 +301,14 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     let mut set = PolicySet::from_str(&text).expect("generated policies parse");
     for link in &links {
         let values = [
-            (SlotId::principal(), EntityUid::from_json(link["args"]["?principal"].clone()).unwrap()),
-            (SlotId::resource(), EntityUid::from_json(link["args"]["?resource"].clone()).unwrap()),
+            (
+                SlotId::principal(),
+                EntityUid::from_json(link["args"]["?principal"].clone()).unwrap(),
+            ),
+            (
+                SlotId::resource(),
+                EntityUid::from_json(link["args"]["?resource"].clone()).unwrap(),
+            ),
         ];
         set.link(
             PolicyId::new(link["template_id"].as_str().unwrap()),
@@ -284,12 +334,21 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         let got = engine.authorize_json_decision(&json_request.to_string());
         match (expected, got) {
             (None, Err(e)) => prop_assert_eq!(e.kind(), "invalid_entities"),
-            (None, Ok(d)) => prop_assert!(false, "cedar rejects the entities, arbiter decided {}", d.to_json()),
+            (None, Ok(d)) => prop_assert!(
+                false,
+                "cedar rejects the entities, arbiter decided {}",
+                d.to_json()
+            ),
             (Some(_), Err(e)) => prop_assert!(false, "arbiter failed: {e} on {json_request}"),
             (Some((decision, reasons, errors)), Ok(d)) => {
                 let got_reasons: BTreeSet<String> = d.reasons.iter().cloned().collect();
-                let got_errors: BTreeSet<String> = d.errors.iter().filter_map(|e| e.policy.clone()).collect();
-                let want = if decision == Decision::Allow { Effect::Allow } else { Effect::Deny };
+                let got_errors: BTreeSet<String> =
+                    d.errors.iter().filter_map(|e| e.policy.clone()).collect();
+                let want = if decision == Decision::Allow {
+                    Effect::Allow
+                } else {
+                    Effect::Deny
+                };
                 prop_assert_eq!(d.decision, want, "request {}", json_request);
                 prop_assert_eq!(got_reasons, reasons, "request {}", json_request);
                 prop_assert_eq!(got_errors, errors, "request {}", json_request);

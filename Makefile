@@ -1,0 +1,27 @@
+# Arbiter: `make build` builds every artifact, `make test` runs every test of every language.
+# One release build is shared by everything (tests included), so it is compiled once.
+
+CARGO ?= cargo
+ARBITER := target/release/arbiter
+
+.PHONY: build test lint rust-test bundle-test
+
+build:
+	$(CARGO) build --release --workspace
+
+test: lint rust-test bundle-test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# Unit, engine, CLI, property and conformance tests (the conformance test reads
+# ../shared/conformance/cedar-integration-tests, or ARBITER_CONFORMANCE_DIR).
+rust-test: build
+	$(CARGO) test --release --workspace
+
+# The default bundle as the CLI runs it, from its directory and embedded.
+bundle-test: build
+	$(ARBITER) validate --bundle policies/gitlab
+	$(ARBITER) test --bundle policies/gitlab
+	$(ARBITER) test
