@@ -55,7 +55,7 @@ pub(crate) fn is_test_file(path: &str) -> bool {
 }
 
 /// Reads the files under `root` whose relative path `keep` accepts (recursively, hidden entries
-/// skipped), sorted by path.
+/// skipped).
 pub(crate) fn read_dir_files(
     root: &Path,
     keep: &dyn Fn(&str) -> bool,
@@ -66,7 +66,6 @@ pub(crate) fn read_dir_files(
     if !problems.is_empty() {
         return Err(LoadError::Io(problems));
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
@@ -207,8 +206,19 @@ pub(crate) struct Bundle {
 }
 
 impl Bundle {
-    /// Loads a bundle from its files. Nothing is kept unless every part loads.
-    pub(crate) fn load(files: &[BundleFile]) -> Result<Self, LoadError> {
+    /// Loads a bundle from its files, in any order. Nothing is kept unless every part loads.
+    pub(crate) fn load(mut files: Vec<BundleFile>) -> Result<Self, LoadError> {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let twice: Vec<Problem> = files
+            .windows(2)
+            .filter(|pair| pair[0].path == pair[1].path)
+            .map(|pair| {
+                Problem::in_file(&pair[0].path, "the bundle holds two files with this path")
+            })
+            .collect();
+        if !twice.is_empty() {
+            return Err(LoadError::Io(twice));
+        }
         let file = |name: &str| files.iter().find(|f| f.path == name);
         let manifest = match file(MANIFEST) {
             Some(f) => parse_json::<Manifest>(f).map_err(LoadError::Manifest)?,

@@ -97,9 +97,11 @@ impl TestSuite {
     /// The bundle in `dir` and its `tests/*.json`.
     pub fn from_bundle_dir(dir: impl AsRef<Path>) -> Result<Self, LoadError> {
         let dir = dir.as_ref();
+        let mut files = read_dir_files(dir, &is_test_file)?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Self {
             engine: Engine::from_bundle_dir(dir)?,
-            files: read_dir_files(dir, &is_test_file)?,
+            files,
         })
     }
 

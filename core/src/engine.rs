@@ -35,7 +35,7 @@ impl Engine {
     /// Loads a bundle held in memory, one [`BundleFile`] per file.
     pub fn from_files(files: impl IntoIterator<Item = BundleFile>) -> Result<Self, LoadError> {
         Ok(Self {
-            bundle: ArcSwap::from_pointee(Bundle::load(&sorted(files))?),
+            bundle: ArcSwap::from_pointee(Bundle::load(files.into_iter().collect())?),
         })
     }
 
@@ -56,7 +56,7 @@ impl Engine {
         &self,
         files: impl IntoIterator<Item = BundleFile>,
     ) -> Result<(), LoadError> {
-        let bundle = Bundle::load(&sorted(files))?;
+        let bundle = Bundle::load(files.into_iter().collect())?;
         self.bundle.store(Arc::new(bundle));
         Ok(())
     }
@@ -73,7 +73,7 @@ impl Engine {
 
     /// Decides many requests against the same bundle version, one result per request.
     pub fn authorize_batch(&self, requests: &[Request]) -> Vec<Result<Decision, RequestError>> {
-        let bundle = self.bundle.load();
+        let bundle = self.bundle.load_full();
         requests.iter().map(|r| decide(&bundle, r)).collect()
     }
 
@@ -97,7 +97,7 @@ impl Engine {
         let items: Vec<&RawValue> = serde_json::from_str(requests).map_err(|e| {
             RequestError::Malformed(format!("expected a JSON array of requests: {e}"))
         })?;
-        let bundle = self.bundle.load();
+        let bundle = self.bundle.load_full();
         let answers: Vec<Answer> = items
             .into_iter()
             .map(|item| {
@@ -127,12 +127,6 @@ impl From<Result<Decision, RequestError>> for Answer {
             },
         }
     }
-}
-
-fn sorted(files: impl IntoIterator<Item = BundleFile>) -> Vec<BundleFile> {
-    let mut files: Vec<BundleFile> = files.into_iter().collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files
 }
 
 fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> {
