@@ -9,9 +9,11 @@ use arbiter::bundle_tests::TestSuite;
 use arbiter::{Engine, LoadError};
 use clap::{Parser, Subcommand};
 
+mod token;
+
 /// Exit codes of the contract.
-const ALLOW: u8 = 0;
-const DENY: u8 = 1;
+pub(crate) const ALLOW: u8 = 0;
+pub(crate) const DENY: u8 = 1;
 const INVALID: u8 = 2;
 
 #[derive(Parser)]
@@ -39,6 +41,9 @@ enum Command {
         /// File holding one request JSON per line; prints one decision line per request.
         #[arg(long)]
         requests: Option<PathBuf>,
+        /// Check tokens as of this time (Unix seconds) instead of now.
+        #[arg(long)]
+        now: Option<i64>,
     },
     /// Load and validate a bundle. Exit 0 when it loads, 2 otherwise, with the problems printed.
     Validate {
@@ -52,6 +57,9 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+    /// Verify and mint tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,12 +69,14 @@ fn main() -> ExitCode {
             bundle,
             request,
             requests,
-        } => load(bundle.as_deref()).and_then(|engine| match requests {
+            now,
+        } => load(bundle.as_deref(), now).and_then(|engine| match requests {
             Some(path) => check_batch(&engine, &path),
             None => check_one(&engine, request.as_deref()),
         }),
         Command::Validate { bundle } => validate(bundle.as_deref()),
         Command::Test { bundle } => test(bundle.as_deref()),
+        Command::Token(command) => token::run(command),
     };
     ExitCode::from(code.unwrap_or_else(|message| {
         eprintln!("arbiter: {message}");
@@ -74,12 +84,17 @@ fn main() -> ExitCode {
     }))
 }
 
-fn load(bundle: Option<&Path>) -> Result<Engine, String> {
-    match bundle {
+/// The engine of `bundle` (the default bundle when `None`), checking tokens as of `now`.
+pub(crate) fn load(bundle: Option<&Path>, now: Option<i64>) -> Result<Engine, String> {
+    let engine = match bundle {
         Some(dir) => Engine::from_bundle_dir(dir),
         None => Engine::gitlab_default(),
     }
-    .map_err(|e| load_failure(bundle, &e))
+    .map_err(|e| load_failure(bundle, &e))?;
+    Ok(match now {
+        Some(now) => engine.with_fixed_time(now),
+        None => engine,
+    })
 }
 
 fn load_failure(bundle: Option<&Path>, e: &LoadError) -> String {
@@ -158,7 +173,7 @@ fn check_batch(engine: &Engine, path: &Path) -> Result<u8, String> {
 }
 
 fn validate(bundle: Option<&Path>) -> Result<u8, String> {
-    let engine = load(bundle)?;
+    let engine = load(bundle, None)?;
     let info = engine.info();
     let validated = match (info.has_schema, info.validate_policies) {
         (false, _) => "no schema",

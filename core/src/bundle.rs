@@ -10,6 +10,8 @@ use crate::entities::StaticEntities;
 use crate::error::{LoadError, Problem};
 use crate::index::PolicyIndex;
 use crate::policies;
+use crate::token::config::TokensConfig;
+use crate::token::Tokens;
 
 /// One file of a bundle: its path relative to the bundle root, with `/` separators, and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +71,44 @@ pub(crate) fn read_dir_files(
     Ok(files)
 }
 
-/// Reads the files an engine loads from the bundle directory `root`.
+/// Reads the files an engine loads from the bundle directory `root`: policies, schema,
+/// entities, links, manifest, `tokens.json` and the key files `tokens.json` names.
 pub(crate) fn read_engine_files(root: &Path) -> Result<Vec<BundleFile>, LoadError> {
-    read_dir_files(root, &is_engine_file)
+    let mut files = read_dir_files(root, &is_engine_file)?;
+    let referenced: Vec<String> = files
+        .iter()
+        .find(|f| f.path == TOKENS)
+        .and_then(|f| serde_json::from_str::<TokensConfig>(&f.contents).ok())
+        .map(|config| {
+            config
+                .referenced_files()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    for path in referenced {
+        // Key files live inside the bundle: a path that leaves it is simply not found.
+        let inside = Path::new(&path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || files.iter().any(|f| f.path == path) {
+            continue;
+        }
+        match std::fs::read_to_string(root.join(&path)) {
+            Ok(contents) => files.push(BundleFile { path, contents }),
+            Err(e) => problems.push(Problem::in_file(
+                &path,
+                format!("cannot read key file: {e}"),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(LoadError::Io(problems))
+    }
 }
 
 fn walk(
@@ -203,6 +240,7 @@ pub(crate) struct Bundle {
     pub(crate) policies: PolicySet,
     pub(crate) entities: StaticEntities,
     pub(crate) index: PolicyIndex,
+    pub(crate) tokens: Option<Tokens>,
 }
 
 impl Bundle {
@@ -263,12 +301,14 @@ impl Bundle {
         }
         let entities = StaticEntities::load(file(ENTITIES), schema.as_ref())?;
         let index = PolicyIndex::build(&loaded.set, schema.as_ref(), &entities);
+        let tokens = file(TOKENS).map(|f| Tokens::load(f, &files)).transpose()?;
         Ok(Self {
             manifest,
             schema,
             policies: loaded.set,
             entities,
             index,
+            tokens,
         })
     }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use cedar_policy::RequestValidationError;
+use cedar_policy::{Context, RequestValidationError, RestrictedExpression};
 use cedar_policy_core::ast::{self, Effect as PolicyEffect, EntityUID};
 use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
@@ -16,6 +16,7 @@ use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::push_value_references;
 use crate::error::{one_line, LoadError, RequestError};
 use crate::request::Request;
+use crate::token::{TokenError, TokenInfo, Verified};
 
 /// Decides requests against one bundle at a time.
 ///
@@ -24,6 +25,8 @@ use crate::request::Request;
 /// started.
 pub struct Engine {
     bundle: ArcSwap<Bundle>,
+    /// A fixed time (Unix seconds) for every token check, or the system clock when `None`.
+    fixed_time: Option<i64>,
 }
 
 impl Engine {
@@ -36,6 +39,7 @@ impl Engine {
     pub fn from_files(files: impl IntoIterator<Item = BundleFile>) -> Result<Self, LoadError> {
         Ok(Self {
             bundle: ArcSwap::from_pointee(Bundle::load(files.into_iter().collect())?),
+            fixed_time: None,
         })
     }
 
@@ -61,6 +65,26 @@ impl Engine {
         Ok(())
     }
 
+    /// Checks tokens as of `unix_seconds` instead of the system clock (for replaying requests
+    /// and for tests; `arbiter check --now`).
+    pub fn with_fixed_time(mut self, unix_seconds: i64) -> Self {
+        self.fixed_time = Some(unix_seconds);
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.fixed_time.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// Verifies a token on its own (no request): what `arbiter token verify` prints.
+    pub fn verify_token(&self, token: &str) -> Result<TokenInfo, TokenError> {
+        verify_token(&self.bundle.load(), token, self.now()).map(|v| TokenInfo::from(v.as_ref()))
+    }
+
     /// What the current bundle holds.
     pub fn info(&self) -> BundleInfo {
         self.bundle.load().info()
@@ -68,13 +92,14 @@ impl Engine {
 
     /// Decides one request.
     pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
-        decide(&self.bundle.load(), request)
+        decide(&self.bundle.load(), request, self.now())
     }
 
     /// Decides many requests against the same bundle version, one result per request.
     pub fn authorize_batch(&self, requests: &[Request]) -> Vec<Result<Decision, RequestError>> {
         let bundle = self.bundle.load_full();
-        requests.iter().map(|r| decide(&bundle, r)).collect()
+        let now = self.now();
+        requests.iter().map(|r| decide(&bundle, r, now)).collect()
     }
 
     /// Decides one request given as contract JSON, answering with decision JSON.
@@ -86,7 +111,7 @@ impl Engine {
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
         let bundle = self.bundle.load();
         let request = Request::from_json(request, bundle.request_schema())?;
-        decide(&bundle, &request)
+        decide(&bundle, &request, self.now())
     }
 
     /// Decides a JSON array of requests against the same bundle version. The answer is an array
@@ -98,11 +123,12 @@ impl Engine {
             RequestError::Malformed(format!("expected a JSON array of requests: {e}"))
         })?;
         let bundle = self.bundle.load_full();
+        let now = self.now();
         let answers: Vec<Answer> = items
             .into_iter()
             .map(|item| {
                 Request::from_json(item.get(), bundle.request_schema())
-                    .and_then(|r| decide(&bundle, &r))
+                    .and_then(|r| decide(&bundle, &r, now))
                     .into()
             })
             .collect();
@@ -129,25 +155,49 @@ impl From<Result<Decision, RequestError>> for Answer {
     }
 }
 
-fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> {
-    let Some(principal) = &request.principal else {
-        return match request.token {
-            Some(_) => Ok(untrusted_token()),
-            None => Err(RequestError::Malformed(
-                "missing `principal` (it may only be left out when a `token` is given)".into(),
-            )),
-        };
+fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, RequestError> {
+    let token = match &request.token {
+        None => None,
+        Some(token) => match verify_for_request(bundle, token, request, now) {
+            Ok(verified) => Some(verified),
+            Err(e) => return Ok(Decision::denied_by(e.into_decision_error())),
+        },
     };
-    if request.token.is_some() {
-        // Fail closed: a token this bundle cannot verify never vouches for anything.
-        return Ok(untrusted_token());
-    }
+    let principal = match (&request.principal, &token) {
+        (Some(given), Some(verified)) if *given != verified.principal.uid => {
+            return Ok(Decision::denied_by(
+                TokenError::invalid_claim("the request's principal is not the one the token names")
+                    .into_decision_error(),
+            ))
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(verified)) => verified.principal.uid.clone(),
+        (None, None) => {
+            return Err(RequestError::Malformed(
+                "missing `principal` (it may only be left out when a `token` is given)".into(),
+            ))
+        }
+    };
+    let context = match token.as_ref().and_then(|v| v.context.clone()) {
+        None => request.context.clone(),
+        Some(claims) => token_context(request.context.clone(), claims)?,
+    };
+    // A principal entity built from the token's claims replaces any the request brings.
+    let token_entity = token.as_ref().and_then(|v| v.principal.entity.as_ref());
+    let own: Vec<Arc<ast::Entity>> = request
+        .entities
+        .iter()
+        .filter(|e| token_entity.is_none_or(|t| t.uid() != e.uid()))
+        .chain(token_entity)
+        .map(|e| Arc::new(e.as_ref().clone()))
+        .collect();
+
     let schema = bundle.request_schema();
     let cedar_request = cedar_policy::Request::new(
         principal.clone(),
         request.action.clone(),
         request.resource.clone(),
-        request.context.clone(),
+        context,
         schema,
     )
     .map_err(|e| match e {
@@ -163,12 +213,9 @@ fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> 
         request.resource.as_ref(),
     );
 
-    let hierarchy_may_change = request
-        .entities
-        .iter()
-        .any(|e| e.as_ref().uid().entity_type().is_action());
+    let hierarchy_may_change = own.iter().any(|e| e.uid().entity_type().is_action());
     let layered;
-    let store = if request.entities.is_empty() {
+    let store = if own.is_empty() {
         bundle.entities.store()
     } else {
         let mut seeds = vec![p.clone(), a.clone(), r.clone()];
@@ -178,16 +225,53 @@ fn decide(bundle: &Bundle, request: &Request) -> Result<Decision, RequestError> 
                 .for_each(|v| push_value_references(v, &mut seeds));
         }
         seeds.extend_from_slice(bundle.index.literals(a, hierarchy_may_change));
-        let own = request
-            .entities
-            .iter()
-            .map(|e| Arc::new(e.as_ref().clone()))
-            .collect();
         layered = bundle.entities.layered(seeds, own, schema)?;
         &layered
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
     Ok(evaluate(ast_request.clone(), store, &policies))
+}
+
+/// Verifies the request's token and the caveats that depend on the request.
+fn verify_for_request(
+    bundle: &Bundle,
+    token: &str,
+    request: &Request,
+    now: i64,
+) -> Result<Arc<Verified>, TokenError> {
+    let verified = verify_token(bundle, token, now)?;
+    verified.check_request(&request.action, &request.resource)?;
+    Ok(verified)
+}
+
+fn verify_token(bundle: &Bundle, token: &str, now: i64) -> Result<Arc<Verified>, TokenError> {
+    // Fail closed: a bundle without token configuration trusts no token.
+    bundle
+        .tokens
+        .as_ref()
+        .ok_or_else(|| {
+            TokenError::new(
+                DecisionErrorKind::UnknownIssuer,
+                "this bundle has no token configuration, so no token is trusted",
+            )
+        })?
+        .verify(token, now)
+}
+
+/// The request's context with `token` set to the token's typed claims.
+fn token_context(
+    context: Context,
+    claims: std::collections::HashMap<String, RestrictedExpression>,
+) -> Result<Context, RequestError> {
+    let reserved = || {
+        RequestError::Context(
+            "`token` in the context is set from the verified token; the request may not set it"
+                .into(),
+        )
+    };
+    let record = RestrictedExpression::new_record(claims).map_err(|_| reserved())?;
+    let addition = Context::from_pairs([("token".to_owned(), record)]).map_err(|_| reserved())?;
+    context.merge(addition).map_err(|_| reserved())
 }
 
 /// Cedar's authorization over `policies`: deny if any forbid holds (its forbids are the
@@ -230,14 +314,6 @@ fn evaluate(
         reasons,
         errors,
     }
-}
-
-fn untrusted_token() -> Decision {
-    Decision::denied_by(DecisionError {
-        kind: DecisionErrorKind::UnknownIssuer,
-        policy: None,
-        message: "this bundle has no token configuration, so no token is trusted".into(),
-    })
 }
 
 #[cfg(test)]

@@ -132,6 +132,9 @@ pub enum LoadError {
     /// `links.json` does not parse or links a template wrongly.
     #[error("{}", join(.0))]
     Links(Vec<Problem>),
+    /// `tokens.json` does not parse, or a key it names is missing or unusable.
+    #[error("{}", join(.0))]
+    Tokens(Vec<Problem>),
 }
 
 fn join(problems: &[Problem]) -> String {
@@ -153,6 +156,7 @@ impl LoadError {
             Self::Schema(_) => 104,
             Self::Entities(_) => 105,
             Self::Links(_) => 106,
+            Self::Tokens(_) => 107,
         }
     }
 
@@ -166,6 +170,7 @@ impl LoadError {
             Self::Schema(_) => "schema",
             Self::Entities(_) => "entities",
             Self::Links(_) => "links",
+            Self::Tokens(_) => "tokens",
         }
     }
 
@@ -178,7 +183,8 @@ impl LoadError {
             | Self::PolicyValidation(p)
             | Self::Schema(p)
             | Self::Entities(p)
-            | Self::Links(p) => p,
+            | Self::Links(p)
+            | Self::Tokens(p) => p,
         }
     }
 }

@@ -12,12 +12,16 @@ mod error;
 mod index;
 mod policies;
 mod request;
+mod token;
 
 pub use bundle::{BundleFile, BundleInfo, Manifest};
 pub use decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 pub use engine::Engine;
 pub use error::{LoadError, Problem, RequestError};
 pub use request::Request;
+pub use token::macaroon::{Format as MacaroonFormat, Macaroon, MacaroonCaveat};
+pub use token::mint::{MintError, Minter, SigningKey};
+pub use token::{TokenError, TokenInfo};
 
 /// Cedar types a typed [`Request`] is built from.
 pub use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid};

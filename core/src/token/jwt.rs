@@ -1,0 +1,596 @@
+//! JWT verification: issuers from `tokens.json`, keys bound to one algorithm each, signatures
+//! checked by jsonwebtoken on aws-lc-rs, and every registered claim checked here, against an
+//! explicit clock and with strict types.
+//!
+//! What is refused, and why (RFC 8725):
+//! - the algorithm comes from the issuer's configuration; the token's `alg` only has to be one
+//!   of them (`none` never is) and must match the key it is checked with;
+//! - a key is bound to one algorithm and key type when loaded, so a public key can never be used
+//!   as an HMAC secret whatever the token says;
+//! - `kid` selects a key only among the issuer's own keys; `jku`, `x5u`, `x5c` and `jwk` in the
+//!   header are ignored; `crit` (and `b64`) are refused since no extension is supported;
+//! - size and shape are checked before any decoding; JSON nesting is bounded by the parser;
+//! - `iss` and `aud` are compared exactly; a registered claim of the wrong type is an error,
+//!   never treated as absent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::claims::{describe, id_from_claim, read_claim};
+use super::config::{ClaimType, IssuerConfig};
+use super::{PrincipalMap, TokenError, Verified, VerifiedKind};
+use crate::decision::DecisionErrorKind;
+
+/// A verification key bound to one algorithm.
+pub(crate) struct BoundKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) alg: Algorithm,
+    pub(crate) key: DecodingKey,
+}
+
+/// Algorithms FIPS 140-3 approves for signatures and MACs (EdDSA is left out until the FIPS
+/// module in use lists it).
+const FIPS_ALGORITHMS: [Algorithm; 11] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// Whether the build only allows FIPS-approved algorithms and RSA keys of 2048 bits or more.
+pub(crate) const FIPS: bool = cfg!(feature = "fips");
+
+/// Parses an algorithm name from configuration.
+pub(crate) fn algorithm(name: &str, fips: bool) -> Result<Algorithm, String> {
+    let alg = Algorithm::from_str(name).map_err(|_| format!("unsupported algorithm `{name}`"))?;
+    if fips && !FIPS_ALGORITHMS.contains(&alg) {
+        return Err(format!("algorithm `{name}` is not FIPS-approved"));
+    }
+    Ok(alg)
+}
+
+fn family(alg: Algorithm) -> AlgorithmFamily {
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => AlgorithmFamily::Hmac,
+        Algorithm::ES256 | Algorithm::ES384 => AlgorithmFamily::Ec,
+        Algorithm::EdDSA => AlgorithmFamily::Ed,
+        _ => AlgorithmFamily::Rsa,
+    }
+}
+
+/// The shortest HMAC secret for an algorithm: the hash's output size (RFC 7518, 3.2).
+fn min_hmac_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+/// An HMAC secret bound to each HMAC algorithm the issuer allows.
+pub(crate) fn hmac_keys(secret: &[u8], algorithms: &[Algorithm]) -> Result<Vec<BoundKey>, String> {
+    let hmac: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| family(*a) == AlgorithmFamily::Hmac)
+        .collect();
+    if hmac.is_empty() {
+        return Err("an HMAC secret is configured but no HS algorithm is allowed".into());
+    }
+    hmac.into_iter()
+        .map(|alg| {
+            if secret.len() < min_hmac_len(alg) {
+                return Err(format!(
+                    "the HMAC secret is {} bytes; {alg:?} needs at least {}",
+                    secret.len(),
+                    min_hmac_len(alg)
+                ));
+            }
+            Ok(BoundKey {
+                kid: None,
+                alg,
+                key: DecodingKey::from_secret(secret).map_err(|e| e.to_string())?,
+            })
+        })
+        .collect()
+}
+
+/// One JWK, bound to its `alg` (or, without one, to the only algorithm of `algorithms` its key
+/// type can serve). Keys meant for encryption are refused.
+pub(crate) fn bind_jwk(
+    jwk: &Value,
+    algorithms: &[Algorithm],
+    fips: bool,
+) -> Result<BoundKey, String> {
+    let object = jwk.as_object().ok_or("a JWK must be a JSON object")?;
+    let text = |field: &str| -> Result<Option<&str>, String> {
+        match object.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!(
+                "`{field}` must be a string, got {}",
+                describe(other)
+            )),
+        }
+    };
+    let kid = text("kid")?.map(str::to_owned);
+    if let Some(usage) = text("use")? {
+        if usage != "sig" {
+            return Err(format!("key use is `{usage}`, not `sig`"));
+        }
+    }
+    if let Some(ops) = object.get("key_ops") {
+        let verifies = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+        if !verifies {
+            return Err("`key_ops` does not include `verify`".into());
+        }
+    }
+    // Key material only: `alg`, `use` and `key_ops` were read above.
+    let mut material = object.clone();
+    for field in ["alg", "use", "key_ops"] {
+        material.remove(field);
+    }
+    let parsed: Jwk = serde_json::from_value(Value::Object(material))
+        .map_err(|e| format!("unsupported key: {e}"))?;
+    let key = DecodingKey::from_jwk(&parsed).map_err(|e| format!("unsupported key: {e}"))?;
+    let alg = match text("alg")? {
+        Some(name) => algorithm(name, fips)?,
+        None => {
+            let fitting: Vec<Algorithm> = algorithms
+                .iter()
+                .copied()
+                .filter(|a| family(*a) == key.family())
+                .collect();
+            match fitting.as_slice() {
+                [only] => *only,
+                [] => return Err("no allowed algorithm fits this key type".into()),
+                _ => {
+                    return Err(
+                        "the key has no `alg` and several allowed algorithms fit its type".into(),
+                    )
+                }
+            }
+        }
+    };
+    if family(alg) != key.family() {
+        return Err(format!("key type does not fit its algorithm {alg:?}"));
+    }
+    if family(alg) == AlgorithmFamily::Hmac {
+        let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
+        if len < min_hmac_len(alg) {
+            return Err(format!(
+                "the HMAC key is {len} bytes; {alg:?} needs at least {}",
+                min_hmac_len(alg)
+            ));
+        }
+    }
+    if fips && family(alg) == AlgorithmFamily::Rsa {
+        let bits = object
+            .get("n")
+            .and_then(Value::as_str)
+            .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
+            .map_or(0, |n| rsa_bits(&n));
+        if bits < 2048 {
+            return Err(format!(
+                "RSA key of {bits} bits; FIPS mode needs at least 2048"
+            ));
+        }
+    }
+    Ok(BoundKey { kid, alg, key })
+}
+
+fn rsa_bits(modulus: &[u8]) -> usize {
+    let start = modulus
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(modulus.len());
+    match modulus.get(start) {
+        None => 0,
+        Some(first) => (modulus.len() - start - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
+}
+
+/// A compact JWS, split and decoded, its signature not yet checked.
+pub(crate) struct Compact<'a> {
+    signing_input: &'a str,
+    signature: Vec<u8>,
+    alg: String,
+    kid: Option<String>,
+    pub(crate) payload: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: Value,
+    #[serde(default)]
+    kid: Option<Value>,
+    #[serde(default)]
+    crit: Option<Value>,
+    #[serde(default)]
+    b64: Option<Value>,
+}
+
+fn segment(name: &str, text: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| TokenError::malformed(format!("the {name} is not unpadded base64url")))
+}
+
+/// Splits and decodes a compact JWS: exactly three base64url segments, a JSON object header
+/// with a string `alg`, no `crit`.
+pub(crate) fn parse_compact(token: &str) -> Result<Compact<'_>, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::malformed(
+            "a JWT has exactly three dot-separated parts",
+        ));
+    };
+    let header_json: Header = serde_json::from_slice(&segment("header", header)?).map_err(|e| {
+        TokenError::malformed(format!("the header is not a valid JOSE header: {e}"))
+    })?;
+    let alg = match header_json.alg {
+        Value::String(alg) => alg,
+        other => {
+            return Err(TokenError::malformed(format!(
+                "`alg` must be a string, got {}",
+                describe(&other)
+            )))
+        }
+    };
+    if header_json.crit.is_some() {
+        return Err(TokenError::malformed(
+            "critical header parameters (`crit`) are not supported",
+        ));
+    }
+    if header_json.b64.is_some() {
+        return Err(TokenError::malformed(
+            "unencoded payloads (`b64`) are not supported",
+        ));
+    }
+    let kid = match header_json.kid {
+        None => None,
+        Some(Value::String(kid)) => Some(kid),
+        Some(other) => {
+            return Err(TokenError::malformed(format!(
+                "`kid` must be a string, got {}",
+                describe(&other)
+            )))
+        }
+    };
+    Ok(Compact {
+        signing_input: &token[..header.len() + 1 + payload.len()],
+        signature: segment("signature", signature)?,
+        alg,
+        kid,
+        payload: segment("payload", payload)?,
+    })
+}
+
+impl Compact<'_> {
+    /// The header's `alg`.
+    pub(crate) fn alg(&self) -> &str {
+        &self.alg
+    }
+
+    /// Checks the signature with the keys `kid` (if any) selects among `keys` whose algorithm
+    /// is the token's, which must be one of `allowed`.
+    pub(crate) fn verify(
+        &self,
+        keys: &[BoundKey],
+        allowed: &[Algorithm],
+    ) -> Result<Algorithm, TokenError> {
+        let alg = Algorithm::from_str(self.alg())
+            .ok()
+            .filter(|a| allowed.contains(a))
+            .ok_or_else(|| {
+                TokenError::new(
+                    DecisionErrorKind::AlgorithmNotAllowed,
+                    format!("algorithm `{}` is not allowed", self.alg()),
+                )
+            })?;
+        let candidates: Vec<&BoundKey> = keys
+            .iter()
+            .filter(|k| k.alg == alg && (self.kid.is_none() || k.kid == self.kid))
+            .collect();
+        if candidates.is_empty() {
+            return Err(TokenError::new(
+                DecisionErrorKind::UnknownKey,
+                match &self.kid {
+                    Some(kid) => format!("no {alg:?} key with kid `{kid}`"),
+                    None => format!("no {alg:?} key"),
+                },
+            ));
+        }
+        let provider = CryptoProvider::try_get_default().ok_or_else(|| {
+            TokenError::new(DecisionErrorKind::BadSignature, "no signature provider")
+        })?;
+        for key in candidates {
+            if let Ok(verifier) = (provider.verifier_factory)(&alg, &key.key) {
+                if verifier
+                    .verify(self.signing_input.as_bytes(), &self.signature)
+                    .is_ok()
+                {
+                    return Ok(alg);
+                }
+            }
+        }
+        Err(TokenError::new(
+            DecisionErrorKind::BadSignature,
+            "the signature does not verify",
+        ))
+    }
+}
+
+/// One configured issuer, keys loaded.
+pub(crate) struct Issuer {
+    pub(crate) issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    pub(crate) keys: Vec<BoundKey>,
+    leeway: i64,
+    required: Vec<String>,
+    max_age: Option<i64>,
+    pub(crate) prefix: Option<String>,
+    principal: PrincipalMap,
+    claims: BTreeMap<String, ClaimType>,
+}
+
+impl Issuer {
+    pub(crate) fn new(
+        config: &IssuerConfig,
+        keys: Vec<BoundKey>,
+        principal: PrincipalMap,
+        algorithms: Vec<Algorithm>,
+    ) -> Self {
+        Self {
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            algorithms,
+            keys,
+            leeway: i64::try_from(config.leeway_seconds).unwrap_or(i64::MAX),
+            required: config.required_claims.clone(),
+            max_age: config
+                .max_age_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            prefix: config.token_prefix.clone(),
+            principal,
+            claims: config.claims.clone(),
+        }
+    }
+}
+
+/// The issuers of a bundle.
+pub(crate) struct Jwt {
+    pub(crate) issuers: Vec<Issuer>,
+}
+
+impl Jwt {
+    /// Verifies a JWT (its prefix, if any, already removed) at time `now`.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        prefix: Option<&str>,
+        now: i64,
+    ) -> Result<Verified, TokenError> {
+        let compact = parse_compact(token)?;
+        let claims: Map<String, Value> = serde_json::from_slice(&compact.payload)
+            .map_err(|e| TokenError::malformed(format!("the payload is not a JSON object: {e}")))?;
+        let iss = match claims.get("iss") {
+            None => {
+                return Err(TokenError::new(
+                    DecisionErrorKind::UnknownIssuer,
+                    "the token has no `iss` claim",
+                ))
+            }
+            Some(Value::String(iss)) => iss,
+            Some(other) => {
+                return Err(TokenError::invalid_claim(format!(
+                    "claim `iss` must be a string, got {}",
+                    describe(other)
+                )))
+            }
+        };
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| &i.issuer == iss && i.prefix.as_deref() == prefix)
+            .ok_or_else(|| {
+                TokenError::new(
+                    DecisionErrorKind::UnknownIssuer,
+                    format!("issuer `{iss}` is not trusted"),
+                )
+            })?;
+        compact.verify(&issuer.keys, &issuer.algorithms)?;
+        check_claims(issuer, claims, now)
+    }
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(t) => Ok(Some(t)),
+            // A fractional NumericDate: whole seconds suffice for every check made here.
+            None => n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| Some(f.floor() as i64))
+                .ok_or_else(|| {
+                    TokenError::invalid_claim(format!("claim `{name}` is out of range"))
+                }),
+        },
+        Some(other) => Err(TokenError::invalid_claim(format!(
+            "claim `{name}` must be a number, got {}",
+            describe(other)
+        ))),
+    }
+}
+
+/// Registered claims, the principal and the policy-facing claims of a token whose signature
+/// has been checked.
+fn check_claims(
+    issuer: &Issuer,
+    claims: Map<String, Value>,
+    now: i64,
+) -> Result<Verified, TokenError> {
+    for name in &issuer.required {
+        if !claims.contains_key(name) {
+            return Err(TokenError::new(
+                DecisionErrorKind::MissingClaim,
+                format!("the token has no `{name}` claim"),
+            ));
+        }
+    }
+    let leeway = issuer.leeway;
+    let exp = numeric_date(&claims, "exp")?;
+    let nbf = numeric_date(&claims, "nbf")?;
+    let iat = numeric_date(&claims, "iat")?;
+    let mut valid_until = exp.map(|e| e.saturating_add(leeway));
+    let mut valid_from = nbf.map(|n| n.saturating_sub(leeway));
+    if let Some(max_age) = issuer.max_age {
+        let iat = iat.ok_or_else(|| {
+            TokenError::new(
+                DecisionErrorKind::MissingClaim,
+                "the token has no `iat` claim",
+            )
+        })?;
+        let until = iat.saturating_add(max_age).saturating_add(leeway);
+        valid_until = Some(valid_until.map_or(until, |v| v.min(until)));
+        // Issued in the future is as suspect as not valid yet.
+        let from = iat.saturating_sub(leeway);
+        valid_from = Some(valid_from.map_or(from, |v| v.max(from)));
+    }
+    if let Some(aud) = claims.get("aud") {
+        let auds: Vec<&str> = match aud {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        TokenError::invalid_claim(
+                            "claim `aud` must be a string or an array of strings",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(TokenError::invalid_claim(format!(
+                    "claim `aud` must be a string or an array of strings, got {}",
+                    describe(other)
+                )))
+            }
+        };
+        if !issuer.audiences.is_empty()
+            && !auds
+                .iter()
+                .any(|a| issuer.audiences.iter().any(|want| want == a))
+        {
+            return Err(TokenError::new(
+                DecisionErrorKind::AudienceMismatch,
+                "no accepted audience in `aud`",
+            ));
+        }
+    } else if !issuer.audiences.is_empty() {
+        return Err(TokenError::new(
+            DecisionErrorKind::MissingClaim,
+            "the token has no `aud` claim",
+        ));
+    }
+    for name in ["sub", "jti"] {
+        if let Some(v) = claims.get(name) {
+            if !v.is_string() {
+                return Err(TokenError::invalid_claim(format!(
+                    "claim `{name}` must be a string, got {}",
+                    describe(v)
+                )));
+            }
+        }
+    }
+    let verified = Verified {
+        kind: VerifiedKind::Jwt,
+        principal: issuer.principal.from_claims(&claims)?,
+        context: issuer.claims_context(&claims)?,
+        valid_from,
+        valid_until,
+        caveats: Vec::new(),
+        claims: Value::Object(claims),
+    };
+    verified.check_time(now)?;
+    Ok(verified)
+}
+
+impl Issuer {
+    /// `context.token`: the configured claims, typed.
+    fn claims_context(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<Option<HashMap<String, cedar_policy::RestrictedExpression>>, TokenError> {
+        if self.claims.is_empty() {
+            return Ok(None);
+        }
+        let mut record = HashMap::new();
+        for (name, as_type) in &self.claims {
+            if let Some(value) = claims.get(name) {
+                record.insert(name.clone(), read_claim(name, value, *as_type, None, None)?);
+            }
+        }
+        Ok(Some(record))
+    }
+}
+
+impl PrincipalMap {
+    fn from_claims(&self, claims: &Map<String, Value>) -> Result<super::Principal, TokenError> {
+        let id = match &self.fixed_id {
+            Some(id) => id.clone(),
+            None => {
+                let name = self.id_claim.as_deref().unwrap_or("sub");
+                let value = claims.get(name).ok_or_else(|| {
+                    TokenError::new(
+                        DecisionErrorKind::MissingClaim,
+                        format!("the token has no `{name}` claim"),
+                    )
+                })?;
+                id_from_claim(name, value, self.id_prefix.as_deref())?
+            }
+        };
+        let mut attributes = HashMap::new();
+        for (attr, spec) in &self.attributes {
+            let value = claims.get(&spec.claim).ok_or_else(|| {
+                TokenError::new(
+                    DecisionErrorKind::MissingClaim,
+                    format!("the token has no `{}` claim", spec.claim),
+                )
+            })?;
+            attributes.insert(
+                attr.clone(),
+                read_claim(
+                    &spec.claim,
+                    value,
+                    spec.as_type,
+                    spec.entity_type.as_ref(),
+                    spec.prefix.as_deref(),
+                )?,
+            );
+        }
+        Ok(self.principal(id, attributes))
+    }
+}

@@ -1,0 +1,469 @@
+//! Tokens: JWTs, macaroons and Gitaly's HMAC tokens, verified against a bundle's `tokens.json`
+//! and mapped to the request's principal.
+//!
+//! A token is verified once (then served from a cache keyed by its SHA-256 until it expires or
+//! the bundle is reloaded); what depends on the request (a macaroon's action and resource
+//! caveats) is checked on every use. Any failure is a deny carrying one of the contract's error
+//! kinds; it is never cached.
+
+mod cache;
+mod caveat;
+mod claims;
+pub(crate) mod config;
+mod gitaly;
+pub(crate) mod jwt;
+pub mod macaroon;
+pub mod mint;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use serde_json::Value;
+
+use crate::bundle::BundleFile;
+use crate::decision::{DecisionError, DecisionErrorKind};
+use crate::error::{LoadError, Problem};
+use cache::Cache;
+pub(crate) use caveat::Caveat;
+use config::{ClaimType, PrincipalConfig, SecretEncoding, TokenLimits, TokensConfig};
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError {
+    /// One of the contract's token error kinds.
+    pub kind: DecisionErrorKind,
+    /// One line; never contains the token or a secret.
+    pub message: String,
+}
+
+impl TokenError {
+    pub(crate) fn new(kind: DecisionErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn malformed(message: impl Into<String>) -> Self {
+        Self::new(DecisionErrorKind::Malformed, message)
+    }
+
+    pub(crate) fn invalid_claim(message: impl Into<String>) -> Self {
+        Self::new(DecisionErrorKind::InvalidClaim, message)
+    }
+
+    pub(crate) fn into_decision_error(self) -> DecisionError {
+        DecisionError {
+            kind: self.kind,
+            policy: None,
+            message: self.message,
+        }
+    }
+}
+
+/// A verified token, as `arbiter token verify` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    /// `jwt`, `macaroon` or `gitaly`.
+    pub kind: &'static str,
+    /// The principal the token names.
+    pub principal: EntityUid,
+    /// The JWT's claims; a macaroon's identifier, location and caveats; a Gitaly token's time.
+    pub claims: Value,
+}
+
+impl TokenInfo {
+    /// `{"valid": true, "kind", "principal": {"type", "id"}, "claims"}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "valid": true,
+            "kind": self.kind,
+            "principal": {"type": self.principal.type_name().to_string(), "id": self.principal.id().unescaped()},
+            "claims": self.claims,
+        })
+    }
+}
+
+impl From<&Verified> for TokenInfo {
+    fn from(v: &Verified) -> Self {
+        Self {
+            kind: v.kind.name(),
+            principal: v.principal.uid.clone(),
+            claims: v.claims.clone(),
+        }
+    }
+}
+
+impl TokenError {
+    /// `{"valid": false, "error": {"kind", "message"}}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"valid": false, "error": {"kind": self.kind, "message": self.message}})
+    }
+}
+
+/// Which verifier accepted a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VerifiedKind {
+    Jwt,
+    Macaroon,
+    Gitaly,
+}
+
+impl VerifiedKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Macaroon => "macaroon",
+            Self::Gitaly => "gitaly",
+        }
+    }
+}
+
+/// The principal a token names, and the entity built for it from claims, if configured.
+#[derive(Debug, Clone)]
+pub(crate) struct Principal {
+    pub(crate) uid: EntityUid,
+    pub(crate) entity: Option<Entity>,
+}
+
+/// A verified token: what it vouches for and when.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub(crate) kind: VerifiedKind,
+    pub(crate) principal: Principal,
+    /// `context.token`, when the issuer exposes claims to policies.
+    pub(crate) context: Option<HashMap<String, RestrictedExpression>>,
+    /// First second the token is valid (inclusive), leeway applied.
+    pub(crate) valid_from: Option<i64>,
+    /// First second the token is no longer valid, leeway applied.
+    pub(crate) valid_until: Option<i64>,
+    /// Macaroon caveats that depend on the request.
+    pub(crate) caveats: Vec<Caveat>,
+    /// What `arbiter token verify` prints as `claims`.
+    pub(crate) claims: Value,
+}
+
+impl Verified {
+    pub(crate) fn check_time(&self, now: i64) -> Result<(), TokenError> {
+        if let Some(until) = self.valid_until {
+            if now >= until {
+                return Err(TokenError::new(
+                    DecisionErrorKind::Expired,
+                    "the token has expired",
+                ));
+            }
+        }
+        if let Some(from) = self.valid_from {
+            if now < from {
+                return Err(TokenError::new(
+                    DecisionErrorKind::NotYetValid,
+                    "the token is not valid yet",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what depends on the request: a macaroon's action and resource caveats.
+    pub(crate) fn check_request(
+        &self,
+        action: &EntityUid,
+        resource: &EntityUid,
+    ) -> Result<(), TokenError> {
+        for caveat in &self.caveats {
+            caveat.check(action, resource)?;
+        }
+        Ok(())
+    }
+}
+
+/// How a verifier maps a token to its principal (from `principal` in `tokens.json`).
+#[derive(Debug, Clone)]
+pub(crate) struct PrincipalMap {
+    entity_type: EntityTypeName,
+    fixed_id: Option<String>,
+    id_claim: Option<String>,
+    id_prefix: Option<String>,
+    id_caveat: Option<String>,
+    attributes: BTreeMap<String, AttributeSpec>,
+}
+
+#[derive(Debug, Clone)]
+struct AttributeSpec {
+    claim: String,
+    as_type: ClaimType,
+    entity_type: Option<EntityTypeName>,
+    prefix: Option<String>,
+}
+
+impl PrincipalMap {
+    fn new(config: &PrincipalConfig) -> Result<Self, String> {
+        let entity_type = |name: &str| {
+            EntityTypeName::from_str(name)
+                .map_err(|_| format!("`{name}` is not an entity type name"))
+        };
+        let mut attributes = BTreeMap::new();
+        for (name, spec) in &config.attributes {
+            if spec.as_type == ClaimType::Entity && spec.entity_type.is_none() {
+                return Err(format!(
+                    "attribute `{name}` is read as an entity but has no `entity_type`"
+                ));
+            }
+            attributes.insert(
+                name.clone(),
+                AttributeSpec {
+                    claim: spec.claim.clone(),
+                    as_type: spec.as_type,
+                    entity_type: spec.entity_type.as_deref().map(entity_type).transpose()?,
+                    prefix: spec.prefix.clone(),
+                },
+            );
+        }
+        Ok(Self {
+            entity_type: entity_type(&config.entity_type)?,
+            fixed_id: config.id.clone(),
+            id_claim: config.id_claim.clone(),
+            id_prefix: config.id_prefix.clone(),
+            id_caveat: config.id_caveat.clone(),
+            attributes,
+        })
+    }
+
+    fn principal(
+        &self,
+        id: String,
+        attributes: HashMap<String, RestrictedExpression>,
+    ) -> Principal {
+        let uid = EntityUid::from_type_name_and_id(self.entity_type.clone(), EntityId::new(id));
+        let entity = (!self.attributes.is_empty())
+            .then(|| Entity::new(uid.clone(), attributes, HashSet::new()).ok())
+            .flatten();
+        Principal { uid, entity }
+    }
+}
+
+/// A bundle's token verifiers.
+pub(crate) struct Tokens {
+    jwt: Option<jwt::Jwt>,
+    macaroon: Option<macaroon::Macaroons>,
+    gitaly: Option<gitaly::Gitaly>,
+    cache: Cache,
+    limits: TokenLimits,
+}
+
+/// Loads the secret a file or environment variable holds. An unset variable is no secret: the
+/// verifier that needs it then accepts no token (`unknown_key`).
+fn secret(
+    files: &[BundleFile],
+    file: Option<&str>,
+    env: Option<&str>,
+    encoding: SecretEncoding,
+) -> Result<Option<Vec<u8>>, String> {
+    let text = match (file, env) {
+        (Some(_), Some(_)) => {
+            return Err("give a secret file or an environment variable, not both".into())
+        }
+        (Some(path), None) => files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.contents.clone())
+            .ok_or_else(|| format!("secret file `{path}` is not in the bundle"))?,
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(value) => value,
+            Err(_) => return Ok(None),
+        },
+        (None, None) => return Ok(None),
+    };
+    decode_secret(&text, encoding).map(Some)
+}
+
+fn decode_secret(text: &str, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let bytes = match encoding {
+        SecretEncoding::Raw => text
+            .strip_suffix('\n')
+            .map_or(text, |t| t.strip_suffix('\r').unwrap_or(t))
+            .as_bytes()
+            .to_vec(),
+        SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| "the secret is not valid base64".to_owned())?,
+    };
+    if bytes.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    Ok(bytes)
+}
+
+impl Tokens {
+    /// Builds the verifiers `tokens.json` describes, reading keys from the bundle's files and
+    /// the environment.
+    pub(crate) fn load(file: &BundleFile, files: &[BundleFile]) -> Result<Self, LoadError> {
+        let config: TokensConfig = crate::bundle::parse_json(file).map_err(LoadError::Tokens)?;
+        let problem =
+            |message: String| LoadError::Tokens(vec![Problem::in_file(&file.path, message)]);
+        let jwt = match &config.jwt {
+            None => None,
+            Some(jwt) => {
+                let mut issuers = Vec::new();
+                for (n, issuer) in jwt.issuers.iter().enumerate() {
+                    let at =
+                        |m: String| problem(format!("jwt.issuers[{n}] (`{}`): {m}", issuer.issuer));
+                    issuers.push(load_issuer(issuer, files).map_err(at)?);
+                }
+                Some(jwt::Jwt { issuers })
+            }
+        };
+        let macaroon = config
+            .macaroon
+            .as_ref()
+            .map(|m| macaroon::Macaroons::load(m, files))
+            .transpose()
+            .map_err(|m| problem(format!("macaroon: {m}")))?;
+        let gitaly = config
+            .gitaly
+            .as_ref()
+            .map(|g| gitaly::Gitaly::load(g, files))
+            .transpose()
+            .map_err(|m| problem(format!("gitaly: {m}")))?;
+        Ok(Self {
+            jwt,
+            macaroon,
+            gitaly,
+            cache: Cache::new(config.cache.max_entries, config.cache.max_ttl_seconds),
+            limits: config.limits,
+        })
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds).
+    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<Arc<Verified>, TokenError> {
+        if token.len() > self.limits.max_token_bytes {
+            return Err(TokenError::new(
+                DecisionErrorKind::TooLarge,
+                format!(
+                    "the token is {} bytes; at most {} are accepted",
+                    token.len(),
+                    self.limits.max_token_bytes
+                ),
+            ));
+        }
+        if token.is_empty()
+            || token
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(TokenError::malformed(
+                "the token is empty or holds whitespace or control characters",
+            ));
+        }
+        let key = Cache::key(token);
+        if let Some(hit) = self.cache.get(&key, now) {
+            hit.check_time(now)?;
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_uncached(token, now)?);
+        self.cache.insert(key, Arc::clone(&verified), now);
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        if let (Some(gitaly), Some(rest)) = (&self.gitaly, token.strip_prefix("v2.")) {
+            return gitaly.verify(rest, now);
+        }
+        if let Some(jwt) = &self.jwt {
+            for issuer in &jwt.issuers {
+                if let Some(prefix) = &issuer.prefix {
+                    if let Some(rest) = token.strip_prefix(prefix.as_str()) {
+                        return jwt.verify(rest, Some(prefix), now);
+                    }
+                }
+            }
+            if token.matches('.').count() == 2 {
+                return jwt.verify(token, None, now);
+            }
+        }
+        if let Some(macaroons) = &self.macaroon {
+            return macaroons.verify(token, &self.limits, now);
+        }
+        Err(TokenError::new(
+            DecisionErrorKind::UnknownIssuer,
+            "no verifier of this bundle accepts tokens of this form",
+        ))
+    }
+}
+
+fn load_issuer(config: &config::IssuerConfig, files: &[BundleFile]) -> Result<jwt::Issuer, String> {
+    if config.algorithms.is_empty() {
+        return Err("`algorithms` is empty".into());
+    }
+    let algorithms = config
+        .algorithms
+        .iter()
+        .map(|a| jwt::algorithm(a, jwt::FIPS))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = &config.keys;
+    let jwks_sources = [
+        source.jwks.is_some(),
+        source.jwks_file.is_some(),
+        source.jwks_env.is_some(),
+    ];
+    if jwks_sources.iter().filter(|s| **s).count() > 1 {
+        return Err("give one of `jwks`, `jwks_file` and `jwks_env`".into());
+    }
+    let jwks: Option<Value> = match (&source.jwks, &source.jwks_file, &source.jwks_env) {
+        (Some(inline), _, _) => Some(inline.clone()),
+        (_, Some(path), _) => {
+            let file = files
+                .iter()
+                .find(|f| &f.path == path)
+                .ok_or_else(|| format!("key file `{path}` is not in the bundle"))?;
+            Some(
+                serde_json::from_str(&file.contents)
+                    .map_err(|e| format!("`{path}` is not JSON: {e}"))?,
+            )
+        }
+        (_, _, Some(var)) => match std::env::var(var) {
+            Ok(text) => {
+                Some(serde_json::from_str(&text).map_err(|e| format!("${var} is not JSON: {e}"))?)
+            }
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let mut keys = Vec::new();
+    if let Some(jwks) = jwks {
+        let list = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("a JWKS is an object with a `keys` array")?;
+        for (n, jwk) in list.iter().enumerate() {
+            keys.push(
+                jwt::bind_jwk(jwk, &algorithms, jwt::FIPS)
+                    .map_err(|e| format!("keys[{n}]: {e}"))?,
+            );
+        }
+    }
+    if let Some(secret) = secret(
+        files,
+        source.hmac_secret_file.as_deref(),
+        source.hmac_secret_env.as_deref(),
+        source.secret_encoding,
+    )? {
+        keys.extend(jwt::hmac_keys(&secret, &algorithms)?);
+    }
+    for key in &keys {
+        if !algorithms.contains(&key.alg) {
+            return Err(format!(
+                "a key is bound to {:?}, which the issuer does not allow",
+                key.alg
+            ));
+        }
+    }
+    let principal = PrincipalMap::new(&config.principal)?;
+    if principal.id_caveat.is_some() {
+        return Err("`id_caveat` is for macaroons; a JWT issuer uses `id_claim`".into());
+    }
+    Ok(jwt::Issuer::new(config, keys, principal, algorithms))
+}
