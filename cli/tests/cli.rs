@@ -345,10 +345,8 @@ fn the_default_bundle_accepts_no_token_until_its_keys_are_given() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains(r#""principal":{"id":"100","type":"Gitlab::CiJob"}"#)
-            || stdout(&out).contains(r#""id":"100""#)
-    );
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(answer["principal"], serde_json::json!({"type": "Gitlab::CiJob", "id": "100"}));
 }
 
 #[test]
