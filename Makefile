@@ -4,12 +4,14 @@
 CARGO ?= cargo
 ARBITER := target/release/arbiter
 
-.PHONY: build test lint rust-test bundle-test
+VENV := target/interop-venv
+
+.PHONY: build test lint rust-test bundle-test interop
 
 build:
 	$(CARGO) build --release --workspace
 
-test: lint rust-test bundle-test
+test: lint rust-test bundle-test interop
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -25,3 +27,9 @@ bundle-test: build
 	$(ARBITER) validate --bundle policies/gitlab
 	$(ARBITER) test --bundle policies/gitlab
 	$(ARBITER) test
+
+# Tokens minted by independent implementations (PyJWT, pymacaroons) verify in Arbiter, and
+# Arbiter's in them.
+interop: build
+	test -x $(VENV)/bin/pytest || (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/interop/requirements.txt)
+	$(VENV)/bin/pytest -q tests/interop

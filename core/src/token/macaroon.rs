@@ -381,9 +381,11 @@ impl Macaroon {
         let object = value
             .as_object()
             .ok_or_else(|| bad_format("V2 JSON is an object"))?;
+        // pymacaroons leaves `v` out; any other version than 2 is refused.
         match object.get("v") {
+            None => {}
             Some(v) if v == &json!(2) || v == &json!("2") => {}
-            _ => return Err(bad_format("V2 JSON needs `\"v\": 2`")),
+            Some(_) => return Err(bad_format("V2 JSON with a version other than 2")),
         }
         let location = match object.get("l") {
             None => None,
