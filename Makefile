@@ -30,6 +30,10 @@ bundle-test: build
 
 # Tokens minted by independent implementations (PyJWT, pymacaroons) verify in Arbiter, and
 # Arbiter's in them.
-interop: build
-	test -x $(VENV)/bin/pytest || (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/interop/requirements.txt)
+interop: build $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/interop
+
+$(VENV)/.installed: tests/interop/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/interop/requirements.txt
+	touch $@

@@ -346,7 +346,10 @@ fn the_default_bundle_accepts_no_token_until_its_keys_are_given() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(answer["principal"], serde_json::json!({"type": "Gitlab::CiJob", "id": "100"}));
+    assert_eq!(
+        answer["principal"],
+        serde_json::json!({"type": "Gitlab::CiJob", "id": "100"})
+    );
 }
 
 #[test]

@@ -82,7 +82,7 @@ impl Engine {
 
     /// Verifies a token on its own (no request): what `arbiter token verify` prints.
     pub fn verify_token(&self, token: &str) -> Result<TokenInfo, TokenError> {
-        verify_token(&self.bundle.load(), token, self.now()).map(|v| TokenInfo::from(v.as_ref()))
+        verify_token(&self.bundle.load(), token, self.now()).map(TokenInfo::new)
     }
 
     /// What the current bundle holds.

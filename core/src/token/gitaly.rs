@@ -5,7 +5,7 @@ use aws_lc_rs::{constant_time, hmac};
 use serde_json::json;
 
 use super::config::GitalyConfig;
-use super::{secret, PrincipalMap, TokenError, Verified, VerifiedKind};
+use super::{secret, ClaimsJson, PrincipalMap, TokenError, Verified, VerifiedKind};
 use crate::bundle::BundleFile;
 use crate::decision::DecisionErrorKind;
 
@@ -75,7 +75,7 @@ impl Gitaly {
             valid_from: Some(issued.saturating_sub(self.skew)),
             valid_until: Some(issued.saturating_add(self.skew).saturating_add(1)),
             caveats: Vec::new(),
-            claims: json!({"issued_at": issued}),
+            claims: ClaimsJson::Value(json!({"issued_at": issued})),
         };
         verified.check_time(now)?;
         Ok(verified)

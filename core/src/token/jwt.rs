@@ -1,6 +1,6 @@
-//! JWT verification: issuers from `tokens.json`, keys bound to one algorithm each, signatures
-//! checked by jsonwebtoken on aws-lc-rs, and every registered claim checked here, against an
-//! explicit clock and with strict types.
+//! JWT verification: issuers from `tokens.json`, keys read by jsonwebtoken and bound to one
+//! algorithm each, signatures checked by aws-lc-rs with keys prepared at load, and every
+//! registered claim checked here, against an explicit clock and with strict types.
 //!
 //! What is refused, and why (RFC 8725):
 //! - the algorithm comes from the issuer's configuration; the token's `alg` only has to be one
@@ -16,24 +16,92 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents, VerificationAlgorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::claims::{describe, id_from_claim, read_claim};
 use super::config::{ClaimType, IssuerConfig};
-use super::{PrincipalMap, TokenError, Verified, VerifiedKind};
+use super::{ClaimsJson, PrincipalMap, TokenError, Verified, VerifiedKind};
 use crate::decision::DecisionErrorKind;
 
 /// A verification key bound to one algorithm.
 pub(crate) struct BoundKey {
     pub(crate) kid: Option<String>,
     pub(crate) alg: Algorithm,
-    pub(crate) key: DecodingKey,
+    verifier: KeyVerifier,
+}
+
+/// How a bound key checks signatures, with aws-lc-rs (the backend jsonwebtoken uses): the key is
+/// prepared once, when the bundle loads (a public key parsed, an HMAC key expanded), instead of
+/// on every verification, as jsonwebtoken's `decode` would.
+enum KeyVerifier {
+    Hmac(Box<hmac::Key>),
+    Public(ParsedPublicKey),
+}
+
+impl BoundKey {
+    fn new(kid: Option<String>, alg: Algorithm, key: DecodingKey) -> Result<Self, String> {
+        let verifier = match (family(alg), key.kind()) {
+            (AlgorithmFamily::Hmac, DecodingKeyKind::SecretOrDer(secret)) => {
+                let hash = match alg {
+                    Algorithm::HS384 => hmac::HMAC_SHA384,
+                    Algorithm::HS512 => hmac::HMAC_SHA512,
+                    _ => hmac::HMAC_SHA256,
+                };
+                KeyVerifier::Hmac(Box::new(hmac::Key::new(hash, secret)))
+            }
+            (AlgorithmFamily::Hmac, _) => return Err("an HMAC key must be a secret".into()),
+            _ => KeyVerifier::Public(parse_public_key(alg, &key)?),
+        };
+        Ok(Self { kid, alg, verifier })
+    }
+
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.verifier {
+            KeyVerifier::Public(key) => key.verify_sig(message, signature).is_ok(),
+            // Constant-time comparison of the tag.
+            KeyVerifier::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
+        }
+    }
+}
+
+/// The aws-lc-rs verification algorithm of a public-key JWS algorithm (the same parameters
+/// jsonwebtoken's aws-lc backend uses).
+fn public_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
+    match alg {
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        _ => &signature::RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
+fn parse_public_key(alg: Algorithm, key: &DecodingKey) -> Result<ParsedPublicKey, String> {
+    let bytes = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => RsaPublicKeyComponents { n, e }
+            .as_der()
+            .map_err(|_| "not a valid RSA public key".to_owned())?
+            .as_ref()
+            .to_vec(),
+        // An EC point (0x04 || x || y) or an Ed25519 key.
+        DecodingKeyKind::SecretOrDer(bytes) => bytes.clone(),
+    };
+    ParsedPublicKey::new(public_algorithm(alg), bytes)
+        .map_err(|e| format!("not a valid {alg:?} public key: {e}"))
 }
 
 /// Algorithms FIPS 140-3 approves for signatures and MACs (EdDSA is left out until the FIPS
@@ -101,11 +169,11 @@ pub(crate) fn hmac_keys(secret: &[u8], algorithms: &[Algorithm]) -> Result<Vec<B
                     min_hmac_len(alg)
                 ));
             }
-            Ok(BoundKey {
-                kid: None,
+            BoundKey::new(
+                None,
                 alg,
-                key: DecodingKey::from_secret(secret).map_err(|e| e.to_string())?,
-            })
+                DecodingKey::from_secret(secret).map_err(|e| e.to_string())?,
+            )
         })
         .collect()
 }
@@ -193,7 +261,7 @@ pub(crate) fn bind_jwk(
             ));
         }
     }
-    Ok(BoundKey { kid, alg, key })
+    BoundKey::new(kid, alg, key)
 }
 
 fn rsa_bits(modulus: &[u8]) -> usize {
@@ -227,6 +295,34 @@ struct Header {
     b64: Option<Value>,
 }
 
+/// Deepest JSON nesting accepted in a header or payload.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], before any parser sees it.
+fn check_depth(part: &str, json: &[u8]) -> Result<(), TokenError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(TokenError::malformed(format!(
+                        "the {part} nests JSON deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn segment(name: &str, text: &str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
         .decode(text)
@@ -244,7 +340,9 @@ pub(crate) fn parse_compact(token: &str) -> Result<Compact<'_>, TokenError> {
             "a JWT has exactly three dot-separated parts",
         ));
     };
-    let header_json: Header = serde_json::from_slice(&segment("header", header)?).map_err(|e| {
+    let header_bytes = segment("header", header)?;
+    check_depth("header", &header_bytes)?;
+    let header_json: Header = serde_json::from_slice(&header_bytes).map_err(|e| {
         TokenError::malformed(format!("the header is not a valid JOSE header: {e}"))
     })?;
     let alg = match header_json.alg {
@@ -309,7 +407,10 @@ impl Compact<'_> {
             })?;
         let candidates: Vec<&BoundKey> = keys
             .iter()
-            .filter(|k| k.alg == alg && (self.kid.is_none() || k.kid == self.kid))
+            // A key without a `kid` (an HMAC secret, say) serves tokens with any `kid`.
+            .filter(|k| {
+                k.alg == alg && (self.kid.is_none() || k.kid.is_none() || k.kid == self.kid)
+            })
             .collect();
         if candidates.is_empty() {
             return Err(TokenError::new(
@@ -320,18 +421,11 @@ impl Compact<'_> {
                 },
             ));
         }
-        let provider = CryptoProvider::try_get_default().ok_or_else(|| {
-            TokenError::new(DecisionErrorKind::BadSignature, "no signature provider")
-        })?;
-        for key in candidates {
-            if let Ok(verifier) = (provider.verifier_factory)(&alg, &key.key) {
-                if verifier
-                    .verify(self.signing_input.as_bytes(), &self.signature)
-                    .is_ok()
-                {
-                    return Ok(alg);
-                }
-            }
+        if candidates
+            .iter()
+            .any(|key| key.verifies(self.signing_input.as_bytes(), &self.signature))
+        {
+            return Ok(alg);
         }
         Err(TokenError::new(
             DecisionErrorKind::BadSignature,
@@ -392,9 +486,8 @@ impl Jwt {
         now: i64,
     ) -> Result<Verified, TokenError> {
         let compact = parse_compact(token)?;
-        let claims: Map<String, Value> = serde_json::from_slice(&compact.payload)
-            .map_err(|e| TokenError::malformed(format!("the payload is not a JSON object: {e}")))?;
-        let iss = match claims.get("iss") {
+        let claims = ClaimSet::parse(&compact.payload)?;
+        let iss = match claims.value("iss")? {
             None => {
                 return Err(TokenError::new(
                     DecisionErrorKind::UnknownIssuer,
@@ -405,14 +498,14 @@ impl Jwt {
             Some(other) => {
                 return Err(TokenError::invalid_claim(format!(
                     "claim `iss` must be a string, got {}",
-                    describe(other)
+                    describe(&other)
                 )))
             }
         };
         let issuer = self
             .issuers
             .iter()
-            .find(|i| &i.issuer == iss && i.prefix.as_deref() == prefix)
+            .find(|i| i.issuer == iss && i.prefix.as_deref() == prefix)
             .ok_or_else(|| {
                 TokenError::new(
                     DecisionErrorKind::UnknownIssuer,
@@ -420,12 +513,19 @@ impl Jwt {
                 )
             })?;
         compact.verify(&issuer.keys, &issuer.algorithms)?;
-        check_claims(issuer, claims, now)
+        let verified = check_claims(issuer, &claims, now)?;
+        Ok(Verified {
+            claims: ClaimsJson::Payload(
+                compact.payload.into_boxed_slice(),
+                std::sync::OnceLock::new(),
+            ),
+            ..verified
+        })
     }
 }
 
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
-    match claims.get(name) {
+fn numeric_date(claims: &ClaimSet<'_>, name: &str) -> Result<Option<i64>, TokenError> {
+    match claims.value(name)? {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(t) => Ok(Some(t)),
@@ -440,20 +540,75 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
         },
         Some(other) => Err(TokenError::invalid_claim(format!(
             "claim `{name}` must be a number, got {}",
-            describe(other)
+            describe(&other)
         ))),
+    }
+}
+
+/// A JWT's claims as written: each name with its raw JSON, parsed only when read. Duplicate
+/// names are refused (a parser that kept the first and one that kept the last would disagree).
+pub(crate) struct ClaimSet<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'a> ClaimSet<'a> {
+    pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, TokenError> {
+        check_depth("payload", payload)?;
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = ClaimSet<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut claims: Vec<(&'de str, &'de RawValue)> = Vec::new();
+                while let Some((name, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    if claims.iter().any(|(n, _)| *n == name) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "claim `{name}` appears twice"
+                        )));
+                    }
+                    claims.push((name, value));
+                }
+                Ok(ClaimSet(claims))
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        de.deserialize_map(Visit)
+            .and_then(|claims| de.end().map(|()| claims))
+            .map_err(|e| {
+                TokenError::malformed(format!("the payload is not a JSON object of claims: {e}"))
+            })
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| *n == name)
+    }
+
+    /// A claim's value, parsed.
+    pub(crate) fn value(&self, name: &str) -> Result<Option<Value>, TokenError> {
+        match self.0.iter().find(|(n, _)| *n == name) {
+            None => Ok(None),
+            Some((_, raw)) => serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|e| TokenError::malformed(format!("claim `{name}`: {e}"))),
+        }
+    }
+
+    /// A claim that must be present.
+    fn required(&self, name: &str) -> Result<Value, TokenError> {
+        self.value(name)?.ok_or_else(|| {
+            TokenError::new(
+                DecisionErrorKind::MissingClaim,
+                format!("the token has no `{name}` claim"),
+            )
+        })
     }
 }
 
 /// Registered claims, the principal and the policy-facing claims of a token whose signature
 /// has been checked.
-fn check_claims(
-    issuer: &Issuer,
-    claims: Map<String, Value>,
-    now: i64,
-) -> Result<Verified, TokenError> {
+fn check_claims(issuer: &Issuer, claims: &ClaimSet<'_>, now: i64) -> Result<Verified, TokenError> {
     for name in &issuer.required {
-        if !claims.contains_key(name) {
+        if !claims.contains(name) {
             return Err(TokenError::new(
                 DecisionErrorKind::MissingClaim,
                 format!("the token has no `{name}` claim"),
@@ -461,9 +616,9 @@ fn check_claims(
         }
     }
     let leeway = issuer.leeway;
-    let exp = numeric_date(&claims, "exp")?;
-    let nbf = numeric_date(&claims, "nbf")?;
-    let iat = numeric_date(&claims, "iat")?;
+    let exp = numeric_date(claims, "exp")?;
+    let nbf = numeric_date(claims, "nbf")?;
+    let iat = numeric_date(claims, "iat")?;
     let mut valid_until = exp.map(|e| e.saturating_add(leeway));
     let mut valid_from = nbf.map(|n| n.saturating_sub(leeway));
     if let Some(max_age) = issuer.max_age {
@@ -483,8 +638,8 @@ fn check_claims(
         let from = iat.saturating_sub(leeway);
         valid_from = Some(valid_from.map_or(from, |v| v.max(from)));
     }
-    if let Some(aud) = claims.get("aud") {
-        let auds: Vec<&str> = match aud {
+    if let Some(aud) = claims.value("aud")? {
+        let auds: Vec<&str> = match &aud {
             Value::String(a) => vec![a.as_str()],
             Value::Array(items) => items
                 .iter()
@@ -520,23 +675,23 @@ fn check_claims(
         ));
     }
     for name in ["sub", "jti"] {
-        if let Some(v) = claims.get(name) {
+        if let Some(v) = claims.value(name)? {
             if !v.is_string() {
                 return Err(TokenError::invalid_claim(format!(
                     "claim `{name}` must be a string, got {}",
-                    describe(v)
+                    describe(&v)
                 )));
             }
         }
     }
     let verified = Verified {
         kind: VerifiedKind::Jwt,
-        principal: issuer.principal.principal_of(&claims)?,
-        context: issuer.claims_context(&claims)?,
+        principal: issuer.principal.principal_of(claims)?,
+        context: issuer.claims_context(claims)?,
         valid_from,
         valid_until,
         caveats: Vec::new(),
-        claims: Value::Object(claims),
+        claims: ClaimsJson::Value(Value::Null),
     };
     verified.check_time(now)?;
     Ok(verified)
@@ -546,15 +701,18 @@ impl Issuer {
     /// `context.token`: the configured claims, typed.
     fn claims_context(
         &self,
-        claims: &Map<String, Value>,
+        claims: &ClaimSet<'_>,
     ) -> Result<Option<HashMap<String, cedar_policy::RestrictedExpression>>, TokenError> {
         if self.claims.is_empty() {
             return Ok(None);
         }
         let mut record = HashMap::new();
         for (name, as_type) in &self.claims {
-            if let Some(value) = claims.get(name) {
-                record.insert(name.clone(), read_claim(name, value, *as_type, None, None)?);
+            if let Some(value) = claims.value(name)? {
+                record.insert(
+                    name.clone(),
+                    read_claim(name, &value, *as_type, None, None)?,
+                );
             }
         }
         Ok(Some(record))
@@ -562,33 +720,22 @@ impl Issuer {
 }
 
 impl PrincipalMap {
-    fn principal_of(&self, claims: &Map<String, Value>) -> Result<super::Principal, TokenError> {
+    fn principal_of(&self, claims: &ClaimSet<'_>) -> Result<super::Principal, TokenError> {
         let id = match &self.fixed_id {
             Some(id) => id.clone(),
             None => {
                 let name = self.id_claim.as_deref().unwrap_or("sub");
-                let value = claims.get(name).ok_or_else(|| {
-                    TokenError::new(
-                        DecisionErrorKind::MissingClaim,
-                        format!("the token has no `{name}` claim"),
-                    )
-                })?;
-                id_from_claim(name, value, self.id_prefix.as_deref())?
+                id_from_claim(name, &claims.required(name)?, self.id_prefix.as_deref())?
             }
         };
         let mut attributes = HashMap::new();
         for (attr, spec) in &self.attributes {
-            let value = claims.get(&spec.claim).ok_or_else(|| {
-                TokenError::new(
-                    DecisionErrorKind::MissingClaim,
-                    format!("the token has no `{}` claim", spec.claim),
-                )
-            })?;
+            let value = claims.required(&spec.claim)?;
             attributes.insert(
                 attr.clone(),
                 read_claim(
                     &spec.claim,
-                    value,
+                    &value,
                     spec.as_type,
                     spec.entity_type.as_ref(),
                     spec.prefix.as_deref(),

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::caveat::Caveat;
 use super::config::{MacaroonConfig, TokenLimits};
-use super::{secret, PrincipalMap, TokenError, Verified, VerifiedKind};
+use super::{secret, ClaimsJson, PrincipalMap, TokenError, Verified, VerifiedKind};
 use crate::bundle::BundleFile;
 use crate::decision::DecisionErrorKind;
 
@@ -708,12 +708,12 @@ impl Macaroons {
             valid_from: None,
             valid_until,
             caveats,
-            claims: json!({
+            claims: ClaimsJson::Value(json!({
                 "identifier": String::from_utf8_lossy(&root.identifier),
                 "location": root.location,
                 "caveats": texts,
                 "discharges": discharges.len(),
-            }),
+            })),
         };
         verified.check_time(now)?;
         Ok(verified)

@@ -64,35 +64,38 @@ impl TokenError {
 }
 
 /// A verified token, as `arbiter token verify` shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenInfo {
-    /// `jwt`, `macaroon` or `gitaly`.
-    pub kind: &'static str,
-    /// The principal the token names.
-    pub principal: EntityUid,
-    /// The JWT's claims; a macaroon's identifier, location and caveats; a Gitaly token's time.
-    pub claims: Value,
-}
+#[derive(Debug, Clone)]
+pub struct TokenInfo(Arc<Verified>);
 
 impl TokenInfo {
+    pub(crate) fn new(verified: Arc<Verified>) -> Self {
+        Self(verified)
+    }
+
+    /// `jwt`, `macaroon` or `gitaly`.
+    pub fn kind(&self) -> &'static str {
+        self.0.kind.name()
+    }
+
+    /// The principal the token names.
+    pub fn principal(&self) -> &EntityUid {
+        &self.0.principal.uid
+    }
+
+    /// The JWT's claims; a macaroon's identifier, location and caveats; a Gitaly token's time.
+    pub fn claims(&self) -> &Value {
+        self.0.claims.get()
+    }
+
     /// `{"valid": true, "kind", "principal": {"type", "id"}, "claims"}`.
     pub fn to_json(&self) -> Value {
+        let principal = self.principal();
         serde_json::json!({
             "valid": true,
-            "kind": self.kind,
-            "principal": {"type": self.principal.type_name().to_string(), "id": self.principal.id().unescaped()},
-            "claims": self.claims,
+            "kind": self.kind(),
+            "principal": {"type": principal.type_name().to_string(), "id": principal.id().unescaped()},
+            "claims": self.claims(),
         })
-    }
-}
-
-impl From<&Verified> for TokenInfo {
-    fn from(v: &Verified) -> Self {
-        Self {
-            kind: v.kind.name(),
-            principal: v.principal.uid.clone(),
-            claims: v.claims.clone(),
-        }
     }
 }
 
@@ -142,7 +145,30 @@ pub(crate) struct Verified {
     /// Macaroon caveats that depend on the request.
     pub(crate) caveats: Vec<Caveat>,
     /// What `arbiter token verify` prints as `claims`.
-    pub(crate) claims: Value,
+    pub(crate) claims: ClaimsJson,
+}
+
+/// The claims `arbiter token verify` shows: built at verification (macaroons, Gitaly tokens),
+/// or a JWT's payload, parsed only when asked for.
+#[derive(Debug)]
+pub(crate) enum ClaimsJson {
+    Value(Value),
+    Payload(Box<[u8]>, std::sync::OnceLock<Value>),
+}
+
+impl ClaimsJson {
+    fn get(&self) -> &Value {
+        match self {
+            Self::Value(value) => value,
+            Self::Payload(payload, parsed) => parsed.get_or_init(|| {
+                // The payload was checked to be a JSON object at verification; only nesting
+                // beyond the parser's depth bound can fail here.
+                serde_json::from_slice(payload).unwrap_or_else(
+                    |_| serde_json::json!({"error": "the claims nest too deeply to show"}),
+                )
+            }),
+        }
+    }
 }
 
 impl Verified {
@@ -351,6 +377,9 @@ impl Tokens {
         }
         if token.is_empty() {
             return Err(TokenError::malformed("the token is empty"));
+        }
+        if !self.cache.enabled() {
+            return self.verify_uncached(token, now).map(Arc::new);
         }
         let key = Cache::key(token);
         if let Some(hit) = self.cache.get(&key, now) {
