@@ -6,7 +6,7 @@ ARBITER := target/release/arbiter
 
 VENV := target/interop-venv
 
-.PHONY: build test lint rust-test bundle-test interop
+.PHONY: build test lint rust-test bundle-test interop bench
 
 build:
 	$(CARGO) build --release --workspace
@@ -37,3 +37,9 @@ $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r tests/interop/requirements.txt
 	touch $@
+
+# Criterion benchmarks against the peers, then BENCHMARKS.md rewritten from this run.
+bench:
+	$(CARGO) bench -p arbiter-benches
+	python3 benches/report.py > BENCHMARKS.md
+	cat BENCHMARKS.md
