@@ -784,3 +784,24 @@ fn gitaly_tokens_are_valid_for_thirty_seconds_either_side() {
         "gitaly"
     );
 }
+
+#[test]
+fn revoked_tokens_are_refused_though_they_verify() {
+    let mut tokens = tokens_json();
+    tokens["revoked"] = json!({"jwt_ids": ["leaked-1"], "macaroon_identifiers": ["token-9"]});
+    let e = engine_with(tokens);
+    let mut c = good_claims();
+    c["jti"] = json!("leaked-1");
+    assert_eq!(
+        refusal(&e, &hs_token(c.clone())),
+        Some(DecisionErrorKind::Revoked)
+    );
+    c["jti"] = json!("fine-2");
+    assert_eq!(refusal(&e, &hs_token(c)), None);
+    let mut m = Macaroon::mint(&macaroon_key(), "token-9", None);
+    m.add_first_party_caveat("user = 42");
+    assert_eq!(
+        refusal(&e, &m.serialize(arbiter::MacaroonFormat::V2)),
+        Some(DecisionErrorKind::Revoked)
+    );
+}

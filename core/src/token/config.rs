@@ -18,6 +18,18 @@ pub(crate) struct TokensConfig {
     pub(crate) cache: CacheConfig,
     #[serde(default)]
     pub(crate) limits: TokenLimits,
+    #[serde(default)]
+    pub(crate) revoked: Revoked,
+}
+
+/// Tokens refused although they verify (`revoked`): by JWT `jti` and by macaroon identifier.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Revoked {
+    #[serde(default)]
+    pub(crate) jwt_ids: Vec<String>,
+    #[serde(default)]
+    pub(crate) macaroon_identifiers: Vec<String>,
 }
 
 /// Limits checked before any parsing.

@@ -67,6 +67,7 @@ impl Gitaly {
         })?;
         let verified = Verified {
             kind: VerifiedKind::Gitaly,
+            token_id: None,
             principal: self.principal.principal(
                 self.principal.fixed_id.clone().unwrap_or_default(),
                 Default::default(),

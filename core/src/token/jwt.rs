@@ -684,8 +684,13 @@ fn check_claims(issuer: &Issuer, claims: &ClaimSet<'_>, now: i64) -> Result<Veri
             }
         }
     }
+    let token_id = match claims.value("jti")? {
+        Some(Value::String(jti)) => Some(jti),
+        _ => None,
+    };
     let verified = Verified {
         kind: VerifiedKind::Jwt,
+        token_id,
         principal: issuer.principal.principal_of(claims)?,
         context: issuer.claims_context(claims)?,
         valid_from,

@@ -107,7 +107,7 @@ impl TokenError {
 }
 
 /// Which verifier accepted a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum VerifiedKind {
     Jwt,
     Macaroon,
@@ -144,6 +144,8 @@ pub(crate) struct Verified {
     pub(crate) valid_until: Option<i64>,
     /// Macaroon caveats that depend on the request.
     pub(crate) caveats: Vec<Caveat>,
+    /// The JWT's `jti` or the macaroon's identifier, checked against the revocation lists.
+    pub(crate) token_id: Option<String>,
     /// What `arbiter token verify` prints as `claims`.
     pub(crate) claims: ClaimsJson,
 }
@@ -277,6 +279,7 @@ pub(crate) struct Tokens {
     gitaly: Option<gitaly::Gitaly>,
     cache: Cache,
     limits: TokenLimits,
+    revoked: HashSet<(VerifiedKind, String)>,
 }
 
 /// Loads the secret a file or environment variable holds. An unset variable is no secret: the
@@ -360,6 +363,19 @@ impl Tokens {
             gitaly,
             cache: Cache::new(config.cache.max_entries, config.cache.max_ttl_seconds),
             limits: config.limits,
+            revoked: config
+                .revoked
+                .jwt_ids
+                .into_iter()
+                .map(|id| (VerifiedKind::Jwt, id))
+                .chain(
+                    config
+                        .revoked
+                        .macaroon_identifiers
+                        .into_iter()
+                        .map(|id| (VerifiedKind::Macaroon, id)),
+                )
+                .collect(),
         })
     }
 
@@ -392,6 +408,19 @@ impl Tokens {
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        let verified = self.verify_signature_and_claims(token, now)?;
+        if let Some(id) = &verified.token_id {
+            if self.revoked.contains(&(verified.kind, id.clone())) {
+                return Err(TokenError::new(
+                    DecisionErrorKind::Revoked,
+                    "the token has been revoked",
+                ));
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_signature_and_claims(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
         if let (Some(gitaly), Some(rest)) = (&self.gitaly, token.strip_prefix("v2.")) {
             return gitaly.verify(rest, now);
         }
