@@ -6,12 +6,12 @@ ARBITER := target/release/arbiter
 
 VENV := target/interop-venv
 
-.PHONY: build test lint rust-test bundle-test interop bench
+.PHONY: build test lint rust-test bundle-test interop fips bench
 
 build:
 	$(CARGO) build --release --workspace
 
-test: lint rust-test bundle-test interop
+test: lint rust-test bundle-test interop fips
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -37,6 +37,10 @@ $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r tests/interop/requirements.txt
 	touch $@
+
+# The FIPS build (aws-lc's FIPS module; needs Go and cmake) and the token tests under it.
+fips:
+	$(CARGO) test --release -p arbiter --features fips --lib --test tokens --test gitlab_tokens
 
 # Criterion benchmarks against the peers, then BENCHMARKS.md rewritten from this run.
 bench:

@@ -71,7 +71,7 @@ impl Gitaly {
             principal: self.principal.principal(
                 self.principal.fixed_id.clone().unwrap_or_default(),
                 Default::default(),
-            ),
+            )?,
             context: None,
             valid_from: Some(issued.saturating_sub(self.skew)),
             valid_until: Some(issued.saturating_add(self.skew).saturating_add(1)),

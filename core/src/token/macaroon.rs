@@ -704,7 +704,7 @@ impl Macaroons {
         let verified = Verified {
             kind: VerifiedKind::Macaroon,
             token_id: Some(String::from_utf8_lossy(&root.identifier).into_owned()),
-            principal: self.principal.principal(id, Default::default()),
+            principal: self.principal.principal(id, Default::default())?,
             context: None,
             valid_from: None,
             valid_until,

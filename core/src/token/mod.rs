@@ -61,6 +61,11 @@ impl TokenError {
             message: self.message,
         }
     }
+
+    /// `{"valid": false, "error": {"kind", "message"}}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"valid": false, "error": {"kind": self.kind, "message": self.message}})
+    }
 }
 
 /// A verified token, as `arbiter token verify` shows it.
@@ -96,13 +101,6 @@ impl TokenInfo {
             "principal": {"type": principal.type_name().to_string(), "id": principal.id().unescaped()},
             "claims": self.claims(),
         })
-    }
-}
-
-impl TokenError {
-    /// `{"valid": false, "error": {"kind", "message"}}`.
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({"valid": false, "error": {"kind": self.kind, "message": self.message}})
     }
 }
 
@@ -263,12 +261,18 @@ impl PrincipalMap {
         &self,
         id: String,
         attributes: HashMap<String, RestrictedExpression>,
-    ) -> Principal {
+    ) -> Result<Principal, TokenError> {
         let uid = EntityUid::from_type_name_and_id(self.entity_type.clone(), EntityId::new(id));
-        let entity = (!self.attributes.is_empty())
-            .then(|| Entity::new(uid.clone(), attributes, HashSet::new()).ok())
-            .flatten();
-        Principal { uid, entity }
+        let entity = if self.attributes.is_empty() {
+            None
+        } else {
+            Some(
+                Entity::new(uid.clone(), attributes, HashSet::new()).map_err(|e| {
+                    TokenError::invalid_claim(format!("the principal's attributes: {e}"))
+                })?,
+            )
+        };
+        Ok(Principal { uid, entity })
     }
 }
 
