@@ -46,6 +46,28 @@ pub enum DecisionErrorKind {
     Revoked,
 }
 
+impl DecisionErrorKind {
+    /// The kind as the contract writes it, e.g. `"policy_evaluation"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PolicyEvaluation => "policy_evaluation",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::UnknownKey => "unknown_key",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::AudienceMismatch => "audience_mismatch",
+            Self::MissingClaim => "missing_claim",
+            Self::InvalidClaim => "invalid_claim",
+            Self::CaveatNotSatisfied => "caveat_not_satisfied",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 /// One error met while deciding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,5 +115,33 @@ impl Decision {
             // Serializing plain strings and enums cannot fail; if it ever did, fail closed.
             r#"{"decision":"deny","reasons":[],"errors":[]}"#.to_owned()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_match_their_json() {
+        use DecisionErrorKind::*;
+        for kind in [
+            PolicyEvaluation,
+            Malformed,
+            TooLarge,
+            UnknownIssuer,
+            UnknownKey,
+            AlgorithmNotAllowed,
+            BadSignature,
+            Expired,
+            NotYetValid,
+            AudienceMismatch,
+            MissingClaim,
+            InvalidClaim,
+            CaveatNotSatisfied,
+            Revoked,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 }

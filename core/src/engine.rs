@@ -15,7 +15,7 @@ use crate::bundle::{read_engine_files, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::push_value_references;
 use crate::error::{one_line, LoadError, RequestError};
-use crate::request::Request;
+use crate::request::{Request, RequestParts};
 use crate::token::{TokenError, TokenInfo, Verified};
 
 /// Decides requests against one bundle at a time.
@@ -111,6 +111,13 @@ impl Engine {
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
         let bundle = self.bundle.load();
         let request = Request::from_json(request, bundle.request_schema())?;
+        decide(&bundle, &request, self.now())
+    }
+
+    /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
+    pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
+        let bundle = self.bundle.load();
+        let request = Request::from_parts(parts, bundle.request_schema())?;
         decide(&bundle, &request, self.now())
     }
 

@@ -18,7 +18,7 @@ pub use bundle::{BundleFile, BundleInfo, Manifest};
 pub use decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 pub use engine::Engine;
 pub use error::{LoadError, Problem, RequestError};
-pub use request::Request;
+pub use request::{Request, RequestParts};
 pub use token::macaroon::{Format as MacaroonFormat, Macaroon, MacaroonCaveat};
 pub use token::mint::{MintError, Minter, SigningKey};
 pub use token::{TokenError, TokenInfo};

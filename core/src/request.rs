@@ -1,10 +1,12 @@
 //! Requests: the typed form, and the contract's JSON wire form that every language shares.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
+use cedar_policy::{
+    Context, ContextJsonError, Entity, EntityId, EntityTypeName, EntityUid, Schema,
+};
 use cedar_policy_core::ast::EntityUID;
-
-use cedar_policy::{Context, ContextJsonError, Entity, EntityUid, Schema};
 use serde::Deserialize;
 
 use crate::entities::parse_entity;
@@ -64,7 +66,6 @@ impl Request {
     pub(crate) fn from_json(json: &str, schema: Option<&Schema>) -> Result<Self, RequestError> {
         let wire: WireRequest =
             serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
-
         let principal = wire
             .principal
             .map(|p| entity_ref("principal", p))
@@ -73,43 +74,122 @@ impl Request {
         let resource = entity_ref("resource", wire.resource)?;
         let context = match wire.context {
             None => Context::empty(),
-            Some(json) => Context::from_json_value(json, schema.map(|s| (s, &action))).map_err(
-                |e| match e {
-                    // Reading the context against the schema needs the action first.
-                    ContextJsonError::MissingAction(e) => RequestError::invalid(&e),
-                    e => RequestError::context(&e),
-                },
+            Some(json) => Context::from_json_value(json, schema.map(|s| (s, &action)))
+                .map_err(context_error)?,
+        };
+        Ok(Self {
+            principal,
+            action,
+            resource,
+            context,
+            entities: parse_entities(wire.entities, schema)?,
+            token: wire.token,
+        })
+    }
+
+    /// Builds a request from borrowed parts (see [`RequestParts`]), read the way
+    /// [`Request::from_json`] reads the same values.
+    pub(crate) fn from_parts(
+        parts: &RequestParts<'_>,
+        schema: Option<&Schema>,
+    ) -> Result<Self, RequestError> {
+        let principal = parts
+            .principal
+            .map(|(t, id)| typed_ref("principal", t, id))
+            .transpose()?;
+        let action = typed_ref("action", parts.action.0, parts.action.1)?;
+        let resource = typed_ref("resource", parts.resource.0, parts.resource.1)?;
+        let context = match parts.context_json {
+            None => Context::empty(),
+            Some(json) => {
+                Context::from_json_str(json, schema.map(|s| (s, &action))).map_err(context_error)?
+            }
+        };
+        let entities = match parts.entities_json {
+            None => Vec::new(),
+            Some(json) => parse_entities(
+                serde_json::from_str(json).map_err(|e| {
+                    RequestError::Entities(format!("expected a JSON array of entities: {e}"))
+                })?,
+                schema,
             )?,
         };
-        let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
-        let mut entities: Vec<Entity> = Vec::with_capacity(wire.entities.len());
-        for (n, json) in wire.entities.into_iter().enumerate() {
-            let entity = parse_entity(json, schema)
-                .map_err(|e| RequestError::Entities(format!("entities[{n}]: {}", e.message())))?;
-            // Like Cedar, an entity given twice identically counts once.
-            match seen.get(entity.uid()) {
-                Some(&(at, _)) if entities[at].as_ref().deep_eq(&entity) => continue,
-                Some(&(_, first)) => {
-                    return Err(RequestError::Entities(format!(
-                        "entities[{n}]: entity `{}` is already given, differently, in entities[{first}]",
-                        entity.uid()
-                    )))
-                }
-                None => {
-                    seen.insert(entity.uid().clone(), (entities.len(), n));
-                    entities.push(Entity::from(entity));
-                }
-            }
-        }
         Ok(Self {
             principal,
             action,
             resource,
             context,
             entities,
-            token: wire.token,
+            token: parts.token.map(str::to_owned),
         })
     }
+}
+
+/// A request as borrowed parts, for bindings that would rather not build request JSON: entity
+/// references as `(type, id)`, the context and the per-request entities as JSON (in the
+/// contract's encoding), each only when present.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// `(type, id)` of the principal; may be `None` when `token` is given.
+    pub principal: Option<(&'a str, &'a str)>,
+    /// `(type, id)` of the action.
+    pub action: (&'a str, &'a str),
+    /// `(type, id)` of the resource.
+    pub resource: (&'a str, &'a str),
+    /// The context record as JSON.
+    pub context_json: Option<&'a str>,
+    /// The per-request entities as a JSON array.
+    pub entities_json: Option<&'a str>,
+    /// A token.
+    pub token: Option<&'a str>,
+}
+
+fn context_error(e: ContextJsonError) -> RequestError {
+    match e {
+        // Reading the context against the schema needs the action first.
+        ContextJsonError::MissingAction(e) => RequestError::invalid(&e),
+        e => RequestError::context(&e),
+    }
+}
+
+/// Per-request entities in Cedar's entity JSON format. Like Cedar, an entity given twice
+/// identically counts once; given twice differently, it is an error.
+fn parse_entities(
+    items: Vec<serde_json::Value>,
+    schema: Option<&Schema>,
+) -> Result<Vec<Entity>, RequestError> {
+    let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
+    let mut entities: Vec<Entity> = Vec::with_capacity(items.len());
+    for (n, json) in items.into_iter().enumerate() {
+        let entity = parse_entity(json, schema)
+            .map_err(|e| RequestError::Entities(format!("entities[{n}]: {}", e.message())))?;
+        match seen.get(entity.uid()) {
+            Some(&(at, _)) if entities[at].as_ref().deep_eq(&entity) => continue,
+            Some(&(_, first)) => {
+                return Err(RequestError::Entities(format!(
+                "entities[{n}]: entity `{}` is already given, differently, in entities[{first}]",
+                entity.uid()
+            )))
+            }
+            None => {
+                seen.insert(entity.uid().clone(), (entities.len(), n));
+                entities.push(Entity::from(entity));
+            }
+        }
+    }
+    Ok(entities)
+}
+
+fn typed_ref(field: &str, type_name: &str, id: &str) -> Result<EntityUid, RequestError> {
+    let type_name = EntityTypeName::from_str(type_name).map_err(|_| {
+        RequestError::Malformed(format!(
+            "`{field}`: `{type_name}` is not an entity type name"
+        ))
+    })?;
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
 }
 
 /// The request JSON of the contract.

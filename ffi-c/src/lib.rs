@@ -1,0 +1,733 @@
+//! The C ABI of Arbiter (rustls-ffi is the model).
+//!
+//! Conventions, for every function:
+//! - Every symbol starts with `arbiter_`. Objects are opaque and owned by the caller once
+//!   returned; each has a `_free` function, and `_free(NULL)` does nothing.
+//! - A fallible function returns a result code, `ARBITER_RESULT_OK` (0) on success, and takes
+//!   an optional last `arbiter_error **err_out`: when it is not NULL and the call fails, it
+//!   receives an error the caller frees with `arbiter_error_free`. Outputs are written only on
+//!   success.
+//! - Strings passed in are UTF-8; either NUL-terminated (`const char *`) or pointer and length
+//!   (`arbiter_str`, `request` with `request_len`). Strings handed out are NUL-terminated.
+//! - A panic inside Arbiter never unwinds into C and never yields an allow: the call fails with
+//!   `ARBITER_RESULT_PANIC`.
+//! - A `const arbiter_engine *` may be used from many threads at once, a reload included.
+//!
+//! Result codes come in blocks: 1-99 misuse of the ABI, 100-199 bundle loading (the `kind`s of
+//! `LoadError`), 200-299 requests (the `kind`s of `RequestError`), 900 internal errors.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use arbiter_core::{BundleFile, Decision, Engine, LoadError, RequestError, RequestParts};
+
+/// Success.
+pub const ARBITER_RESULT_OK: u32 = 0;
+/// A required pointer argument was NULL.
+pub const ARBITER_RESULT_NULL_ARGUMENT: u32 = 1;
+/// A string argument is not valid UTF-8.
+pub const ARBITER_RESULT_INVALID_UTF8: u32 = 2;
+/// A bundle file or directory could not be read.
+pub const ARBITER_RESULT_BUNDLE_IO: u32 = 100;
+/// `manifest.json` is invalid.
+pub const ARBITER_RESULT_BUNDLE_MANIFEST: u32 = 101;
+/// A policy does not parse, or two share an id.
+pub const ARBITER_RESULT_POLICY_PARSE: u32 = 102;
+/// Policies do not validate against the schema.
+pub const ARBITER_RESULT_POLICY_VALIDATION: u32 = 103;
+/// The schema is invalid.
+pub const ARBITER_RESULT_SCHEMA: u32 = 104;
+/// `entities.json` is invalid.
+pub const ARBITER_RESULT_ENTITIES: u32 = 105;
+/// `links.json` is invalid.
+pub const ARBITER_RESULT_LINKS: u32 = 106;
+/// `tokens.json` is invalid or names a missing key.
+pub const ARBITER_RESULT_TOKENS: u32 = 107;
+/// The request is not valid JSON, lacks a field, or names an entity badly.
+pub const ARBITER_RESULT_MALFORMED_REQUEST: u32 = 200;
+/// The request does not conform to the bundle's schema.
+pub const ARBITER_RESULT_INVALID_REQUEST: u32 = 201;
+/// The context does not conform to the schema.
+pub const ARBITER_RESULT_INVALID_CONTEXT: u32 = 202;
+/// A per-request entity is invalid.
+pub const ARBITER_RESULT_INVALID_ENTITIES: u32 = 203;
+/// Arbiter panicked; nothing was decided.
+pub const ARBITER_RESULT_PANIC: u32 = 900;
+
+/// An engine: a loaded bundle that decides requests. Create it with one of the
+/// `arbiter_engine_new_*` functions; free it with `arbiter_engine_free`.
+pub struct arbiter_engine {
+    engine: Engine,
+}
+
+/// An error: a result code, a kind (`"policy_parse"`, `"malformed_request"`, ...) and a
+/// one-line message. Owned by the caller; free it with `arbiter_error_free`.
+pub struct arbiter_error {
+    code: u32,
+    kind: CString,
+    message: CString,
+}
+
+/// A decision of `arbiter_engine_authorize`. Owned by the caller; free it with
+/// `arbiter_decision_free`. Strings it hands out live as long as it does.
+pub struct arbiter_decision {
+    decision: Decision,
+    reasons: Vec<CString>,
+    errors: Vec<DecisionErrorStrings>,
+}
+
+struct DecisionErrorStrings {
+    kind: CString,
+    policy: Option<CString>,
+    message: CString,
+}
+
+/// A borrowed UTF-8 string: `ptr` to `len` bytes, not necessarily NUL-terminated. A NULL `ptr`
+/// means "absent" where a field is optional.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct arbiter_str {
+    pub ptr: *const c_char,
+    pub len: usize,
+}
+
+/// An entity reference: its type (`Gitlab::User`) and id (`42`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct arbiter_entity_ref {
+    pub type_name: arbiter_str,
+    pub id: arbiter_str,
+}
+
+/// A request without request JSON. `principal.type_name.ptr` may be NULL when `token` is
+/// given. `context_json` (a JSON object), `entities_json` (a JSON array of entities) and `token`
+/// are optional: NULL `ptr` when absent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct arbiter_request {
+    pub principal: arbiter_entity_ref,
+    pub action: arbiter_entity_ref,
+    pub resource: arbiter_entity_ref,
+    pub context_json: arbiter_str,
+    pub entities_json: arbiter_str,
+    pub token: arbiter_str,
+}
+
+/// One file of an in-memory bundle: its path relative to the bundle root and its contents.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct arbiter_bundle_file {
+    pub path: arbiter_str,
+    pub contents: arbiter_str,
+}
+
+/// Why a call failed, before it becomes an `arbiter_error`.
+struct Failure {
+    code: u32,
+    kind: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u32, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn null(what: &str) -> Self {
+        Self::new(
+            ARBITER_RESULT_NULL_ARGUMENT,
+            "null_argument",
+            format!("`{what}` is NULL"),
+        )
+    }
+
+    /// Hands the error to `err_out` (if given) and returns its code.
+    fn report(self, err_out: *mut *mut arbiter_error) -> u32 {
+        if !err_out.is_null() {
+            let error = Box::new(arbiter_error {
+                code: self.code,
+                kind: c_string(self.kind),
+                message: c_string(&self.message),
+            });
+            // SAFETY: the caller passes either NULL (checked above) or a pointer it owns.
+            unsafe { *err_out = Box::into_raw(error) };
+        }
+        self.code
+    }
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        Self::new(e.code(), e.kind(), e.to_string().replace('\n', "; "))
+    }
+}
+
+impl From<RequestError> for Failure {
+    fn from(e: RequestError) -> Self {
+        Self::new(e.code(), e.kind(), e.message())
+    }
+}
+
+/// A C string from Rust text; an interior NUL (impossible in Arbiter's own output) is replaced.
+fn c_string(text: &str) -> CString {
+    CString::new(text)
+        .unwrap_or_else(|_| CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default())
+}
+
+/// Runs `body` inside the panic boundary: its error, or a panic, becomes a result code and an
+/// `arbiter_error`.
+fn boundary(err_out: *mut *mut arbiter_error, body: impl FnOnce() -> Result<(), Failure>) -> u32 {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => ARBITER_RESULT_OK,
+        Ok(Err(failure)) => failure.report(err_out),
+        Err(_) => Failure::new(
+            ARBITER_RESULT_PANIC,
+            "internal",
+            "Arbiter panicked; nothing was decided",
+        )
+        .report(err_out),
+    }
+}
+
+/// A NUL-terminated UTF-8 argument.
+///
+/// # Safety
+/// `s` is NULL or points to a NUL-terminated string valid for the call.
+unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if s.is_null() {
+        return Err(Failure::null(what));
+    }
+    CStr::from_ptr(s).to_str().map_err(|_| {
+        Failure::new(
+            ARBITER_RESULT_INVALID_UTF8,
+            "invalid_utf8",
+            format!("`{what}` is not UTF-8"),
+        )
+    })
+}
+
+/// A pointer-and-length UTF-8 argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` readable bytes valid for the call.
+unsafe fn bytes_str<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(what));
+    }
+    std::str::from_utf8(std::slice::from_raw_parts(ptr.cast::<u8>(), len)).map_err(|_| {
+        Failure::new(
+            ARBITER_RESULT_INVALID_UTF8,
+            "invalid_utf8",
+            format!("`{what}` is not UTF-8"),
+        )
+    })
+}
+
+/// An optional `arbiter_str`: `None` when its pointer is NULL.
+///
+/// # Safety
+/// As `bytes_str`.
+unsafe fn optional_str<'a>(s: arbiter_str, what: &str) -> Result<Option<&'a str>, Failure> {
+    if s.ptr.is_null() {
+        Ok(None)
+    } else {
+        bytes_str(s.ptr, s.len, what).map(Some)
+    }
+}
+
+/// # Safety
+/// As `bytes_str`, for both parts.
+unsafe fn entity_ref<'a>(r: arbiter_entity_ref, what: &str) -> Result<(&'a str, &'a str), Failure> {
+    Ok((
+        bytes_str(r.type_name.ptr, r.type_name.len, what)?,
+        bytes_str(r.id.ptr, r.id.len, what)?,
+    ))
+}
+
+/// # Safety
+/// `engine` is NULL or a live engine.
+unsafe fn engine_ref<'a>(engine: *const arbiter_engine) -> Result<&'a Engine, Failure> {
+    engine
+        .as_ref()
+        .map(|e| &e.engine)
+        .ok_or_else(|| Failure::null("engine"))
+}
+
+/// Writes an owned value to an output pointer.
+///
+/// # Safety
+/// `out` is a pointer the caller owns (checked non-NULL before any work).
+unsafe fn write_out<T>(out: *mut *mut T, value: Box<T>) {
+    *out = Box::into_raw(value);
+}
+
+/// # Safety
+/// `out` is a pointer the caller owns (checked non-NULL before any work).
+unsafe fn write_string(out: *mut *mut c_char, text: &str) {
+    *out = c_string(text).into_raw();
+}
+
+/// # Safety
+/// `files` is NULL only with `count` 0; otherwise it points to `count` readable entries whose
+/// strings are valid for the call.
+unsafe fn bundle_files(
+    files: *const arbiter_bundle_file,
+    count: usize,
+) -> Result<Vec<BundleFile>, Failure> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if files.is_null() {
+        return Err(Failure::null("files"));
+    }
+    std::slice::from_raw_parts(files, count)
+        .iter()
+        .map(|f| {
+            Ok(BundleFile::new(
+                bytes_str(f.path.ptr, f.path.len, "path")?,
+                bytes_str(f.contents.ptr, f.contents.len, "contents")?,
+            ))
+        })
+        .collect()
+}
+
+fn new_engine(
+    engine_out: *mut *mut arbiter_engine,
+    load: impl FnOnce() -> Result<Engine, Failure>,
+) -> Result<(), Failure> {
+    if engine_out.is_null() {
+        return Err(Failure::null("engine_out"));
+    }
+    let engine = load()?;
+    // SAFETY: checked non-NULL above; the caller owns it.
+    unsafe { write_out(engine_out, Box::new(arbiter_engine { engine })) };
+    Ok(())
+}
+
+/// Loads the bundle in directory `path` (NUL-terminated UTF-8). On success `*engine_out`
+/// receives an engine the caller frees with `arbiter_engine_free`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `engine_out` is NULL or writable; `err_out` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_new_from_bundle_dir(
+    path: *const c_char,
+    engine_out: *mut *mut arbiter_engine,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let path = c_str(path, "path")?;
+        new_engine(engine_out, || Ok(Engine::from_bundle_dir(path)?))
+    })
+}
+
+/// Loads the default GitLab bundle embedded in the library.
+///
+/// # Safety
+/// `engine_out` is NULL or writable; `err_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_new_gitlab_default(
+    engine_out: *mut *mut arbiter_engine,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        new_engine(engine_out, || Ok(Engine::gitlab_default()?))
+    })
+}
+
+/// Loads a bundle held in memory: `count` files at `files` (paths relative to the bundle root,
+/// e.g. `schema.cedarschema`, `policies/roles.cedar`). The strings are copied.
+///
+/// # Safety
+/// `files` points to `count` entries (or is NULL with `count` 0) whose strings are valid for
+/// the call; `engine_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_new_from_files(
+    files: *const arbiter_bundle_file,
+    count: usize,
+    engine_out: *mut *mut arbiter_engine,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let files = bundle_files(files, count)?;
+        new_engine(engine_out, || Ok(Engine::from_files(files)?))
+    })
+}
+
+/// Replaces the engine's bundle with the one in directory `path`. Other threads may decide
+/// with the same engine meanwhile; each decision sees the old bundle or the new one, whole. On
+/// failure the old bundle keeps serving.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `path` is NULL or NUL-terminated; `err_out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_reload_from_dir(
+    engine: *const arbiter_engine,
+    path: *const c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        Ok(engine.reload_from_dir(c_str(path, "path")?)?)
+    })
+}
+
+/// Replaces the engine's bundle with one held in memory (see `arbiter_engine_new_from_files`).
+///
+/// # Safety
+/// As `arbiter_engine_new_from_files`, and `engine` is NULL or a live engine.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_reload_from_files(
+    engine: *const arbiter_engine,
+    files: *const arbiter_bundle_file,
+    count: usize,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        Ok(engine.reload_from_files(bundle_files(files, count)?)?)
+    })
+}
+
+/// Decides one request given as contract JSON (`request_len` bytes, not necessarily
+/// NUL-terminated). On success `*decision_out` receives the decision JSON, which the caller
+/// frees with `arbiter_string_free`. A bad token is a deny, not an error.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `request` points to `request_len` bytes (or is NULL);
+/// `decision_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_authorize_json(
+    engine: *const arbiter_engine,
+    request: *const c_char,
+    request_len: usize,
+    decision_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        let request = bytes_str(request, request_len, "request")?;
+        if decision_out.is_null() {
+            return Err(Failure::null("decision_out"));
+        }
+        let decision = engine.authorize_json(request)?;
+        write_string(decision_out, &decision);
+        Ok(())
+    })
+}
+
+/// Decides a JSON array of requests against one bundle version. On success `*answers_out`
+/// receives a JSON array of the same length: each decision, or `{"error": {"kind", "code",
+/// "message"}}` for a request that could not be decided. Only input that is not a JSON array
+/// fails the call.
+///
+/// # Safety
+/// As `arbiter_engine_authorize_json`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_authorize_json_batch(
+    engine: *const arbiter_engine,
+    requests: *const c_char,
+    requests_len: usize,
+    answers_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        let requests = bytes_str(requests, requests_len, "requests")?;
+        if answers_out.is_null() {
+            return Err(Failure::null("answers_out"));
+        }
+        let answers = engine.authorize_json_batch(requests)?;
+        write_string(answers_out, &answers);
+        Ok(())
+    })
+}
+
+/// Decides one request given as parts, without request JSON (the fast path). On success
+/// `*decision_out` receives a decision the caller reads with the `arbiter_decision_*`
+/// functions and frees with `arbiter_decision_free`.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `request` is NULL or points to a request whose strings
+/// are valid for the call; `decision_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_authorize(
+    engine: *const arbiter_engine,
+    request: *const arbiter_request,
+    decision_out: *mut *mut arbiter_decision,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        let request = request.as_ref().ok_or_else(|| Failure::null("request"))?;
+        if decision_out.is_null() {
+            return Err(Failure::null("decision_out"));
+        }
+        let parts = RequestParts {
+            principal: match request.principal.type_name.ptr.is_null() {
+                true => None,
+                false => Some(entity_ref(request.principal, "principal")?),
+            },
+            action: entity_ref(request.action, "action")?,
+            resource: entity_ref(request.resource, "resource")?,
+            context_json: optional_str(request.context_json, "context_json")?,
+            entities_json: optional_str(request.entities_json, "entities_json")?,
+            token: optional_str(request.token, "token")?,
+        };
+        let decision = engine.authorize_parts(&parts)?;
+        write_out(decision_out, Box::new(decision_strings(decision)));
+        Ok(())
+    })
+}
+
+fn decision_strings(decision: Decision) -> arbiter_decision {
+    arbiter_decision {
+        reasons: decision.reasons.iter().map(|r| c_string(r)).collect(),
+        errors: decision
+            .errors
+            .iter()
+            .map(|e| DecisionErrorStrings {
+                kind: c_string(e.kind.as_str()),
+                policy: e.policy.as_deref().map(c_string),
+                message: c_string(&e.message),
+            })
+            .collect(),
+        decision,
+    }
+}
+
+/// Verifies a token against the engine's `tokens.json` without deciding anything. On success
+/// `*info_out` receives JSON, `{"valid": true, "kind", "principal", "claims"}` or
+/// `{"valid": false, "error": {"kind", "message"}}`, which the caller frees with
+/// `arbiter_string_free`.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `token` points to `token_len` bytes (or is NULL);
+/// `info_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_verify_token(
+    engine: *const arbiter_engine,
+    token: *const c_char,
+    token_len: usize,
+    info_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        let token = bytes_str(token, token_len, "token")?;
+        if info_out.is_null() {
+            return Err(Failure::null("info_out"));
+        }
+        let info = match engine.verify_token(token) {
+            Ok(info) => info.to_json(),
+            Err(e) => e.to_json(),
+        };
+        write_string(info_out, &info.to_string());
+        Ok(())
+    })
+}
+
+/// Frees an engine. NULL does nothing. No other thread may be using it.
+///
+/// # Safety
+/// `engine` is NULL or an engine from `arbiter_engine_new_*`, not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_free(engine: *mut arbiter_engine) {
+    if !engine.is_null() {
+        // A panic in a destructor must not unwind into C either; there is nothing to report.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(engine))));
+    }
+}
+
+/// Whether the decision allows the request. NULL is a deny.
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_is_allowed(decision: *const arbiter_decision) -> bool {
+    decision.as_ref().is_some_and(|d| d.decision.allowed())
+}
+
+/// How many determining policies the decision names (0 for NULL).
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_reason_count(decision: *const arbiter_decision) -> usize {
+    decision.as_ref().map_or(0, |d| d.reasons.len())
+}
+
+/// The id of the `index`th determining policy, or NULL when out of range. Valid until the
+/// decision is freed.
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_reason(
+    decision: *const arbiter_decision,
+    index: usize,
+) -> *const c_char {
+    decision
+        .as_ref()
+        .and_then(|d| d.reasons.get(index))
+        .map_or(ptr::null(), |r| r.as_ptr())
+}
+
+/// How many errors the decision carries (0 for NULL).
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_error_count(decision: *const arbiter_decision) -> usize {
+    decision.as_ref().map_or(0, |d| d.errors.len())
+}
+
+/// The kind of the `index`th error (`"policy_evaluation"`, `"expired"`, ...), or NULL when out
+/// of range. Valid until the decision is freed.
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_error_kind(
+    decision: *const arbiter_decision,
+    index: usize,
+) -> *const c_char {
+    decision
+        .as_ref()
+        .and_then(|d| d.errors.get(index))
+        .map_or(ptr::null(), |e| e.kind.as_ptr())
+}
+
+/// The policy of the `index`th error, or NULL when it names none or is out of range. Valid
+/// until the decision is freed.
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_error_policy(
+    decision: *const arbiter_decision,
+    index: usize,
+) -> *const c_char {
+    decision
+        .as_ref()
+        .and_then(|d| d.errors.get(index))
+        .and_then(|e| e.policy.as_ref())
+        .map_or(ptr::null(), |p| p.as_ptr())
+}
+
+/// The message of the `index`th error, or NULL when out of range. Valid until the decision is
+/// freed.
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_error_message(
+    decision: *const arbiter_decision,
+    index: usize,
+) -> *const c_char {
+    decision
+        .as_ref()
+        .and_then(|d| d.errors.get(index))
+        .map_or(ptr::null(), |e| e.message.as_ptr())
+}
+
+/// The decision as contract JSON. On success `*json_out` receives a string the caller frees
+/// with `arbiter_string_free`.
+///
+/// # Safety
+/// `decision` is NULL or a live decision; `json_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_to_json(
+    decision: *const arbiter_decision,
+    json_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let decision = decision.as_ref().ok_or_else(|| Failure::null("decision"))?;
+        if json_out.is_null() {
+            return Err(Failure::null("json_out"));
+        }
+        write_string(json_out, &decision.decision.to_json());
+        Ok(())
+    })
+}
+
+/// Frees a decision. NULL does nothing.
+///
+/// # Safety
+/// `decision` is NULL or a decision from `arbiter_engine_authorize`, not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_free(decision: *mut arbiter_decision) {
+    if !decision.is_null() {
+        drop(Box::from_raw(decision));
+    }
+}
+
+/// Frees a string Arbiter handed out. NULL does nothing.
+///
+/// # Safety
+/// `s` is NULL or a string from an Arbiter `_out` parameter, not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        drop(CString::from_raw(s));
+    }
+}
+
+/// The error's result code (0 for NULL).
+///
+/// # Safety
+/// `err` is NULL or a live error.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_error_code(err: *const arbiter_error) -> u32 {
+    err.as_ref().map_or(ARBITER_RESULT_OK, |e| e.code)
+}
+
+/// The error's kind, e.g. `"policy_parse"` (`""` for NULL). Valid until `arbiter_error_free`.
+///
+/// # Safety
+/// `err` is NULL or a live error.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_error_kind(err: *const arbiter_error) -> *const c_char {
+    err.as_ref().map_or(c"".as_ptr(), |e| e.kind.as_ptr())
+}
+
+/// The error's one-line message (`""` for NULL). Valid until `arbiter_error_free`.
+///
+/// # Safety
+/// `err` is NULL or a live error.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_error_message(err: *const arbiter_error) -> *const c_char {
+    err.as_ref().map_or(c"".as_ptr(), |e| e.message.as_ptr())
+}
+
+/// Frees an error. NULL does nothing.
+///
+/// # Safety
+/// `err` is NULL or an error from an Arbiter `err_out` parameter, not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_error_free(err: *mut arbiter_error) {
+    if !err.is_null() {
+        drop(Box::from_raw(err));
+    }
+}
+
+/// The library's version, e.g. `"0.1.0"`. Static; never freed.
+#[no_mangle]
+pub extern "C" fn arbiter_version() -> *const c_char {
+    const VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
+    VERSION.as_ptr()
+}

@@ -1,0 +1,369 @@
+/* The C ABI from C: every function, NULL and invalid UTF-8 inputs, error paths, and many
+ * threads deciding with one engine while another thread reloads it. Built against the
+ * checked-in header and both libraries, under AddressSanitizer (`make c-test`).
+ *
+ * Usage: test_ffi <bundle dir of the default GitLab bundle> */
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arbiter.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
+      failures++;                                                                          \
+    }                                                                                      \
+  } while (0)
+
+static arbiter_str str(const char *s) {
+  arbiter_str out = {s, s ? strlen(s) : 0};
+  return out;
+}
+
+static const char *ALLOW_REQUEST =
+    "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"},"
+    " \"action\": {\"type\": \"Gitlab::Action\", \"id\": \"push_code\"},"
+    " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"},"
+    " \"context\": {\"access_level\": 30, \"admin_mode\": false}}";
+
+static const char *DENY_REQUEST =
+    "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"bob\"},"
+    " \"action\": {\"type\": \"Gitlab::Action\", \"id\": \"push_code\"},"
+    " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"},"
+    " \"context\": {\"access_level\": 30, \"admin_mode\": false}}";
+
+/* Decides `request` with `engine`; returns the decision JSON (caller frees) or NULL. */
+static char *decide(const arbiter_engine *engine, const char *request) {
+  char *decision = NULL;
+  arbiter_error *err = NULL;
+  uint32_t rc = arbiter_engine_authorize_json(engine, request, strlen(request), &decision, &err);
+  if (rc != ARBITER_RESULT_OK) {
+    fprintf(stderr, "authorize failed: %u %s\n", rc, arbiter_error_message(err));
+    arbiter_error_free(err);
+    return NULL;
+  }
+  CHECK(err == NULL);
+  return decision;
+}
+
+static void test_version(void) {
+  const char *v = arbiter_version();
+  CHECK(v != NULL && strlen(v) > 0 && strchr(v, '.') != NULL);
+}
+
+static void test_engine_creation_errors(void) {
+  arbiter_engine *engine = NULL;
+  arbiter_error *err = NULL;
+
+  CHECK(arbiter_engine_new_from_bundle_dir(NULL, &engine, &err) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(engine == NULL);
+  CHECK(err != NULL && arbiter_error_code(err) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(strcmp(arbiter_error_kind(err), "null_argument") == 0);
+  arbiter_error_free(err);
+  err = NULL;
+
+  /* Invalid UTF-8 in a path. */
+  CHECK(arbiter_engine_new_from_bundle_dir("/tmp/\xff\xfe", &engine, &err) == ARBITER_RESULT_INVALID_UTF8);
+  CHECK(engine == NULL);
+  arbiter_error_free(err);
+  err = NULL;
+
+  /* A missing directory names itself; err_out may be NULL. */
+  CHECK(arbiter_engine_new_from_bundle_dir("/nonexistent/bundle", &engine, &err) == ARBITER_RESULT_BUNDLE_IO);
+  CHECK(engine == NULL);
+  CHECK(err != NULL && strstr(arbiter_error_message(err), "/nonexistent/bundle") != NULL);
+  CHECK(strcmp(arbiter_error_kind(err), "io") == 0);
+  arbiter_error_free(err);
+  CHECK(arbiter_engine_new_from_bundle_dir("/nonexistent/bundle", &engine, NULL) == ARBITER_RESULT_BUNDLE_IO);
+
+  /* Nowhere to put the engine. */
+  CHECK(arbiter_engine_new_gitlab_default(NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+
+  /* A policy that does not parse, in memory: file and line in the message. */
+  arbiter_bundle_file bad[] = {{str("p.cedar"), str("permit (principal, action, resource);\npermit (principal")}};
+  err = NULL;
+  CHECK(arbiter_engine_new_from_files(bad, 1, &engine, &err) == ARBITER_RESULT_POLICY_PARSE);
+  CHECK(err != NULL && strstr(arbiter_error_message(err), "p.cedar:2:") != NULL);
+  arbiter_error_free(err);
+  CHECK(arbiter_engine_new_from_files(NULL, 1, &engine, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+
+  /* NULL accessors and frees are harmless. */
+  CHECK(arbiter_error_code(NULL) == ARBITER_RESULT_OK);
+  CHECK(strcmp(arbiter_error_message(NULL), "") == 0);
+  CHECK(strcmp(arbiter_error_kind(NULL), "") == 0);
+  arbiter_error_free(NULL);
+  arbiter_engine_free(NULL);
+  arbiter_string_free(NULL);
+  arbiter_decision_free(NULL);
+}
+
+static void test_authorize_json(const arbiter_engine *engine) {
+  char *decision = decide(engine, ALLOW_REQUEST);
+  CHECK(decision != NULL && strcmp(decision, "{\"decision\":\"allow\",\"reasons\":[\"role-developer\"],\"errors\":[]}") == 0);
+  arbiter_string_free(decision);
+
+  decision = decide(engine, DENY_REQUEST);
+  CHECK(decision != NULL && strstr(decision, "\"reasons\":[\"user-blocked\"]") != NULL);
+  arbiter_string_free(decision);
+
+  /* Errors of the call: bad JSON, unknown action, invalid UTF-8, NULLs. Outputs untouched. */
+  char *untouched = (char *)"untouched";
+  char *out = untouched;
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_authorize_json(engine, "{oops", 5, &out, &err) == ARBITER_RESULT_MALFORMED_REQUEST);
+  CHECK(out == untouched);
+  CHECK(strcmp(arbiter_error_kind(err), "malformed_request") == 0);
+  arbiter_error_free(err);
+
+  const char *unknown_action =
+      "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"},"
+      " \"action\": {\"type\": \"Gitlab::Action\", \"id\": \"fly\"},"
+      " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"}}";
+  err = NULL;
+  CHECK(arbiter_engine_authorize_json(engine, unknown_action, strlen(unknown_action), &out, &err) == ARBITER_RESULT_INVALID_REQUEST);
+  CHECK(out == untouched);
+  arbiter_error_free(err);
+
+  const char bad_utf8[] = "{\"principal\": \"\xc3\x28\"}";
+  CHECK(arbiter_engine_authorize_json(engine, bad_utf8, sizeof bad_utf8 - 1, &out, NULL) == ARBITER_RESULT_INVALID_UTF8);
+  CHECK(arbiter_engine_authorize_json(engine, NULL, 0, &out, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_authorize_json(NULL, ALLOW_REQUEST, strlen(ALLOW_REQUEST), &out, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_authorize_json(engine, ALLOW_REQUEST, strlen(ALLOW_REQUEST), NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(out == untouched);
+
+  /* Not NUL-terminated: only request_len bytes are read. */
+  size_t len = strlen(ALLOW_REQUEST);
+  char *copy = malloc(len);
+  memcpy(copy, ALLOW_REQUEST, len);
+  CHECK(arbiter_engine_authorize_json(engine, copy, len, &out, NULL) == ARBITER_RESULT_OK);
+  CHECK(strstr(out, "\"allow\"") != NULL);
+  arbiter_string_free(out);
+  free(copy);
+}
+
+static void test_batch(const arbiter_engine *engine) {
+  char batch[2048];
+  snprintf(batch, sizeof batch, "[%s, {\"nonsense\": 1}, %s]", ALLOW_REQUEST, DENY_REQUEST);
+  char *answers = NULL;
+  CHECK(arbiter_engine_authorize_json_batch(engine, batch, strlen(batch), &answers, NULL) == ARBITER_RESULT_OK);
+  CHECK(answers != NULL && strstr(answers, "\"allow\"") != NULL && strstr(answers, "\"malformed_request\"") != NULL &&
+        strstr(answers, "user-blocked") != NULL);
+  arbiter_string_free(answers);
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_authorize_json_batch(engine, "{}", 2, &answers, &err) == ARBITER_RESULT_MALFORMED_REQUEST);
+  arbiter_error_free(err);
+}
+
+static arbiter_request typed_request(const char *user, const char *action, const char *context) {
+  arbiter_request r;
+  memset(&r, 0, sizeof r);
+  r.principal.type_name = str("Gitlab::User");
+  r.principal.id = str(user);
+  r.action.type_name = str("Gitlab::Action");
+  r.action.id = str(action);
+  r.resource.type_name = str("Gitlab::Project");
+  r.resource.id = str("3");
+  r.context_json = str(context);
+  return r;
+}
+
+static void test_fast_path(const arbiter_engine *engine) {
+  arbiter_request r = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  arbiter_decision *d = NULL;
+  CHECK(arbiter_engine_authorize(engine, &r, &d, NULL) == ARBITER_RESULT_OK);
+  CHECK(arbiter_decision_is_allowed(d));
+  CHECK(arbiter_decision_reason_count(d) == 1);
+  CHECK(strcmp(arbiter_decision_reason(d, 0), "role-developer") == 0);
+  CHECK(arbiter_decision_reason(d, 1) == NULL);
+  CHECK(arbiter_decision_error_count(d) == 0);
+  CHECK(arbiter_decision_error_kind(d, 0) == NULL);
+  char *json = NULL;
+  CHECK(arbiter_decision_to_json(d, &json, NULL) == ARBITER_RESULT_OK);
+  CHECK(strcmp(json, "{\"decision\":\"allow\",\"reasons\":[\"role-developer\"],\"errors\":[]}") == 0);
+  arbiter_string_free(json);
+  arbiter_decision_free(d);
+
+  /* Per-request entities: alice, blocked for this request only. */
+  arbiter_request blocked = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  blocked.entities_json = str(
+      "[{\"uid\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"}, \"attrs\": {\"state\": \"blocked\", \"admin\": false,"
+      " \"auditor\": false, \"external\": false, \"user_type\": \"human\"}, \"parents\": []}]");
+  d = NULL;
+  CHECK(arbiter_engine_authorize(engine, &blocked, &d, NULL) == ARBITER_RESULT_OK);
+  CHECK(!arbiter_decision_is_allowed(d));
+  CHECK(strcmp(arbiter_decision_reason(d, 0), "user-blocked") == 0);
+  arbiter_decision_free(d);
+
+  /* A token nobody configured: a deny with an error, not a failed call. */
+  arbiter_request token = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  token.principal.type_name.ptr = NULL;
+  token.token = str("not-a-token");
+  d = NULL;
+  CHECK(arbiter_engine_authorize(engine, &token, &d, NULL) == ARBITER_RESULT_OK);
+  CHECK(!arbiter_decision_is_allowed(d));
+  CHECK(arbiter_decision_error_count(d) == 1);
+  CHECK(arbiter_decision_error_kind(d, 0) != NULL && strcmp(arbiter_decision_error_kind(d, 0), "unknown_issuer") == 0);
+  CHECK(arbiter_decision_error_policy(d, 0) == NULL);
+  CHECK(arbiter_decision_error_message(d, 0) != NULL && strlen(arbiter_decision_error_message(d, 0)) > 0);
+  arbiter_decision_free(d);
+
+  /* Errors of the call. */
+  arbiter_request bad_context = typed_request("alice", "push_code", "{\"access_level\": \"high\", \"admin_mode\": false}");
+  arbiter_error *err = NULL;
+  d = NULL;
+  CHECK(arbiter_engine_authorize(engine, &bad_context, &d, &err) == ARBITER_RESULT_INVALID_CONTEXT);
+  CHECK(d == NULL);
+  arbiter_error_free(err);
+  arbiter_request bad_type = typed_request("alice", "push_code", NULL);
+  bad_type.resource.type_name = str("Gitlab::");
+  CHECK(arbiter_engine_authorize(engine, &bad_type, &d, NULL) == ARBITER_RESULT_MALFORMED_REQUEST);
+  arbiter_request bad_utf8 = typed_request("\xff", "push_code", NULL);
+  CHECK(arbiter_engine_authorize(engine, &bad_utf8, &d, NULL) == ARBITER_RESULT_INVALID_UTF8);
+  arbiter_request no_action = typed_request("alice", "push_code", NULL);
+  no_action.action.type_name.ptr = NULL;
+  CHECK(arbiter_engine_authorize(engine, &no_action, &d, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_authorize(engine, NULL, &d, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_authorize(engine, &r, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(d == NULL);
+
+  /* NULL decisions read as a deny with nothing in it. */
+  CHECK(!arbiter_decision_is_allowed(NULL));
+  CHECK(arbiter_decision_reason_count(NULL) == 0 && arbiter_decision_error_count(NULL) == 0);
+  CHECK(arbiter_decision_reason(NULL, 0) == NULL && arbiter_decision_error_message(NULL, 0) == NULL);
+  CHECK(arbiter_decision_to_json(NULL, &json, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+}
+
+static void test_verify_token(const arbiter_engine *engine) {
+  char *info = NULL;
+  const char *token = "eyJhbGciOiJub25lIn0.e30.";
+  CHECK(arbiter_engine_verify_token(engine, token, strlen(token), &info, NULL) == ARBITER_RESULT_OK);
+  CHECK(info != NULL && strstr(info, "\"valid\":false") != NULL);
+  arbiter_string_free(info);
+  CHECK(arbiter_engine_verify_token(engine, NULL, 0, &info, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+}
+
+/* Two in-memory bundles that answer the same request with different reasons. */
+static arbiter_bundle_file bundle_a[1];
+static arbiter_bundle_file bundle_b[1];
+
+static void make_bundles(void) {
+  bundle_a[0] = (arbiter_bundle_file){str("p.cedar"), str("@id(\"a\") permit (principal, action, resource);")};
+  bundle_b[0] = (arbiter_bundle_file){str("p.cedar"), str("@id(\"b\") permit (principal, action, resource);")};
+}
+static const char *ANY_REQUEST =
+    "{\"principal\": {\"type\": \"U\", \"id\": \"1\"}, \"action\": {\"type\": \"Action\", \"id\": \"x\"},"
+    " \"resource\": {\"type\": \"R\", \"id\": \"1\"}}";
+
+struct reader {
+  const arbiter_engine *engine;
+  volatile int *done;
+  long decisions;
+  long bad;
+};
+
+static void *read_loop(void *arg) {
+  struct reader *r = arg;
+  while (!*r->done) {
+    char *d = decide(r->engine, ANY_REQUEST);
+    if (d == NULL || (strcmp(d, "{\"decision\":\"allow\",\"reasons\":[\"a\"],\"errors\":[]}") != 0 &&
+                      strcmp(d, "{\"decision\":\"allow\",\"reasons\":[\"b\"],\"errors\":[]}") != 0)) {
+      r->bad++;
+    }
+    arbiter_string_free(d);
+    r->decisions++;
+  }
+  return NULL;
+}
+
+static void test_threads_and_reload(void) {
+  arbiter_engine *engine = NULL;
+  CHECK(arbiter_engine_new_from_files(bundle_a, 1, &engine, NULL) == ARBITER_RESULT_OK);
+  enum { THREADS = 8 };
+  pthread_t threads[THREADS];
+  struct reader readers[THREADS];
+  volatile int done = 0;
+  for (int i = 0; i < THREADS; i++) {
+    readers[i] = (struct reader){engine, &done, 0, 0};
+    pthread_create(&threads[i], NULL, read_loop, &readers[i]);
+  }
+  arbiter_bundle_file broken[] = {{str("p.cedar"), str("permit (")}};
+  for (int i = 0; i < 300; i++) {
+    CHECK(arbiter_engine_reload_from_files(engine, i % 2 ? bundle_a : bundle_b, 1, NULL) == ARBITER_RESULT_OK);
+    if (i % 25 == 0) {
+      arbiter_error *err = NULL;
+      CHECK(arbiter_engine_reload_from_files(engine, broken, 1, &err) == ARBITER_RESULT_POLICY_PARSE);
+      arbiter_error_free(err);
+    }
+  }
+  done = 1;
+  long total = 0;
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(threads[i], NULL);
+    CHECK(readers[i].bad == 0);
+    total += readers[i].decisions;
+  }
+  CHECK(total > 0);
+  arbiter_engine_free(engine);
+}
+
+static void test_reload_from_dir(const char *bundle_dir) {
+  arbiter_engine *engine = NULL;
+  CHECK(arbiter_engine_new_from_files(bundle_a, 1, &engine, NULL) == ARBITER_RESULT_OK);
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_reload_from_dir(engine, "/nonexistent", &err) == ARBITER_RESULT_BUNDLE_IO);
+  arbiter_error_free(err);
+  char *d = decide(engine, ANY_REQUEST);
+  CHECK(d != NULL && strstr(d, "\"a\"") != NULL);
+  arbiter_string_free(d);
+  CHECK(arbiter_engine_reload_from_dir(engine, bundle_dir, NULL) == ARBITER_RESULT_OK);
+  d = decide(engine, ALLOW_REQUEST);
+  CHECK(d != NULL && strstr(d, "role-developer") != NULL);
+  arbiter_string_free(d);
+  CHECK(arbiter_engine_reload_from_dir(NULL, bundle_dir, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_reload_from_dir(engine, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  arbiter_engine_free(engine);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s <policies/gitlab>\n", argv[0]);
+    return 2;
+  }
+  make_bundles();
+  test_version();
+  test_engine_creation_errors();
+
+  arbiter_engine *engine = NULL;
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_new_from_bundle_dir(argv[1], &engine, &err) == ARBITER_RESULT_OK);
+  CHECK(err == NULL);
+  arbiter_engine *embedded = NULL;
+  CHECK(arbiter_engine_new_gitlab_default(&embedded, NULL) == ARBITER_RESULT_OK);
+  if (engine == NULL || embedded == NULL) {
+    fprintf(stderr, "no engine: %s\n", arbiter_error_message(err));
+    return 1;
+  }
+  test_authorize_json(engine);
+  test_authorize_json(embedded);
+  test_batch(engine);
+  test_fast_path(engine);
+  test_verify_token(embedded);
+  arbiter_engine_free(engine);
+  arbiter_engine_free(embedded);
+
+  test_threads_and_reload();
+  test_reload_from_dir(argv[1]);
+
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("C ABI tests passed\n");
+  return 0;
+}
