@@ -2,6 +2,9 @@
 # One release build is shared by everything (tests included), so it is compiled once.
 
 CARGO ?= cargo
+GO ?= go
+# Go lives in /usr/local/go on this machine kind.
+export PATH := $(PATH):/usr/local/go/bin
 ARBITER := target/release/arbiter
 
 VENV := target/interop-venv
@@ -11,12 +14,12 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test
+.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test
 
 build:
 	$(CARGO) build --release --workspace
 
-test: lint rust-test bundle-test header-check c-test interop fips
+test: lint rust-test bundle-test header-check c-test go-test interop fips
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -68,6 +71,15 @@ c-test: build
 	cc $(C_TEST_FLAGS) ffi-c/tests/test_ffi.c -o target/test_ffi_static target/release/libarbiter.a $(NATIVE_LIBS)
 	LD_LIBRARY_PATH=target/release ./target/test_ffi_shared policies/gitlab
 	./target/test_ffi_static policies/gitlab
+
+# The Go package: vet, gofmt, the tests with cgocheck and with the race detector, and a program
+# built outside the repository with the documented linking flags.
+go-test: build
+	cd bindings-go && $(GO) vet ./...
+	cd bindings-go && test -z "$$(gofmt -l .)"
+	cd bindings-go && GODEBUG=cgocheck=1 $(GO) test -count=1 ./...
+	cd bindings-go && $(GO) test -race -count=1 ./...
+	bindings-go/link_test.sh
 
 # Criterion benchmarks against the peers, then BENCHMARKS.md rewritten from this run.
 bench:

@@ -1,0 +1,3 @@
+module github.com/arbiter-authz/arbiter/bindings-go
+
+go 1.22
