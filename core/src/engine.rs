@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, RequestValidationError, RestrictedExpression};
-use cedar_policy_core::ast::{self, Effect as PolicyEffect, EntityUID};
+use cedar_policy_core::ast::{self, Effect as PolicyEffect, EntityUID, Literal, ValueKind};
 use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::bundle::{read_engine_files, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::push_value_references;
 use crate::error::{one_line, LoadError, RequestError};
+use crate::index::IndexedPolicy;
 use crate::request::{Request, RequestParts};
 use crate::token::{TokenError, TokenInfo, Verified};
 
@@ -287,14 +288,25 @@ fn token_context(
 fn evaluate(
     request: ast::Request,
     store: &cedar_policy_core::entities::Entities,
-    policies: &[&ast::Policy],
+    policies: &[&IndexedPolicy],
 ) -> Decision {
     let evaluator = Evaluator::new(request, store, Extensions::all_available());
     let mut permits = Vec::new();
     let mut forbids = Vec::new();
     let mut errors = Vec::new();
-    for policy in policies {
-        match evaluator.evaluate(policy) {
+    for indexed in policies {
+        let policy = indexed.policy.as_ref();
+        // What `Evaluator::evaluate` does, with the condition built once at load. A condition
+        // is a conjunction, so it is a boolean or an error; anything else takes Cedar's own
+        // path, to report exactly its error.
+        let holds = match evaluator.interpret(&indexed.condition, policy.env()) {
+            Ok(value) => match value.value_kind() {
+                ValueKind::Lit(Literal::Bool(b)) => Ok(*b),
+                _ => evaluator.evaluate(policy),
+            },
+            Err(e) => Err(e),
+        };
+        match holds {
             Ok(true) => match policy.effect() {
                 PolicyEffect::Permit => permits.push(policy.id().to_string()),
                 PolicyEffect::Forbid => forbids.push(policy.id().to_string()),

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use cedar_policy::{ActionConstraint, PolicySet, PrincipalConstraint, ResourceConstraint, Schema};
-use cedar_policy_core::ast::{self, EntityUID, ExprKind, Literal};
+use cedar_policy_core::ast::{self, EntityType, EntityUID, ExprKind, Literal};
 use cedar_policy_core::entities::{Dereference, Entities};
 
 use crate::entities::StaticEntities;
@@ -49,8 +49,18 @@ impl ActionPolicies {
     }
 }
 
+/// A policy prepared for evaluation: its condition (scope and body as one expression, what
+/// Cedar's evaluator rebuilds on every call) built once, and the entity types its scope demands
+/// of the principal and the resource (`is T`, or `== T::"x"`), if any.
+pub(crate) struct IndexedPolicy {
+    pub(crate) policy: Arc<ast::Policy>,
+    pub(crate) condition: ast::Expr,
+    principal_type: Option<EntityType>,
+    resource_type: Option<EntityType>,
+}
+
 pub(crate) struct PolicyIndex {
-    policies: Vec<Arc<ast::Policy>>,
+    policies: Vec<IndexedPolicy>,
     by_action: HashMap<EntityUID, ActionPolicies>,
     /// Actions known at load time to nobody: only unconstrained-action policies apply.
     other_actions: ActionPolicies,
@@ -123,7 +133,21 @@ impl PolicyIndex {
                     }
                 }
             }
-            index.policies.push(Arc::new(policy.as_ref().clone()));
+            let ast_policy = policy.as_ref().clone();
+            index.policies.push(IndexedPolicy {
+                condition: ast_policy.condition(),
+                policy: Arc::new(ast_policy),
+                principal_type: match policy.principal_constraint() {
+                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => Some(t.as_ref().clone()),
+                    PrincipalConstraint::Eq(uid) => Some(uid.as_ref().entity_type().clone()),
+                    PrincipalConstraint::Any | PrincipalConstraint::In(_) => None,
+                },
+                resource_type: match policy.resource_constraint() {
+                    ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => Some(t.as_ref().clone()),
+                    ResourceConstraint::Eq(uid) => Some(uid.as_ref().entity_type().clone()),
+                    ResourceConstraint::Any | ResourceConstraint::In(_) => None,
+                },
+            });
         }
         for bucket in index
             .by_action
@@ -149,7 +173,9 @@ impl PolicyIndex {
         }
     }
 
-    /// The policies whose scope can match a request, given the store it is evaluated against.
+    /// The policies whose scope can match a request, given the store it is evaluated against
+    /// (a policy left out is one whose scope is false for this request, so it neither holds
+    /// nor errors).
     /// `hierarchy_may_change` says the request brings entities of an action type, which may
     /// give its action other ancestors than the static store does.
     pub(crate) fn select(
@@ -159,7 +185,7 @@ impl PolicyIndex {
         resource: &EntityUID,
         store: &Entities,
         hierarchy_may_change: bool,
-    ) -> Vec<&ast::Policy> {
+    ) -> Vec<&IndexedPolicy> {
         let bucket = self.bucket(action, hierarchy_may_change);
         let mut selected: Vec<usize> = bucket.unanchored.clone();
         if bucket.anchored.iter().any(|m| !m.is_empty()) {
@@ -183,9 +209,14 @@ impl PolicyIndex {
             }
         }
         selected.sort_unstable();
+        let (principal_type, resource_type) = (principal.entity_type(), resource.entity_type());
         selected
             .iter()
-            .map(|&n| self.policies[n].as_ref())
+            .map(|&n| &self.policies[n])
+            .filter(|p| {
+                p.principal_type.as_ref().is_none_or(|t| t == principal_type)
+                    && p.resource_type.as_ref().is_none_or(|t| t == resource_type)
+            })
             .collect()
     }
 }

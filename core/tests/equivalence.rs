@@ -221,7 +221,7 @@ fn case() -> impl Strategy<Value = Case> {
         static_entities(),
         prop::collection::vec(
             (
-                0..USERS + 1,
+                0..USERS + GROUPS,
                 0..ACTIONS + 3,
                 0..DOCS + GROUPS,
                 0..4i64,
@@ -319,7 +319,8 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     }
 
     for (p, a, r, x, who, own) in &case.requests {
-        let (p, a, r) = (user(*p), action(*a), slot_resource(*r));
+        // Principals are mostly users, now and then a group (so `is` scopes filter).
+        let (p, a, r) = (slot_principal(*p), action(*a), slot_resource(*r));
         let context = json!({"x": x, "who": {"__entity": user(*who)}});
         let json_request = json!({"principal": p, "action": a, "resource": r, "context": context, "entities": own});
         let request = Request::new(

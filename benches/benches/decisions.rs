@@ -1,0 +1,68 @@
+//! Decision latency on the default GitLab bundle: Arbiter's typed and JSON paths against plain
+//! cedar-policy (`Authorizer::is_authorized` over the whole policy set) on identical inputs.
+
+use std::hint::black_box;
+use std::str::FromStr;
+
+use arbiter::{Context, Engine, EntityUid, Request};
+use cedar_policy::{Authorizer, Entities, PolicySet, Schema};
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+
+fn bundle_file(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../policies/gitlab/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn uid(s: &str) -> EntityUid {
+    EntityUid::from_str(s).unwrap()
+}
+
+fn default_bundle(c: &mut Criterion) {
+    let engine = Engine::gitlab_default().unwrap();
+    let context_json = json!({"access_level": 30, "admin_mode": false});
+    let schema = Schema::from_cedarschema_str(&bundle_file("schema.cedarschema")).unwrap().0;
+    let action = uid(r#"Gitlab::Action::"push_code""#);
+    let context = Context::from_json_value(context_json.clone(), Some((&schema, &action))).unwrap();
+    let request = Request::new(uid(r#"Gitlab::User::"alice""#), action.clone(), uid(r#"Gitlab::Project::"3""#))
+        .with_context(context.clone());
+    let request_json = json!({
+        "principal": {"type": "Gitlab::User", "id": "alice"},
+        "action": {"type": "Gitlab::Action", "id": "push_code"},
+        "resource": {"type": "Gitlab::Project", "id": "3"},
+        "context": context_json,
+    })
+    .to_string();
+    assert!(engine.authorize(&request).unwrap().allowed());
+
+    // Plain cedar-policy: every policy file in one set, the static entities, the same request.
+    let mut files: Vec<_> = std::fs::read_dir(format!("{}/../policies/gitlab", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
+        .collect();
+    files.sort();
+    let text: String = files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<Vec<_>>().join("\n");
+    let policies = PolicySet::from_str(&text).unwrap();
+    let entities = Entities::from_json_str(&bundle_file("entities.json"), Some(&schema)).unwrap();
+    let cedar_request = cedar_policy::Request::new(
+        uid(r#"Gitlab::User::"alice""#),
+        action,
+        uid(r#"Gitlab::Project::"3""#),
+        context,
+        Some(&schema),
+    )
+    .unwrap();
+    let authorizer = Authorizer::new();
+    assert_eq!(authorizer.is_authorized(&cedar_request, &policies, &entities).decision(), cedar_policy::Decision::Allow);
+
+    let mut group = c.benchmark_group("decision/default_bundle");
+    group.bench_function("arbiter_typed", |b| b.iter(|| engine.authorize(black_box(&request)).unwrap()));
+    group.bench_function("arbiter_json", |b| b.iter(|| engine.authorize_json(black_box(&request_json)).unwrap()));
+    group.bench_function("cedar_policy", |b| {
+        b.iter(|| authorizer.is_authorized(black_box(&cedar_request), &policies, &entities))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, default_bundle);
+criterion_main!(benches);
