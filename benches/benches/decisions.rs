@@ -4,13 +4,17 @@
 use std::hint::black_box;
 use std::str::FromStr;
 
-use arbiter::{Context, Engine, EntityUid, Request};
+use arbiter::{BundleFile, Context, Engine, EntityUid, Request, RequestParts};
 use cedar_policy::{Authorizer, Entities, PolicySet, Schema};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 
 fn bundle_file(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/../policies/gitlab/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/../policies/gitlab/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn uid(s: &str) -> EntityUid {
@@ -20,11 +24,17 @@ fn uid(s: &str) -> EntityUid {
 fn default_bundle(c: &mut Criterion) {
     let engine = Engine::gitlab_default().unwrap();
     let context_json = json!({"access_level": 30, "admin_mode": false});
-    let schema = Schema::from_cedarschema_str(&bundle_file("schema.cedarschema")).unwrap().0;
+    let schema = Schema::from_cedarschema_str(&bundle_file("schema.cedarschema"))
+        .unwrap()
+        .0;
     let action = uid(r#"Gitlab::Action::"push_code""#);
     let context = Context::from_json_value(context_json.clone(), Some((&schema, &action))).unwrap();
-    let request = Request::new(uid(r#"Gitlab::User::"alice""#), action.clone(), uid(r#"Gitlab::Project::"3""#))
-        .with_context(context.clone());
+    let request = Request::new(
+        uid(r#"Gitlab::User::"alice""#),
+        action.clone(),
+        uid(r#"Gitlab::Project::"3""#),
+    )
+    .with_context(context.clone());
     let request_json = json!({
         "principal": {"type": "Gitlab::User", "id": "alice"},
         "action": {"type": "Gitlab::Action", "id": "push_code"},
@@ -35,13 +45,18 @@ fn default_bundle(c: &mut Criterion) {
     assert!(engine.authorize(&request).unwrap().allowed());
 
     // Plain cedar-policy: every policy file in one set, the static entities, the same request.
-    let mut files: Vec<_> = std::fs::read_dir(format!("{}/../policies/gitlab", env!("CARGO_MANIFEST_DIR")))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
-        .collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(format!("{}/../policies/gitlab", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
+            .collect();
     files.sort();
-    let text: String = files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<Vec<_>>().join("\n");
+    let text: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
     let policies = PolicySet::from_str(&text).unwrap();
     let entities = Entities::from_json_str(&bundle_file("entities.json"), Some(&schema)).unwrap();
     let cedar_request = cedar_policy::Request::new(
@@ -53,16 +68,70 @@ fn default_bundle(c: &mut Criterion) {
     )
     .unwrap();
     let authorizer = Authorizer::new();
-    assert_eq!(authorizer.is_authorized(&cedar_request, &policies, &entities).decision(), cedar_policy::Decision::Allow);
+    assert_eq!(
+        authorizer
+            .is_authorized(&cedar_request, &policies, &entities)
+            .decision(),
+        cedar_policy::Decision::Allow
+    );
+
+    // What the Go and C fast paths hand over: entity references and the context as JSON.
+    let context_text = context_json.to_string();
+    let parts = RequestParts {
+        principal: Some(("Gitlab::User", "alice")),
+        action: ("Gitlab::Action", "push_code"),
+        resource: ("Gitlab::Project", "3"),
+        context_json: Some(&context_text),
+        entities_json: None,
+        token: None,
+    };
+    assert!(engine.authorize_parts(&parts).unwrap().allowed());
 
     let mut group = c.benchmark_group("decision/default_bundle");
-    group.bench_function("arbiter_typed", |b| b.iter(|| engine.authorize(black_box(&request)).unwrap()));
-    group.bench_function("arbiter_json", |b| b.iter(|| engine.authorize_json(black_box(&request_json)).unwrap()));
+    group.bench_function("arbiter_typed", |b| {
+        b.iter(|| engine.authorize(black_box(&request)).unwrap())
+    });
+    group.bench_function("arbiter_parts", |b| {
+        b.iter(|| engine.authorize_parts(black_box(&parts)).unwrap())
+    });
+    group.bench_function("arbiter_json", |b| {
+        b.iter(|| engine.authorize_json(black_box(&request_json)).unwrap())
+    });
     group.bench_function("cedar_policy", |b| {
         b.iter(|| authorizer.is_authorized(black_box(&cedar_request), &policies, &entities))
     });
     group.finish();
 }
 
-criterion_group!(benches, default_bundle);
+/// The slice of the bundle the Go benchmarks also run through OPA (benches/go/testdata).
+fn slice(c: &mut Criterion) {
+    let testdata = format!("{}/go/testdata", env!("CARGO_MANIFEST_DIR"));
+    let engine = Engine::from_files([
+        BundleFile::new(
+            "slice.cedar",
+            std::fs::read_to_string(format!("{testdata}/slice.cedar")).unwrap(),
+        ),
+        BundleFile::new(
+            "entities.json",
+            std::fs::read_to_string(format!("{testdata}/slice_entities.json")).unwrap(),
+        ),
+    ])
+    .unwrap();
+    let parts = RequestParts {
+        principal: Some(("User", "alice")),
+        action: ("Action", "push_code"),
+        resource: ("Project", "3"),
+        context_json: Some(r#"{"access_level":30}"#),
+        entities_json: None,
+        token: None,
+    };
+    assert!(engine.authorize_parts(&parts).unwrap().allowed());
+    let mut group = c.benchmark_group("decision/slice");
+    group.bench_function("arbiter_parts", |b| {
+        b.iter(|| engine.authorize_parts(black_box(&parts)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, default_bundle, slice);
 criterion_main!(benches);

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{EntityTypeName, PolicySet, Schema, ValidationMode, Validator};
 use serde::Deserialize;
 
 use crate::entities::StaticEntities;
 use crate::error::{LoadError, Problem};
 use crate::index::PolicyIndex;
 use crate::policies;
+use crate::request::{RequestReader, TypeNames};
 use crate::token::config::TokensConfig;
 use crate::token::Tokens;
 
@@ -241,6 +242,7 @@ pub(crate) struct Bundle {
     pub(crate) entities: StaticEntities,
     pub(crate) index: PolicyIndex,
     pub(crate) tokens: Option<Tokens>,
+    types: TypeNames,
 }
 
 impl Bundle {
@@ -302,7 +304,16 @@ impl Bundle {
         let entities = StaticEntities::load(file(ENTITIES), schema.as_ref())?;
         let index = PolicyIndex::build(&loaded.set, schema.as_ref(), &entities);
         let tokens = file(TOKENS).map(|f| Tokens::load(f, &files)).transpose()?;
+        let mut types: Vec<EntityTypeName> = entities
+            .store()
+            .iter()
+            .map(|e| EntityTypeName::from(e.uid().entity_type().clone()))
+            .collect();
+        if let Some(schema) = &schema {
+            types.extend(schema.entity_types().cloned());
+        }
         Ok(Self {
+            types: TypeNames::new(types),
             manifest,
             schema,
             policies: loaded.set,
@@ -322,6 +333,14 @@ impl Bundle {
             has_schema: self.schema.is_some(),
             validate_policies: self.manifest.validate_policies,
             validate_requests: self.manifest.validate_requests,
+        }
+    }
+
+    /// How this bundle reads requests.
+    pub(crate) fn reader(&self) -> RequestReader<'_> {
+        RequestReader {
+            schema: self.request_schema(),
+            types: &self.types,
         }
     }
 

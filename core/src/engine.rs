@@ -111,14 +111,14 @@ impl Engine {
     /// Decides one request given as contract JSON, answering with a typed [`Decision`].
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
         let bundle = self.bundle.load();
-        let request = Request::from_json(request, bundle.request_schema())?;
+        let request = Request::from_json(request, &bundle.reader())?;
         decide(&bundle, &request, self.now())
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
         let bundle = self.bundle.load();
-        let request = Request::from_parts(parts, bundle.request_schema())?;
+        let request = Request::from_parts(parts, &bundle.reader())?;
         decide(&bundle, &request, self.now())
     }
 
@@ -132,10 +132,11 @@ impl Engine {
         })?;
         let bundle = self.bundle.load_full();
         let now = self.now();
+        let reader = bundle.reader();
         let answers: Vec<Answer> = items
             .into_iter()
             .map(|item| {
-                Request::from_json(item.get(), bundle.request_schema())
+                Request::from_json(item.get(), &reader)
                     .and_then(|r| decide(&bundle, &r, now))
                     .into()
             })

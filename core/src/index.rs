@@ -138,12 +138,16 @@ impl PolicyIndex {
                 condition: ast_policy.condition(),
                 policy: Arc::new(ast_policy),
                 principal_type: match policy.principal_constraint() {
-                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => Some(t.as_ref().clone()),
+                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
+                        Some(t.as_ref().clone())
+                    }
                     PrincipalConstraint::Eq(uid) => Some(uid.as_ref().entity_type().clone()),
                     PrincipalConstraint::Any | PrincipalConstraint::In(_) => None,
                 },
                 resource_type: match policy.resource_constraint() {
-                    ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => Some(t.as_ref().clone()),
+                    ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => {
+                        Some(t.as_ref().clone())
+                    }
                     ResourceConstraint::Eq(uid) => Some(uid.as_ref().entity_type().clone()),
                     ResourceConstraint::Any | ResourceConstraint::In(_) => None,
                 },
@@ -214,7 +218,9 @@ impl PolicyIndex {
             .iter()
             .map(|&n| &self.policies[n])
             .filter(|p| {
-                p.principal_type.as_ref().is_none_or(|t| t == principal_type)
+                p.principal_type
+                    .as_ref()
+                    .is_none_or(|t| t == principal_type)
                     && p.resource_type.as_ref().is_none_or(|t| t == resource_type)
             })
             .collect()

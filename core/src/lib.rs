@@ -4,6 +4,7 @@
 
 mod bundle;
 pub mod bundle_tests;
+mod context;
 mod decision;
 mod default_bundle;
 mod engine;

@@ -8,7 +8,9 @@ use cedar_policy::{
 };
 use cedar_policy_core::ast::EntityUID;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
+use crate::context::plain_context;
 use crate::entities::parse_entity;
 use crate::error::RequestError;
 
@@ -63,19 +65,19 @@ impl Request {
 
     /// Parses the contract's request JSON. With a schema, the context and entities are read
     /// the way the schema types them (so `__entity` and `__extn` escapes may be implicit).
-    pub(crate) fn from_json(json: &str, schema: Option<&Schema>) -> Result<Self, RequestError> {
+    pub(crate) fn from_json(json: &str, reader: &RequestReader<'_>) -> Result<Self, RequestError> {
+        let schema = reader.schema;
         let wire: WireRequest =
             serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
         let principal = wire
             .principal
-            .map(|p| entity_ref("principal", p))
+            .map(|p| p.uid("principal", reader.types))
             .transpose()?;
-        let action = entity_ref("action", wire.action)?;
-        let resource = entity_ref("resource", wire.resource)?;
-        let context = match wire.context {
+        let action = wire.action.uid("action", reader.types)?;
+        let resource = wire.resource.uid("resource", reader.types)?;
+        let context = match &wire.context {
             None => Context::empty(),
-            Some(json) => Context::from_json_value(json, schema.map(|s| (s, &action)))
-                .map_err(context_error)?,
+            Some(json) => read_context(json.get(), &action, schema)?,
         };
         Ok(Self {
             principal,
@@ -91,19 +93,20 @@ impl Request {
     /// [`Request::from_json`] reads the same values.
     pub(crate) fn from_parts(
         parts: &RequestParts<'_>,
-        schema: Option<&Schema>,
+        reader: &RequestReader<'_>,
     ) -> Result<Self, RequestError> {
+        let schema = reader.schema;
         let principal = parts
             .principal
-            .map(|(t, id)| typed_ref("principal", t, id))
+            .map(|(t, id)| reader.types.uid("principal", t, id))
             .transpose()?;
-        let action = typed_ref("action", parts.action.0, parts.action.1)?;
-        let resource = typed_ref("resource", parts.resource.0, parts.resource.1)?;
+        let action = reader.types.uid("action", parts.action.0, parts.action.1)?;
+        let resource = reader
+            .types
+            .uid("resource", parts.resource.0, parts.resource.1)?;
         let context = match parts.context_json {
             None => Context::empty(),
-            Some(json) => {
-                Context::from_json_str(json, schema.map(|s| (s, &action))).map_err(context_error)?
-            }
+            Some(json) => read_context(json, &action, schema)?,
         };
         let entities = match parts.entities_json {
             None => Vec::new(),
@@ -144,6 +147,21 @@ pub struct RequestParts<'a> {
     pub token: Option<&'a str>,
 }
 
+/// The context JSON as Cedar reads it (against the schema, when given): by the fast reader when
+/// the JSON is plain and the schema accepts the result, else by Cedar's reader.
+fn read_context(
+    json: &str,
+    action: &EntityUid,
+    schema: Option<&Schema>,
+) -> Result<Context, RequestError> {
+    if let Some(context) = plain_context(json) {
+        if schema.is_none_or(|s| context.validate(s, action).is_ok()) {
+            return Ok(context);
+        }
+    }
+    Context::from_json_str(json, schema.map(|s| (s, action))).map_err(context_error)
+}
+
 fn context_error(e: ContextJsonError) -> RequestError {
     match e {
         // Reading the context against the schema needs the action first.
@@ -180,16 +198,35 @@ fn parse_entities(
     Ok(entities)
 }
 
-fn typed_ref(field: &str, type_name: &str, id: &str) -> Result<EntityUid, RequestError> {
-    let type_name = EntityTypeName::from_str(type_name).map_err(|_| {
-        RequestError::Malformed(format!(
-            "`{field}`: `{type_name}` is not an entity type name"
-        ))
-    })?;
-    Ok(EntityUid::from_type_name_and_id(
-        type_name,
-        EntityId::new(id),
-    ))
+/// How a bundle reads requests: against its schema (when it validates requests), with its
+/// entity type names parsed once.
+pub(crate) struct RequestReader<'a> {
+    pub(crate) schema: Option<&'a Schema>,
+    pub(crate) types: &'a TypeNames,
+}
+
+/// Entity type names known to a bundle (its schema's, its entities', its policies'), parsed
+/// once: Cedar's name parser is the costliest step of reading a small request.
+#[derive(Default)]
+pub(crate) struct TypeNames(HashMap<String, EntityTypeName>);
+
+impl TypeNames {
+    pub(crate) fn new(names: impl IntoIterator<Item = EntityTypeName>) -> Self {
+        Self(names.into_iter().map(|n| (n.to_string(), n)).collect())
+    }
+
+    /// The entity `type_name::"id"`, parsing the type name only if the bundle does not know it.
+    fn uid(&self, field: &str, type_name: &str, id: &str) -> Result<EntityUid, RequestError> {
+        let parsed = match self.0.get(type_name) {
+            Some(known) => known.clone(),
+            None => EntityTypeName::from_str(type_name).map_err(|_| {
+                RequestError::Malformed(format!(
+                    "`{field}`: `{type_name}` is not an entity type name"
+                ))
+            })?,
+        };
+        Ok(EntityUid::from_type_name_and_id(parsed, EntityId::new(id)))
+    }
 }
 
 /// The request JSON of the contract.
@@ -197,23 +234,45 @@ fn typed_ref(field: &str, type_name: &str, id: &str) -> Result<EntityUid, Reques
 #[serde(deny_unknown_fields)]
 struct WireRequest {
     #[serde(default)]
-    principal: Option<serde_json::Value>,
-    action: serde_json::Value,
-    resource: serde_json::Value,
+    principal: Option<WireRef>,
+    action: WireRef,
+    resource: WireRef,
     #[serde(default)]
-    context: Option<serde_json::Value>,
+    context: Option<Box<RawValue>>,
     #[serde(default)]
     entities: Vec<serde_json::Value>,
     #[serde(default)]
     token: Option<String>,
 }
 
-/// `{"type": ..., "id": ...}` or `{"__entity": {"type": ..., "id": ...}}`.
-fn entity_ref(field: &str, json: serde_json::Value) -> Result<EntityUid, RequestError> {
-    EntityUid::from_json(json).map_err(|e| {
-        RequestError::Malformed(format!(
-            "`{field}`: {}",
-            crate::error::one_line(&e.to_string())
-        ))
-    })
+/// An entity reference: `{"type": ..., "id": ...}`, or `{"__entity": {"type": ..., "id": ...}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRef {
+    #[serde(rename = "type", default)]
+    type_name: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "__entity", default)]
+    entity: Option<TypeAndId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeAndId {
+    #[serde(rename = "type")]
+    type_name: String,
+    id: String,
+}
+
+impl WireRef {
+    fn uid(self, field: &str, types: &TypeNames) -> Result<EntityUid, RequestError> {
+        match (self.type_name, self.id, self.entity) {
+            (Some(t), Some(id), None) => types.uid(field, &t, &id),
+            (None, None, Some(e)) => types.uid(field, &e.type_name, &e.id),
+            _ => Err(RequestError::Malformed(format!(
+                "`{field}` must be {{\"type\": ..., \"id\": ...}}"
+            ))),
+        }
+    }
 }
