@@ -289,18 +289,18 @@ fn token_context(
 fn evaluate(
     request: ast::Request,
     store: &cedar_policy_core::entities::Entities,
-    policies: &[&IndexedPolicy],
+    policies: &[(&IndexedPolicy, &ast::Expr)],
 ) -> Decision {
     let evaluator = Evaluator::new(request, store, Extensions::all_available());
     let mut permits = Vec::new();
     let mut forbids = Vec::new();
     let mut errors = Vec::new();
-    for indexed in policies {
+    for (indexed, condition) in policies {
         let policy = indexed.policy.as_ref();
         // What `Evaluator::evaluate` does, with the condition built once at load. A condition
         // is a conjunction, so it is a boolean or an error; anything else takes Cedar's own
         // path, to report exactly its error.
-        let holds = match evaluator.interpret(&indexed.condition, policy.env()) {
+        let holds = match evaluator.interpret(condition, policy.env()) {
             Ok(value) => match value.value_kind() {
                 ValueKind::Lit(Literal::Bool(b)) => Ok(*b),
                 _ => evaluator.evaluate(policy),

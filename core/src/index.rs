@@ -50,11 +50,13 @@ impl ActionPolicies {
 }
 
 /// A policy prepared for evaluation: its condition (scope and body as one expression, what
-/// Cedar's evaluator rebuilds on every call) built once, and the entity types its scope demands
+/// Cedar's evaluator rebuilds on every call) built once, the same without the action scope
+/// (for when the index has already matched the action), and the entity types its scope demands
 /// of the principal and the resource (`is T`, or `== T::"x"`), if any.
 pub(crate) struct IndexedPolicy {
     pub(crate) policy: Arc<ast::Policy>,
-    pub(crate) condition: ast::Expr,
+    condition: ast::Expr,
+    condition_past_action: ast::Expr,
     principal_type: Option<EntityType>,
     resource_type: Option<EntityType>,
 }
@@ -134,8 +136,22 @@ impl PolicyIndex {
                 }
             }
             let ast_policy = policy.as_ref().clone();
+            let template = ast_policy.template();
+            // Cedar's condition is `principal && (action && (resource && body))`; scope
+            // constraints never error, so dropping a true action constraint changes nothing.
+            let condition_past_action = ast::Expr::and(
+                template.principal_constraint().as_expr(),
+                ast::Expr::and(
+                    template.resource_constraint().as_expr(),
+                    template
+                        .non_scope_constraints()
+                        .cloned()
+                        .unwrap_or_else(|| ast::Expr::val(true)),
+                ),
+            );
             index.policies.push(IndexedPolicy {
                 condition: ast_policy.condition(),
+                condition_past_action,
                 policy: Arc::new(ast_policy),
                 principal_type: match policy.principal_constraint() {
                     PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
@@ -179,7 +195,7 @@ impl PolicyIndex {
 
     /// The policies whose scope can match a request, given the store it is evaluated against
     /// (a policy left out is one whose scope is false for this request, so it neither holds
-    /// nor errors).
+    /// nor errors), each with the condition to evaluate.
     /// `hierarchy_may_change` says the request brings entities of an action type, which may
     /// give its action other ancestors than the static store does.
     pub(crate) fn select(
@@ -189,7 +205,7 @@ impl PolicyIndex {
         resource: &EntityUID,
         store: &Entities,
         hierarchy_may_change: bool,
-    ) -> Vec<&IndexedPolicy> {
+    ) -> Vec<(&IndexedPolicy, &ast::Expr)> {
         let bucket = self.bucket(action, hierarchy_may_change);
         let mut selected: Vec<usize> = bucket.unanchored.clone();
         if bucket.anchored.iter().any(|m| !m.is_empty()) {
@@ -222,6 +238,16 @@ impl PolicyIndex {
                     .as_ref()
                     .is_none_or(|t| t == principal_type)
                     && p.resource_type.as_ref().is_none_or(|t| t == resource_type)
+            })
+            .map(|p| {
+                // An action bucket holds only policies whose action scope the static hierarchy
+                // satisfies; with action entities in the request, the whole condition is needed.
+                let condition = if hierarchy_may_change {
+                    &p.condition
+                } else {
+                    &p.condition_past_action
+                };
+                (p, condition)
             })
             .collect()
     }
