@@ -57,6 +57,12 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+    /// Print the bundle's entities (static ones and the schema's actions) as Cedar entity JSON.
+    Entities {
+        /// Bundle directory; the embedded default GitLab bundle when left out.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
     /// Verify and mint tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -76,6 +82,10 @@ fn main() -> ExitCode {
         }),
         Command::Validate { bundle } => validate(bundle.as_deref()),
         Command::Test { bundle } => test(bundle.as_deref()),
+        Command::Entities { bundle } => load(bundle.as_deref(), None).map(|engine| {
+            println!("{}", engine.entities_json());
+            ALLOW
+        }),
         Command::Token(command) => token::run(command),
     };
     ExitCode::from(code.unwrap_or_else(|message| {

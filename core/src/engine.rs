@@ -86,6 +86,12 @@ impl Engine {
         verify_token(&self.bundle.load(), token, self.now()).map(TokenInfo::new)
     }
 
+    /// The current bundle's entities (its static entities and the schema's action entities),
+    /// as Cedar entity JSON with explicit `__entity`/`__extn` escapes.
+    pub fn entities_json(&self) -> String {
+        self.bundle.load().entities.to_json()
+    }
+
     /// What the current bundle holds.
     pub fn info(&self) -> BundleInfo {
         self.bundle.load().info()

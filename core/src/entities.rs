@@ -61,6 +61,14 @@ impl StaticEntities {
         Ok(Self { by_uid, store })
     }
 
+    /// Every entity as Cedar entity JSON, sorted by uid.
+    pub(crate) fn to_json(&self) -> String {
+        let mut entities: Vec<&Arc<ast::Entity>> = self.by_uid.values().collect();
+        entities.sort_by_key(|e| e.uid().to_string());
+        let values: Vec<serde_json::Value> = entities.iter().filter_map(|e| e.to_json_value().ok()).collect();
+        serde_json::Value::Array(values).to_string()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_uid.len()
     }
