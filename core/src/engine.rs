@@ -208,19 +208,33 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
         .collect();
 
     let schema = bundle.request_schema();
-    let cedar_request = cedar_policy::Request::new(
-        principal.clone(),
-        request.action.clone(),
-        request.resource.clone(),
-        context,
-        schema,
-    )
-    .map_err(|e| match e {
-        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
-            RequestError::context(&e)
-        }
-        e => RequestError::invalid(&e),
-    })?;
+    let new_request = |context: Context| {
+        cedar_policy::Request::new(
+            principal.clone(),
+            request.action.clone(),
+            request.resource.clone(),
+            context,
+            schema,
+        )
+    };
+    let cedar_request = match new_request(context) {
+        Ok(r) => r,
+        // The fast reader's context failed the schema: Cedar's reader decides, as always.
+        Err(
+            e @ (RequestValidationError::InvalidContext(_)
+            | RequestValidationError::TypeOfContext(_)),
+        ) => match schema.and_then(|s| request.reread_context(s)) {
+            None => return Err(request_validation_error(e)),
+            Some(reread) => {
+                let reread = match token.as_ref().and_then(|v| v.context.clone()) {
+                    None => reread?,
+                    Some(claims) => token_context(reread?, claims)?,
+                };
+                new_request(reread).map_err(request_validation_error)?
+            }
+        },
+        Err(e) => return Err(request_validation_error(e)),
+    };
     let ast_request: &ast::Request = cedar_request.as_ref();
     let (p, a, r): (&EntityUID, &EntityUID, &EntityUID) = (
         principal.as_ref(),
@@ -245,6 +259,15 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
     Ok(evaluate(ast_request.clone(), store, &policies))
+}
+
+fn request_validation_error(e: RequestValidationError) -> RequestError {
+    match e {
+        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
+            RequestError::context(&e)
+        }
+        e => RequestError::invalid(&e),
+    }
 }
 
 /// Verifies the request's token and the caveats that depend on the request.

@@ -65,7 +65,10 @@ impl StaticEntities {
     pub(crate) fn to_json(&self) -> String {
         let mut entities: Vec<&Arc<ast::Entity>> = self.by_uid.values().collect();
         entities.sort_by_key(|e| e.uid().to_string());
-        let values: Vec<serde_json::Value> = entities.iter().filter_map(|e| e.to_json_value().ok()).collect();
+        let values: Vec<serde_json::Value> = entities
+            .iter()
+            .filter_map(|e| e.to_json_value().ok())
+            .collect();
         serde_json::Value::Array(values).to_string()
     }
 

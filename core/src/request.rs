@@ -30,6 +30,9 @@ pub struct Request {
     pub entities: Vec<Entity>,
     /// A compact JWT or a serialized macaroon.
     pub token: Option<String>,
+    /// The context JSON, when the fast reader read it: Cedar's reader reads it again if the
+    /// schema refuses what the fast reader made of it.
+    pub(crate) plain_context_json: Option<Box<str>>,
 }
 
 impl Request {
@@ -42,6 +45,7 @@ impl Request {
             context: Context::empty(),
             entities: Vec::new(),
             token: None,
+            plain_context_json: None,
         }
     }
 
@@ -75,8 +79,8 @@ impl Request {
             .transpose()?;
         let action = wire.action.uid("action", reader.types)?;
         let resource = wire.resource.uid("resource", reader.types)?;
-        let context = match &wire.context {
-            None => Context::empty(),
+        let (context, plain_context_json) = match &wire.context {
+            None => (Context::empty(), None),
             Some(json) => read_context(json.get(), &action, schema)?,
         };
         Ok(Self {
@@ -84,6 +88,7 @@ impl Request {
             action,
             resource,
             context,
+            plain_context_json,
             entities: parse_entities(wire.entities, schema)?,
             token: wire.token,
         })
@@ -104,8 +109,8 @@ impl Request {
         let resource = reader
             .types
             .uid("resource", parts.resource.0, parts.resource.1)?;
-        let context = match parts.context_json {
-            None => Context::empty(),
+        let (context, plain_context_json) = match parts.context_json {
+            None => (Context::empty(), None),
             Some(json) => read_context(json, &action, schema)?,
         };
         let entities = match parts.entities_json {
@@ -122,6 +127,7 @@ impl Request {
             action,
             resource,
             context,
+            plain_context_json,
             entities,
             token: parts.token.map(str::to_owned),
         })
@@ -148,18 +154,28 @@ pub struct RequestParts<'a> {
 }
 
 /// The context JSON as Cedar reads it (against the schema, when given): by the fast reader when
-/// the JSON is plain and the schema accepts the result, else by Cedar's reader.
+/// the JSON is plain, else by Cedar's reader. A plain context the schema then refuses is read
+/// again by Cedar's reader (see `Request::reread_context`), which decides and words the error.
 fn read_context(
     json: &str,
     action: &EntityUid,
     schema: Option<&Schema>,
-) -> Result<Context, RequestError> {
-    if let Some(context) = plain_context(json) {
-        if schema.is_none_or(|s| context.validate(s, action).is_ok()) {
-            return Ok(context);
-        }
+) -> Result<(Context, Option<Box<str>>), RequestError> {
+    match plain_context(json) {
+        Some(context) => Ok((context, schema.map(|_| json.into()))),
+        None => Context::from_json_str(json, schema.map(|s| (s, action)))
+            .map(|c| (c, None))
+            .map_err(context_error),
     }
-    Context::from_json_str(json, schema.map(|s| (s, action))).map_err(context_error)
+}
+
+impl Request {
+    /// Cedar's reading of a context the fast reader read and the schema refused; `None` when the
+    /// context did not come from the fast reader.
+    pub(crate) fn reread_context(&self, schema: &Schema) -> Option<Result<Context, RequestError>> {
+        let json = self.plain_context_json.as_deref()?;
+        Some(Context::from_json_str(json, Some((schema, &self.action))).map_err(context_error))
+    }
 }
 
 fn context_error(e: ContextJsonError) -> RequestError {
