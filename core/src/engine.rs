@@ -170,6 +170,8 @@ impl From<Result<Decision, RequestError>> for Answer {
     }
 }
 
+// Cedar's `RequestValidationError` is large; it is handled at once, never passed along.
+#[allow(clippy::result_large_err)]
 fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, RequestError> {
     let token = match &request.token {
         None => None,
