@@ -82,7 +82,8 @@ go-test: build
 	bindings-go/link_test.sh
 
 # Criterion benchmarks against the peers, then BENCHMARKS.md rewritten from this run.
-bench:
+bench: build
 	$(CARGO) bench -p arbiter-benches
+	cd benches/go && $(GO) test -run '^$$' -bench . -benchtime 2s | tee ../../target/go-bench.txt
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

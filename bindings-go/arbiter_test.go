@@ -75,6 +75,13 @@ func TestAuthorizeTypedRequests(t *testing.T) {
 	if d, _ = e.Authorize(userRequest("alice", "push_code", "3", 30)); !d.Allowed {
 		t.Fatal("alice stays active outside that request")
 	}
+	// The same as JSON, given once: it wins over the Go values.
+	raw := userRequest("alice", "push_code", "3", 0)
+	raw.ContextJSON = []byte(`{"access_level": 30, "admin_mode": false}`)
+	raw.EntitiesJSON, _ = json.Marshal(blocked.Entities)
+	if d, err = e.Authorize(raw); err != nil || d.Allowed || d.Reasons[0] != "user-blocked" {
+		t.Fatalf("%+v %v", d, err)
+	}
 	// A token nobody configured for: a deny carrying the token error.
 	token := Request{Action: EntityRef{"Gitlab::Action", "read_project"}, Resource: EntityRef{"Gitlab::Project", "1"},
 		Context: map[string]any{"access_level": 0, "admin_mode": false}, Token: "not-a-token"}

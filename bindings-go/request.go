@@ -25,14 +25,18 @@ type Entity struct {
 	Parents []EntityRef    `json:"parents"`
 }
 
-// Request asks for a decision. Principal may be nil when Token is given.
+// Request asks for a decision. Principal may be nil when Token is given. The context and the
+// per-request entities may be given as Go values (Context, Entities) or, to skip encoding them
+// on every call, as JSON (ContextJSON, EntitiesJSON), which then wins.
 type Request struct {
-	Principal *EntityRef     `json:"principal,omitempty"`
-	Action    EntityRef      `json:"action"`
-	Resource  EntityRef      `json:"resource"`
-	Context   map[string]any `json:"context,omitempty"`
-	Entities  []Entity       `json:"entities,omitempty"`
-	Token     string         `json:"token,omitempty"`
+	Principal    *EntityRef      `json:"principal,omitempty"`
+	Action       EntityRef       `json:"action"`
+	Resource     EntityRef       `json:"resource"`
+	Context      map[string]any  `json:"context,omitempty"`
+	Entities     []Entity        `json:"entities,omitempty"`
+	Token        string          `json:"token,omitempty"`
+	ContextJSON  json.RawMessage `json:"-"`
+	EntitiesJSON json.RawMessage `json:"-"`
 }
 
 // DecisionError is an error met while deciding: a policy that failed to evaluate (Policy set),
@@ -81,15 +85,15 @@ func cref(pinner *runtime.Pinner, r EntityRef) C.arbiter_entity_ref {
 // Authorize decides a typed request through the C ABI's fast path: no request JSON; the
 // context and entities, when present, are encoded as JSON.
 func (e *Engine) Authorize(r Request) (Decision, error) {
-	var context, entities string
-	if r.Context != nil {
+	context, entities := string(r.ContextJSON), string(r.EntitiesJSON)
+	if context == "" && r.Context != nil {
 		b, err := json.Marshal(r.Context)
 		if err != nil {
 			return Decision{}, &Error{Code: ErrMalformedRequest.Code, Kind: ErrMalformedRequest.Kind, Message: "context: " + err.Error()}
 		}
 		context = string(b)
 	}
-	if len(r.Entities) > 0 {
+	if entities == "" && len(r.Entities) > 0 {
 		b, err := json.Marshal(r.Entities)
 		if err != nil {
 			return Decision{}, &Error{Code: ErrInvalidEntities.Code, Kind: ErrInvalidEntities.Kind, Message: "entities: " + err.Error()}
@@ -121,22 +125,25 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 	return decision, err
 }
 
-// takeDecision copies a C decision into Go and frees it.
+// takeDecision copies a C decision into Go and frees it: one call for everything, then Go
+// reads the C memory directly.
 func takeDecision(d *C.arbiter_decision) Decision {
 	defer C.arbiter_decision_free(d)
-	out := Decision{Allowed: bool(C.arbiter_decision_is_allowed(d))}
-	for i := C.size_t(0); i < C.arbiter_decision_reason_count(d); i++ {
-		out.Reasons = append(out.Reasons, C.GoString(C.arbiter_decision_reason(d, i)))
+	view := C.arbiter_decision_get_view(d)
+	out := Decision{Allowed: bool(view.allowed)}
+	if view.reason_count > 0 {
+		for _, r := range unsafe.Slice(view.reasons, view.reason_count) {
+			out.Reasons = append(out.Reasons, C.GoString(r))
+		}
 	}
-	for i := C.size_t(0); i < C.arbiter_decision_error_count(d); i++ {
-		e := DecisionError{
-			Kind:    C.GoString(C.arbiter_decision_error_kind(d, i)),
-			Message: C.GoString(C.arbiter_decision_error_message(d, i)),
+	if view.error_count > 0 {
+		for _, e := range unsafe.Slice(view.errors, view.error_count) {
+			de := DecisionError{Kind: C.GoString(e.kind), Message: C.GoString(e.message)}
+			if e.policy != nil {
+				de.Policy = C.GoString(e.policy)
+			}
+			out.Errors = append(out.Errors, de)
 		}
-		if p := C.arbiter_decision_error_policy(d, i); p != nil {
-			e.Policy = C.GoString(p)
-		}
-		out.Errors = append(out.Errors, e)
 	}
 	return out
 }

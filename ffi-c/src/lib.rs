@@ -77,6 +77,31 @@ pub struct arbiter_decision {
     decision: Decision,
     reasons: Vec<CString>,
     errors: Vec<DecisionErrorStrings>,
+    /// Pointers into `reasons` and `errors`, for `arbiter_decision_view`.
+    reason_ptrs: Vec<*const c_char>,
+    error_views: Vec<arbiter_decision_error_view>,
+}
+
+/// An error of a decision, as `arbiter_decision_get_view` shows it. `policy` is NULL when the error
+/// names no policy. The strings live as long as the decision.
+#[repr(C)]
+pub struct arbiter_decision_error_view {
+    pub kind: *const c_char,
+    pub policy: *const c_char,
+    pub message: *const c_char,
+}
+
+/// Everything a decision holds, from `arbiter_decision_get_view` in one call: whether it
+/// allows, the ids of the determining policies (`reason_count` strings at `reasons`) and its
+/// errors (`error_count` at `errors`). An empty list is NULL. The pointers live as long as the
+/// decision.
+#[repr(C)]
+pub struct arbiter_decision_view {
+    pub allowed: bool,
+    pub reasons: *const *const c_char,
+    pub reason_count: usize,
+    pub errors: *const arbiter_decision_error_view,
+    pub error_count: usize,
 }
 
 struct DecisionErrorStrings {
@@ -490,18 +515,69 @@ pub unsafe extern "C" fn arbiter_engine_authorize(
 }
 
 fn decision_strings(decision: Decision) -> arbiter_decision {
+    let reasons: Vec<CString> = decision.reasons.iter().map(|r| c_string(r)).collect();
+    let errors: Vec<DecisionErrorStrings> = decision
+        .errors
+        .iter()
+        .map(|e| DecisionErrorStrings {
+            kind: c_string(e.kind.as_str()),
+            policy: e.policy.as_deref().map(c_string),
+            message: c_string(&e.message),
+        })
+        .collect();
+    // The CStrings' buffers live on the heap: these pointers stay valid as the vectors move.
+    let reason_ptrs = reasons.iter().map(|r| r.as_ptr()).collect();
+    let error_views = errors
+        .iter()
+        .map(|e| arbiter_decision_error_view {
+            kind: e.kind.as_ptr(),
+            policy: e.policy.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
+            message: e.message.as_ptr(),
+        })
+        .collect();
     arbiter_decision {
-        reasons: decision.reasons.iter().map(|r| c_string(r)).collect(),
-        errors: decision
-            .errors
-            .iter()
-            .map(|e| DecisionErrorStrings {
-                kind: c_string(e.kind.as_str()),
-                policy: e.policy.as_deref().map(c_string),
-                message: c_string(&e.message),
-            })
-            .collect(),
         decision,
+        reasons,
+        errors,
+        reason_ptrs,
+        error_views,
+    }
+}
+
+/// The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
+/// the library costs. A NULL decision is a deny with nothing in it.
+///
+/// # Safety
+/// `decision` is NULL or a live decision.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_decision_get_view(
+    decision: *const arbiter_decision,
+) -> arbiter_decision_view {
+    match decision.as_ref() {
+        None => arbiter_decision_view {
+            allowed: false,
+            reasons: ptr::null(),
+            reason_count: 0,
+            errors: ptr::null(),
+            error_count: 0,
+        },
+        // An empty list is NULL, never the dangling pointer of an empty Vec (Go's garbage
+        // collector rejects such values in pointer-typed variables).
+        Some(d) => arbiter_decision_view {
+            allowed: d.decision.allowed(),
+            reasons: if d.reason_ptrs.is_empty() {
+                ptr::null()
+            } else {
+                d.reason_ptrs.as_ptr()
+            },
+            reason_count: d.reason_ptrs.len(),
+            errors: if d.error_views.is_empty() {
+                ptr::null()
+            } else {
+                d.error_views.as_ptr()
+            },
+            error_count: d.error_views.len(),
+        },
     }
 }
 

@@ -183,6 +183,9 @@ static void test_fast_path(const arbiter_engine *engine) {
   CHECK(arbiter_decision_reason(d, 1) == NULL);
   CHECK(arbiter_decision_error_count(d) == 0);
   CHECK(arbiter_decision_error_kind(d, 0) == NULL);
+  arbiter_decision_view view = arbiter_decision_get_view(d);
+  CHECK(view.allowed && view.reason_count == 1 && strcmp(view.reasons[0], "role-developer") == 0);
+  CHECK(view.error_count == 0 && view.errors == NULL);
   char *json = NULL;
   CHECK(arbiter_decision_to_json(d, &json, NULL) == ARBITER_RESULT_OK);
   CHECK(strcmp(json, "{\"decision\":\"allow\",\"reasons\":[\"role-developer\"],\"errors\":[]}") == 0);
@@ -211,6 +214,9 @@ static void test_fast_path(const arbiter_engine *engine) {
   CHECK(arbiter_decision_error_kind(d, 0) != NULL && strcmp(arbiter_decision_error_kind(d, 0), "unknown_issuer") == 0);
   CHECK(arbiter_decision_error_policy(d, 0) == NULL);
   CHECK(arbiter_decision_error_message(d, 0) != NULL && strlen(arbiter_decision_error_message(d, 0)) > 0);
+  view = arbiter_decision_get_view(d);
+  CHECK(!view.allowed && view.error_count == 1 && view.errors[0].policy == NULL);
+  CHECK(strcmp(view.errors[0].kind, "unknown_issuer") == 0 && strlen(view.errors[0].message) > 0);
   arbiter_decision_free(d);
 
   /* Errors of the call. */
@@ -236,6 +242,8 @@ static void test_fast_path(const arbiter_engine *engine) {
   CHECK(!arbiter_decision_is_allowed(NULL));
   CHECK(arbiter_decision_reason_count(NULL) == 0 && arbiter_decision_error_count(NULL) == 0);
   CHECK(arbiter_decision_reason(NULL, 0) == NULL && arbiter_decision_error_message(NULL, 0) == NULL);
+  arbiter_decision_view none = arbiter_decision_get_view(NULL);
+  CHECK(!none.allowed && none.reason_count == 0 && none.error_count == 0);
   CHECK(arbiter_decision_to_json(NULL, &json, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
 }
 
