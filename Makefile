@@ -14,12 +14,31 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test
+.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test
 
-build:
+build: python-build
 	$(CARGO) build --release --workspace
 
-test: lint rust-test bundle-test header-check c-test go-test interop fips
+# The Python wheel (pyo3 + maturin) in target/wheels.
+PY_BUILD_VENV := target/py-build-venv
+python-build: $(PY_BUILD_VENV)/.installed
+	rm -f target/wheels/arbiter-*.whl
+	$(PY_BUILD_VENV)/bin/maturin build --release -m bindings-python/Cargo.toml -o target/wheels
+
+$(PY_BUILD_VENV)/.installed: bindings-python/requirements-dev.txt
+	python3 -m venv $(PY_BUILD_VENV)
+	$(PY_BUILD_VENV)/bin/pip install -q -r bindings-python/requirements-dev.txt
+	touch $@
+
+# The wheel installed into a fresh virtual environment: pytest, and mypy --strict on the stubs.
+python-test: build
+	rm -rf target/py-test-venv
+	python3 -m venv target/py-test-venv
+	target/py-test-venv/bin/pip install -q target/wheels/arbiter-*.whl -r bindings-python/requirements-dev.txt
+	cd bindings-python && ../target/py-test-venv/bin/pytest -q tests
+	target/py-test-venv/bin/mypy --strict bindings-python/tests/typing_example.py
+
+test: lint rust-test bundle-test header-check c-test go-test python-test interop fips
 
 lint:
 	$(CARGO) fmt --all -- --check

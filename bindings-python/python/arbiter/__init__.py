@@ -1,0 +1,53 @@
+"""Arbiter: embeddable Cedar policy decisions and token verification.
+
+    engine = arbiter.Engine.gitlab_default()
+    decision = engine.authorize(
+        principal={"type": "Gitlab::User", "id": "alice"},
+        action={"type": "Gitlab::Action", "id": "push_code"},
+        resource={"type": "Gitlab::Project", "id": "3"},
+        context={"access_level": 30, "admin_mode": False},
+    )
+    decision.allowed, decision.reasons, decision.errors
+"""
+
+from ._arbiter import (
+    ArbiterError,
+    BundleIOError,
+    Decision,
+    DecisionError,
+    Engine,
+    EntitiesError,
+    InternalError,
+    InvalidContextError,
+    InvalidEntitiesError,
+    InvalidRequestError,
+    LinksError,
+    MalformedRequestError,
+    ManifestError,
+    PolicyParseError,
+    PolicyValidationError,
+    SchemaError,
+    TokensError,
+    __version__,
+)
+
+__all__ = [
+    "ArbiterError",
+    "BundleIOError",
+    "Decision",
+    "DecisionError",
+    "Engine",
+    "EntitiesError",
+    "InternalError",
+    "InvalidContextError",
+    "InvalidEntitiesError",
+    "InvalidRequestError",
+    "LinksError",
+    "MalformedRequestError",
+    "ManifestError",
+    "PolicyParseError",
+    "PolicyValidationError",
+    "SchemaError",
+    "TokensError",
+    "__version__",
+]

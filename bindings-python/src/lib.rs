@@ -1,0 +1,373 @@
+//! Python bindings of Arbiter: converts values and errors, nothing more. Loading, reloading,
+//! batches and token checks release the GIL; single decisions are shorter than a GIL round
+//! trip and keep it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use arbiter_core::{BundleFile, Decision as CoreDecision, LoadError, RequestError, RequestParts};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pythonize::{depythonize, pythonize};
+use serde::Deserialize;
+
+create_exception!(arbiter, ArbiterError, PyException, "An error of an Arbiter call; `code` and `kind` say which.");
+create_exception!(arbiter, BundleIOError, ArbiterError, "A bundle file or directory could not be read (kind `io`).");
+create_exception!(arbiter, ManifestError, ArbiterError, "`manifest.json` is invalid (kind `manifest`).");
+create_exception!(arbiter, PolicyParseError, ArbiterError, "A policy does not parse (kind `policy_parse`).");
+create_exception!(arbiter, PolicyValidationError, ArbiterError, "Policies do not validate (kind `policy_validation`).");
+create_exception!(arbiter, SchemaError, ArbiterError, "The schema is invalid (kind `schema`).");
+create_exception!(arbiter, EntitiesError, ArbiterError, "`entities.json` is invalid (kind `entities`).");
+create_exception!(arbiter, LinksError, ArbiterError, "`links.json` is invalid (kind `links`).");
+create_exception!(arbiter, TokensError, ArbiterError, "`tokens.json` is invalid (kind `tokens`).");
+create_exception!(arbiter, MalformedRequestError, ArbiterError, "The request is malformed (kind `malformed_request`).");
+create_exception!(arbiter, InvalidRequestError, ArbiterError, "The request does not fit the schema (kind `invalid_request`).");
+create_exception!(arbiter, InvalidContextError, ArbiterError, "The context does not fit the schema (kind `invalid_context`).");
+create_exception!(arbiter, InvalidEntitiesError, ArbiterError, "A request entity is invalid (kind `invalid_entities`).");
+create_exception!(arbiter, InternalError, ArbiterError, "Arbiter failed inside; nothing was decided (kind `internal`).");
+
+/// An error before it becomes a Python exception.
+struct Failure {
+    code: u32,
+    kind: &'static str,
+    message: String,
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        Self {
+            code: e.code(),
+            kind: e.kind(),
+            message: e.to_string().replace('\n', "; "),
+        }
+    }
+}
+
+impl From<RequestError> for Failure {
+    fn from(e: RequestError) -> Self {
+        Self {
+            code: e.code(),
+            kind: e.kind(),
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+impl Failure {
+    fn malformed(message: String) -> Self {
+        Self {
+            code: 200,
+            kind: "malformed_request",
+            message,
+        }
+    }
+
+    fn into_py(self, py: Python<'_>) -> PyErr {
+        let message = self.message.clone();
+        let err = match self.kind {
+            "io" => BundleIOError::new_err(message),
+            "manifest" => ManifestError::new_err(message),
+            "policy_parse" => PolicyParseError::new_err(message),
+            "policy_validation" => PolicyValidationError::new_err(message),
+            "schema" => SchemaError::new_err(message),
+            "entities" => EntitiesError::new_err(message),
+            "links" => LinksError::new_err(message),
+            "tokens" => TokensError::new_err(message),
+            "malformed_request" => MalformedRequestError::new_err(message),
+            "invalid_request" => InvalidRequestError::new_err(message),
+            "invalid_context" => InvalidContextError::new_err(message),
+            "invalid_entities" => InvalidEntitiesError::new_err(message),
+            _ => InternalError::new_err(message),
+        };
+        let value = err.value(py);
+        // Setting plain attributes on a fresh exception cannot fail.
+        let _ = value.setattr("code", self.code);
+        let _ = value.setattr("kind", self.kind);
+        let _ = value.setattr("message", self.message);
+        err
+    }
+}
+
+/// Runs `f`, turning a panic into an `InternalError` (never an allow, never a crash).
+fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Failure {
+            code: 900,
+            kind: "internal",
+            message: "Arbiter panicked; nothing was decided".into(),
+        })
+    })
+}
+
+/// An error met while deciding: a policy that failed to evaluate (`policy` set), or a token
+/// that was refused (`kind` is one of the contract's token error kinds).
+#[pyclass(frozen, get_all, module = "arbiter")]
+#[derive(Clone)]
+struct DecisionError {
+    kind: String,
+    policy: Option<String>,
+    message: String,
+}
+
+#[pymethods]
+impl DecisionError {
+    fn __repr__(&self) -> String {
+        format!("DecisionError(kind={:?}, policy={:?}, message={:?})", self.kind, self.policy, self.message)
+    }
+}
+
+/// The answer to a request: `allowed`, the ids of the determining policies (`reasons`) and
+/// every error met (`errors`).
+#[pyclass(frozen, get_all, module = "arbiter")]
+struct Decision {
+    allowed: bool,
+    reasons: Vec<String>,
+    errors: Vec<DecisionError>,
+}
+
+impl From<CoreDecision> for Decision {
+    fn from(d: CoreDecision) -> Self {
+        Self {
+            allowed: d.allowed(),
+            reasons: d.reasons,
+            errors: d
+                .errors
+                .into_iter()
+                .map(|e| DecisionError {
+                    kind: e.kind.as_str().to_owned(),
+                    policy: e.policy,
+                    message: e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[pymethods]
+impl Decision {
+    fn __repr__(&self) -> String {
+        format!("Decision(allowed={}, reasons={:?}, errors={})", self.allowed, self.reasons, self.errors.len())
+    }
+
+    fn __bool__(&self) -> bool {
+        self.allowed
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntityRef {
+    #[serde(rename = "type")]
+    type_name: String,
+    id: String,
+}
+
+fn entity_ref(field: &str, obj: &Bound<'_, PyAny>) -> Result<EntityRef, Failure> {
+    depythonize(obj).map_err(|e| Failure::malformed(format!("`{field}` must be {{\"type\": str, \"id\": str}}: {e}")))
+}
+
+fn to_json(field: &str, obj: &Bound<'_, PyAny>) -> Result<String, Failure> {
+    let value: serde_json::Value =
+        depythonize(obj).map_err(|e| Failure::malformed(format!("`{field}` is not JSON-like: {e}")))?;
+    Ok(value.to_string())
+}
+
+fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
+    files
+        .iter()
+        .map(|(path, contents)| {
+            let path: String = path.extract().map_err(|_| Failure::malformed("bundle file paths are str".into()))?;
+            let contents: String = contents
+                .extract()
+                .map_err(|_| Failure::malformed(format!("the contents of `{path}` must be str")))?;
+            Ok(BundleFile::new(path, contents))
+        })
+        .collect()
+}
+
+/// Decides requests against one bundle at a time. Safe to share between threads, reloads
+/// included; a forked child keeps a working copy.
+#[pyclass(frozen, module = "arbiter")]
+struct Engine {
+    inner: arbiter_core::Engine,
+}
+
+fn load(py: Python<'_>, f: impl FnOnce() -> Result<arbiter_core::Engine, LoadError> + Send) -> PyResult<Engine> {
+    py.detach(|| guarded(|| Ok(f()?)))
+        .map(|inner| Engine { inner })
+        .map_err(|e| e.into_py(py))
+}
+
+#[pymethods]
+impl Engine {
+    /// Loads the bundle in directory `path`.
+    #[staticmethod]
+    fn from_bundle_dir(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        load(py, move || arbiter_core::Engine::from_bundle_dir(&path))
+    }
+
+    /// Loads the default GitLab bundle embedded in the library.
+    #[staticmethod]
+    fn gitlab_default(py: Python<'_>) -> PyResult<Self> {
+        load(py, arbiter_core::Engine::gitlab_default)
+    }
+
+    /// Loads a bundle held in memory: relative path -> contents.
+    #[staticmethod]
+    fn from_files(py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let files = bundle_files(files).map_err(|e| e.into_py(py))?;
+        load(py, move || arbiter_core::Engine::from_files(files))
+    }
+
+    /// Replaces the bundle with the one in `path`; on failure the old one keeps serving.
+    fn reload_from_dir(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| guarded(|| Ok(self.inner.reload_from_dir(&path)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Replaces the bundle with one held in memory; on failure the old one keeps serving.
+    fn reload_from_files(&self, py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<()> {
+        let files = bundle_files(files).map_err(|e| e.into_py(py))?;
+        py.detach(|| guarded(|| Ok(self.inner.reload_from_files(files)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Decides one request given as contract JSON; returns the decision JSON.
+    fn authorize_json(&self, py: Python<'_>, request: &str) -> PyResult<String> {
+        guarded(|| Ok(self.inner.authorize_json(request)?)).map_err(|e| e.into_py(py))
+    }
+
+    /// Decides a JSON array of requests; returns a JSON array with a decision, or
+    /// `{"error": {...}}`, per request.
+    fn authorize_json_batch(&self, py: Python<'_>, requests: &str) -> PyResult<String> {
+        py.detach(|| guarded(|| Ok(self.inner.authorize_json_batch(requests)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Decides one request. Entity references are `{"type": ..., "id": ...}` dicts; `context`
+    /// a dict and `entities` a list of Cedar entity dicts; `principal` may be left out when a
+    /// `token` is given.
+    #[pyo3(signature = (*, principal=None, action, resource, context=None, entities=None, token=None))]
+    fn authorize(
+        &self,
+        py: Python<'_>,
+        principal: Option<&Bound<'_, PyAny>>,
+        action: &Bound<'_, PyAny>,
+        resource: &Bound<'_, PyAny>,
+        context: Option<&Bound<'_, PyAny>>,
+        entities: Option<&Bound<'_, PyAny>>,
+        token: Option<&str>,
+    ) -> PyResult<Decision> {
+        guarded(|| {
+            let principal = principal.map(|p| entity_ref("principal", p)).transpose()?;
+            let action = entity_ref("action", action)?;
+            let resource = entity_ref("resource", resource)?;
+            let context = context.map(|c| to_json("context", c)).transpose()?;
+            let entities = entities.map(|e| to_json("entities", e)).transpose()?;
+            let parts = RequestParts {
+                principal: principal.as_ref().map(|p| (p.type_name.as_str(), p.id.as_str())),
+                action: (&action.type_name, &action.id),
+                resource: (&resource.type_name, &resource.id),
+                context_json: context.as_deref(),
+                entities_json: entities.as_deref(),
+                token,
+            };
+            Ok(Decision::from(self.inner.authorize_parts(&parts)?))
+        })
+        .map_err(|e| e.into_py(py))
+    }
+
+    /// Decides many requests (dicts with the keys of `authorize`) in one call, against one
+    /// bundle version, without the GIL. Returns, in order, a `Decision` per request, or the
+    /// `ArbiterError` a request that could not be decided raised (returned, not raised).
+    fn authorize_many<'py>(&self, py: Python<'py>, requests: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let batch = to_json("requests", requests).map_err(|e| e.into_py(py))?;
+        let answers = py
+            .detach(|| guarded(|| Ok(self.inner.authorize_json_batch(&batch)?)))
+            .map_err(|e| e.into_py(py))?;
+        let answers: Vec<serde_json::Value> =
+            serde_json::from_str(&answers).map_err(|e| InternalError::new_err(e.to_string()))?;
+        answers
+            .into_iter()
+            .map(|answer| match answer.get("error") {
+                Some(error) => {
+                    let failure = Failure {
+                        code: error["code"].as_u64().and_then(|c| u32::try_from(c).ok()).unwrap_or(900),
+                        kind: kind_name(error["kind"].as_str().unwrap_or("internal")),
+                        message: error["message"].as_str().unwrap_or_default().to_owned(),
+                    };
+                    Ok(failure.into_py(py).into_value(py).into_bound(py).into_any())
+                }
+                None => {
+                    let decision: CoreDecision =
+                        serde_json::from_value(answer).map_err(|e| InternalError::new_err(e.to_string()))?;
+                    Ok(Bound::new(py, Decision::from(decision))?.into_any())
+                }
+            })
+            .collect()
+    }
+
+    /// Verifies a token against the bundle's `tokens.json` without deciding anything:
+    /// `{"valid": True, "kind", "principal", "claims"}` or `{"valid": False, "error": {...}}`.
+    fn verify_token<'py>(&self, py: Python<'py>, token: &str) -> PyResult<Bound<'py, PyAny>> {
+        let info = py
+            .detach(|| {
+                guarded(|| {
+                    Ok(match self.inner.verify_token(token) {
+                        Ok(info) => info.to_json(),
+                        Err(e) => e.to_json(),
+                    })
+                })
+            })
+            .map_err(|e| e.into_py(py))?;
+        pythonize(py, &info).map_err(|e| InternalError::new_err(e.to_string()))
+    }
+
+    /// The engine's entities (static ones and the schema's actions) as Cedar entity JSON.
+    fn entities_json(&self) -> String {
+        self.inner.entities_json()
+    }
+}
+
+/// The static kind name for a kind the batch answer spells out.
+fn kind_name(kind: &str) -> &'static str {
+    [
+        "malformed_request",
+        "invalid_request",
+        "invalid_context",
+        "invalid_entities",
+    ]
+    .into_iter()
+    .find(|k| *k == kind)
+    .unwrap_or("internal")
+}
+
+#[pymodule]
+fn _arbiter(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Engine>()?;
+    m.add_class::<Decision>()?;
+    m.add_class::<DecisionError>()?;
+    for (name, class) in [
+        ("ArbiterError", py.get_type::<ArbiterError>()),
+        ("BundleIOError", py.get_type::<BundleIOError>()),
+        ("ManifestError", py.get_type::<ManifestError>()),
+        ("PolicyParseError", py.get_type::<PolicyParseError>()),
+        ("PolicyValidationError", py.get_type::<PolicyValidationError>()),
+        ("SchemaError", py.get_type::<SchemaError>()),
+        ("EntitiesError", py.get_type::<EntitiesError>()),
+        ("LinksError", py.get_type::<LinksError>()),
+        ("TokensError", py.get_type::<TokensError>()),
+        ("MalformedRequestError", py.get_type::<MalformedRequestError>()),
+        ("InvalidRequestError", py.get_type::<InvalidRequestError>()),
+        ("InvalidContextError", py.get_type::<InvalidContextError>()),
+        ("InvalidEntitiesError", py.get_type::<InvalidEntitiesError>()),
+        ("InternalError", py.get_type::<InternalError>()),
+    ] {
+        m.add(name, class)?;
+    }
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+import pathlib
+
+import pytest
+
+import arbiter
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "policies" / "gitlab"
+
+
+@pytest.fixture(scope="session")
+def engine():
+    return arbiter.Engine.from_bundle_dir(BUNDLE)
+
+
+def user_request(user, action, project, level, **extra):
+    request = {
+        "principal": {"type": "Gitlab::User", "id": user},
+        "action": {"type": "Gitlab::Action", "id": action},
+        "resource": {"type": "Gitlab::Project", "id": project},
+        "context": {"access_level": level, "admin_mode": False},
+    }
+    request.update(extra)
+    return request

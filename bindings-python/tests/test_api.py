@@ -1,0 +1,144 @@
+import json
+import pathlib
+
+import pytest
+
+import arbiter
+from conftest import BUNDLE, user_request
+
+
+def test_version():
+    assert arbiter.__version__.count(".") == 2
+
+
+def test_authorize_json_speaks_the_contract(engine):
+    answer = engine.authorize_json(json.dumps(user_request("alice", "push_code", "3", 30)))
+    assert json.loads(answer) == {"decision": "allow", "reasons": ["role-developer"], "errors": []}
+
+
+def test_typed_authorize(engine):
+    d = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    assert d.allowed and bool(d) and d.reasons == ["role-developer"] and d.errors == []
+    assert "role-developer" in repr(d)
+    d = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    assert not d.allowed and d.reasons == ["user-blocked"]
+
+
+def test_request_entities_replace_static_ones_for_one_request(engine):
+    blocked = {
+        "uid": {"type": "Gitlab::User", "id": "alice"},
+        "attrs": {"state": "blocked", "admin": False, "auditor": False, "external": False, "user_type": "human"},
+        "parents": [],
+    }
+    d = engine.authorize(**user_request("alice", "push_code", "3", 30, entities=[blocked]))
+    assert not d.allowed and d.reasons == ["user-blocked"]
+    assert engine.authorize(**user_request("alice", "push_code", "3", 30)).allowed
+
+
+def test_a_token_nobody_configured_is_a_deny_with_its_error(engine):
+    request = user_request("alice", "read_project", "1", 0, token="not-a-token")
+    del request["principal"]
+    d = engine.authorize(**request)
+    assert not d.allowed
+    [error] = d.errors
+    assert (error.kind, error.policy) == ("unknown_issuer", None) and error.message
+
+
+def test_verify_token(engine):
+    info = engine.verify_token("eyJhbGciOiJub25lIn0.e30.")
+    assert info["valid"] is False and info["error"]["kind"]
+
+
+def test_batches(engine):
+    answers = engine.authorize_many([user_request("alice", "push_code", "3", 30), {"nonsense": 1}, user_request("bob", "push_code", "3", 30)])
+    assert isinstance(answers[0], arbiter.Decision) and answers[0].allowed
+    assert isinstance(answers[1], arbiter.MalformedRequestError) and answers[1].code == 200
+    assert isinstance(answers[2], arbiter.Decision) and answers[2].reasons == ["user-blocked"]
+    raw = json.loads(engine.authorize_json_batch(json.dumps([user_request("alice", "push_code", "3", 30), 7])))
+    assert raw[0]["decision"] == "allow" and raw[1]["error"]["kind"] == "malformed_request"
+
+
+def bundle(policy="permit (principal, action, resource);", **extra):
+    files = {"p.cedar": policy}
+    files.update(extra)
+    return files
+
+
+@pytest.mark.parametrize(
+    "files,error,kind,code",
+    [
+        (bundle("permit (principal,"), arbiter.PolicyParseError, "policy_parse", 102),
+        (bundle(**{"manifest.json": '{"nope": 1}'}), arbiter.ManifestError, "manifest", 101),
+        (bundle("permit (principal, action, resource) when { principal.x };", **{"schema.cedarschema": "entity User; action read appliesTo { principal: User, resource: User };"}),
+         arbiter.PolicyValidationError, "policy_validation", 103),
+        (bundle(**{"schema.cedarschema": "entity User = { x: Nope };"}), arbiter.SchemaError, "schema", 104),
+        (bundle(**{"entities.json": "[{]"}), arbiter.EntitiesError, "entities", 105),
+        (bundle(**{"links.json": '[{"template_id": "t", "link_id": "l", "args": {}}]'}), arbiter.LinksError, "links", 106),
+        (bundle(**{"tokens.json": '{"jwt": {}}'}), arbiter.TokensError, "tokens", 107),
+    ],
+)
+def test_each_load_error_has_its_class(files, error, kind, code):
+    with pytest.raises(error) as raised:
+        arbiter.Engine.from_files(files)
+    assert isinstance(raised.value, arbiter.ArbiterError)
+    assert (raised.value.kind, raised.value.code) == (kind, code)
+    assert raised.value.message and str(raised.value)
+
+
+def test_missing_bundle_dir():
+    with pytest.raises(arbiter.BundleIOError) as raised:
+        arbiter.Engine.from_bundle_dir("/nonexistent/bundle")
+    assert "/nonexistent/bundle" in str(raised.value) and raised.value.code == 100
+
+
+@pytest.mark.parametrize(
+    "change,error,kind",
+    [
+        (lambda r: r.pop("resource"), TypeError, None),
+        (lambda r: r.update(resource={"type": "Gitlab::Project"}), arbiter.MalformedRequestError, "malformed_request"),
+        (lambda r: r.update(action={"type": "Gitlab::Action", "id": "fly"}), arbiter.InvalidRequestError, "invalid_request"),
+        (lambda r: r["context"].update(access_level="high"), arbiter.InvalidContextError, "invalid_context"),
+        (lambda r: r.update(entities=[{"uid": {"type": "Gitlab::User", "id": "x"}, "attrs": {"state": 1}, "parents": []}]),
+         arbiter.InvalidEntitiesError, "invalid_entities"),
+    ],
+)
+def test_each_request_error_has_its_class(engine, change, error, kind):
+    request = user_request("alice", "push_code", "3", 30)
+    change(request)
+    with pytest.raises(error) as raised:
+        engine.authorize(**request)
+    if kind:
+        assert raised.value.kind == kind and isinstance(raised.value, arbiter.ArbiterError)
+
+
+def test_json_request_errors(engine):
+    with pytest.raises(arbiter.MalformedRequestError):
+        engine.authorize_json("{oops")
+    with pytest.raises(arbiter.InvalidRequestError):
+        engine.authorize_json(json.dumps(user_request("alice", "fly", "3", 30)))
+
+
+def test_internal_error_is_an_arbiter_error():
+    assert issubclass(arbiter.InternalError, arbiter.ArbiterError)
+    assert issubclass(arbiter.ArbiterError, Exception)
+
+
+def test_reload_keeps_the_old_bundle_on_failure(tmp_path):
+    engine = arbiter.Engine.from_files(bundle('@id("a") permit (principal, action, resource);'))
+    request = {"principal": {"type": "U", "id": "1"}, "action": {"type": "Action", "id": "x"}, "resource": {"type": "R", "id": "1"}}
+    assert engine.authorize(**request).reasons == ["a"]
+    with pytest.raises(arbiter.PolicyParseError):
+        engine.reload_from_files(bundle("permit ("))
+    with pytest.raises(arbiter.BundleIOError):
+        engine.reload_from_dir(tmp_path / "missing")
+    assert engine.authorize(**request).reasons == ["a"]
+    (tmp_path / "p.cedar").write_text('@id("b") permit (principal, action, resource);')
+    engine.reload_from_dir(tmp_path)
+    assert engine.authorize(**request).reasons == ["b"]
+
+
+def test_the_embedded_default_bundle(engine):
+    embedded = arbiter.Engine.gitlab_default()
+    request = json.dumps(user_request("alice", "push_code", "3", 30))
+    assert embedded.authorize_json(request) == engine.authorize_json(request)
+    assert any(e["uid"]["id"] == "push_code" for e in json.loads(embedded.entities_json()))

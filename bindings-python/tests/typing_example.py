@@ -1,0 +1,28 @@
+"""Checked by `mypy --strict` against the installed stubs (not collected by pytest)."""
+
+from typing import Union
+
+import arbiter
+
+
+def allowed(engine: arbiter.Engine, user: str) -> bool:
+    decision: arbiter.Decision = engine.authorize(
+        principal={"type": "Gitlab::User", "id": user},
+        action={"type": "Gitlab::Action", "id": "push_code"},
+        resource={"type": "Gitlab::Project", "id": "3"},
+        context={"access_level": 30, "admin_mode": False},
+    )
+    reasons: list[str] = decision.reasons
+    for error in decision.errors:
+        kind: str = error.kind
+        policy: Union[str, None] = error.policy
+        del kind, policy
+    return decision.allowed and bool(reasons)
+
+
+def load() -> arbiter.Engine:
+    try:
+        return arbiter.Engine.from_bundle_dir("policies/gitlab")
+    except arbiter.PolicyParseError as e:
+        code: int = e.code
+        raise SystemExit(code) from e
