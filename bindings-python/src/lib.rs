@@ -13,22 +13,93 @@ use pyo3::types::PyDict;
 use pythonize::{depythonize, pythonize};
 use serde::Deserialize;
 
-create_exception!(arbiter, ArbiterError, PyException, "An error of an Arbiter call; `code` and `kind` say which.");
-create_exception!(arbiter, BundleIOError, ArbiterError, "A bundle file or directory could not be read (kind `io`).");
-create_exception!(arbiter, ManifestError, ArbiterError, "`manifest.json` is invalid (kind `manifest`).");
-create_exception!(arbiter, PolicyParseError, ArbiterError, "A policy does not parse (kind `policy_parse`).");
-create_exception!(arbiter, PolicyValidationError, ArbiterError, "Policies do not validate (kind `policy_validation`).");
-create_exception!(arbiter, SchemaError, ArbiterError, "The schema is invalid (kind `schema`).");
-create_exception!(arbiter, EntitiesError, ArbiterError, "`entities.json` is invalid (kind `entities`).");
-create_exception!(arbiter, LinksError, ArbiterError, "`links.json` is invalid (kind `links`).");
-create_exception!(arbiter, TokensError, ArbiterError, "`tokens.json` is invalid (kind `tokens`).");
-create_exception!(arbiter, MalformedRequestError, ArbiterError, "The request is malformed (kind `malformed_request`).");
-create_exception!(arbiter, InvalidRequestError, ArbiterError, "The request does not fit the schema (kind `invalid_request`).");
-create_exception!(arbiter, InvalidContextError, ArbiterError, "The context does not fit the schema (kind `invalid_context`).");
-create_exception!(arbiter, InvalidEntitiesError, ArbiterError, "A request entity is invalid (kind `invalid_entities`).");
-create_exception!(arbiter, InternalError, ArbiterError, "Arbiter failed inside; nothing was decided (kind `internal`).");
+create_exception!(
+    arbiter,
+    ArbiterError,
+    PyException,
+    "An error of an Arbiter call; `code` and `kind` say which."
+);
+create_exception!(
+    arbiter,
+    BundleIOError,
+    ArbiterError,
+    "A bundle file or directory could not be read (kind `io`)."
+);
+create_exception!(
+    arbiter,
+    ManifestError,
+    ArbiterError,
+    "`manifest.json` is invalid (kind `manifest`)."
+);
+create_exception!(
+    arbiter,
+    PolicyParseError,
+    ArbiterError,
+    "A policy does not parse (kind `policy_parse`)."
+);
+create_exception!(
+    arbiter,
+    PolicyValidationError,
+    ArbiterError,
+    "Policies do not validate (kind `policy_validation`)."
+);
+create_exception!(
+    arbiter,
+    SchemaError,
+    ArbiterError,
+    "The schema is invalid (kind `schema`)."
+);
+create_exception!(
+    arbiter,
+    EntitiesError,
+    ArbiterError,
+    "`entities.json` is invalid (kind `entities`)."
+);
+create_exception!(
+    arbiter,
+    LinksError,
+    ArbiterError,
+    "`links.json` is invalid (kind `links`)."
+);
+create_exception!(
+    arbiter,
+    TokensError,
+    ArbiterError,
+    "`tokens.json` is invalid (kind `tokens`)."
+);
+create_exception!(
+    arbiter,
+    MalformedRequestError,
+    ArbiterError,
+    "The request is malformed (kind `malformed_request`)."
+);
+create_exception!(
+    arbiter,
+    InvalidRequestError,
+    ArbiterError,
+    "The request does not fit the schema (kind `invalid_request`)."
+);
+create_exception!(
+    arbiter,
+    InvalidContextError,
+    ArbiterError,
+    "The context does not fit the schema (kind `invalid_context`)."
+);
+create_exception!(
+    arbiter,
+    InvalidEntitiesError,
+    ArbiterError,
+    "A request entity is invalid (kind `invalid_entities`)."
+);
+create_exception!(
+    arbiter,
+    InternalError,
+    ArbiterError,
+    "Arbiter failed inside; nothing was decided (kind `internal`)."
+);
 
 /// An error before it becomes a Python exception.
+#[derive(Clone)]
 struct Failure {
     code: u32,
     kind: &'static str,
@@ -114,7 +185,10 @@ struct DecisionError {
 #[pymethods]
 impl DecisionError {
     fn __repr__(&self) -> String {
-        format!("DecisionError(kind={:?}, policy={:?}, message={:?})", self.kind, self.policy, self.message)
+        format!(
+            "DecisionError(kind={:?}, policy={:?}, message={:?})",
+            self.kind, self.policy, self.message
+        )
     }
 }
 
@@ -148,7 +222,12 @@ impl From<CoreDecision> for Decision {
 #[pymethods]
 impl Decision {
     fn __repr__(&self) -> String {
-        format!("Decision(allowed={}, reasons={:?}, errors={})", self.allowed, self.reasons, self.errors.len())
+        format!(
+            "Decision(allowed={}, reasons={:?}, errors={})",
+            self.allowed,
+            self.reasons,
+            self.errors.len()
+        )
     }
 
     fn __bool__(&self) -> bool {
@@ -165,12 +244,16 @@ struct EntityRef {
 }
 
 fn entity_ref(field: &str, obj: &Bound<'_, PyAny>) -> Result<EntityRef, Failure> {
-    depythonize(obj).map_err(|e| Failure::malformed(format!("`{field}` must be {{\"type\": str, \"id\": str}}: {e}")))
+    depythonize(obj).map_err(|e| {
+        Failure::malformed(format!(
+            "`{field}` must be {{\"type\": str, \"id\": str}}: {e}"
+        ))
+    })
 }
 
 fn to_json(field: &str, obj: &Bound<'_, PyAny>) -> Result<String, Failure> {
-    let value: serde_json::Value =
-        depythonize(obj).map_err(|e| Failure::malformed(format!("`{field}` is not JSON-like: {e}")))?;
+    let value: serde_json::Value = depythonize(obj)
+        .map_err(|e| Failure::malformed(format!("`{field}` is not JSON-like: {e}")))?;
     Ok(value.to_string())
 }
 
@@ -178,13 +261,69 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
     files
         .iter()
         .map(|(path, contents)| {
-            let path: String = path.extract().map_err(|_| Failure::malformed("bundle file paths are str".into()))?;
+            let path: String = path
+                .extract()
+                .map_err(|_| Failure::malformed("bundle file paths are str".into()))?;
             let contents: String = contents
                 .extract()
                 .map_err(|_| Failure::malformed(format!("the contents of `{path}` must be str")))?;
             Ok(BundleFile::new(path, contents))
         })
         .collect()
+}
+
+/// A request read from Python, owning what `RequestParts` borrows.
+struct OwnedParts {
+    principal: Option<EntityRef>,
+    action: EntityRef,
+    resource: EntityRef,
+    context: Option<String>,
+    entities: Option<String>,
+    token: Option<String>,
+}
+
+/// A request of `authorize_many`: a dict with the keyword arguments of `authorize`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    principal: Option<EntityRef>,
+    action: EntityRef,
+    resource: EntityRef,
+    context: Option<serde_json::Value>,
+    entities: Option<serde_json::Value>,
+    token: Option<String>,
+}
+
+impl OwnedParts {
+    fn from_dict(obj: &Bound<'_, PyAny>) -> Result<Self, Failure> {
+        let item: BatchItem = depythonize(obj).map_err(|e| {
+            Failure::malformed(format!(
+                "a request must be a dict with the keywords of `authorize`: {e}"
+            ))
+        })?;
+        Ok(Self {
+            principal: item.principal,
+            action: item.action,
+            resource: item.resource,
+            context: item.context.map(|c| c.to_string()),
+            entities: item.entities.map(|e| e.to_string()),
+            token: item.token,
+        })
+    }
+
+    fn parts(&self) -> RequestParts<'_> {
+        RequestParts {
+            principal: self
+                .principal
+                .as_ref()
+                .map(|p| (p.type_name.as_str(), p.id.as_str())),
+            action: (&self.action.type_name, &self.action.id),
+            resource: (&self.resource.type_name, &self.resource.id),
+            context_json: self.context.as_deref(),
+            entities_json: self.entities.as_deref(),
+            token: self.token.as_deref(),
+        }
+    }
 }
 
 /// Decides requests against one bundle at a time. Safe to share between threads, reloads
@@ -194,7 +333,10 @@ struct Engine {
     inner: arbiter_core::Engine,
 }
 
-fn load(py: Python<'_>, f: impl FnOnce() -> Result<arbiter_core::Engine, LoadError> + Send) -> PyResult<Engine> {
+fn load(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<arbiter_core::Engine, LoadError> + Send,
+) -> PyResult<Engine> {
     py.detach(|| guarded(|| Ok(f()?)))
         .map(|inner| Engine { inner })
         .map_err(|e| e.into_py(py))
@@ -261,20 +403,17 @@ impl Engine {
         token: Option<&str>,
     ) -> PyResult<Decision> {
         guarded(|| {
-            let principal = principal.map(|p| entity_ref("principal", p)).transpose()?;
-            let action = entity_ref("action", action)?;
-            let resource = entity_ref("resource", resource)?;
-            let context = context.map(|c| to_json("context", c)).transpose()?;
-            let entities = entities.map(|e| to_json("entities", e)).transpose()?;
-            let parts = RequestParts {
-                principal: principal.as_ref().map(|p| (p.type_name.as_str(), p.id.as_str())),
-                action: (&action.type_name, &action.id),
-                resource: (&resource.type_name, &resource.id),
-                context_json: context.as_deref(),
-                entities_json: entities.as_deref(),
-                token,
+            let request = OwnedParts {
+                principal: principal.map(|p| entity_ref("principal", p)).transpose()?,
+                action: entity_ref("action", action)?,
+                resource: entity_ref("resource", resource)?,
+                context: context.map(|c| to_json("context", c)).transpose()?,
+                entities: entities.map(|e| to_json("entities", e)).transpose()?,
+                token: token.map(str::to_owned),
             };
-            Ok(Decision::from(self.inner.authorize_parts(&parts)?))
+            Ok(Decision::from(
+                self.inner.authorize_parts(&request.parts())?,
+            ))
         })
         .map_err(|e| e.into_py(py))
     }
@@ -282,29 +421,41 @@ impl Engine {
     /// Decides many requests (dicts with the keys of `authorize`) in one call, against one
     /// bundle version, without the GIL. Returns, in order, a `Decision` per request, or the
     /// `ArbiterError` a request that could not be decided raised (returned, not raised).
-    fn authorize_many<'py>(&self, py: Python<'py>, requests: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let batch = to_json("requests", requests).map_err(|e| e.into_py(py))?;
+    fn authorize_many<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let items: Vec<Result<OwnedParts, Failure>> = requests
+            .try_iter()?
+            .map(|item| Ok(OwnedParts::from_dict(&item?)))
+            .collect::<PyResult<_>>()?;
         let answers = py
-            .detach(|| guarded(|| Ok(self.inner.authorize_json_batch(&batch)?)))
+            .detach(|| {
+                guarded(|| {
+                    let parts: Vec<RequestParts<'_>> =
+                        items.iter().flatten().map(OwnedParts::parts).collect();
+                    let mut decided = self.inner.authorize_parts_batch(&parts).into_iter();
+                    Ok(items
+                        .iter()
+                        .map(|item| match item {
+                            Ok(_) => decided
+                                .next()
+                                .expect("one answer per request read")
+                                .map_err(Failure::from),
+                            Err(failure) => Err(failure.clone()),
+                        })
+                        .collect::<Vec<_>>())
+                })
+            })
             .map_err(|e| e.into_py(py))?;
-        let answers: Vec<serde_json::Value> =
-            serde_json::from_str(&answers).map_err(|e| InternalError::new_err(e.to_string()))?;
         answers
             .into_iter()
-            .map(|answer| match answer.get("error") {
-                Some(error) => {
-                    let failure = Failure {
-                        code: error["code"].as_u64().and_then(|c| u32::try_from(c).ok()).unwrap_or(900),
-                        kind: kind_name(error["kind"].as_str().unwrap_or("internal")),
-                        message: error["message"].as_str().unwrap_or_default().to_owned(),
-                    };
-                    Ok(failure.into_py(py).into_value(py).into_bound(py).into_any())
-                }
-                None => {
-                    let decision: CoreDecision =
-                        serde_json::from_value(answer).map_err(|e| InternalError::new_err(e.to_string()))?;
-                    Ok(Bound::new(py, Decision::from(decision))?.into_any())
-                }
+            .map(|answer| {
+                Ok(match answer {
+                    Ok(decision) => Bound::new(py, Decision::from(decision))?.into_any(),
+                    Err(failure) => failure.into_py(py).into_value(py).into_bound(py).into_any(),
+                })
             })
             .collect()
     }
@@ -331,19 +482,6 @@ impl Engine {
     }
 }
 
-/// The static kind name for a kind the batch answer spells out.
-fn kind_name(kind: &str) -> &'static str {
-    [
-        "malformed_request",
-        "invalid_request",
-        "invalid_context",
-        "invalid_entities",
-    ]
-    .into_iter()
-    .find(|k| *k == kind)
-    .unwrap_or("internal")
-}
-
 #[pymodule]
 fn _arbiter(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -355,15 +493,24 @@ fn _arbiter(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("BundleIOError", py.get_type::<BundleIOError>()),
         ("ManifestError", py.get_type::<ManifestError>()),
         ("PolicyParseError", py.get_type::<PolicyParseError>()),
-        ("PolicyValidationError", py.get_type::<PolicyValidationError>()),
+        (
+            "PolicyValidationError",
+            py.get_type::<PolicyValidationError>(),
+        ),
         ("SchemaError", py.get_type::<SchemaError>()),
         ("EntitiesError", py.get_type::<EntitiesError>()),
         ("LinksError", py.get_type::<LinksError>()),
         ("TokensError", py.get_type::<TokensError>()),
-        ("MalformedRequestError", py.get_type::<MalformedRequestError>()),
+        (
+            "MalformedRequestError",
+            py.get_type::<MalformedRequestError>(),
+        ),
         ("InvalidRequestError", py.get_type::<InvalidRequestError>()),
         ("InvalidContextError", py.get_type::<InvalidContextError>()),
-        ("InvalidEntitiesError", py.get_type::<InvalidEntitiesError>()),
+        (
+            "InvalidEntitiesError",
+            py.get_type::<InvalidEntitiesError>(),
+        ),
         ("InternalError", py.get_type::<InternalError>()),
     ] {
         m.add(name, class)?;

@@ -50,10 +50,16 @@ def test_verify_token(engine):
 
 
 def test_batches(engine):
-    answers = engine.authorize_many([user_request("alice", "push_code", "3", 30), {"nonsense": 1}, user_request("bob", "push_code", "3", 30)])
+    bad_context = {**user_request("alice", "push_code", "3", 30), "context": {"access_level": "thirty"}}
+    answers = engine.authorize_many(
+        [user_request("alice", "push_code", "3", 30), {"nonsense": 1}, 7, bad_context, user_request("bob", "push_code", "3", 30)]
+    )
     assert isinstance(answers[0], arbiter.Decision) and answers[0].allowed
     assert isinstance(answers[1], arbiter.MalformedRequestError) and answers[1].code == 200
-    assert isinstance(answers[2], arbiter.Decision) and answers[2].reasons == ["user-blocked"]
+    assert isinstance(answers[2], arbiter.MalformedRequestError)
+    assert isinstance(answers[3], arbiter.InvalidContextError) and answers[3].kind == "invalid_context"
+    assert isinstance(answers[4], arbiter.Decision) and answers[4].reasons == ["user-blocked"]
+    assert engine.authorize_many([]) == []
     raw = json.loads(engine.authorize_json_batch(json.dumps([user_request("alice", "push_code", "3", 30), 7])))
     assert raw[0]["decision"] == "allow" and raw[1]["error"]["kind"] == "malformed_request"
 

@@ -128,6 +128,21 @@ impl Engine {
         decide(&bundle, &request, self.now())
     }
 
+    /// Decides many requests given as borrowed parts against the same bundle version, one
+    /// result per request (the batch call of the language bindings).
+    pub fn authorize_parts_batch(
+        &self,
+        requests: &[RequestParts<'_>],
+    ) -> Vec<Result<Decision, RequestError>> {
+        let bundle = self.bundle.load_full();
+        let now = self.now();
+        let reader = bundle.reader();
+        requests
+            .iter()
+            .map(|parts| Request::from_parts(parts, &reader).and_then(|r| decide(&bundle, &r, now)))
+            .collect()
+    }
+
     /// Decides a JSON array of requests against the same bundle version. The answer is an array
     /// of the same length holding, in order, each decision or `{"error": {"kind", "code",
     /// "message"}}` for a request that could not be decided; a bad element does not affect the

@@ -470,6 +470,19 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
         token: None,
     };
     assert!(e.authorize_parts(&parts).unwrap().allowed());
+    // The batch of parts: each request on its own, a bad one answered with its error in place.
+    let bad = arbiter::RequestParts {
+        context_json: Some(r#"{"n": "seven"}"#),
+        ..parts
+    };
+    let denied = arbiter::RequestParts {
+        context_json: Some(r#"{"from": {"type": "User", "id": "u"}, "ip": "10.0.0.1"}"#),
+        ..parts
+    };
+    let answers = e.authorize_parts_batch(&[parts, bad, denied]);
+    assert!(answers[0].as_ref().unwrap().allowed());
+    assert_eq!(answers[1].as_ref().unwrap_err().kind(), "invalid_context");
+    assert!(!answers[2].as_ref().unwrap().allowed());
 
     // Plain JSON that the schema reads otherwise: the fast reader's string is refused, and
     // Cedar's reader makes an IP address of it.
