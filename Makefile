@@ -14,10 +14,25 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test
+.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem
 
-build: python-build
-	$(CARGO) build --release --workspace
+# Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
+# Python extension is maturin's to build (cargo alone would configure pyo3 differently and
+# rebuild it each time).
+RUBY_EXT := target/ruby/lib/arbiter/arbiter_ruby.so
+build: ruby-deps python-build
+	$(CARGO) build --release --workspace --exclude arbiter-python
+	mkdir -p $(dir $(RUBY_EXT))
+	cp target/release/libarbiter_ruby.so $(RUBY_EXT)
+
+# Ruby comes from Debian: ruby-dev, libclang-dev (rb-sys makes its bindings with bindgen), and
+# the Ruby libraries the tests and benchmarks use, installed here when missing.
+RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ruby-deps:
+	@dpkg -s $(RUBY_DEBS) >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -q && \
+		 $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(RUBY_DEBS))
 
 # The Python wheel (pyo3 + maturin) in target/wheels.
 PY_BUILD_VENV := target/py-build-venv
@@ -38,16 +53,40 @@ python-test: build
 	cd bindings-python && ../target/py-test-venv/bin/pytest -q tests
 	target/py-test-venv/bin/mypy --strict bindings-python/tests/typing_example.py
 
-test: lint rust-test bundle-test header-check c-test go-test python-test interop fips
+# minitest: the API, every error class, threads, the GVL, fork, GC.stress and GC.compact, a
+# million decisions, the bundle tests and the Cedar corpus.
+ruby-test: build
+	ruby -w -I bindings-ruby/lib -I target/ruby/lib \
+		-e 'ARGV.each { |f| require File.expand_path(f) }' bindings-ruby/test/test_*.rb
 
-lint:
+# The source gem: what it packs laid out in target/ruby-gem/src (the workspace trimmed to core
+# and the extension), `gem build`, then `gem install` (which compiles it with cargo, sharing
+# this target directory) into target/ruby-gem/home, and a decision through the installed gem.
+RUBY_GEM_SRC := target/ruby-gem/src
+ruby-gem: build
+	rm -rf target/ruby-gem
+	mkdir -p $(RUBY_GEM_SRC)/core $(RUBY_GEM_SRC)/policies $(RUBY_GEM_SRC)/bindings-ruby
+	sed 's/^members = .*/members = ["core", "bindings-ruby"]/' Cargo.toml > $(RUBY_GEM_SRC)/Cargo.toml
+	cp Cargo.lock README.md bindings-ruby/arbiter.gemspec $(RUBY_GEM_SRC)/
+	cp -r core/Cargo.toml core/build.rs core/src $(RUBY_GEM_SRC)/core/
+	cp -r policies/gitlab $(RUBY_GEM_SRC)/policies/
+	cp -r bindings-ruby/Cargo.toml bindings-ruby/src bindings-ruby/lib bindings-ruby/ext $(RUBY_GEM_SRC)/bindings-ruby/
+	cd $(RUBY_GEM_SRC) && gem build arbiter.gemspec
+	CARGO_TARGET_DIR=$(CURDIR)/target gem install --local --no-document \
+		--install-dir target/ruby-gem/home $(RUBY_GEM_SRC)/arbiter-*.gem
+	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
+		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "3"}, context: {access_level: 30, admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
+
+test: lint rust-test bundle-test header-check c-test go-test python-test ruby-test ruby-gem interop fips
+
+lint: ruby-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 # Unit, engine, CLI, property and conformance tests (the conformance test reads
 # ../shared/conformance/cedar-integration-tests, or ARBITER_CONFORMANCE_DIR).
 rust-test: build
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --exclude arbiter-python
 
 # The default bundle as the CLI runs it, from its directory and embedded.
 bundle-test: build
@@ -104,5 +143,9 @@ go-test: build
 bench: build
 	$(CARGO) bench -p arbiter-benches
 	cd benches/go && $(GO) test -run '^$$' -bench . -benchtime 2s | tee ../../target/go-bench.txt
+	rm -rf target/py-bench-venv
+	python3 -m venv target/py-bench-venv
+	target/py-bench-venv/bin/pip install -q target/wheels/arbiter-*.whl -r benches/python/requirements.txt
+	target/py-bench-venv/bin/python benches/python/bench.py
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

@@ -14,10 +14,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CRITERION = ROOT / "target" / "criterion"
 
 GO_BENCH = ROOT / "target" / "go-bench.txt"
+PY_BENCH = ROOT / "target" / "python-bench.json"
 
 # group: (subject, peer, target ratio subject/peer or None, absolute target in ns or None, what)
-# Groups under go/ come from `go test -bench` (benches/go), the rest from criterion. A subject
-# or peer written "rust:<group>/<function>" is a criterion figure compared with a Go one.
+# Groups under go/ come from `go test -bench` (benches/go), under py/ from benches/python/bench.py,
+# the rest from criterion. A subject or peer written "rust:<group>/<function>" is a criterion
+# figure compared with a Go one.
 TARGETS = {
     "decision/default_bundle": ("arbiter_typed", "cedar_policy", 1 / 3, None, "prebuilt entities: at least 3x faster than cedar-policy's is_authorized"),
     "go/decision/default_bundle": ("arbiter_go", "rust:decision/default_bundle/arbiter_parts", 1.3, None, "a default-bundle decision through Go within 1.3x of the same in Rust"),
@@ -25,6 +27,12 @@ TARGETS = {
     "go/decision/slice": ("arbiter_go", "opa", 0.1, None, "at least 10x faster than OPA on the same policy"),
     "go/token/hs256": ("arbiter_go", "golang_jwt", None, None, "HS256 verify through Go, against golang-jwt (no target)"),
     "go/token/rs256": ("arbiter_go", "golang_jwt", None, None, "RS256 verify through Go, against golang-jwt (no target)"),
+    "py/decision/default_bundle": ("arbiter_py", "cedarpy", 1.0, None, "faster than cedarpy with reusable parsed policies, entities and schema"),
+    "py/decision/default_bundle ": ("arbiter_py", "cedarling", 0.2, None, "at least 5x faster than cedarling-python"),
+    "py/decision/slice": ("arbiter_py", "cedarpy", None, None, "the slice through Python, against cedarpy (no target)"),
+    "py/decision/slice ": ("arbiter_py", "cedarling", None, None, "the slice through Python, against cedarling-python (no target)"),
+    "py/token/hs256": ("arbiter_py", "pyjwt", 1 / 3, None, "HS256 verify at least 3x faster than PyJWT"),
+    "py/token/rs256": ("arbiter_py", "pyjwt", 1 / 3, None, "RS256 verify at least 3x faster than PyJWT"),
     "token/hs256": ("arbiter", "jsonwebtoken", 1.5, None, "HS256 verify within 1.5x of raw jsonwebtoken"),
     "token/rs256": ("arbiter", "aws-lc-rs", 1.10, None, "RS256 verify within 10% of raw aws-lc-rs"),
     "token/es256": ("arbiter", "aws-lc-rs", 1.10, None, "ES256 verify within 10% of raw aws-lc-rs"),
@@ -46,6 +54,7 @@ def go_results():
 
 
 GO = go_results()
+PY = json.loads(PY_BENCH.read_text()) if PY_BENCH.exists() else {}
 
 
 def median_ns(group, function):
@@ -54,6 +63,8 @@ def median_ns(group, function):
         group, function = function[len("rust:"):].rsplit("/", 1)
     elif group.startswith("go/"):
         return GO.get(f"{group}/{function}")
+    elif group.startswith("py/"):
+        return PY.get(f"{group}/{function}")
     # criterion writes group "a/b" to the folder "a_b".
     path = CRITERION / group.replace("/", "_") / function / "new" / "estimates.json"
     if not path.exists():
@@ -119,7 +130,11 @@ def main():
         "verify the same token with the same key. Rust figures come from criterion",
         "(`benches/benches/*.rs`), Go figures from `go test -bench` (`benches/go`, Arbiter through",
         "cgo, cedar-go 1.9.1 given the same policies and the engine's entities, OPA 1.22.3 with",
-        "`testdata/slice.rego`, the Rego twin of `testdata/slice.cedar`).",
+        "`testdata/slice.rego`, the Rego twin of `testdata/slice.cedar`), Python figures from",
+        "`benches/python/bench.py` (Arbiter's wheel; cedarpy with policies, entities and schema",
+        "parsed once into its reusable handles; cedarling-python with logging and JWT checks off and",
+        "the same policies, schema and entities in its policy store; PyJWT with the same key and",
+        "checks as Arbiter's issuer).",
     ]
     if missing:
         lines += ["", "Not run: " + ", ".join(missing) + "."]

@@ -9,9 +9,10 @@ use arbiter_core::{BundleFile, Decision as CoreDecision, LoadError, RequestError
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use pythonize::{depythonize, pythonize};
-use serde::Deserialize;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pythonize::pythonize;
+use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 
 create_exception!(
     arbiter,
@@ -235,26 +236,98 @@ impl Decision {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntityRef {
-    #[serde(rename = "type")]
-    type_name: String,
-    id: String,
+/// `{"type": str, "id": str}`, read straight from the dict.
+fn entity_ref(field: &str, obj: &Bound<'_, PyAny>) -> Result<(String, String), Failure> {
+    let wrong = || Failure::malformed(format!("`{field}` must be {{\"type\": str, \"id\": str}}"));
+    let dict = obj.cast::<PyDict>().map_err(|_| wrong())?;
+    if dict.len() != 2 {
+        return Err(wrong());
+    }
+    let text = |key: &str| {
+        let value = dict.get_item(key).ok().flatten().ok_or_else(wrong)?;
+        let text = value.cast::<PyString>().map_err(|_| wrong())?;
+        text.to_str().map(str::to_owned).map_err(|_| wrong())
+    };
+    Ok((text("type")?, text("id")?))
 }
 
-fn entity_ref(field: &str, obj: &Bound<'_, PyAny>) -> Result<EntityRef, Failure> {
-    depythonize(obj).map_err(|e| {
-        Failure::malformed(format!(
-            "`{field}` must be {{\"type\": str, \"id\": str}}: {e}"
-        ))
-    })
-}
-
+/// A JSON-like Python value (dict with str keys, list, tuple, str, bool, int, float, None)
+/// written as JSON.
 fn to_json(field: &str, obj: &Bound<'_, PyAny>) -> Result<String, Failure> {
-    let value: serde_json::Value = depythonize(obj)
-        .map_err(|e| Failure::malformed(format!("`{field}` is not JSON-like: {e}")))?;
-    Ok(value.to_string())
+    serde_json::to_string(&Json {
+        value: obj,
+        depth: 0,
+    })
+    .map_err(|e| Failure::malformed(format!("`{field}` is not JSON-like: {e}")))
+}
+
+/// Nesting beyond this is refused (and a dict that contains itself never recurses forever).
+const MAX_JSON_DEPTH: usize = 64;
+
+/// Serializes a Python value as JSON without building an intermediate value.
+struct Json<'a, 'py> {
+    value: &'a Bound<'py, PyAny>,
+    depth: usize,
+}
+
+impl<'py> Json<'_, 'py> {
+    fn nested<'b>(&self, value: &'b Bound<'py, PyAny>) -> Json<'b, 'py> {
+        Json {
+            value,
+            depth: self.depth + 1,
+        }
+    }
+}
+
+impl Serialize for Json<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = self.value;
+        if self.depth > MAX_JSON_DEPTH {
+            return Err(S::Error::custom(format!(
+                "nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        if let Ok(dict) = value.cast::<PyDict>() {
+            let mut map = serializer.serialize_map(Some(dict.len()))?;
+            for (key, item) in dict.iter() {
+                let key = key
+                    .cast::<PyString>()
+                    .ok()
+                    .and_then(|k| k.to_str().ok().map(str::to_owned))
+                    .ok_or_else(|| S::Error::custom("dict keys must be str"))?;
+                map.serialize_entry(&key, &self.nested(&item))?;
+            }
+            map.end()
+        } else if let Ok(list) = value.cast::<PyList>() {
+            let mut seq = serializer.serialize_seq(Some(list.len()))?;
+            for item in list.iter() {
+                seq.serialize_element(&self.nested(&item))?;
+            }
+            seq.end()
+        } else if let Ok(tuple) = value.cast::<PyTuple>() {
+            let mut seq = serializer.serialize_seq(Some(tuple.len()))?;
+            for item in tuple.iter() {
+                seq.serialize_element(&self.nested(&item))?;
+            }
+            seq.end()
+        } else if let Ok(text) = value.cast::<PyString>() {
+            serializer.serialize_str(text.to_str().map_err(S::Error::custom)?)
+        } else if let Ok(flag) = value.cast::<PyBool>() {
+            serializer.serialize_bool(flag.is_true())
+        } else if let Ok(int) = value.cast::<PyInt>() {
+            serializer.serialize_i64(int.extract().map_err(S::Error::custom)?)
+        } else if let Ok(float) = value.cast::<PyFloat>() {
+            serializer.serialize_f64(float.value())
+        } else if value.is_none() {
+            serializer.serialize_unit()
+        } else {
+            let type_name = value
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            Err(S::Error::custom(format!("a {type_name} is not JSON-like")))
+        }
+    }
 }
 
 fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
@@ -274,51 +347,83 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
 
 /// A request read from Python, owning what `RequestParts` borrows.
 struct OwnedParts {
-    principal: Option<EntityRef>,
-    action: EntityRef,
-    resource: EntityRef,
+    principal: Option<(String, String)>,
+    action: (String, String),
+    resource: (String, String),
     context: Option<String>,
     entities: Option<String>,
     token: Option<String>,
 }
 
-/// A request of `authorize_many`: a dict with the keyword arguments of `authorize`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchItem {
-    principal: Option<EntityRef>,
-    action: EntityRef,
-    resource: EntityRef,
-    context: Option<serde_json::Value>,
-    entities: Option<serde_json::Value>,
-    token: Option<String>,
-}
+/// The keywords of `authorize`, in its order.
+const KEYWORDS: [&str; 6] = [
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "entities",
+    "token",
+];
 
 impl OwnedParts {
-    fn from_dict(obj: &Bound<'_, PyAny>) -> Result<Self, Failure> {
-        let item: BatchItem = depythonize(obj).map_err(|e| {
-            Failure::malformed(format!(
-                "a request must be a dict with the keywords of `authorize`: {e}"
-            ))
-        })?;
+    /// Reads the arguments of `authorize`; `None` for one left out.
+    fn read(args: [Option<&Bound<'_, PyAny>>; 6]) -> Result<Self, Failure> {
+        let [principal, action, resource, context, entities, token] = args;
+        let required = |name: &str, value: Option<&Bound<'_, PyAny>>| {
+            value
+                .map(|v| entity_ref(name, v))
+                .unwrap_or_else(|| Err(Failure::malformed(format!("`{name}` is required"))))
+        };
         Ok(Self {
-            principal: item.principal,
-            action: item.action,
-            resource: item.resource,
-            context: item.context.map(|c| c.to_string()),
-            entities: item.entities.map(|e| e.to_string()),
-            token: item.token,
+            principal: principal.map(|p| entity_ref("principal", p)).transpose()?,
+            action: required("action", action)?,
+            resource: required("resource", resource)?,
+            context: context.map(|c| to_json("context", c)).transpose()?,
+            entities: entities.map(|e| to_json("entities", e)).transpose()?,
+            token: token
+                .map(|t| {
+                    t.cast::<PyString>()
+                        .ok()
+                        .and_then(|t| t.to_str().ok().map(str::to_owned))
+                        .ok_or_else(|| Failure::malformed("`token` must be a str".into()))
+                })
+                .transpose()?,
         })
     }
 
+    /// Reads a request of `authorize_many`: a dict with the keywords of `authorize`.
+    fn from_dict(obj: &Bound<'_, PyAny>) -> Result<Self, Failure> {
+        let dict = obj.cast::<PyDict>().map_err(|_| {
+            Failure::malformed("a request must be a dict with the keywords of `authorize`".into())
+        })?;
+        for key in dict.keys() {
+            let known = key
+                .cast::<PyString>()
+                .ok()
+                .and_then(|k| k.to_str().ok())
+                .is_some_and(|k| KEYWORDS.contains(&k));
+            if !known {
+                return Err(Failure::malformed(format!(
+                    "unknown key {key} in a request; expected {}",
+                    KEYWORDS.join(", ")
+                )));
+            }
+        }
+        let values: Vec<Option<Bound<'_, PyAny>>> = KEYWORDS
+            .iter()
+            .map(|k| dict.get_item(k).ok().flatten().filter(|v| !v.is_none()))
+            .collect();
+        Self::read(std::array::from_fn(|i| values[i].as_ref()))
+    }
+
     fn parts(&self) -> RequestParts<'_> {
+        fn pair((t, i): &(String, String)) -> (&str, &str) {
+            (t, i)
+        }
         RequestParts {
-            principal: self
-                .principal
-                .as_ref()
-                .map(|p| (p.type_name.as_str(), p.id.as_str())),
-            action: (&self.action.type_name, &self.action.id),
-            resource: (&self.resource.type_name, &self.resource.id),
+            principal: self.principal.as_ref().map(pair),
+            action: pair(&self.action),
+            resource: pair(&self.resource),
             context_json: self.context.as_deref(),
             entities_json: self.entities.as_deref(),
             token: self.token.as_deref(),
@@ -392,6 +497,7 @@ impl Engine {
     /// a dict and `entities` a list of Cedar entity dicts; `principal` may be left out when a
     /// `token` is given.
     #[pyo3(signature = (*, principal=None, action, resource, context=None, entities=None, token=None))]
+    #[allow(clippy::too_many_arguments)] // the keywords of the contract's `authorize`
     fn authorize(
         &self,
         py: Python<'_>,
@@ -400,17 +506,17 @@ impl Engine {
         resource: &Bound<'_, PyAny>,
         context: Option<&Bound<'_, PyAny>>,
         entities: Option<&Bound<'_, PyAny>>,
-        token: Option<&str>,
+        token: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         guarded(|| {
-            let request = OwnedParts {
-                principal: principal.map(|p| entity_ref("principal", p)).transpose()?,
-                action: entity_ref("action", action)?,
-                resource: entity_ref("resource", resource)?,
-                context: context.map(|c| to_json("context", c)).transpose()?,
-                entities: entities.map(|e| to_json("entities", e)).transpose()?,
-                token: token.map(str::to_owned),
-            };
+            let request = OwnedParts::read([
+                principal,
+                Some(action),
+                Some(resource),
+                context,
+                entities,
+                token,
+            ])?;
             Ok(Decision::from(
                 self.inner.authorize_parts(&request.parts())?,
             ))

@@ -148,3 +148,16 @@ def test_the_embedded_default_bundle(engine):
     request = json.dumps(user_request("alice", "push_code", "3", 30))
     assert embedded.authorize_json(request) == engine.authorize_json(request)
     assert any(e["uid"]["id"] == "push_code" for e in json.loads(embedded.entities_json()))
+
+
+def test_values_that_are_not_json_are_malformed_requests():
+    engine = arbiter.Engine.from_files(bundle('@id("a") permit (principal, action, resource) when { context.n == [1, 2] };'))
+    refs = {"principal": {"type": "U", "id": "1"}, "action": {"type": "Action", "id": "x"}, "resource": {"type": "R", "id": "1"}}
+    assert engine.authorize(**refs, context={"n": (1, 2)}).reasons == ["a"]
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    for context, words in [(cyclic, "deeper than"), ({"n": object()}, "not JSON-like"), ({1: 2}, "keys must be str")]:
+        with pytest.raises(arbiter.MalformedRequestError, match=words):
+            engine.authorize(**refs, context=context)
+    with pytest.raises(arbiter.MalformedRequestError, match="principal"):
+        engine.authorize(**{**refs, "principal": {"type": "U", "id": 1}})

@@ -1,0 +1,675 @@
+//! Ruby bindings of Arbiter (magnus), linking the core directly: converts values and errors,
+//! nothing more. Bundle loads, reloads, batches and token checks run without the GVL; a single
+//! decision is shorter than a GVL round trip and keeps it (unless it carries a token). No
+//! wrapped object holds a Ruby value, so the garbage collector (stress, compaction) never needs
+//! to know about them, and nothing here starts a thread, so a fork leaves a working engine.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use arbiter_core::{BundleFile, Decision as CoreDecision, LoadError, RequestError, RequestParts};
+use magnus::r_hash::ForEach;
+use magnus::value::{Lazy, Qfalse, Qtrue, ReprValue};
+use magnus::{
+    function, method, prelude::*, Error, ExceptionClass, Float, Integer, RArray, RHash, RModule,
+    RObject, RString, Ruby, Symbol, TryConvert, Value,
+};
+use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+/// The error classes under `Arbiter`, by the kind they stand for. `Arbiter::Error` is their
+/// superclass; every one carries `#code` and `#kind`.
+const ERROR_CLASSES: [(&str, &str); 13] = [
+    ("io", "BundleIOError"),
+    ("manifest", "ManifestError"),
+    ("policy_parse", "PolicyParseError"),
+    ("policy_validation", "PolicyValidationError"),
+    ("schema", "SchemaError"),
+    ("entities", "EntitiesError"),
+    ("links", "LinksError"),
+    ("tokens", "TokensError"),
+    ("malformed_request", "MalformedRequestError"),
+    ("invalid_request", "InvalidRequestError"),
+    ("invalid_context", "InvalidContextError"),
+    ("invalid_entities", "InvalidEntitiesError"),
+    ("internal", "InternalError"),
+];
+
+static ARBITER: Lazy<RModule> = Lazy::new(|ruby| {
+    ruby.class_object()
+        .const_get("Arbiter")
+        .expect("Arbiter is defined at load")
+});
+
+/// An error before it becomes a Ruby exception.
+#[derive(Clone)]
+struct Failure {
+    code: u32,
+    kind: &'static str,
+    message: String,
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        Self {
+            code: e.code(),
+            kind: e.kind(),
+            message: e.to_string().replace('\n', "; "),
+        }
+    }
+}
+
+impl From<RequestError> for Failure {
+    fn from(e: RequestError) -> Self {
+        Self {
+            code: e.code(),
+            kind: e.kind(),
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+impl Failure {
+    fn malformed(message: String) -> Self {
+        Self {
+            code: 200,
+            kind: "malformed_request",
+            message,
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self {
+            code: 900,
+            kind: "internal",
+            message: message.into(),
+        }
+    }
+
+    /// The exception object: the class for the kind, with `@code` and `@kind` set.
+    fn exception(&self, ruby: &Ruby) -> Result<Value, Error> {
+        let name = ERROR_CLASSES
+            .iter()
+            .find(|(kind, _)| *kind == self.kind)
+            .map_or("InternalError", |(_, name)| name);
+        let class: ExceptionClass = ruby.get_inner(&ARBITER).const_get(name)?;
+        let exception = class.new_instance((self.message.as_str(),))?;
+        let object = RObject::from_value(exception.as_value()).expect("exceptions are objects");
+        object.ivar_set("@code", self.code)?;
+        object.ivar_set("@kind", self.kind)?;
+        Ok(exception.as_value())
+    }
+
+    fn into_error(self, ruby: &Ruby) -> Error {
+        match self.exception(ruby) {
+            Ok(exception) => Error::from(
+                magnus::Exception::from_value(exception).expect("an exception instance"),
+            ),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into an `InternalError` (never an allow, never a crash).
+fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(Failure::internal("Arbiter panicked; nothing was decided")))
+}
+
+/// Runs `f` without the GVL, so other Ruby threads run meanwhile. `f` must not touch Ruby
+/// objects; a panic in it becomes an `InternalError`.
+fn without_gvl<T, F>(f: F) -> Result<T, Failure>
+where
+    T: Send,
+    F: FnOnce() -> Result<T, Failure> + Send,
+{
+    struct Call<F, T> {
+        f: Option<F>,
+        result: Option<Result<T, Failure>>,
+    }
+    unsafe extern "C" fn trampoline<F, T>(data: *mut c_void) -> *mut c_void
+    where
+        F: FnOnce() -> Result<T, Failure>,
+    {
+        // SAFETY: `data` is the `Call` below, alive and not otherwise borrowed during the call.
+        let call = unsafe { &mut *data.cast::<Call<F, T>>() };
+        if let Some(f) = call.f.take() {
+            call.result = Some(guarded(f));
+        }
+        std::ptr::null_mut()
+    }
+    let mut call = Call {
+        f: Some(f),
+        result: None,
+    };
+    // SAFETY: the trampoline matches the callback type; no unblocking function is given, so
+    // Ruby waits for the call to finish (it is bounded work, not I/O).
+    unsafe {
+        rb_sys::rb_thread_call_without_gvl(
+            Some(trampoline::<F, T>),
+            std::ptr::addr_of_mut!(call).cast(),
+            None,
+            std::ptr::null_mut(),
+        );
+    }
+    call.result
+        .unwrap_or_else(|| Err(Failure::internal("the call did not run")))
+}
+
+/// An error met while deciding: a policy that failed to evaluate (`policy` set), or a token
+/// that was refused.
+#[magnus::wrap(
+    class = "Arbiter::DecisionError",
+    free_immediately,
+    size,
+    frozen_shareable
+)]
+#[derive(Clone)]
+struct DecisionError {
+    kind: String,
+    policy: Option<String>,
+    message: String,
+}
+
+impl DecisionError {
+    fn kind(&self) -> String {
+        self.kind.clone()
+    }
+
+    fn policy(&self) -> Option<String> {
+        self.policy.clone()
+    }
+
+    fn message(&self) -> String {
+        self.message.clone()
+    }
+
+    fn inspect(&self) -> String {
+        format!(
+            "#<Arbiter::DecisionError kind={:?} policy={:?} message={:?}>",
+            self.kind, self.policy, self.message
+        )
+    }
+}
+
+/// The answer to a request.
+#[magnus::wrap(class = "Arbiter::Decision", free_immediately, size, frozen_shareable)]
+struct Decision {
+    allowed: bool,
+    reasons: Vec<String>,
+    errors: Vec<DecisionError>,
+}
+
+impl From<CoreDecision> for Decision {
+    fn from(d: CoreDecision) -> Self {
+        Self {
+            allowed: d.allowed(),
+            reasons: d.reasons,
+            errors: d
+                .errors
+                .into_iter()
+                .map(|e| DecisionError {
+                    kind: e.kind.as_str().to_owned(),
+                    policy: e.policy,
+                    message: e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Decision {
+    fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    fn reasons(ruby: &Ruby, rb_self: &Self) -> RArray {
+        ruby.ary_from_iter(rb_self.reasons.iter().map(String::as_str))
+    }
+
+    fn errors(ruby: &Ruby, rb_self: &Self) -> RArray {
+        ruby.ary_from_iter(rb_self.errors.iter().cloned())
+    }
+
+    fn inspect(&self) -> String {
+        format!(
+            "#<Arbiter::Decision allowed={} reasons={:?} errors={}>",
+            self.allowed,
+            self.reasons,
+            self.errors.len()
+        )
+    }
+}
+
+/// The keywords of `authorize`.
+const KEYWORDS: [&str; 6] = [
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "entities",
+    "token",
+];
+
+/// A request read from Ruby, owning what `RequestParts` borrows.
+struct OwnedParts {
+    principal: Option<(String, String)>,
+    action: (String, String),
+    resource: (String, String),
+    context: Option<String>,
+    entities: Option<String>,
+    token: Option<String>,
+}
+
+impl OwnedParts {
+    fn parts(&self) -> RequestParts<'_> {
+        fn pair((t, i): &(String, String)) -> (&str, &str) {
+            (t, i)
+        }
+        RequestParts {
+            principal: self.principal.as_ref().map(pair),
+            action: pair(&self.action),
+            resource: pair(&self.resource),
+            context_json: self.context.as_deref(),
+            entities_json: self.entities.as_deref(),
+            token: self.token.as_deref(),
+        }
+    }
+
+    /// Reads the arguments of `authorize` (nil for a missing optional one).
+    fn read(
+        principal: Value,
+        action: Value,
+        resource: Value,
+        context: Value,
+        entities: Value,
+        token: Value,
+    ) -> Result<Self, Failure> {
+        Ok(Self {
+            principal: optional(principal)
+                .map(|p| entity_ref("principal", p))
+                .transpose()?,
+            action: entity_ref("action", action)?,
+            resource: entity_ref("resource", resource)?,
+            context: optional(context)
+                .map(|c| to_json("context", c))
+                .transpose()?,
+            entities: optional(entities)
+                .map(|e| to_json("entities", e))
+                .transpose()?,
+            token: optional(token)
+                .map(|t| {
+                    String::try_convert(t)
+                        .map_err(|_| Failure::malformed("`token` must be a String".into()))
+                })
+                .transpose()?,
+        })
+    }
+
+    /// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
+    fn read_hash(request: Value) -> Result<Self, Failure> {
+        let hash = RHash::from_value(request).ok_or_else(|| {
+            Failure::malformed("a request must be a Hash with the keywords of `authorize`".into())
+        })?;
+        let [principal, action, resource, context, entities, token] = slots(hash, &KEYWORDS)
+            .map_err(|key| {
+                Failure::malformed(format!(
+                    "unknown key {key} in a request; expected {}",
+                    KEYWORDS.join(", ")
+                ))
+            })?;
+        let nil = |v: Option<Value>| v.unwrap_or_else(|| Ruby::get_with(hash).qnil().as_value());
+        Self::read(
+            nil(principal),
+            nil(action),
+            nil(resource),
+            nil(context),
+            nil(entities),
+            nil(token),
+        )
+    }
+}
+
+fn optional(value: Value) -> Option<Value> {
+    (!value.is_nil()).then_some(value)
+}
+
+/// The values of a Hash whose keys are among `names` (as Symbols or Strings), in the order of
+/// `names`, read in one pass; an unknown key is answered with its `inspect`.
+fn slots<const N: usize>(hash: RHash, names: &[&str; N]) -> Result<[Option<Value>; N], String> {
+    let mut values = [None; N];
+    let mut unknown = None;
+    let _ = hash.foreach(|key: Value, value: Value| {
+        let slot = with_key_name(key, |name| names.iter().position(|n| *n == name)).flatten();
+        match slot {
+            Some(i) => {
+                values[i] = Some(value);
+                Ok(ForEach::Continue)
+            }
+            None => {
+                unknown = Some(key.inspect());
+                Ok(ForEach::Stop)
+            }
+        }
+    });
+    match unknown {
+        Some(key) => Err(key),
+        None => Ok(values),
+    }
+}
+
+/// Calls `f` with the text of a Symbol or String, without copying it.
+fn with_key_name<T>(key: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+    if let Some(symbol) = Symbol::from_value(key) {
+        return symbol.name().ok().map(|name| f(&name));
+    }
+    let string = RString::from_value(key)?;
+    // SAFETY: the string is only read, and no Ruby code runs while it is borrowed.
+    let text = unsafe { string.as_str() }.ok()?;
+    Some(f(text))
+}
+
+/// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
+fn entity_ref(name: &str, value: Value) -> Result<(String, String), Failure> {
+    let wrong = || Failure::malformed(format!("`{name}` must be {{type: String, id: String}}"));
+    let hash = RHash::from_value(value).ok_or_else(wrong)?;
+    let [type_name, id] = slots(hash, &["type", "id"]).map_err(|_| wrong())?;
+    let text = |v: Option<Value>| {
+        v.and_then(|v| String::try_convert(v).ok())
+            .ok_or_else(wrong)
+    };
+    Ok((text(type_name)?, text(id)?))
+}
+
+/// A JSON-like Ruby value (Hash with String or Symbol keys, Array, String, Symbol, Integer,
+/// Float, true, false, nil) written as JSON.
+fn to_json(name: &str, value: Value) -> Result<String, Failure> {
+    serde_json::to_string(&Json { value, depth: 0 })
+        .map_err(|e| Failure::malformed(format!("`{name}` is not JSON-like: {e}")))
+}
+
+/// Nesting beyond this is refused (and a Hash that contains itself never recurses forever).
+const MAX_JSON_DEPTH: usize = 64;
+
+/// Serializes a Ruby value as JSON without building an intermediate value. The values stay on
+/// the stack, where Ruby's collector sees them.
+struct Json {
+    value: Value,
+    depth: usize,
+}
+
+impl Json {
+    fn nested(&self, value: Value) -> Self {
+        Self {
+            value,
+            depth: self.depth + 1,
+        }
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = self.value;
+        if self.depth > MAX_JSON_DEPTH {
+            return Err(S::Error::custom(format!(
+                "nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        if let Some(hash) = RHash::from_value(value) {
+            let mut map = serializer.serialize_map(Some(hash.len()))?;
+            let mut failed = None;
+            let _ = hash.foreach(|key: Value, item: Value| {
+                let entry = with_key_name(key, |key| map.serialize_entry(key, &self.nested(item)))
+                    .unwrap_or_else(|| {
+                        Err(S::Error::custom("Hash keys must be Strings or Symbols"))
+                    });
+                Ok(match entry {
+                    Ok(()) => ForEach::Continue,
+                    Err(e) => {
+                        failed = Some(e);
+                        ForEach::Stop
+                    }
+                })
+            });
+            match failed {
+                Some(e) => Err(e),
+                None => map.end(),
+            }
+        } else if let Some(array) = RArray::from_value(value) {
+            let mut seq = serializer.serialize_seq(Some(array.len()))?;
+            for item in array {
+                seq.serialize_element(&self.nested(item))?;
+            }
+            seq.end()
+        } else if let Some(int) = Integer::from_value(value) {
+            serializer.serialize_i64(int.to_i64().map_err(S::Error::custom)?)
+        } else if let Some(float) = Float::from_value(value) {
+            serializer.serialize_f64(float.to_f64())
+        } else if Qtrue::from_value(value).is_some() {
+            serializer.serialize_bool(true)
+        } else if Qfalse::from_value(value).is_some() {
+            serializer.serialize_bool(false)
+        } else if value.is_nil() {
+            serializer.serialize_unit()
+        } else if RString::from_value(value).is_some() || Symbol::from_value(value).is_some() {
+            with_key_name(value, |text| serializer.serialize_str(text))
+                .unwrap_or_else(|| Err(S::Error::custom("a String is not valid UTF-8")))
+        } else {
+            Err(S::Error::custom(format!(
+                "a {} is not JSON-like",
+                value.class().inspect()
+            )))
+        }
+    }
+}
+
+fn bundle_files(files: RHash) -> Result<Vec<BundleFile>, Failure> {
+    let mut out = Vec::new();
+    files
+        .foreach(|path: String, contents: String| {
+            out.push(BundleFile::new(path, contents));
+            Ok(ForEach::Continue)
+        })
+        .map_err(|_| {
+            Failure::malformed("bundle files map String paths to String contents".into())
+        })?;
+    Ok(out)
+}
+
+/// Decides requests against one bundle at a time; safe to share between threads.
+#[magnus::wrap(class = "Arbiter::Engine", free_immediately, size, frozen_shareable)]
+struct Engine {
+    inner: arbiter_core::Engine,
+}
+
+fn load(
+    ruby: &Ruby,
+    f: impl FnOnce() -> Result<arbiter_core::Engine, LoadError> + Send,
+) -> Result<Engine, Error> {
+    without_gvl(|| Ok(f()?))
+        .map(|inner| Engine { inner })
+        .map_err(|e| e.into_error(ruby))
+}
+
+impl Engine {
+    fn from_bundle_dir(ruby: &Ruby, path: PathBuf) -> Result<Self, Error> {
+        load(ruby, move || arbiter_core::Engine::from_bundle_dir(&path))
+    }
+
+    fn gitlab_default(ruby: &Ruby) -> Result<Self, Error> {
+        load(ruby, arbiter_core::Engine::gitlab_default)
+    }
+
+    fn from_files(ruby: &Ruby, files: RHash) -> Result<Self, Error> {
+        let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
+        load(ruby, move || arbiter_core::Engine::from_files(files))
+    }
+
+    fn reload_from_dir(ruby: &Ruby, rb_self: &Self, path: PathBuf) -> Result<(), Error> {
+        without_gvl(|| Ok(rb_self.inner.reload_from_dir(&path)?)).map_err(|e| e.into_error(ruby))
+    }
+
+    fn reload_from_files(ruby: &Ruby, rb_self: &Self, files: RHash) -> Result<(), Error> {
+        let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
+        without_gvl(|| Ok(rb_self.inner.reload_from_files(files)?)).map_err(|e| e.into_error(ruby))
+    }
+
+    fn authorize_json(ruby: &Ruby, rb_self: &Self, request: String) -> Result<String, Error> {
+        guarded(|| Ok(rb_self.inner.authorize_json(&request)?)).map_err(|e| e.into_error(ruby))
+    }
+
+    fn authorize_json_batch(
+        ruby: &Ruby,
+        rb_self: &Self,
+        requests: String,
+    ) -> Result<String, Error> {
+        without_gvl(|| Ok(rb_self.inner.authorize_json_batch(&requests)?))
+            .map_err(|e| e.into_error(ruby))
+    }
+
+    /// The body of `Engine#authorize` (its keywords are read in lib/arbiter.rb).
+    #[allow(clippy::too_many_arguments)]
+    fn authorize_parts(
+        ruby: &Ruby,
+        rb_self: &Self,
+        principal: Value,
+        action: Value,
+        resource: Value,
+        context: Value,
+        entities: Value,
+        token: Value,
+    ) -> Result<Decision, Error> {
+        let request = OwnedParts::read(principal, action, resource, context, entities, token)
+            .map_err(|e| e.into_error(ruby))?;
+        let decide = || Ok(rb_self.inner.authorize_parts(&request.parts())?);
+        // A token may need a signature check, which pays for giving up the GVL.
+        let decided = if request.token.is_some() {
+            without_gvl(decide)
+        } else {
+            guarded(decide)
+        };
+        decided.map(Decision::from).map_err(|e| e.into_error(ruby))
+    }
+
+    /// Decides an Array of requests (Hashes with the keywords of `authorize`) against one
+    /// bundle version, without the GVL. Answers, in order, a Decision per request or the
+    /// `Arbiter::Error` of a request that could not be decided (returned, not raised).
+    fn authorize_many(ruby: &Ruby, rb_self: &Self, requests: RArray) -> Result<RArray, Error> {
+        let items: Vec<Result<OwnedParts, Failure>> =
+            requests.into_iter().map(OwnedParts::read_hash).collect();
+        let answers = without_gvl(|| {
+            let parts: Vec<RequestParts<'_>> =
+                items.iter().flatten().map(OwnedParts::parts).collect();
+            let mut decided = rb_self.inner.authorize_parts_batch(&parts).into_iter();
+            Ok(items
+                .iter()
+                .map(|item| match item {
+                    Ok(_) => decided
+                        .next()
+                        .expect("one answer per request read")
+                        .map_err(Failure::from),
+                    Err(failure) => Err(failure.clone()),
+                })
+                .collect::<Vec<_>>())
+        })
+        .map_err(|e| e.into_error(ruby))?;
+        let out = ruby.ary_new_capa(answers.len());
+        for answer in answers {
+            match answer {
+                Ok(decision) => out.push(Decision::from(decision))?,
+                Err(failure) => out.push(failure.exception(ruby)?)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verifies a token without deciding anything: `{"valid" => true, "kind", "principal",
+    /// "claims"}` or `{"valid" => false, "error" => {...}}`.
+    fn verify_token(ruby: &Ruby, rb_self: &Self, token: String) -> Result<Value, Error> {
+        let info = without_gvl(|| {
+            Ok(match rb_self.inner.verify_token(&token) {
+                Ok(info) => info.to_json(),
+                Err(e) => e.to_json(),
+            })
+        })
+        .map_err(|e| e.into_error(ruby))?;
+        serde_magnus::serialize(ruby, &info)
+    }
+
+    fn entities_json(&self) -> String {
+        self.inner.entities_json()
+    }
+}
+
+#[magnus::init(name = "arbiter_ruby")]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let module = ruby.define_module("Arbiter")?;
+    let base = module.define_error("Error", ruby.exception_standard_error())?;
+    for (_, name) in ERROR_CLASSES {
+        module.define_error(name, base)?;
+    }
+
+    let engine = module.define_class("Engine", ruby.class_object())?;
+    engine.undef_default_alloc_func();
+    engine.define_singleton_method("from_bundle_dir", function!(Engine::from_bundle_dir, 1))?;
+    engine.define_singleton_method("gitlab_default", function!(Engine::gitlab_default, 0))?;
+    engine.define_singleton_method("from_files", function!(Engine::from_files, 1))?;
+    engine.define_method("reload_from_dir", method!(Engine::reload_from_dir, 1))?;
+    engine.define_method("reload_from_files", method!(Engine::reload_from_files, 1))?;
+    engine.define_method("authorize_json", method!(Engine::authorize_json, 1))?;
+    engine.define_method(
+        "authorize_json_batch",
+        method!(Engine::authorize_json_batch, 1),
+    )?;
+    engine.define_private_method("authorize_parts", method!(Engine::authorize_parts, 6))?;
+    engine.define_method("authorize_many", method!(Engine::authorize_many, 1))?;
+    engine.define_method("verify_token", method!(Engine::verify_token, 1))?;
+    engine.define_method("entities_json", method!(Engine::entities_json, 0))?;
+
+    let decision = module.define_class("Decision", ruby.class_object())?;
+    decision.undef_default_alloc_func();
+    decision.define_method("allowed?", method!(Decision::allowed, 0))?;
+    decision.define_method("reasons", method!(Decision::reasons, 0))?;
+    decision.define_method("errors", method!(Decision::errors, 0))?;
+    decision.define_method("inspect", method!(Decision::inspect, 0))?;
+
+    let error = module.define_class("DecisionError", ruby.class_object())?;
+    error.undef_default_alloc_func();
+    error.define_method("kind", method!(DecisionError::kind, 0))?;
+    error.define_method("policy", method!(DecisionError::policy, 0))?;
+    error.define_method("message", method!(DecisionError::message, 0))?;
+    error.define_method("inspect", method!(DecisionError::inspect, 0))?;
+
+    module.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic, with or without the GVL, reaches Ruby as `Arbiter::InternalError`.
+    #[test]
+    fn panics_become_internal_errors() {
+        // SAFETY: the only Ruby VM of this test binary, started on this thread.
+        let ruby = unsafe { magnus::embed::init() };
+        init(&ruby).unwrap();
+        let failures = [
+            guarded(|| -> Result<(), Failure> { panic!("inside") }).unwrap_err(),
+            without_gvl(|| -> Result<(), Failure> { panic!("without the GVL") }).unwrap_err(),
+        ];
+        for failure in failures {
+            let exception = failure.exception(&ruby).unwrap();
+            let class: magnus::RClass =
+                ruby.get_inner(&ARBITER).const_get("InternalError").unwrap();
+            let base: magnus::RClass = ruby.get_inner(&ARBITER).const_get("Error").unwrap();
+            assert!(exception.is_kind_of(class) && exception.is_kind_of(base));
+            let code: u32 = exception
+                .funcall("instance_variable_get", ("@code",))
+                .unwrap();
+            assert_eq!(code, 900);
+        }
+        assert_eq!(without_gvl(|| Ok(7)).ok(), Some(7));
+    }
+}

@@ -1,0 +1,211 @@
+# frozen_string_literal: true
+
+require_relative "test_helper"
+
+class TestApi < Minitest::Test
+  include Helpers
+
+  def test_version
+    assert_match(/\A\d+\.\d+\.\d+\z/, Arbiter::VERSION)
+  end
+
+  def test_authorize_json_speaks_the_contract
+    answer = engine.authorize_json(JSON.generate(user_request("alice", "push_code", "3", 30)))
+    assert_equal({ "decision" => "allow", "reasons" => ["role-developer"], "errors" => [] }, JSON.parse(answer))
+  end
+
+  def test_authorize
+    d = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    assert d.allowed?
+    assert_equal ["role-developer"], d.reasons
+    assert_empty d.errors
+    assert_includes d.inspect, "role-developer"
+    d = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    refute d.allowed?
+    assert_equal ["user-blocked"], d.reasons
+  end
+
+  def test_string_keys_and_symbol_values_are_read_too
+    request = { "type" => "Gitlab::User", "id" => "alice" }
+    d = engine.authorize(principal: request, action: { type: "Gitlab::Action", id: "push_code" },
+                         resource: { type: "Gitlab::Project", id: "3" },
+                         context: { "access_level" => 30, admin_mode: false })
+    assert d.allowed?
+  end
+
+  def test_request_entities_replace_static_ones_for_one_request
+    blocked = {
+      uid: { type: "Gitlab::User", id: "alice" },
+      attrs: { state: "blocked", admin: false, auditor: false, external: false, user_type: "human" },
+      parents: [],
+    }
+    d = engine.authorize(**user_request("alice", "push_code", "3", 30, entities: [blocked]))
+    refute d.allowed?
+    assert_equal ["user-blocked"], d.reasons
+    assert engine.authorize(**user_request("alice", "push_code", "3", 30)).allowed?
+  end
+
+  def test_policy_errors_are_reported_with_the_policy
+    e = Arbiter::Engine.from_files(bundle('@id("p") permit (principal, action, resource) when { principal.missing };'))
+    d = e.authorize(**REQUEST)
+    refute d.allowed?
+    error = d.errors.fetch(0)
+    assert_instance_of Arbiter::DecisionError, error
+    assert_equal ["policy_evaluation", "p"], [error.kind, error.policy]
+    refute_empty error.message
+  end
+
+  def test_a_token_nobody_configured_is_a_deny_with_its_error
+    request = user_request("alice", "read_project", "1", 0, token: "not-a-token")
+    request.delete(:principal)
+    d = engine.authorize(**request)
+    refute d.allowed?
+    error = d.errors.fetch(0)
+    assert_equal ["unknown_issuer", nil], [error.kind, error.policy]
+  end
+
+  def test_tokens_minted_by_ruby_jwt
+    require "jwt"
+    secret = "a secret of thirty-two bytes!!!!"
+    tokens = { jwt: { issuers: [{ issuer: "rails", audiences: ["api"], algorithms: ["HS256"],
+                                  hmac_secret_env: "ARBITER_TEST_SECRET", principal: { type: "User" } }] } }
+    ENV["ARBITER_TEST_SECRET"] = secret
+    e = Arbiter::Engine.from_files(bundle('@id("t") permit (principal == User::"42", action, resource);',
+                                          "tokens.json": JSON.generate(tokens)))
+    token = JWT.encode({ iss: "rails", aud: "api", sub: "42", exp: Time.now.to_i + 60 }, secret, "HS256")
+    info = e.verify_token(token)
+    assert_equal true, info["valid"]
+    assert_equal({ "type" => "User", "id" => "42" }, info["principal"])
+    d = e.authorize(action: { type: "Action", id: "x" }, resource: { type: "R", id: "1" }, token: token)
+    assert d.allowed?
+    assert_equal ["t"], d.reasons
+    forged = JWT.encode({ iss: "rails", aud: "api", sub: "42", exp: Time.now.to_i + 60 }, "another secret", "HS256")
+    assert_equal "bad_signature", e.verify_token(forged).dig("error", "kind")
+    d = e.authorize(action: { type: "Action", id: "x" }, resource: { type: "R", id: "1" }, token: forged)
+    refute d.allowed?
+    assert_equal "bad_signature", d.errors.fetch(0).kind
+  ensure
+    ENV.delete("ARBITER_TEST_SECRET")
+  end
+
+  def test_authorize_many_answers_in_place
+    bad_context = user_request("alice", "push_code", "3", 30).merge(context: { access_level: "thirty" })
+    answers = engine.authorize_many([user_request("alice", "push_code", "3", 30), { nonsense: 1 }, 7, bad_context,
+                                     user_request("bob", "push_code", "3", 30)])
+    assert_equal 5, answers.size
+    assert answers[0].allowed?
+    assert_instance_of Arbiter::MalformedRequestError, answers[1]
+    assert_equal 200, answers[1].code
+    assert_match(/nonsense/, answers[1].message)
+    assert_instance_of Arbiter::MalformedRequestError, answers[2]
+    assert_instance_of Arbiter::InvalidContextError, answers[3]
+    assert_equal "invalid_context", answers[3].kind
+    assert_equal ["user-blocked"], answers[4].reasons
+    assert_equal [], engine.authorize_many([])
+    raw = JSON.parse(engine.authorize_json_batch(JSON.generate([user_request("alice", "push_code", "3", 30), 7])))
+    assert_equal "allow", raw[0]["decision"]
+    assert_equal "malformed_request", raw[1]["error"]["kind"]
+  end
+
+  LOAD_ERRORS = [
+    [{}, Arbiter::PolicyParseError, "policy_parse", 102, "permit (principal,"],
+    [{ "manifest.json": '{"nope": 1}' }, Arbiter::ManifestError, "manifest", 101],
+    [{ "schema.cedarschema": "entity User; action read appliesTo { principal: User, resource: User };" },
+     Arbiter::PolicyValidationError, "policy_validation", 103,
+     "permit (principal, action, resource) when { principal.x };"],
+    [{ "schema.cedarschema": "entity User = { x: Nope };" }, Arbiter::SchemaError, "schema", 104],
+    [{ "entities.json": "[{]" }, Arbiter::EntitiesError, "entities", 105],
+    [{ "links.json": '[{"template_id": "t", "link_id": "l", "args": {}}]' }, Arbiter::LinksError, "links", 106],
+    [{ "tokens.json": '{"jwt": {}}' }, Arbiter::TokensError, "tokens", 107],
+  ].freeze
+
+  def test_each_load_error_has_its_class
+    LOAD_ERRORS.each do |files, error, kind, code, policy|
+      files = bundle(*policy, **files)
+      raised = assert_raises(error) { Arbiter::Engine.from_files(files) }
+      assert_kind_of Arbiter::Error, raised
+      assert_equal [kind, code], [raised.kind, raised.code]
+      refute_empty raised.message
+    end
+  end
+
+  def test_problems_are_located
+    raised = assert_raises(Arbiter::PolicyParseError) { Arbiter::Engine.from_files(bundle("permit (principal,")) }
+    assert_match(/p\.cedar:1:/, raised.message)
+  end
+
+  def test_missing_bundle_dir
+    raised = assert_raises(Arbiter::BundleIOError) { Arbiter::Engine.from_bundle_dir("/nonexistent/bundle") }
+    assert_includes raised.message, "/nonexistent/bundle"
+    assert_equal 100, raised.code
+  end
+
+  def test_each_request_error_has_its_class
+    [
+      [->(r) { r[:resource] = { type: "Gitlab::Project" } }, Arbiter::MalformedRequestError, "malformed_request", 200],
+      [->(r) { r[:action] = { type: "Gitlab::Action", id: "fly" } }, Arbiter::InvalidRequestError, "invalid_request", 201],
+      [->(r) { r[:context][:access_level] = "high" }, Arbiter::InvalidContextError, "invalid_context", 202],
+      [->(r) { r[:entities] = [{ uid: { type: "Gitlab::User", id: "x" }, attrs: { state: 1 }, parents: [] }] },
+       Arbiter::InvalidEntitiesError, "invalid_entities", 203],
+      [->(r) { r[:context] = { a: Object.new } }, Arbiter::MalformedRequestError, "malformed_request", 200],
+      [->(r) { r[:token] = 7 }, Arbiter::MalformedRequestError, "malformed_request", 200],
+    ].each do |change, error, kind, code|
+      request = user_request("alice", "push_code", "3", 30)
+      change.call(request)
+      raised = assert_raises(error) { engine.authorize(**request) }
+      assert_equal [kind, code], [raised.kind, raised.code]
+    end
+    assert_raises(ArgumentError) { engine.authorize(principal: REQUEST[:principal], action: REQUEST[:action]) }
+  end
+
+  def test_values_that_are_not_json_are_malformed_requests
+    e = Arbiter::Engine.from_files(bundle('@id("a") permit (principal, action, resource) when { context.n == [1, 2] };'))
+    assert_equal ["a"], e.authorize(**REQUEST, context: { n: [1, 2] }).reasons
+    cyclic = {}
+    cyclic[:self] = cyclic
+    [[cyclic, /deeper than/], [{ n: Object.new }, /not JSON-like/], [{ 1 => 2 }, /Strings or Symbols/],
+     [{ n: 2**70 }, /not JSON-like/]].each do |context, words|
+      raised = assert_raises(Arbiter::MalformedRequestError) { e.authorize(**REQUEST, context: context) }
+      assert_match words, raised.message
+    end
+  end
+
+  def test_json_request_errors
+    assert_raises(Arbiter::MalformedRequestError) { engine.authorize_json("{oops") }
+    assert_raises(Arbiter::InvalidRequestError) { engine.authorize_json(JSON.generate(user_request("alice", "fly", "3", 30))) }
+  end
+
+  def test_error_classes
+    assert_operator Arbiter::Error, :<, StandardError
+    %i[BundleIOError ManifestError PolicyParseError PolicyValidationError SchemaError EntitiesError LinksError
+       TokensError MalformedRequestError InvalidRequestError InvalidContextError InvalidEntitiesError
+       InternalError].each do |name|
+      assert_operator Arbiter.const_get(name), :<, Arbiter::Error
+    end
+  end
+
+  def test_reload_keeps_the_old_bundle_on_failure
+    Dir.mktmpdir do |dir|
+      e = Arbiter::Engine.from_files(bundle('@id("a") permit (principal, action, resource);'))
+      assert_equal ["a"], e.authorize(**REQUEST).reasons
+      assert_raises(Arbiter::PolicyParseError) { e.reload_from_files(bundle("permit (")) }
+      assert_raises(Arbiter::BundleIOError) { e.reload_from_dir(File.join(dir, "missing")) }
+      assert_equal ["a"], e.authorize(**REQUEST).reasons
+      File.write(File.join(dir, "p.cedar"), '@id("b") permit (principal, action, resource);')
+      e.reload_from_dir(dir)
+      assert_equal ["b"], e.authorize(**REQUEST).reasons
+    end
+  end
+
+  def test_the_embedded_default_bundle
+    embedded = Arbiter::Engine.gitlab_default
+    request = JSON.generate(user_request("alice", "push_code", "3", 30))
+    assert_equal engine.authorize_json(request), embedded.authorize_json(request)
+    assert(JSON.parse(embedded.entities_json).any? { |e| e.dig("uid", "id") == "push_code" })
+  end
+
+  def test_engines_are_made_by_their_constructors_only
+    assert_raises(TypeError) { Arbiter::Engine.new }
+    assert_raises(TypeError) { Arbiter::Decision.new }
+  end
+end

@@ -1,0 +1,115 @@
+# frozen_string_literal: true
+
+require_relative "test_helper"
+
+# The conditions a Rails monolith under preforking Puma runs the gem in.
+class TestConditions < Minitest::Test
+  include Helpers
+
+  A = { "p.cedar" => '@id("a") permit (principal, action, resource);' }.freeze
+  B = { "p.cedar" => '@id("b") permit (principal, action, resource);' }.freeze
+
+  def test_threads_share_an_engine_while_it_reloads
+    e = Arbiter::Engine.from_files(A)
+    stop = false
+    bad = Queue.new
+    seen = Queue.new
+    threads = Array.new(6) do
+      Thread.new do
+        until stop
+          d = e.authorize(**REQUEST)
+          (d.allowed? && [["a"], ["b"]].include?(d.reasons) ? seen : bad) << d
+          many = e.authorize_many([REQUEST] * 20)
+          bad << many unless many.all? { |m| m.allowed? && m.reasons == many[0].reasons }
+        end
+      end
+    end
+    200.times do |i|
+      e.reload_from_files(i.odd? ? B : A)
+      assert_raises(Arbiter::PolicyParseError) { e.reload_from_files("p.cedar" => "permit (") } if (i % 50).zero?
+    end
+    stop = true
+    threads.each(&:join)
+    refute_empty seen
+    assert_empty bad
+  end
+
+  # A ticker thread counts while another thread is inside a long batch: it can only advance
+  # during the call if the batch gave up the GVL.
+  def test_a_batch_releases_the_gvl
+    e = engine # loaded first: loading too releases the GVL
+    requests = Array.new(100_000) { user_request("alice", "push_code", "3", 30) }
+    ticks = 0
+    stop = false
+    ticker = Thread.new do
+      until stop
+        ticks += 1
+        Thread.pass
+      end
+    end
+    sleep 0.01 until ticks.positive?
+    before = ticks
+    answers = e.authorize_many(requests)
+    during = ticks - before
+    stop = true
+    ticker.join
+    assert_equal 100_000, answers.size
+    assert(answers.all?(&:allowed?))
+    assert_operator during, :>, 100, "the ticker made no progress while the batch ran"
+  end
+
+  def test_fork_after_loading_decides_in_child_and_parent
+    e = Arbiter::Engine.from_files(A)
+    assert_equal ["a"], e.authorize(**REQUEST).reasons
+    pid = fork do
+      ok = e.authorize(**REQUEST).reasons == ["a"] && e.authorize_many([REQUEST] * 10).all?(&:allowed?)
+      e.reload_from_files(B)
+      ok &&= e.authorize(**REQUEST).reasons == ["b"]
+      exit!(ok ? 0 : 1)
+    end
+    _, status = Process.wait2(pid)
+    assert status.success?, "the child decided wrongly: #{status.inspect}"
+    # The child's reload is its own.
+    assert_equal ["a"], e.authorize(**REQUEST).reasons
+  end
+
+  def test_gc_stress
+    GC.stress = true
+    e = Arbiter::Engine.from_files(A)
+    decisions = Array.new(5) { e.authorize(**REQUEST, context: { n: [1, { "x" => "y" }] }) }
+    many = e.authorize_many([REQUEST, { bad: 1 }, REQUEST])
+    errors = Arbiter::Engine.from_files("p.cedar" => "permit (") rescue $!
+  ensure
+    GC.stress = false
+    assert(decisions.all? { |d| d.reasons == ["a"] })
+    assert_equal [true, false, true], many.map { |m| m.is_a?(Arbiter::Decision) }
+    assert_instance_of Arbiter::PolicyParseError, errors
+  end
+
+  def test_gc_compact
+    e = Arbiter::Engine.from_files(A)
+    decisions = Array.new(1000) { e.authorize(**REQUEST) }
+    many = e.authorize_many([REQUEST] * 100)
+    GC.compact
+    GC.verify_compaction_references(double_heap: true, toward: :empty) if GC.respond_to?(:verify_compaction_references)
+    assert(decisions.all? { |d| d.allowed? && d.reasons == ["a"] })
+    assert(many.all? { |d| d.allowed? && d.reasons == ["a"] })
+    assert_equal ["a"], e.authorize(**REQUEST).reasons
+  end
+
+  def rss_kib
+    File.read("/proc/self/status")[/^VmRSS:\s+(\d+)/, 1].to_i
+  end
+
+  def test_a_million_decisions_keep_rss_stable
+    request = user_request("alice", "push_code", "3", 30)
+    100_000.times { engine.authorize(**request) }
+    GC.start
+    before = rss_kib
+    900_000.times { engine.authorize(**request) }
+    GC.start
+    after = rss_kib
+    puts "\nRSS after 100k decisions: #{before} KiB, after 1M: #{after} KiB"
+    assert_operator after - before, :<, 16 * 1024
+  end
+end
