@@ -147,5 +147,6 @@ bench: build
 	python3 -m venv target/py-bench-venv
 	target/py-bench-venv/bin/pip install -q target/wheels/arbiter-*.whl -r benches/python/requirements.txt
 	target/py-bench-venv/bin/python benches/python/bench.py
+	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/bench.rb
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

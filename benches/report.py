@@ -15,10 +15,11 @@ CRITERION = ROOT / "target" / "criterion"
 
 GO_BENCH = ROOT / "target" / "go-bench.txt"
 PY_BENCH = ROOT / "target" / "python-bench.json"
+RB_BENCH = ROOT / "target" / "ruby-bench.json"
 
 # group: (subject, peer, target ratio subject/peer or None, absolute target in ns or None, what)
 # Groups under go/ come from `go test -bench` (benches/go), under py/ from benches/python/bench.py,
-# the rest from criterion. A subject or peer written "rust:<group>/<function>" is a criterion
+# under rb/ from benches/ruby/bench.rb, the rest from criterion. A subject or peer written "rust:<group>/<function>" is a criterion
 # figure compared with a Go one.
 TARGETS = {
     "decision/default_bundle": ("arbiter_typed", "cedar_policy", 1 / 3, None, "prebuilt entities: at least 3x faster than cedar-policy's is_authorized"),
@@ -33,6 +34,11 @@ TARGETS = {
     "py/decision/slice ": ("arbiter_py", "cedarling", None, None, "the slice through Python, against cedarling-python (no target)"),
     "py/token/hs256": ("arbiter_py", "pyjwt", 1 / 3, None, "HS256 verify at least 3x faster than PyJWT"),
     "py/token/rs256": ("arbiter_py", "pyjwt", 1 / 3, None, "RS256 verify at least 3x faster than PyJWT"),
+    "rb/decision/slice": ("arbiter_rb", "declarative_policy", 0.1, None, "a single check at least 10x faster than declarative_policy's first check"),
+    "rb/checks_1000/slice": ("authorize_many", "authorize", 0.2, None, "1,000 checks with authorize_many at least 5x faster than 1,000 single calls"),
+    "rb/checks_1000/slice ": ("authorize_many", "declarative_policy", None, None, "1,000 checks against declarative_policy with one shared request cache (no target)"),
+    "rb/token/hs256": ("arbiter_rb", "ruby_jwt", 0.2, None, "HS256 verify at least 5x faster than ruby-jwt"),
+    "rb/token/rs256": ("arbiter_rb", "ruby_jwt", 0.2, None, "RS256 verify at least 5x faster than ruby-jwt"),
     "token/hs256": ("arbiter", "jsonwebtoken", 1.5, None, "HS256 verify within 1.5x of raw jsonwebtoken"),
     "token/rs256": ("arbiter", "aws-lc-rs", 1.10, None, "RS256 verify within 10% of raw aws-lc-rs"),
     "token/es256": ("arbiter", "aws-lc-rs", 1.10, None, "ES256 verify within 10% of raw aws-lc-rs"),
@@ -55,6 +61,7 @@ def go_results():
 
 GO = go_results()
 PY = json.loads(PY_BENCH.read_text()) if PY_BENCH.exists() else {}
+RB = json.loads(RB_BENCH.read_text()) if RB_BENCH.exists() else {}
 
 
 def median_ns(group, function):
@@ -65,6 +72,8 @@ def median_ns(group, function):
         return GO.get(f"{group}/{function}")
     elif group.startswith("py/"):
         return PY.get(f"{group}/{function}")
+    elif group.startswith("rb/"):
+        return RB.get(f"{group}/{function}")
     # criterion writes group "a/b" to the folder "a_b".
     path = CRITERION / group.replace("/", "_") / function / "new" / "estimates.json"
     if not path.exists():
@@ -134,7 +143,9 @@ def main():
         "`benches/python/bench.py` (Arbiter's wheel; cedarpy with policies, entities and schema",
         "parsed once into its reusable handles; cedarling-python with logging and JWT checks off and",
         "the same policies, schema and entities in its policy store; PyJWT with the same key and",
-        "checks as Arbiter's issuer).",
+        "checks as Arbiter's issuer), Ruby figures from `benches/ruby/bench.rb` (Arbiter's gem;",
+        "declarative_policy 1.1 and ruby-jwt 2.5 from Debian; the slice's rules as a ProjectPolicy;",
+        "the 1,000 checks are 100 projects times 10 actions).",
     ]
     if missing:
         lines += ["", "Not run: " + ", ".join(missing) + "."]
