@@ -11,6 +11,7 @@ use crate::error::{LoadError, Problem};
 use crate::index::PolicyIndex;
 use crate::policies;
 use crate::request::{RequestReader, TypeNames};
+use crate::shapes::RequestShapes;
 use crate::token::config::TokensConfig;
 use crate::token::Tokens;
 
@@ -242,6 +243,8 @@ pub(crate) struct Bundle {
     pub(crate) entities: StaticEntities,
     pub(crate) index: PolicyIndex,
     pub(crate) tokens: Option<Tokens>,
+    /// Request shapes compiled from the schema, when requests are validated.
+    pub(crate) shapes: Option<RequestShapes>,
     types: TypeNames,
 }
 
@@ -312,8 +315,13 @@ impl Bundle {
         if let Some(schema) = &schema {
             types.extend(schema.entity_types().cloned());
         }
+        let shapes = schema
+            .as_ref()
+            .filter(|_| manifest.validate_requests)
+            .map(RequestShapes::new);
         Ok(Self {
             types: TypeNames::new(types),
+            shapes,
             manifest,
             schema,
             policies: loaded.set,

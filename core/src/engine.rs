@@ -15,6 +15,7 @@ use crate::bundle::{read_engine_files, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::push_value_references;
 use crate::error::{one_line, LoadError, RequestError};
+use crate::eval;
 use crate::index::IndexedPolicy;
 use crate::request::{Request, RequestParts};
 use crate::token::{TokenError, TokenInfo, Verified};
@@ -226,12 +227,17 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
 
     let schema = bundle.request_schema();
     let new_request = |context: Context| {
+        // Cedar validates what the compiled shapes cannot vouch for, and reports its errors.
+        let vouched = bundle.shapes.as_ref().is_some_and(|shapes| {
+            matches!(context.as_ref(), ast::Context::Value(record)
+                if shapes.vouch(principal.as_ref(), request.action.as_ref(), request.resource.as_ref(), record))
+        });
         cedar_policy::Request::new(
             principal.clone(),
             request.action.clone(),
             request.resource.clone(),
             context,
-            schema,
+            schema.filter(|_| !vouched),
         )
     };
     let cedar_request = match new_request(context) {
@@ -275,7 +281,7 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
         &layered
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
-    Ok(evaluate(ast_request.clone(), store, &policies))
+    Ok(evaluate(ast_request, store, &policies))
 }
 
 fn request_validation_error(e: RequestValidationError) -> RequestError {
@@ -333,35 +339,51 @@ fn token_context(
 /// reasons), else allow if any permit holds (its permits are the reasons), else deny. A policy
 /// whose evaluation errors is skipped and its error reported.
 fn evaluate(
-    request: ast::Request,
+    request: &ast::Request,
     store: &cedar_policy_core::entities::Entities,
     policies: &[(&IndexedPolicy, &ast::Expr)],
 ) -> Decision {
-    let evaluator = Evaluator::new(request, store, Extensions::all_available());
+    let vars = eval::Vars::new(request);
+    let fast = vars
+        .as_ref()
+        .and_then(|vars| eval::Env::new(vars, request.context(), store));
+    // Cedar's evaluator, built only for a condition the fast path leaves to it.
+    let mut cedar: Option<Evaluator<'_>> = None;
     let mut permits = Vec::new();
     let mut forbids = Vec::new();
     let mut errors = Vec::new();
     for (indexed, condition) in policies {
         let policy = indexed.policy.as_ref();
-        // What `Evaluator::evaluate` does, with the condition built once at load. A condition
-        // is a conjunction, so it is a boolean or an error; anything else takes Cedar's own
-        // path, to report exactly its error.
-        let holds = match evaluator.interpret(condition, policy.env()) {
-            Ok(value) => match value.value_kind() {
-                ValueKind::Lit(Literal::Bool(b)) => Ok(*b),
-                _ => evaluator.evaluate(policy),
-            },
-            Err(e) => Err(e),
+        let holds = match fast
+            .as_ref()
+            .and_then(|env| env.holds(condition, &indexed.slots))
+        {
+            Some(b) => Ok(b),
+            None => {
+                let evaluator = cedar.get_or_insert_with(|| {
+                    Evaluator::new(request.clone(), store, Extensions::all_available())
+                });
+                // What `Evaluator::evaluate` does, with the condition built once at load. A
+                // condition is a conjunction, so it is a boolean or an error; anything else
+                // takes Cedar's own path, to report exactly its error.
+                match evaluator.interpret(condition, policy.env()) {
+                    Ok(value) => match value.value_kind() {
+                        ValueKind::Lit(Literal::Bool(b)) => Ok(*b),
+                        _ => evaluator.evaluate(policy),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
         };
         match holds {
             Ok(true) => match policy.effect() {
-                PolicyEffect::Permit => permits.push(policy.id().to_string()),
-                PolicyEffect::Forbid => forbids.push(policy.id().to_string()),
+                PolicyEffect::Permit => permits.push(indexed.id.clone()),
+                PolicyEffect::Forbid => forbids.push(indexed.id.clone()),
             },
             Ok(false) => {}
             Err(e) => errors.push(DecisionError {
                 kind: DecisionErrorKind::PolicyEvaluation,
-                policy: Some(policy.id().to_string()),
+                policy: Some(indexed.id.clone()),
                 message: one_line(&e.to_string()),
             }),
         }

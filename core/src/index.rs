@@ -55,6 +55,10 @@ impl ActionPolicies {
 /// of the principal and the resource (`is T`, or `== T::"x"`), if any.
 pub(crate) struct IndexedPolicy {
     pub(crate) policy: Arc<ast::Policy>,
+    /// The policy id as decisions report it.
+    pub(crate) id: String,
+    /// The values of a linked policy's template slots, as literals for the fast evaluator.
+    pub(crate) slots: Vec<(ast::SlotId, Literal)>,
     condition: ast::Expr,
     condition_past_action: ast::Expr,
     principal_type: Option<EntityType>,
@@ -152,6 +156,12 @@ impl PolicyIndex {
             index.policies.push(IndexedPolicy {
                 condition: ast_policy.condition(),
                 condition_past_action,
+                id: ast_policy.id().to_string(),
+                slots: ast_policy
+                    .env()
+                    .iter()
+                    .map(|(slot, uid)| (*slot, Literal::EntityUID(Arc::new(uid.clone()))))
+                    .collect(),
                 policy: Arc::new(ast_policy),
                 principal_type: match policy.principal_constraint() {
                     PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {

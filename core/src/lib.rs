@@ -10,9 +10,11 @@ mod default_bundle;
 mod engine;
 mod entities;
 mod error;
+mod eval;
 mod index;
 mod policies;
 mod request;
+mod shapes;
 mod token;
 
 pub use bundle::{BundleFile, BundleInfo, Manifest};

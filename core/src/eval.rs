@@ -1,0 +1,307 @@
+//! A fast path for policy conditions, exact where it answers.
+//!
+//! Cedar's reference evaluator clones every value it touches, attaches source locations to
+//! each intermediate result and checks the stack at every step; deciding a GitLab-sized request
+//! spends most of its time there. This module walks the same condition expressions over
+//! borrowed values and answers only when it can give Cedar's answer: a boolean that Cedar's
+//! `interpret` would also return, without error. On anything else (a type error, a missing
+//! attribute or entity, an overflow, an extension type, a partial value, a construct it does
+//! not implement) it answers `None`, and the caller runs Cedar's evaluator on the whole
+//! condition, which produces the exact value or error. Cedar is deterministic and a condition
+//! has no side effects, so "fast answer or Cedar's answer" is always Cedar's answer.
+//!
+//! Every rule below mirrors `cedar_policy_core::evaluator::Evaluator::partial_interpret` for a
+//! concrete request and store; `tests/fast_eval.rs` compares the two on generated expressions,
+//! entities and contexts, and the conformance corpus compares whole decisions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cedar_policy_core::ast::{
+    BinaryOp, Context, Entity, EntityUID, EntityUIDEntry, Expr, ExprKind, Literal, PartialValue,
+    RepresentableExtensionValue, Request, Set, SlotId, UnaryOp, Value, ValueKind, Var,
+};
+use cedar_policy_core::entities::{Dereference, Entities};
+use smol_str::SmolStr;
+
+/// Deeper expressions are left to Cedar, whose evaluator checks the remaining stack.
+const MAX_DEPTH: u32 = 48;
+
+/// A value during fast evaluation, borrowed from the request, the store or the policy.
+#[derive(Clone, Copy)]
+enum V<'a> {
+    Bool(bool),
+    Long(i64),
+    /// A string or an entity uid (never a bool or a long: those are the variants above).
+    Lit(&'a Literal),
+    Set(&'a Set),
+    Record(&'a BTreeMap<SmolStr, Value>),
+    Ext(&'a RepresentableExtensionValue),
+}
+
+impl<'a> V<'a> {
+    fn of(value: &'a Value) -> Self {
+        match value.value_kind() {
+            ValueKind::Lit(lit) => Self::lit(lit),
+            ValueKind::Set(set) => V::Set(set),
+            ValueKind::Record(record) => V::Record(record),
+            ValueKind::ExtensionValue(ext) => V::Ext(ext),
+        }
+    }
+
+    fn lit(lit: &'a Literal) -> Self {
+        match lit {
+            Literal::Bool(b) => V::Bool(*b),
+            Literal::Long(n) => V::Long(*n),
+            Literal::String(_) | Literal::EntityUID(_) => V::Lit(lit),
+        }
+    }
+
+    fn uid(self) -> Option<&'a EntityUID> {
+        match self {
+            V::Lit(Literal::EntityUID(uid)) => Some(uid),
+            _ => None,
+        }
+    }
+
+    /// Cedar's `Value` equality: values of different kinds are never equal.
+    fn equals(self, other: V<'_>) -> bool {
+        match (self, other) {
+            (V::Bool(a), V::Bool(b)) => a == b,
+            (V::Long(a), V::Long(b)) => a == b,
+            (V::Lit(a), V::Lit(b)) => a == b,
+            (V::Set(a), V::Set(b)) => a == b,
+            (V::Record(a), V::Record(b)) => a == b,
+            (V::Ext(a), V::Ext(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// What a condition is evaluated against: one request, its store, and the entities of its
+/// principal and resource, looked up once.
+pub(crate) struct Env<'a> {
+    principal: &'a Literal,
+    action: &'a Literal,
+    resource: &'a Literal,
+    context: &'a BTreeMap<SmolStr, Value>,
+    store: &'a Entities,
+    principal_entity: Dereference<'a, Entity>,
+    resource_entity: Dereference<'a, Entity>,
+}
+
+/// The request's variables as literals, built once per decision.
+pub(crate) struct Vars {
+    principal: Literal,
+    action: Literal,
+    resource: Literal,
+}
+
+impl Vars {
+    /// `None` when a variable is unknown (partial requests are Cedar's).
+    pub(crate) fn new(request: &Request) -> Option<Self> {
+        let lit = |entry: &EntityUIDEntry| match entry {
+            EntityUIDEntry::Known { euid, .. } => Some(Literal::EntityUID(Arc::clone(euid))),
+            EntityUIDEntry::Unknown { .. } => None,
+        };
+        Some(Self {
+            principal: lit(request.principal())?,
+            action: lit(request.action())?,
+            resource: lit(request.resource())?,
+        })
+    }
+}
+
+impl<'a> Env<'a> {
+    /// `None` when the context is not a concrete record (Cedar's evaluator handles that).
+    pub(crate) fn new(
+        vars: &'a Vars,
+        context: Option<&'a Context>,
+        store: &'a Entities,
+    ) -> Option<Self> {
+        let context = match context? {
+            Context::Value(record) => record.as_ref(),
+            Context::RestrictedResidual(_) => return None,
+        };
+        let entity = |lit: &Literal| match lit {
+            Literal::EntityUID(uid) => store.entity(uid),
+            _ => Dereference::NoSuchEntity,
+        };
+        Some(Self {
+            principal_entity: entity(&vars.principal),
+            resource_entity: entity(&vars.resource),
+            principal: &vars.principal,
+            action: &vars.action,
+            resource: &vars.resource,
+            context,
+            store,
+        })
+    }
+
+    /// The condition's value when it is a boolean Cedar would also produce without error;
+    /// `None` means "ask Cedar". `slots` are the policy's template-slot values.
+    pub(crate) fn holds(&self, condition: &Expr, slots: &[(SlotId, Literal)]) -> Option<bool> {
+        match self.eval(condition, slots, 0)? {
+            V::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn entity(&self, uid: &'a EntityUID) -> Dereference<'a, Entity> {
+        // The request's own variables are looked up once per decision.
+        for (var, found) in [
+            (self.principal, &self.principal_entity),
+            (self.resource, &self.resource_entity),
+        ] {
+            if let Literal::EntityUID(var) = var {
+                if std::ptr::eq(var.as_ref(), uid) {
+                    return match found {
+                        Dereference::Data(e) => Dereference::Data(e),
+                        Dereference::NoSuchEntity => Dereference::NoSuchEntity,
+                        Dereference::Residual(r) => Dereference::Residual(r.clone()),
+                    };
+                }
+            }
+        }
+        self.store.entity(uid)
+    }
+
+    fn eval(&self, expr: &'a Expr, slots: &'a [(SlotId, Literal)], depth: u32) -> Option<V<'a>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let depth = depth + 1;
+        let bool_of = |e: &'a Expr| match self.eval(e, slots, depth)? {
+            V::Bool(b) => Some(b),
+            _ => None,
+        };
+        Some(match expr.expr_kind() {
+            ExprKind::Lit(lit) => V::lit(lit),
+            ExprKind::Var(Var::Principal) => V::lit(self.principal),
+            ExprKind::Var(Var::Action) => V::lit(self.action),
+            ExprKind::Var(Var::Resource) => V::lit(self.resource),
+            ExprKind::Var(Var::Context) => V::Record(self.context),
+            ExprKind::Slot(id) => V::lit(&slots.iter().find(|(s, _)| s == id)?.1),
+            ExprKind::And { left, right } => V::Bool(bool_of(left)? && bool_of(right)?),
+            ExprKind::Or { left, right } => V::Bool(bool_of(left)? || bool_of(right)?),
+            ExprKind::If {
+                test_expr,
+                then_expr,
+                else_expr,
+            } => {
+                if bool_of(test_expr)? {
+                    self.eval(then_expr, slots, depth)?
+                } else {
+                    self.eval(else_expr, slots, depth)?
+                }
+            }
+            ExprKind::UnaryApp { op, arg } => match (op, self.eval(arg, slots, depth)?) {
+                (UnaryOp::Not, V::Bool(b)) => V::Bool(!b),
+                (UnaryOp::Neg, V::Long(n)) => V::Long(n.checked_neg()?),
+                (UnaryOp::IsEmpty, V::Set(s)) => V::Bool(s.is_empty()),
+                _ => return None,
+            },
+            ExprKind::BinaryApp { op, arg1, arg2 } => {
+                // Cedar evaluates both operands before applying any binary operator.
+                let (a, b) = (
+                    self.eval(arg1, slots, depth)?,
+                    self.eval(arg2, slots, depth)?,
+                );
+                self.binary(*op, a, b)?
+            }
+            ExprKind::GetAttr { expr, attr } => match self.eval(expr, slots, depth)? {
+                V::Record(record) => V::of(record.get(attr)?),
+                V::Lit(Literal::EntityUID(uid)) => match self.entity(uid) {
+                    Dereference::Data(entity) => match entity.get(attr)? {
+                        PartialValue::Value(value) => V::of(value),
+                        PartialValue::Residual(_) => return None,
+                    },
+                    _ => return None,
+                },
+                _ => return None,
+            },
+            ExprKind::HasAttr { expr, attr } => match self.eval(expr, slots, depth)? {
+                V::Record(record) => V::Bool(record.contains_key(attr)),
+                V::Lit(Literal::EntityUID(uid)) => match self.entity(uid) {
+                    Dereference::Data(entity) => V::Bool(entity.get(attr).is_some()),
+                    Dereference::NoSuchEntity => V::Bool(false),
+                    Dereference::Residual(_) => return None,
+                },
+                _ => return None,
+            },
+            ExprKind::Like { expr, pattern } => match self.eval(expr, slots, depth)? {
+                V::Lit(Literal::String(s)) => V::Bool(pattern.wildcard_match(s)),
+                _ => return None,
+            },
+            ExprKind::Is { expr, entity_type } => {
+                V::Bool(self.eval(expr, slots, depth)?.uid()?.entity_type() == entity_type)
+            }
+            // Set and record literals, extension calls, `has a.b`, unknowns: Cedar's path.
+            _ => return None,
+        })
+    }
+
+    fn binary(&self, op: BinaryOp, a: V<'a>, b: V<'a>) -> Option<V<'a>> {
+        Some(match (op, a, b) {
+            (BinaryOp::Eq, a, b) => V::Bool(a.equals(b)),
+            (BinaryOp::Less, V::Long(x), V::Long(y)) => V::Bool(x < y),
+            (BinaryOp::LessEq, V::Long(x), V::Long(y)) => V::Bool(x <= y),
+            (BinaryOp::Add, V::Long(x), V::Long(y)) => V::Long(x.checked_add(y)?),
+            (BinaryOp::Sub, V::Long(x), V::Long(y)) => V::Long(x.checked_sub(y)?),
+            (BinaryOp::Mul, V::Long(x), V::Long(y)) => V::Long(x.checked_mul(y)?),
+            (BinaryOp::In, a, b) => {
+                let uid = a.uid()?;
+                let entity = match self.entity(uid) {
+                    Dereference::Data(e) => Some(e),
+                    Dereference::NoSuchEntity => None,
+                    Dereference::Residual(_) => return None,
+                };
+                let within = |group: &EntityUID| {
+                    uid == group || entity.is_some_and(|e| e.is_descendant_of(group))
+                };
+                match b {
+                    V::Lit(Literal::EntityUID(group)) => V::Bool(within(group)),
+                    // Cedar requires every element to be an entity before looking at any.
+                    V::Set(set) => {
+                        let mut found = false;
+                        for member in set.authoritative.iter() {
+                            let group = V::of(member).uid()?;
+                            found = found || within(group);
+                        }
+                        V::Bool(found)
+                    }
+                    _ => return None,
+                }
+            }
+            (BinaryOp::Contains, V::Set(set), b) => V::Bool(contains(set, b)?),
+            (BinaryOp::ContainsAll, V::Set(x), V::Set(y)) => V::Bool(y.is_subset(x)),
+            (BinaryOp::ContainsAny, V::Set(x), V::Set(y)) => V::Bool(!x.is_disjoint(y)),
+            (BinaryOp::HasTag, a, V::Lit(Literal::String(tag))) => match self.entity(a.uid()?) {
+                Dereference::Data(entity) => V::Bool(entity.get_tag(tag).is_some()),
+                Dereference::NoSuchEntity => V::Bool(false),
+                Dereference::Residual(_) => return None,
+            },
+            (BinaryOp::GetTag, a, V::Lit(Literal::String(tag))) => match self.entity(a.uid()?) {
+                Dereference::Data(entity) => match entity.get_tag(tag)? {
+                    PartialValue::Value(value) => V::of(value),
+                    PartialValue::Residual(_) => return None,
+                },
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// `Set::contains` without building a `Value` for the element.
+fn contains(set: &Set, element: V<'_>) -> Option<bool> {
+    match (&set.fast, element) {
+        // An all-literal set holds only literals, so it holds no set, record or extension value.
+        (Some(literals), V::Lit(lit)) => Some(literals.contains(lit)),
+        (Some(literals), V::Bool(b)) => Some(literals.contains(&Literal::Bool(b))),
+        (Some(literals), V::Long(n)) => Some(literals.contains(&Literal::Long(n))),
+        (Some(_), _) => Some(false),
+        // A set holding non-literals: Cedar's ordered lookup decides.
+        (None, _) => None,
+    }
+}
