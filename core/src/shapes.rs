@@ -22,7 +22,7 @@ enum Shape {
     Bool(Option<bool>),
     Long,
     String,
-    Set(Option<Box<Shape>>),
+    Set(Box<Shape>),
     /// An ordinary (not enumerated, not action) entity type.
     Entity(EntityType),
     /// A closed record: attributes sorted by name, with whether each is required.
@@ -104,11 +104,9 @@ impl Shape {
             SchemaType::Bool(BoolType::False) => Shape::Bool(Some(false)),
             SchemaType::Long => Shape::Long,
             SchemaType::String => Shape::String,
-            SchemaType::Set { element_type } => Shape::Set(
-                element_type
-                    .as_ref()
-                    .map(|element| Box::new(Shape::of(element, ordinary))),
-            ),
+            SchemaType::Set {
+                element_type: Some(element),
+            } => Shape::Set(Box::new(Shape::of(element, ordinary))),
             SchemaType::Entity(EntityKind::Entity(lub)) => match lub.get_single_entity() {
                 Some(t) if ordinary(&t) => Shape::Entity(t.clone()),
                 _ => Shape::Unsure,
@@ -140,10 +138,9 @@ impl Shape {
             (Shape::Long, ValueKind::Lit(Literal::Long(_))) => true,
             (Shape::String, ValueKind::Lit(Literal::String(_))) => true,
             (Shape::Entity(t), ValueKind::Lit(Literal::EntityUID(uid))) => uid.entity_type() == t,
-            (Shape::Set(Some(element)), ValueKind::Set(set)) => {
+            (Shape::Set(element), ValueKind::Set(set)) => {
                 set.authoritative.iter().all(|v| element.conforms(v))
             }
-            (Shape::Set(None), ValueKind::Set(set)) => set.is_empty(),
             (Shape::Record(_), ValueKind::Record(record)) => self.record_conforms(record),
             _ => false,
         }

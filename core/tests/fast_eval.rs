@@ -1,0 +1,528 @@
+//! The engine's fast condition evaluator and its schema shapes against plain cedar-policy, on
+//! generated expressions of every kind Cedar has (well and badly typed, overflowing, over
+//! missing entities and attributes, tags, extension values, set and record literals) and on
+//! generated contexts for a schema: the decision, the satisfied policies and the policies that
+//! error must be Cedar's, and a request must be refused exactly when Cedar refuses it.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use arbiter::{BundleFile, Effect, Engine};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema,
+};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// Leaves: literals of every type, the request variables, and attribute reads.
+fn leaf() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        prop_oneof![
+            Just(0i64),
+            Just(1),
+            Just(3),
+            Just(-2),
+            Just(i64::MAX),
+            Just(i64::MIN + 1)
+        ]
+        .prop_map(|n| n.to_string()),
+        prop_oneof![Just("a"), Just("b"), Just(""), Just("ab")].prop_map(|s| format!("{s:?}")),
+        (0..4usize).prop_map(|i| format!(r#"User::"u{i}""#)),
+        (0..2usize).prop_map(|i| format!(r#"Group::"g{i}""#)),
+        Just(r#"Action::"view""#.to_owned()),
+        Just("principal".to_owned()),
+        Just("resource".to_owned()),
+        Just("action".to_owned()),
+        Just("context".to_owned()),
+        attr().prop_map(|a| format!("principal.{a}")),
+        attr().prop_map(|a| format!("resource.{a}")),
+        attr().prop_map(|a| format!("context.{a}")),
+        Just(r#"decimal("1.5")"#.to_owned()),
+        Just(r#"ip("10.0.0.1")"#.to_owned()),
+        Just("[]".to_owned()),
+        comparison(),
+        membership(),
+    ]
+    .boxed()
+    .prop_union(comparison().boxed())
+    .or(membership().boxed())
+}
+
+/// Comparisons whose operands are often equal, where `<` and `<=` differ.
+fn comparison() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![Just("principal"), Just("resource"), Just("context")],
+        prop_oneof![
+            Just("<"),
+            Just("<="),
+            Just(">"),
+            Just(">="),
+            Just("=="),
+            Just("!=")
+        ],
+        -1..4i64,
+    )
+        .prop_map(|(var, op, n)| format!("{var}.level {op} {n}"))
+}
+
+/// Hierarchy and set membership over the entity graph.
+fn membership() -> impl Strategy<Value = String> {
+    let entity = prop_oneof![
+        Just("principal"),
+        Just("resource"),
+        Just("principal.manager"),
+        Just("context.manager"),
+        Just(r#"User::"u3""#),
+    ];
+    let group = prop_oneof![
+        Just(r#"Group::"g0""#),
+        Just(r#"Group::"g1""#),
+        Just(r#"User::"u1""#),
+        Just("principal.owners"),
+        Just("resource.owners"),
+        Just("principal.manager"),
+        Just("principal.tags"),
+    ];
+    let set = prop_oneof![
+        Just("principal.tags"),
+        Just("context.tags"),
+        Just("resource.tags"),
+        Just("principal.owners"),
+    ];
+    let element = prop_oneof![
+        Just(r#""a""#),
+        Just(r#""b""#),
+        Just(r#"User::"u1""#),
+        Just(r#"Group::"g1""#),
+        Just("principal.manager"),
+        Just("2"),
+        Just("principal.rec"),
+        Just("principal.a"),
+        Just("[]"),
+        Just(r#"decimal("1.0")"#),
+    ];
+    prop_oneof![
+        (entity, group).prop_map(|(e, g)| format!("{e} in {g}")),
+        (set, element).prop_map(|(s, x)| format!("{s}.contains({x})")),
+    ]
+}
+
+fn attr() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("level"),
+        Just("name"),
+        Just("tags"),
+        Just("manager"),
+        Just("rec"),
+        Just("flag"),
+        Just("a"),
+        Just("owners"),
+        Just("missing"),
+    ]
+}
+
+fn expr() -> impl Strategy<Value = String> {
+    leaf().prop_recursive(4, 48, 3, |inner| {
+        let two = (inner.clone(), inner.clone());
+        prop_oneof![
+            (inner.clone(), attr()).prop_map(|(e, a)| format!("({e}).{a}")),
+            (inner.clone(), attr()).prop_map(|(e, a)| format!("({e}) has {a}")),
+            (inner.clone(), attr(), attr()).prop_map(|(e, a, b)| format!("({e}) has {a}.{b}")),
+            (
+                two.clone(),
+                prop_oneof![
+                    Just("&&"),
+                    Just("||"),
+                    Just("=="),
+                    Just("!="),
+                    Just("<"),
+                    Just("<="),
+                    Just(">"),
+                    Just(">="),
+                    Just("+"),
+                    Just("-"),
+                    Just("*"),
+                    Just("in"),
+                ]
+            )
+                .prop_map(|((a, b), op)| format!("({a}) {op} ({b})")),
+            (
+                two.clone(),
+                prop_oneof![
+                    Just("contains"),
+                    Just("containsAll"),
+                    Just("containsAny"),
+                    Just("lessThan"),
+                ]
+            )
+                .prop_map(|((a, b), m)| format!("({a}).{m}({b})")),
+            inner.clone().prop_map(|e| format!("!({e})")),
+            inner.clone().prop_map(|e| format!("-({e})")),
+            inner.clone().prop_map(|e| format!("({e}).isEmpty()")),
+            inner.clone().prop_map(|e| format!("({e}) is User")),
+            inner.clone().prop_map(|e| format!(r#"({e}) like "a*""#)),
+            inner.clone().prop_map(|e| format!(r#"({e}).hasTag("t")"#)),
+            inner.clone().prop_map(|e| format!(r#"({e}).getTag("t")"#)),
+            (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(a, b, c)| format!("if ({a}) then ({b}) else ({c})")),
+            two.clone().prop_map(|(a, b)| format!("[{a}, {b}]")),
+            two.prop_map(|(a, b)| format!("{{a: {a}, level: {b}}}")),
+        ]
+    })
+}
+
+/// Mostly well-typed boolean conditions (so that values, not only errors, are compared).
+fn condition() -> impl Strategy<Value = String> {
+    let long = long_expr();
+    let string = prop_oneof![
+        Just(r#""a""#.to_owned()),
+        Just(r#""ab""#.to_owned()),
+        prop_oneof![Just("principal"), Just("resource"), Just("context")]
+            .prop_map(|v| format!("{v}.name")),
+        entity_expr().prop_map(|e| format!(r#"{e}.getTag("t")"#)),
+    ];
+    let set = prop_oneof![
+        Just("principal.tags"),
+        Just("resource.tags"),
+        Just("context.tags"),
+        Just("principal.owners"),
+        Just(r#"["a", "b"]"#),
+        Just("[]"),
+        Just(r#"[User::"u1", principal]"#),
+    ];
+    let leaf = prop_oneof![
+        comparison(),
+        membership(),
+        (long.clone(), cmp(), long).prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+        (string.clone(), string.clone()).prop_map(|(a, b)| format!("{a} == {b}")),
+        string.prop_map(|a| format!(r#"{a} like "a*""#)),
+        (entity_expr(), entity_expr()).prop_map(|(a, b)| format!("{a} == {b}")),
+        (entity_expr(), attr()).prop_map(|(e, a)| format!("{e} has {a}")),
+        entity_expr().prop_map(|e| format!("{e} is User")),
+        entity_expr().prop_map(|e| format!(r#"{e}.hasTag("t")"#)),
+        (
+            set.clone(),
+            set.clone(),
+            prop_oneof![Just("containsAll"), Just("containsAny"), Just("==")]
+        )
+            .prop_map(|(a, b, m)| if m == "==" {
+                format!("{a} == {b}")
+            } else {
+                format!("{a}.{m}({b})")
+            }),
+        set.prop_map(|a| format!("{a}.isEmpty()")),
+        Just("context.flag".to_owned()),
+        Just(r#"principal.a == User::"u1".a"#.to_owned()),
+        Just("principal.rec == context.rec".to_owned()),
+        Just(r#"principal.rec == {a: 1, level: 2}"#.to_owned()),
+    ];
+    leaf.prop_recursive(3, 24, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) && ({b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) || ({b})")),
+            inner.clone().prop_map(|a| format!("!({a})")),
+            (inner.clone(), inner.clone(), inner)
+                .prop_map(|(a, b, c)| format!("if {a} then {b} else {c}")),
+        ]
+    })
+}
+
+fn cmp() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("<"),
+        Just("<="),
+        Just(">"),
+        Just(">="),
+        Just("=="),
+        Just("!=")
+    ]
+}
+
+fn long_expr() -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        (-1..4i64).prop_map(|n| n.to_string()),
+        Just(i64::MAX.to_string()),
+        prop_oneof![
+            Just("principal"),
+            Just("resource"),
+            Just("context"),
+            Just("principal.manager")
+        ]
+        .prop_map(|v| format!("{v}.level")),
+        Just("principal.rec.level".to_owned()),
+    ];
+    leaf.prop_recursive(2, 6, 2, |inner| {
+        (
+            inner.clone(),
+            prop_oneof![Just("+"), Just("-"), Just("*")],
+            inner,
+        )
+            .prop_map(|(a, op, b)| format!("({a} {op} {b})"))
+    })
+    .boxed()
+}
+
+fn entity_expr() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("principal"),
+        Just("resource"),
+        Just("principal.manager"),
+        Just("context.manager"),
+        Just(r#"User::"u0""#),
+        Just(r#"User::"u3""#),
+        Just(r#"Group::"g1""#),
+    ]
+}
+
+fn user(i: usize) -> Value {
+    json!({"type": "User", "id": format!("u{i}")})
+}
+
+fn entities() -> Value {
+    json!([
+        {"uid": user(0), "parents": [{"type": "Group", "id": "g0"}],
+         "attrs": {"level": 3, "name": "ab", "tags": ["a", "b"], "manager": {"__entity": user(1)},
+                   "rec": {"a": 1, "level": 2}, "flag": true,
+                   "owners": [{"__entity": user(1)}, {"__entity": {"type": "Group", "id": "g1"}}]},
+         "tags": {"t": "a"}},
+        {"uid": user(1), "parents": [{"type": "Group", "id": "g1"}],
+         "attrs": {"level": i64::MAX, "name": "b", "tags": [], "flag": false, "a": {"__extn": {"fn": "decimal", "arg": "2.5"}}},
+         "tags": {}},
+        {"uid": user(2), "parents": [], "attrs": {"level": -1, "manager": {"__entity": user(3)}}},
+        {"uid": {"type": "Group", "id": "g0"}, "parents": [{"type": "Group", "id": "g1"}], "attrs": {}},
+        {"uid": {"type": "Group", "id": "g1"}, "parents": [], "attrs": {"tags": ["a"]}},
+    ])
+}
+
+fn contexts() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"level": 2, "name": "a", "tags": ["a"], "flag": true,
+               "manager": {"__entity": user(0)}, "rec": {"a": 5, "level": 0}}),
+        json!({"level": "3", "a": [1, [2]], "owners": [{"__entity": user(3)}]}),
+    ]
+}
+
+type Outcome = (Effect, BTreeSet<String>, BTreeSet<String>);
+
+fn cedar_outcome(set: &PolicySet, entities: &Entities, request: &Request) -> Outcome {
+    let response = Authorizer::new().is_authorized(request, set, entities);
+    let decision = match response.decision() {
+        Decision::Allow => Effect::Allow,
+        Decision::Deny => Effect::Deny,
+    };
+    let reasons = response
+        .diagnostics()
+        .reason()
+        .map(|id| id.to_string())
+        .collect();
+    let errors = response
+        .diagnostics()
+        .errors()
+        .map(|cedar_policy::AuthorizationError::PolicyEvaluationError(e)| e.policy_id().to_string())
+        .collect();
+    (decision, reasons, errors)
+}
+
+fn arbiter_outcome(engine: &Engine, request: &str) -> Outcome {
+    let d = engine
+        .authorize_json_decision(request)
+        .expect("the request is valid");
+    let reasons = d.reasons.iter().cloned().collect();
+    let errors = d.errors.iter().filter_map(|e| e.policy.clone()).collect();
+    (d.decision, reasons, errors)
+}
+
+fn check_conditions(conditions: &[(bool, String)]) -> Result<(), TestCaseError> {
+    let text: String = conditions
+        .iter()
+        .map(|(permit, c)| {
+            let effect = if *permit { "permit" } else { "forbid" };
+            format!("{effect}(principal, action, resource) when {{ {c} }};\n")
+        })
+        .collect();
+    let set = PolicySet::from_str(&text);
+    prop_assume!(set.is_ok(), "not Cedar syntax: {}", text);
+    let set = set.unwrap();
+    let engine = Engine::from_files([
+        BundleFile::new("policies.cedar", text.clone()),
+        BundleFile::new("entities.json", entities().to_string()),
+    ])
+    .map_err(|e| TestCaseError::fail(format!("bundle does not load: {e}")))?;
+    let store = Entities::from_json_value(entities(), None).unwrap();
+    for context in contexts() {
+        for (p, r) in [(user(0), user(1)), (user(1), user(0)), (user(3), user(2))] {
+            let request = Request::new(
+                EntityUid::from_json(p.clone()).unwrap(),
+                EntityUid::from_str(r#"Action::"view""#).unwrap(),
+                EntityUid::from_json(r.clone()).unwrap(),
+                Context::from_json_value(context.clone(), None).unwrap(),
+                None,
+            )
+            .unwrap();
+            let json_request = json!({"principal": p, "action": {"type": "Action", "id": "view"},
+                                      "resource": r, "context": context});
+            prop_assert_eq!(
+                arbiter_outcome(&engine, &json_request.to_string()),
+                cedar_outcome(&set, &store, &request),
+                "policies:\n{}request {}",
+                text,
+                json_request
+            );
+        }
+    }
+    Ok(())
+}
+
+const SCHEMA: &str = r#"
+entity Group;
+entity User in [Group] { level: Long };
+entity Color enum ["red", "blue"];
+action view appliesTo {
+  principal: [User], resource: [User, Group],
+  context: { level: Long, name?: String, flag?: Bool, tags?: Set<String>,
+             manager?: User, color?: Color, at?: __cedar::decimal,
+             rec?: { a: Long, b?: Set<User> } }
+};
+action other appliesTo { principal: [User], resource: [User], context: {} };
+"#;
+
+/// Context values close to the schema's shape, right and wrong.
+fn context_value() -> impl Strategy<Value = Value> {
+    let field = prop_oneof![
+        Just(("level", json!(1))),
+        Just(("level", json!("1"))),
+        Just(("name", json!("n"))),
+        Just(("name", json!(1))),
+        Just(("flag", json!(false))),
+        Just(("tags", json!(["a", "b"]))),
+        Just(("tags", json!(["a", 2]))),
+        Just(("tags", json!([]))),
+        Just(("manager", json!({"__entity": user(0)}))),
+        Just((
+            "manager",
+            json!({"__entity": {"type": "Group", "id": "g0"}})
+        )),
+        Just(("color", json!({"__entity": {"type": "Color", "id": "red"}}))),
+        Just((
+            "color",
+            json!({"__entity": {"type": "Color", "id": "green"}})
+        )),
+        Just(("at", json!({"__extn": {"fn": "decimal", "arg": "1.0"}}))),
+        Just(("rec", json!({"a": 1}))),
+        Just(("rec", json!({"a": 1, "b": [{"__entity": user(1)}]}))),
+        Just(("rec", json!({"a": 1, "c": 2}))),
+        Just(("rec", json!({"b": []}))),
+        Just(("extra", json!(true))),
+    ];
+    prop::collection::vec(field, 0..5).prop_map(|fields| {
+        Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    })
+}
+
+fn check_shapes(
+    action: &str,
+    principal: Value,
+    resource: Value,
+    context: Value,
+) -> Result<(), TestCaseError> {
+    let policies = r#"permit(principal, action == Action::"view", resource) when { context has name };
+        forbid(principal, action == Action::"view", resource) when { context.level > 2 };"#;
+    let engine = Engine::from_files([
+        BundleFile::new("policies.cedar", policies),
+        BundleFile::new("schema.cedarschema", SCHEMA),
+        BundleFile::new("entities.json", "[]"),
+    ])
+    .map_err(|e| TestCaseError::fail(format!("bundle does not load: {e}")))?;
+    let schema = Schema::from_cedarschema_str(SCHEMA).unwrap().0;
+    let action_uid = EntityUid::from_json(json!({"type": "Action", "id": action})).unwrap();
+    let cedar = Context::from_json_value(context.clone(), Some((&schema, &action_uid)))
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            Request::new(
+                EntityUid::from_json(principal.clone()).unwrap(),
+                action_uid.clone(),
+                EntityUid::from_json(resource.clone()).unwrap(),
+                c,
+                Some(&schema),
+            )
+            .map_err(|e| e.to_string())
+        });
+    let json_request = json!({"principal": principal, "action": {"type": "Action", "id": action},
+                              "resource": resource, "context": context});
+    let got = engine.authorize_json_decision(&json_request.to_string());
+    match (cedar, got) {
+        (Ok(request), Ok(d)) => {
+            let set = PolicySet::from_str(policies).unwrap();
+            let (decision, reasons, errors) = cedar_outcome(&set, &Entities::empty(), &request);
+            prop_assert_eq!(d.decision, decision, "request {}", json_request);
+            prop_assert_eq!(d.reasons.iter().cloned().collect::<BTreeSet<_>>(), reasons);
+            prop_assert_eq!(
+                d.errors
+                    .iter()
+                    .filter_map(|e| e.policy.clone())
+                    .collect::<BTreeSet<_>>(),
+                errors
+            );
+        }
+        (Err(_), Err(e)) => prop_assert!(
+            matches!(e.kind(), "invalid_request" | "invalid_context"),
+            "{} for {}",
+            e.kind(),
+            json_request
+        ),
+        (Ok(_), Err(e)) => prop_assert!(
+            false,
+            "cedar accepts, arbiter refuses ({e}): {json_request}"
+        ),
+        (Err(e), Ok(_)) => prop_assert!(
+            false,
+            "cedar refuses ({e}), arbiter decides: {json_request}"
+        ),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_evaluation_agrees_with_cedar(
+        conditions in prop::collection::vec(
+            (prop::bool::weighted(0.8), prop_oneof![4 => condition(), 1 => expr()]),
+            1..6,
+        )
+    ) {
+        check_conditions(&conditions)?;
+    }
+
+    #[test]
+    fn request_shapes_agree_with_cedar_validation(
+        action in prop_oneof![Just("view"), Just("other"), Just("nope")],
+        principal in prop_oneof![Just(user(0)), Just(json!({"type": "Group", "id": "g0"})), Just(json!({"type": "Nope", "id": "x"}))],
+        resource in prop_oneof![Just(user(1)), Just(json!({"type": "Group", "id": "g0"})), Just(json!({"type": "Color", "id": "red"}))],
+        context in context_value(),
+    ) {
+        check_shapes(action, principal, resource, context)?;
+    }
+}
+
+/// The generators reach the fast path's interesting cases: allow, deny by forbid, errors.
+#[test]
+fn generated_conditions_cover_values_and_errors() {
+    let conditions = [
+        (
+            true,
+            r#"principal.level + 1 > 3 && principal.tags.contains("a")"#.to_owned(),
+        ),
+        (true, "principal.level + resource.level > 0".to_owned()),
+        (
+            true,
+            r#"principal in Group::"g1" && principal.hasTag("t")"#.to_owned(),
+        ),
+        (false, "resource.missing".to_owned()),
+    ];
+    check_conditions(&conditions).unwrap();
+}
