@@ -9,6 +9,7 @@ import "C"
 import (
 	"encoding/json"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -64,22 +65,67 @@ type TokenInfo struct {
 	Error     *DecisionError  `json:"error,omitempty"`
 }
 
-// cstr points C at a Go string's bytes, pinned for the call (cgo forbids passing unpinned Go
-// pointers inside Go memory). An empty string is absent when optional is set.
-func cstr(pinner *runtime.Pinner, s string, optional bool) C.arbiter_str {
-	if s == "" {
-		if optional {
-			return C.arbiter_str{}
-		}
-		return C.arbiter_str{ptr: (*C.char)(unsafe.Pointer(&zeroByte)), len: 0}
-	}
-	data := unsafe.StringData(s)
-	pinner.Pin(data)
-	return C.arbiter_str{ptr: (*C.char)(unsafe.Pointer(data)), len: C.size_t(len(s))}
+// cArena is C memory that a request's strings are copied into for one call, so that the
+// request handed to C holds no Go pointers. Copying a few hundred bytes costs less than pinning
+// each string. Arenas are reused through a pool and freed by a finalizer when the pool drops
+// them.
+type cArena struct {
+	base unsafe.Pointer
+	size int
+	used int
 }
 
-func cref(pinner *runtime.Pinner, r EntityRef) C.arbiter_entity_ref {
-	return C.arbiter_entity_ref{type_name: cstr(pinner, r.Type, false), id: cstr(pinner, r.ID, false)}
+// Arenas that grew past this size for a large request are freed at once, not pooled.
+const maxPooledArena = 64 << 10
+
+var arenas = sync.Pool{New: func() any {
+	a := new(cArena)
+	runtime.SetFinalizer(a, (*cArena).free)
+	return a
+}}
+
+func (a *cArena) free() {
+	C.free(a.base)
+	a.base, a.size = nil, 0
+}
+
+// reset makes room for n bytes (at least one, so an empty string has a non-NULL pointer).
+func (a *cArena) reset(n int) {
+	if n+1 > a.size {
+		C.free(a.base)
+		a.base = C.malloc(C.size_t(n + 1))
+		a.size = n + 1
+	}
+	a.used = 0
+}
+
+func (a *cArena) release() {
+	if a.size > maxPooledArena {
+		a.free()
+	}
+	arenas.Put(a)
+}
+
+// str copies s into the arena. An empty string is absent when optional is set.
+func (a *cArena) str(s string, optional bool) C.arbiter_str {
+	if s == "" && optional {
+		return C.arbiter_str{}
+	}
+	dst := unsafe.Add(a.base, a.used)
+	copy(unsafe.Slice((*byte)(dst), len(s)), s)
+	a.used += len(s)
+	return C.arbiter_str{ptr: (*C.char)(dst), len: C.size_t(len(s))}
+}
+
+// authorizeFrame is what arbiter_engine_authorize reads and writes, placed in an arena.
+type authorizeFrame struct {
+	req C.arbiter_request
+	out *C.arbiter_decision
+	err *C.arbiter_error
+}
+
+func (a *cArena) ref(r EntityRef) C.arbiter_entity_ref {
+	return C.arbiter_entity_ref{type_name: a.str(r.Type, false), id: a.str(r.ID, false)}
 }
 
 // Authorize decides a typed request through the C ABI's fast path: no request JSON; the
@@ -102,20 +148,29 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 	}
 	var decision Decision
 	err := e.use(func(ptr *C.arbiter_engine) error {
-		var pinner runtime.Pinner
-		defer pinner.Unpin()
-		var req C.arbiter_request
+		size := len(r.Action.Type) + len(r.Action.ID) + len(r.Resource.Type) + len(r.Resource.ID) +
+			len(context) + len(entities) + len(r.Token)
 		if r.Principal != nil {
-			req.principal = cref(&pinner, *r.Principal)
+			size += len(r.Principal.Type) + len(r.Principal.ID)
 		}
-		req.action = cref(&pinner, r.Action)
-		req.resource = cref(&pinner, r.Resource)
-		req.context_json = cstr(&pinner, context, true)
-		req.entities_json = cstr(&pinner, entities, true)
-		req.token = cstr(&pinner, r.Token, true)
-		var out *C.arbiter_decision
-		var cerr *C.arbiter_error
-		code := C.arbiter_engine_authorize(ptr, &req, &out, &cerr)
+		arena := arenas.Get().(*cArena)
+		defer arena.release()
+		// The request and the out-parameters live in the arena too: the call passes C
+		// memory only, which cgo need not check and Go need not move to the heap.
+		arena.reset(int(unsafe.Sizeof(authorizeFrame{})) + size)
+		frame := (*authorizeFrame)(arena.base)
+		arena.used = int(unsafe.Sizeof(authorizeFrame{}))
+		*frame = authorizeFrame{}
+		if r.Principal != nil {
+			frame.req.principal = arena.ref(*r.Principal)
+		}
+		frame.req.action = arena.ref(r.Action)
+		frame.req.resource = arena.ref(r.Resource)
+		frame.req.context_json = arena.str(context, true)
+		frame.req.entities_json = arena.str(entities, true)
+		frame.req.token = arena.str(r.Token, true)
+		code := C.arbiter_engine_authorize(ptr, &frame.req, &frame.out, &frame.err)
+		out, cerr := frame.out, frame.err
 		if code != C.ARBITER_RESULT_OK {
 			return takeError(code, cerr)
 		}
