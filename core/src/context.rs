@@ -28,6 +28,20 @@ pub(crate) fn plain_context(json: &str) -> Option<Context> {
 
 struct Plain(Value);
 
+/// A record of plain JSON (the attributes or tags of a request entity).
+#[derive(Default)]
+pub(crate) struct PlainRecord(pub(crate) BTreeMap<SmolStr, Value>);
+
+impl<'de> Deserialize<'de> for PlainRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Plain(value) = deserializer.deserialize_map(PlainVisitor)?;
+        match value.value_kind() {
+            ast::ValueKind::Record(record) => Ok(Self(record.as_ref().clone())),
+            _ => Err(de::Error::custom("not a record")),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Plain {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(PlainVisitor)

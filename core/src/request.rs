@@ -1,16 +1,19 @@
 //! Requests: the typed form, and the contract's JSON wire form that every language shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
     Context, ContextJsonError, Entity, EntityId, EntityTypeName, EntityUid, Schema,
 };
-use cedar_policy_core::ast::EntityUID;
+use cedar_policy_core::ast::{self, EntityUID, PartialValue};
+use cedar_policy_core::entities::conformance::EntitySchemaConformanceChecker;
+use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::validator::CoreSchema;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::context::plain_context;
+use crate::context::{plain_context, PlainRecord};
 use crate::entities::parse_entity;
 use crate::error::RequestError;
 
@@ -89,7 +92,7 @@ impl Request {
             resource,
             context,
             plain_context_json,
-            entities: parse_entities(wire.entities, schema)?,
+            entities: parse_entities(wire.entities, reader)?,
             token: wire.token,
         })
     }
@@ -119,7 +122,7 @@ impl Request {
                 serde_json::from_str(json).map_err(|e| {
                     RequestError::Entities(format!("expected a JSON array of entities: {e}"))
                 })?,
-                schema,
+                reader,
             )?,
         };
         Ok(Self {
@@ -190,13 +193,16 @@ fn context_error(e: ContextJsonError) -> RequestError {
 /// identically counts once; given twice differently, it is an error.
 fn parse_entities(
     items: Vec<serde_json::Value>,
-    schema: Option<&Schema>,
+    reader: &RequestReader<'_>,
 ) -> Result<Vec<Entity>, RequestError> {
     let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
     let mut entities: Vec<Entity> = Vec::with_capacity(items.len());
     for (n, json) in items.into_iter().enumerate() {
-        let entity = parse_entity(json, schema)
-            .map_err(|e| RequestError::Entities(format!("entities[{n}]: {}", e.message())))?;
+        let entity = match plain_entity(&json, reader) {
+            Some(entity) => entity,
+            None => parse_entity(json, reader.schema)
+                .map_err(|e| RequestError::Entities(format!("entities[{n}]: {}", e.message())))?,
+        };
         match seen.get(entity.uid()) {
             Some(&(at, _)) if entities[at].as_ref().deep_eq(&entity) => continue,
             Some(&(_, first)) => {
@@ -212,6 +218,59 @@ fn parse_entities(
         }
     }
     Ok(entities)
+}
+
+/// A request entity in Cedar's entity JSON, read without Cedar's entity parser (whose untagged
+/// value enum builds and discards an error per value). Only an entity whose attributes and tags
+/// are plain JSON (see `context`), whose type names the bundle knows, and which (with a schema)
+/// conforms to the schema: Cedar's schema-guided reading of such JSON is the plain one. `None`
+/// leaves the entity to Cedar's parser, which decides and words any error.
+fn plain_entity(json: &serde_json::Value, reader: &RequestReader<'_>) -> Option<ast::Entity> {
+    let wire = WireEntity::deserialize(json).ok()?;
+    let known = |r: WireRef| -> Option<EntityUID> {
+        let (type_name, id) = match (r.type_name, r.id, r.entity) {
+            (Some(t), Some(id), None) => (t, id),
+            (None, None, Some(e)) => (e.type_name, e.id),
+            _ => return None,
+        };
+        let type_name = reader.types.0.get(&type_name)?;
+        Some(EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id)).into())
+    };
+    let uid = known(wire.uid)?;
+    let parents: HashSet<EntityUID> = wire.parents.into_iter().map(known).collect::<Option<_>>()?;
+    let values = |record: PlainRecord| {
+        record
+            .0
+            .into_iter()
+            .map(|(k, v)| (k, PartialValue::Value(v)))
+    };
+    let entity = ast::Entity::new_with_attr_partial_value(
+        uid,
+        values(wire.attrs),
+        HashSet::new(),
+        parents,
+        values(wire.tags),
+    );
+    if let Some(schema) = reader.schema {
+        EntitySchemaConformanceChecker::new(
+            &CoreSchema::new(schema.as_ref()),
+            Extensions::all_available(),
+        )
+        .validate_entity(&entity)
+        .ok()?;
+    }
+    Some(entity)
+}
+
+/// A request entity, as `plain_entity` reads it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEntity {
+    uid: WireRef,
+    attrs: PlainRecord,
+    parents: Vec<WireRef>,
+    #[serde(default)]
+    tags: PlainRecord,
 }
 
 /// How a bundle reads requests: against its schema (when it validates requests), with its

@@ -378,7 +378,7 @@ fn check_conditions(conditions: &[(bool, String)]) -> Result<(), TestCaseError> 
 
 const SCHEMA: &str = r#"
 entity Group;
-entity User in [Group] { level: Long };
+entity User in [Group] { level: Long, at?: __cedar::decimal };
 entity Color enum ["red", "blue"];
 action view appliesTo {
   principal: [User], resource: [User, Group],
@@ -411,6 +411,7 @@ fn context_value() -> impl Strategy<Value = Value> {
             json!({"__entity": {"type": "Color", "id": "green"}})
         )),
         Just(("at", json!({"__extn": {"fn": "decimal", "arg": "1.0"}}))),
+        Just(("at", json!({"fn": "decimal", "arg": "1.0"}))),
         Just(("rec", json!({"a": 1}))),
         Just(("rec", json!({"a": 1, "b": [{"__entity": user(1)}]}))),
         Just(("rec", json!({"a": 1, "c": 2}))),
@@ -422,14 +423,61 @@ fn context_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Request entities for the schema's types, right and wrong, at most one per uid.
+fn request_entities() -> impl Strategy<Value = Value> {
+    let g = |i: usize| json!({"type": "Group", "id": format!("g{i}")});
+    let u0 = prop_oneof![
+        Just(json!({"uid": user(0), "attrs": {"level": 1}, "parents": [g(0)]})),
+        Just(json!({"uid": user(0), "attrs": {"level": 3}, "parents": [g(1)]})),
+        Just(json!({"uid": user(0), "attrs": {"level": "1"}, "parents": []})),
+        Just(json!({"uid": user(0), "attrs": {}, "parents": []})),
+        Just(json!({"uid": user(0), "attrs": {"level": 1, "extra": 2}, "parents": []})),
+        Just(
+            json!({"uid": user(0), "attrs": {"level": 1}, "parents": [{"type": "Nope", "id": "x"}]})
+        ),
+        Just(json!({"uid": user(0), "attrs": {"level": 1}, "parents": [], "tags": {"t": "x"}})),
+        Just(
+            json!({"uid": {"__entity": user(0)}, "attrs": {"level": 5}, "parents": [{"__entity": g(1)}]})
+        ),
+        Just(
+            json!({"uid": user(0), "attrs": {"level": {"__extn": {"fn": "decimal", "arg": "1.0"}}}, "parents": []})
+        ),
+        Just(json!({"uid": user(0), "attrs": {"level": 2}})),
+        Just(
+            json!({"uid": user(0), "attrs": {"level": 2, "at": {"fn": "decimal", "arg": "1.5"}}, "parents": []})
+        ),
+    ];
+    let g0 = prop_oneof![
+        Just(json!({"uid": g(0), "attrs": {}, "parents": [g(1)]})),
+        Just(json!({"uid": g(0), "attrs": {}, "parents": []})),
+        Just(json!({"uid": g(0), "attrs": {"x": 1}, "parents": []})),
+        Just(json!({"uid": g(0), "attrs": {}, "parents": [user(1)]})),
+    ];
+    let other = prop_oneof![
+        Just(json!({"uid": {"type": "Action", "id": "view"}, "attrs": {}, "parents": []})),
+        Just(json!({"uid": {"type": "Color", "id": "red"}, "attrs": {}, "parents": []})),
+        Just(json!({"uid": user(1), "attrs": {"level": 9}, "parents": [g(0)]})),
+        Just(json!({"uid": {"type": "Nope", "id": "n"}, "attrs": {}, "parents": []})),
+    ];
+    (
+        prop::option::of(u0),
+        prop::option::of(g0),
+        prop::option::of(other),
+    )
+        .prop_map(|(a, b, c)| Value::Array([a, b, c].into_iter().flatten().collect()))
+}
+
 fn check_shapes(
     action: &str,
     principal: Value,
     resource: Value,
     context: Value,
+    entities: Value,
 ) -> Result<(), TestCaseError> {
     let policies = r#"permit(principal, action == Action::"view", resource) when { context has name };
-        forbid(principal, action == Action::"view", resource) when { context.level > 2 };"#;
+        permit(principal in Group::"g1", action == Action::"view", resource);
+        forbid(principal, action == Action::"view", resource) when { context.level > 2 };
+        forbid(principal, action == Action::"view", resource) when { principal has level && principal.level > 2 };"#;
     let engine = Engine::from_files([
         BundleFile::new("policies.cedar", policies),
         BundleFile::new("schema.cedarschema", SCHEMA),
@@ -438,6 +486,8 @@ fn check_shapes(
     .map_err(|e| TestCaseError::fail(format!("bundle does not load: {e}")))?;
     let schema = Schema::from_cedarschema_str(SCHEMA).unwrap().0;
     let action_uid = EntityUid::from_json(json!({"type": "Action", "id": action})).unwrap();
+    let store =
+        Entities::from_json_value(entities.clone(), Some(&schema)).map_err(|e| e.to_string());
     let cedar = Context::from_json_value(context.clone(), Some((&schema, &action_uid)))
         .map_err(|e| e.to_string())
         .and_then(|c| {
@@ -451,12 +501,12 @@ fn check_shapes(
             .map_err(|e| e.to_string())
         });
     let json_request = json!({"principal": principal, "action": {"type": "Action", "id": action},
-                              "resource": resource, "context": context});
+                              "resource": resource, "context": context, "entities": entities});
     let got = engine.authorize_json_decision(&json_request.to_string());
-    match (cedar, got) {
-        (Ok(request), Ok(d)) => {
+    match (cedar.and_then(|r| store.map(|s| (r, s))), got) {
+        (Ok((request, store)), Ok(d)) => {
             let set = PolicySet::from_str(policies).unwrap();
-            let (decision, reasons, errors) = cedar_outcome(&set, &Entities::empty(), &request);
+            let (decision, reasons, errors) = cedar_outcome(&set, &store, &request);
             prop_assert_eq!(d.decision, decision, "request {}", json_request);
             prop_assert_eq!(d.reasons.iter().cloned().collect::<BTreeSet<_>>(), reasons);
             prop_assert_eq!(
@@ -468,7 +518,10 @@ fn check_shapes(
             );
         }
         (Err(_), Err(e)) => prop_assert!(
-            matches!(e.kind(), "invalid_request" | "invalid_context"),
+            matches!(
+                e.kind(),
+                "invalid_request" | "invalid_context" | "invalid_entities"
+            ),
             "{} for {}",
             e.kind(),
             json_request
@@ -504,8 +557,14 @@ proptest! {
         principal in prop_oneof![Just(user(0)), Just(json!({"type": "Group", "id": "g0"})), Just(json!({"type": "Nope", "id": "x"}))],
         resource in prop_oneof![Just(user(1)), Just(json!({"type": "Group", "id": "g0"})), Just(json!({"type": "Color", "id": "red"}))],
         context in context_value(),
+        entities in request_entities(),
     ) {
-        check_shapes(action, principal, resource, context)?;
+        check_shapes(action, principal, resource, context, entities)?;
+    }
+
+    #[test]
+    fn request_entities_agree_with_cedar(entities in request_entities()) {
+        check_shapes("view", user(0), user(1), json!({"level": 1, "name": "n"}), entities)?;
     }
 }
 
