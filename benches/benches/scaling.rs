@@ -100,38 +100,42 @@ permit (principal in ?principal, action == Action::"read_project", resource in ?
     }
 }
 
-/// A default-bundle request that brings `n` entities as JSON: a new user, a new project, and
-/// `n - 2` nested groups the project sits in (one entity: only the user).
+/// A default-bundle request that brings `n` entities as JSON, shaped like a list page: a new
+/// user, the project asked about in up to three nested new groups, and other projects of the
+/// innermost group (one entity: only the user, asking about a static project).
 fn entities_request(n: usize) -> (Value, Value) {
     let mut entities = vec![json!({"uid": {"type": "Gitlab::User", "id": "newcomer"},
         "attrs": {"state": "active", "admin": false, "auditor": false, "external": false,
                   "user_type": "human"}, "parents": []})];
+    if n == 1 {
+        return (
+            json!({"type": "Gitlab::Project", "id": "1"}),
+            Value::Array(entities),
+        );
+    }
+    let groups = (n - 2).min(3);
     let group = |i: usize| json!({"type": "Gitlab::Group", "id": format!("g{i}")});
-    let resource = if n == 1 {
-        json!({"type": "Gitlab::Project", "id": "1"})
-    } else {
-        let groups = n - 2;
-        for i in 0..groups {
-            let parents: Vec<Value> = if i + 1 < groups {
-                vec![group(i + 1)]
-            } else {
-                vec![]
-            };
-            entities.push(json!({"uid": group(i), "attrs": {"visibility": "private"},
-                                 "parents": parents}));
-        }
-        let parents: Vec<Value> = if groups > 0 { vec![group(0)] } else { vec![] };
-        entities.push(json!({"uid": {"type": "Gitlab::Project", "id": "new"},
+    for i in 0..groups {
+        let parents: Vec<Value> = (i + 1 < groups).then(|| group(i + 1)).into_iter().collect();
+        entities.push(json!({"uid": group(i), "attrs": {"visibility": "private"},
+                             "parents": parents}));
+    }
+    let project = |i: usize| {
+        let parents: Vec<Value> = (groups > 0).then(|| group(0)).into_iter().collect();
+        json!({"uid": {"type": "Gitlab::Project", "id": format!("new{i}")},
             "attrs": {"visibility": "private", "archived": false, "job_token_allowlist": [],
                       "features": {"repository": "enabled", "issues": "enabled",
                                    "merge_requests": "enabled", "builds": "enabled",
                                    "container_registry": "enabled",
                                    "package_registry": "enabled"}},
-            "parents": parents}));
-        json!({"type": "Gitlab::Project", "id": "new"})
+            "parents": parents})
     };
+    entities.extend((0..n - 1 - groups).map(project));
     assert_eq!(entities.len(), n);
-    (resource, Value::Array(entities))
+    (
+        json!({"type": "Gitlab::Project", "id": "new0"}),
+        Value::Array(entities),
+    )
 }
 
 /// Per-request entities as JSON through `authorize_json`, against cedar-policy's JSON path:

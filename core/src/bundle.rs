@@ -348,6 +348,7 @@ impl Bundle {
     pub(crate) fn reader(&self) -> RequestReader<'_> {
         RequestReader {
             schema: self.request_schema(),
+            shapes: self.shapes.as_ref(),
             types: &self.types,
         }
     }

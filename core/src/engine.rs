@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::bundle::{read_engine_files, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
-use crate::entities::push_value_references;
+use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
 use crate::eval;
 use crate::index::IndexedPolicy;
@@ -215,8 +215,12 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
         None => request.context.clone(),
         Some(claims) => token_context(request.context.clone(), claims)?,
     };
-    // A principal entity built from the token's claims replaces any the request brings.
+    // A principal entity built from the token's claims replaces any the request brings; like
+    // the request's entities (checked as they were read), it must conform to the schema.
     let token_entity = token.as_ref().and_then(|v| v.principal.entity.as_ref());
+    if let (Some(entity), Some(schema)) = (token_entity, bundle.request_schema()) {
+        validate_entity(entity.as_ref(), schema, bundle.shapes.as_ref())?;
+    }
     let own: Vec<Arc<ast::Entity>> = request
         .entities
         .iter()
@@ -277,7 +281,7 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
                 .for_each(|v| push_value_references(v, &mut seeds));
         }
         seeds.extend_from_slice(bundle.index.literals(a, hierarchy_may_change));
-        layered = bundle.entities.layered(seeds, own, schema)?;
+        layered = bundle.entities.layered(seeds, own)?;
         &layered
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);

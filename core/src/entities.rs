@@ -13,16 +13,21 @@ use std::sync::Arc;
 
 use cedar_policy::Schema;
 use cedar_policy_core::ast::{self, EntityUID, Literal, PartialValue, Value, ValueKind};
+use cedar_policy_core::entities::conformance::EntitySchemaConformanceChecker;
 use cedar_policy_core::entities::{Entities, EntityJsonParser, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::CoreSchema;
 
 use crate::bundle::BundleFile;
 use crate::error::{LoadError, Problem, RequestError};
+use crate::shapes::RequestShapes;
 
 /// The bundle's entities (including the schema's action entities), closed under `in`.
 pub(crate) struct StaticEntities {
     by_uid: HashMap<EntityUID, Arc<ast::Entity>>,
+    /// Ancestors named by static entities but absent from the store. A request entity with one
+    /// of these uids changes static entities' ancestors, so its store takes Cedar's full upsert.
+    dangling: HashSet<EntityUID>,
     /// The same entities as one Cedar store, sharing their data with `by_uid`.
     store: Entities,
 }
@@ -58,7 +63,17 @@ impl StaticEntities {
                 Extensions::all_available(),
             )
             .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?;
-        Ok(Self { by_uid, store })
+        let dangling = by_uid
+            .values()
+            .flat_map(|e| e.ancestors())
+            .filter(|uid| !by_uid.contains_key(*uid))
+            .cloned()
+            .collect();
+        Ok(Self {
+            by_uid,
+            dangling,
+            store,
+        })
     }
 
     /// Every entity as Cedar entity JSON, sorted by uid.
@@ -82,13 +97,12 @@ impl StaticEntities {
     }
 
     /// A store for one request: the static slice reachable from `seeds` and from the request's
-    /// own entities, with those upserted over it. `schema`, when given, validates the request's
-    /// entities.
+    /// own entities, with those upserted over it. The request's entities must already conform
+    /// to the schema, if any (see [`validate_entity`]).
     pub(crate) fn layered(
         &self,
         seeds: impl IntoIterator<Item = EntityUID>,
         request_entities: Vec<Arc<ast::Entity>>,
-        schema: Option<&Schema>,
     ) -> Result<Entities, RequestError> {
         let overlay: HashMap<&EntityUID, &Arc<ast::Entity>> =
             request_entities.iter().map(|e| (e.uid(), e)).collect();
@@ -113,7 +127,18 @@ impl StaticEntities {
             }
             seen.insert(uid);
         }
-        let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
+        if let Some(closed) = self.closed_over_static(&request_entities) {
+            // The request's entities neither replace nor extend static ones: their ancestors
+            // are closed here, and one store is built with no transitive-closure repair.
+            return Entities::new()
+                .add_entities(
+                    slice.into_iter().chain(closed),
+                    None::<&NoEntitiesSchema>,
+                    TCComputation::AssumeAlreadyComputed,
+                    Extensions::all_available(),
+                )
+                .map_err(|e| RequestError::entities(&e));
+        }
         let statics = Entities::new()
             .add_entities(
                 slice,
@@ -125,11 +150,91 @@ impl StaticEntities {
         statics
             .upsert_entities(
                 request_entities,
-                core_schema.as_ref(),
+                None::<&NoEntitiesSchema>,
                 TCComputation::ComputeNow,
                 Extensions::all_available(),
             )
             .map_err(|e| RequestError::entities(&e))
+    }
+
+    /// The request's entities with their ancestors closed over each other and the static store,
+    /// when that is all Cedar's upsert would do: no request entity shares a uid with a static
+    /// one (or another request entity) or with a dangling static ancestor, and their parents
+    /// form no cycle (Cedar words that error). `None` otherwise.
+    fn closed_over_static(&self, request: &[Arc<ast::Entity>]) -> Option<Vec<Arc<ast::Entity>>> {
+        let own: HashMap<&EntityUID, usize> = request
+            .iter()
+            .enumerate()
+            .map(|(n, e)| (e.uid(), n))
+            .collect();
+        if own.len() != request.len()
+            || own
+                .keys()
+                .any(|uid| self.by_uid.contains_key(*uid) || self.dangling.contains(*uid))
+        {
+            return None;
+        }
+        // Depth-first, children after their parents; a parent still open is a cycle.
+        const OPEN: u8 = 1;
+        const DONE: u8 = 2;
+        let mut state = vec![0u8; request.len()];
+        let mut ancestors: Vec<HashSet<EntityUID>> = vec![HashSet::new(); request.len()];
+        let mut stack: Vec<(usize, bool)> = (0..request.len()).rev().map(|n| (n, false)).collect();
+        while let Some((n, parents_done)) = stack.pop() {
+            if parents_done {
+                let mut closed = HashSet::new();
+                for parent in request[n].parents() {
+                    closed.insert(parent.clone());
+                    match own.get(parent) {
+                        Some(&p) => closed.extend(ancestors[p].iter().cloned()),
+                        None => {
+                            if let Some(entity) = self.by_uid.get(parent) {
+                                closed.extend(entity.ancestors().cloned());
+                            }
+                        }
+                    }
+                }
+                ancestors[n] = closed;
+                state[n] = DONE;
+                continue;
+            }
+            match state[n] {
+                DONE => continue,
+                OPEN => return None,
+                _ => {}
+            }
+            state[n] = OPEN;
+            stack.push((n, true));
+            for parent in request[n].parents() {
+                if let Some(&p) = own.get(parent) {
+                    match state[p] {
+                        OPEN => return None,
+                        DONE => {}
+                        _ => stack.push((p, false)),
+                    }
+                }
+            }
+        }
+        Some(
+            request
+                .iter()
+                .zip(ancestors)
+                .map(|(entity, closed)| {
+                    let mut entity = Arc::clone(entity);
+                    let indirect: Vec<EntityUID> = closed
+                        .into_iter()
+                        .filter(|a| !entity.parents().any(|p| p == a))
+                        .collect();
+                    if !indirect.is_empty() {
+                        let entity = Arc::make_mut(&mut entity);
+                        indirect
+                            .into_iter()
+                            .for_each(|a| entity.add_indirect_ancestor(a));
+                    }
+                    entity
+                })
+                .collect(),
+        )
     }
 }
 
@@ -149,6 +254,24 @@ pub(crate) fn parse_entity(
         TCComputation::ComputeNow,
     )
     .single_from_json_value(json)
+    .map_err(|e| RequestError::entities(&e))
+}
+
+/// Checks a request entity against the schema as Cedar's upsert would: vouched for by the
+/// compiled shapes, else by Cedar's conformance checker, which words the error.
+pub(crate) fn validate_entity(
+    entity: &ast::Entity,
+    schema: &Schema,
+    shapes: Option<&RequestShapes>,
+) -> Result<(), RequestError> {
+    if shapes.is_some_and(|s| s.vouch_entity(entity)) {
+        return Ok(());
+    }
+    EntitySchemaConformanceChecker::new(
+        &CoreSchema::new(schema.as_ref()),
+        Extensions::all_available(),
+    )
+    .validate_entity(entity)
     .map_err(|e| RequestError::entities(&e))
 }
 

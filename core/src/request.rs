@@ -7,15 +7,13 @@ use cedar_policy::{
     Context, ContextJsonError, Entity, EntityId, EntityTypeName, EntityUid, Schema,
 };
 use cedar_policy_core::ast::{self, EntityUID, PartialValue};
-use cedar_policy_core::entities::conformance::EntitySchemaConformanceChecker;
-use cedar_policy_core::extensions::Extensions;
-use cedar_policy_core::validator::CoreSchema;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::context::{plain_context, PlainRecord};
-use crate::entities::parse_entity;
+use crate::entities::{parse_entity, validate_entity};
 use crate::error::RequestError;
+use crate::shapes::RequestShapes;
 
 /// A request for a decision.
 #[derive(Debug, Clone)]
@@ -252,12 +250,7 @@ fn plain_entity(json: &serde_json::Value, reader: &RequestReader<'_>) -> Option<
         values(wire.tags),
     );
     if let Some(schema) = reader.schema {
-        EntitySchemaConformanceChecker::new(
-            &CoreSchema::new(schema.as_ref()),
-            Extensions::all_available(),
-        )
-        .validate_entity(&entity)
-        .ok()?;
+        validate_entity(&entity, schema, reader.shapes).ok()?;
     }
     Some(entity)
 }
@@ -277,6 +270,7 @@ struct WireEntity {
 /// entity type names parsed once.
 pub(crate) struct RequestReader<'a> {
     pub(crate) schema: Option<&'a Schema>,
+    pub(crate) shapes: Option<&'a RequestShapes>,
     pub(crate) types: &'a TypeNames,
 }
 

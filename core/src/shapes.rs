@@ -1,19 +1,25 @@
-//! Request validation against the schema, vouched for without Cedar where that is certain.
+//! Request and entity validation against the schema, vouched for without Cedar where that is
+//! certain.
 //!
-//! Cedar validates a request by converting its context into a restricted expression and type
-//! checking that, which costs more than deciding most requests. At load, each action's
-//! principal types, resource types and context type are compiled into a [`Shape`]; a request
-//! that plainly conforms (the types are listed, the context holds exactly the declared
-//! attributes with values of the declared types, entity references are of ordinary declared
-//! types) is accepted here. Anything else, including every request Cedar would reject, goes to
+//! Cedar validates a request (and an entity) by converting its values into restricted
+//! expressions and type checking those, which costs more than deciding most requests. At load,
+//! each action's principal types, resource types and context type, and each ordinary entity
+//! type's attributes, ancestor types and tags, are compiled into [`Shape`]s; a request or entity
+//! that plainly conforms (the types are listed, records hold exactly the declared attributes
+//! with values of the declared types, entity references are of ordinary declared types) is
+//! accepted here. Anything else, including every request Cedar would reject, goes to
 //! Cedar's validation, which reports the exact error. So this module only ever says "valid"
-//! where Cedar says so too; `tests/request_shapes.rs` checks that on generated contexts.
+//! where Cedar says so too; `tests/fast_eval.rs` checks that on generated contexts and entities.
 
 use std::collections::{BTreeMap, HashMap};
 
 use cedar_policy::Schema;
-use cedar_policy_core::ast::{EntityType, EntityUID, Literal, Value, ValueKind};
-use cedar_policy_core::validator::types::{BoolType, EntityKind, OpenTag, Type as SchemaType};
+use cedar_policy_core::ast::{
+    Entity, EntityType, EntityUID, Literal, PartialValue, Value, ValueKind,
+};
+use cedar_policy_core::validator::types::{
+    Attributes, BoolType, EntityKind, OpenTag, Type as SchemaType,
+};
 use cedar_policy_core::validator::{ValidatorEntityTypeKind, ValidatorSchema};
 use smol_str::SmolStr;
 
@@ -30,15 +36,25 @@ enum Shape {
     Unsure,
 }
 
+/// What an entity of one ordinary type must be: its attributes (sorted, with whether each is
+/// required), the types its ancestors may have, and its tags' shape (`None`: no tags).
+struct EntityShape {
+    attrs: Vec<(SmolStr, Shape, bool)>,
+    required: usize,
+    ancestors: Vec<EntityType>,
+    tags: Option<Shape>,
+}
+
 struct ActionShape {
     principals: Vec<EntityType>,
     resources: Vec<EntityType>,
     context: Shape,
 }
 
-/// Every schema action's request shape.
+/// Every schema action's request shape, and every ordinary entity type's shape.
 pub(crate) struct RequestShapes {
     actions: HashMap<EntityUID, ActionShape>,
+    entities: HashMap<EntityType, EntityShape>,
 }
 
 impl RequestShapes {
@@ -76,7 +92,66 @@ impl RequestShapes {
                 ))
             })
             .collect();
-        Self { actions }
+        let entities = validator
+            .entity_types()
+            .filter(|t| ordinary(&t.name()))
+            .filter_map(|t| {
+                if !matches!(t.kind, ValidatorEntityTypeKind::Standard(_))
+                    || t.open_attributes() != OpenTag::ClosedAttributes
+                {
+                    return None;
+                }
+                let attrs = fields(t.attributes(), &ordinary);
+                Some((
+                    t.name().clone(),
+                    EntityShape {
+                        required: attrs.iter().filter(|f| f.2).count(),
+                        attrs,
+                        // Cedar allows an ancestor of any type declaring this one a member.
+                        ancestors: validator
+                            .entity_types()
+                            .filter(|p| p.descendants.contains(t.name()) && ordinary(&p.name()))
+                            .map(|p| p.name().clone())
+                            .collect(),
+                        tags: t.tag_type().map(|tags| Shape::of(tags, &ordinary)),
+                    },
+                ))
+            })
+            .collect();
+        Self { actions, entities }
+    }
+
+    /// True only when Cedar's schema conformance check would accept this entity.
+    pub(crate) fn vouch_entity(&self, entity: &Entity) -> bool {
+        let Some(shape) = self.entities.get(entity.uid().entity_type()) else {
+            return false;
+        };
+        let mut required = 0;
+        for (name, value) in entity.attrs() {
+            let Ok(i) = shape
+                .attrs
+                .binary_search_by(|field| field.0.as_str().cmp(name.as_str()))
+            else {
+                return false;
+            };
+            let (_, attr, is_required) = &shape.attrs[i];
+            match value {
+                PartialValue::Value(value) if attr.conforms(value) => {
+                    required += usize::from(*is_required)
+                }
+                _ => return false,
+            }
+        }
+        required == shape.required
+            && entity
+                .ancestors()
+                .all(|a| shape.ancestors.contains(a.entity_type()))
+            && match &shape.tags {
+                None => entity.tags().next().is_none(),
+                Some(tags) => entity
+                    .tags()
+                    .all(|(_, v)| matches!(v, PartialValue::Value(v) if tags.conforms(v))),
+            }
     }
 
     /// True only when Cedar's request validation would accept this request.
@@ -94,6 +169,25 @@ impl RequestShapes {
             && shape.resources.contains(resource.entity_type())
             && shape.context.record_conforms(context)
     }
+}
+
+/// A closed record's fields, sorted by name.
+fn fields(
+    attrs: &Attributes,
+    ordinary: &dyn Fn(&&EntityType) -> bool,
+) -> Vec<(SmolStr, Shape, bool)> {
+    let mut fields: Vec<(SmolStr, Shape, bool)> = attrs
+        .iter()
+        .map(|(name, attr)| {
+            (
+                name.clone(),
+                Shape::of(&attr.attr_type, ordinary),
+                attr.is_required,
+            )
+        })
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields
 }
 
 impl Shape {
@@ -114,20 +208,7 @@ impl Shape {
             SchemaType::Record {
                 attrs,
                 open_attributes: OpenTag::ClosedAttributes,
-            } => {
-                let mut fields: Vec<(SmolStr, Shape, bool)> = attrs
-                    .iter()
-                    .map(|(name, attr)| {
-                        (
-                            name.clone(),
-                            Shape::of(&attr.attr_type, ordinary),
-                            attr.is_required,
-                        )
-                    })
-                    .collect();
-                fields.sort_by(|a, b| a.0.cmp(&b.0));
-                Shape::Record(fields)
-            }
+            } => Shape::Record(fields(attrs, ordinary)),
             _ => Shape::Unsure,
         }
     }

@@ -514,3 +514,71 @@ fn decide_text(engine: &Engine, request: &str) -> (Effect, Vec<String>) {
         .expect("request is valid");
     (d.decision, d.reasons)
 }
+
+/// New request entities get ancestors through each other and through the static hierarchy; a
+/// request entity that a static entity names as a (missing) parent extends that entity's
+/// ancestors; a cycle among request entities is refused, as Cedar refuses it.
+#[test]
+fn request_entities_close_over_each_other_and_the_static_hierarchy() {
+    let policies = r#"
+        @id("in-top") permit (principal in Group::"top", action, resource in Group::"top");
+    "#;
+    let entities = json!([
+        {"uid": {"type": "Group", "id": "top"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Group", "id": "mid"}, "attrs": {}, "parents": [{"type": "Group", "id": "top"}]},
+        {"uid": {"type": "User", "id": "old"}, "attrs": {}, "parents": [{"type": "Group", "id": "gone"}]},
+        {"uid": {"type": "Doc", "id": "d"}, "attrs": {}, "parents": [{"type": "Group", "id": "mid"}]},
+    ]);
+    let engine = Engine::from_files([
+        BundleFile::new("policies.cedar", policies),
+        BundleFile::new("entities.json", entities.to_string()),
+    ])
+    .unwrap();
+    let ask = |principal: &str, entities: Value| {
+        let request = json!({"principal": {"type": "User", "id": principal},
+            "action": {"type": "Action", "id": "read"},
+            "resource": {"type": "Doc", "id": "new"}, "entities": entities});
+        engine.authorize_json_decision(&request.to_string())
+    };
+    let group = |id: &str, parent: &str| {
+        json!({"uid": {"type": "Group", "id": id}, "attrs": {},
+               "parents": [{"type": "Group", "id": parent}]})
+    };
+    let user = |parent: &str| {
+        json!({"uid": {"type": "User", "id": "new"}, "attrs": {},
+               "parents": [{"type": "Group", "id": parent}]})
+    };
+    let doc = |parent: &str| {
+        json!({"uid": {"type": "Doc", "id": "new"}, "attrs": {},
+               "parents": [{"type": "Group", "id": parent}]})
+    };
+    // user -> g1 (request) -> mid (static) -> top; doc -> mid -> top.
+    let d = ask("new", json!([user("g1"), group("g1", "mid"), doc("mid")])).unwrap();
+    assert!(d.allowed(), "{}", d.to_json());
+    // Listed children first, parents after: the order does not matter.
+    let d = ask(
+        "new",
+        json!([doc("g2"), user("g1"), group("g2", "g1"), group("g1", "mid")]),
+    )
+    .unwrap();
+    assert!(d.allowed(), "{}", d.to_json());
+    // Without the link to `mid`, nothing reaches `top`.
+    let d = ask(
+        "new",
+        json!([user("g1"), group("g1", "elsewhere"), doc("mid")]),
+    )
+    .unwrap();
+    assert!(!d.allowed(), "{}", d.to_json());
+    // A static user whose parent `gone` only the request defines.
+    let d = ask("old", json!([group("gone", "mid"), doc("mid")])).unwrap();
+    assert!(d.allowed(), "{}", d.to_json());
+    let d = ask("old", json!([doc("mid")])).unwrap();
+    assert!(!d.allowed(), "{}", d.to_json());
+    // A cycle among the request's entities.
+    let e = ask(
+        "new",
+        json!([user("g1"), group("g1", "g2"), group("g2", "g1"), doc("mid")]),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), "invalid_entities", "{e}");
+}

@@ -203,6 +203,9 @@ fn request_entity() -> impl Strategy<Value = Value> {
         2 => (0..GROUPS + 1).prop_flat_map(|i| group_entity(i, GROUPS)),
         2 => (0..DOCS + 1).prop_flat_map(doc_entity),
         3 => (0..ACTIONS).prop_flat_map(action_entity),
+        // New entities only (no replacement): the store is built without Cedar's upsert.
+        3 => user_entity(USERS - 1),
+        2 => group_entity(GROUPS, GROUPS),
     ]
 }
 
