@@ -243,7 +243,7 @@ pub(crate) struct Bundle {
     pub(crate) entities: StaticEntities,
     pub(crate) index: PolicyIndex,
     pub(crate) tokens: Option<Tokens>,
-    /// Request shapes compiled from the schema, when requests are validated.
+    /// Request and entity shapes compiled from the schema.
     pub(crate) shapes: Option<RequestShapes>,
     types: TypeNames,
 }
@@ -304,7 +304,8 @@ impl Bundle {
                 return Err(LoadError::PolicyValidation(problems));
             }
         }
-        let entities = StaticEntities::load(file(ENTITIES), schema.as_ref())?;
+        let shapes = schema.as_ref().map(RequestShapes::new);
+        let entities = StaticEntities::load(file(ENTITIES), schema.as_ref(), shapes.as_ref())?;
         let index = PolicyIndex::build(&loaded.set, schema.as_ref(), &entities);
         let tokens = file(TOKENS).map(|f| Tokens::load(f, &files)).transpose()?;
         let mut types: Vec<EntityTypeName> = entities
@@ -315,10 +316,6 @@ impl Bundle {
         if let Some(schema) = &schema {
             types.extend(schema.entity_types().cloned());
         }
-        let shapes = schema
-            .as_ref()
-            .filter(|_| manifest.validate_requests)
-            .map(RequestShapes::new);
         Ok(Self {
             types: TypeNames::new(types),
             shapes,

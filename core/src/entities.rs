@@ -11,15 +11,19 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use cedar_policy::Schema;
+use std::str::FromStr;
+
+use cedar_policy::{EntityTypeName, Schema};
 use cedar_policy_core::ast::{self, EntityUID, Literal, PartialValue, Value, ValueKind};
 use cedar_policy_core::entities::conformance::EntitySchemaConformanceChecker;
+use cedar_policy_core::entities::Schema as _;
 use cedar_policy_core::entities::{Entities, EntityJsonParser, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::CoreSchema;
 
 use crate::bundle::BundleFile;
 use crate::error::{LoadError, Problem, RequestError};
+use crate::request::WireEntity;
 use crate::shapes::RequestShapes;
 
 /// The bundle's entities (including the schema's action entities), closed under `in`.
@@ -38,19 +42,24 @@ impl StaticEntities {
     pub(crate) fn load(
         file: Option<&BundleFile>,
         schema: Option<&Schema>,
+        shapes: Option<&RequestShapes>,
     ) -> Result<Self, LoadError> {
-        let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
-        let parser = EntityJsonParser::new(
-            core_schema.as_ref(),
-            Extensions::all_available(),
-            TCComputation::ComputeNow,
-        );
         let (path, text) = file.map_or(("entities.json", "[]"), |f| {
             (f.path.as_str(), f.contents.as_str())
         });
-        let parsed = parser
-            .from_json_str(text)
-            .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?;
+        let parsed = match plain_entities(text, schema, shapes) {
+            Some(parsed) => parsed,
+            None => {
+                let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
+                EntityJsonParser::new(
+                    core_schema.as_ref(),
+                    Extensions::all_available(),
+                    TCComputation::ComputeNow,
+                )
+                .from_json_str(text)
+                .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?
+            }
+        };
         let by_uid: HashMap<EntityUID, Arc<ast::Entity>> = parsed
             .into_iter()
             .map(|e| (e.uid().clone(), Arc::new(e)))
@@ -255,6 +264,60 @@ pub(crate) fn parse_entity(
     )
     .single_from_json_value(json)
     .map_err(|e| RequestError::entities(&e))
+}
+
+/// The static entities read without Cedar's entity parser, as Cedar's parser would read them:
+/// only when every entity is plain (see `WireEntity`), no type is an action type, every type name
+/// is written as Cedar writes it, no uid repeats, every entity (with a schema) is vouched for by
+/// the compiled shapes, and the hierarchy has no cycle. `None` leaves the whole file to Cedar's
+/// parser, which decides and words any error.
+fn plain_entities(
+    text: &str,
+    schema: Option<&Schema>,
+    shapes: Option<&RequestShapes>,
+) -> Option<Entities> {
+    let wire: Vec<WireEntity> = serde_json::from_str(text).ok()?;
+    let mut names: HashMap<String, Option<EntityTypeName>> = HashMap::new();
+    let mut resolve = |name: &str| -> Option<EntityTypeName> {
+        names
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                EntityTypeName::from_str(name)
+                    .ok()
+                    .filter(|t| t.to_string() == name)
+            })
+            .clone()
+    };
+    let mut seen: HashSet<EntityUID> = HashSet::with_capacity(wire.len());
+    let mut entities = Vec::with_capacity(wire.len());
+    for entity in wire {
+        let entity = entity.into_entity(&mut resolve)?;
+        let fine = !entity.uid().entity_type().is_action()
+            && seen.insert(entity.uid().clone())
+            && (schema.is_none() || shapes.is_some_and(|s| s.vouch_entity(&entity)));
+        if !fine {
+            return None;
+        }
+        entities.push(entity);
+    }
+    let mut store = Entities::from_entities(
+        entities,
+        None::<&NoEntitiesSchema>,
+        TCComputation::ComputeNow,
+        Extensions::all_available(),
+    )
+    .ok()?;
+    if let Some(schema) = schema {
+        store = store
+            .add_entities(
+                CoreSchema::new(schema.as_ref()).action_entities(),
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .ok()?;
+    }
+    Some(store)
 }
 
 /// Checks a request entity against the schema as Cedar's upsert would: vouched for by the

@@ -224,46 +224,62 @@ fn parse_entities(
 /// conforms to the schema: Cedar's schema-guided reading of such JSON is the plain one. `None`
 /// leaves the entity to Cedar's parser, which decides and words any error.
 fn plain_entity(json: &serde_json::Value, reader: &RequestReader<'_>) -> Option<ast::Entity> {
-    let wire = WireEntity::deserialize(json).ok()?;
-    let known = |r: WireRef| -> Option<EntityUID> {
-        let (type_name, id) = match (r.type_name, r.id, r.entity) {
-            (Some(t), Some(id), None) => (t, id),
-            (None, None, Some(e)) => (e.type_name, e.id),
-            _ => return None,
-        };
-        let type_name = reader.types.0.get(&type_name)?;
-        Some(EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id)).into())
-    };
-    let uid = known(wire.uid)?;
-    let parents: HashSet<EntityUID> = wire.parents.into_iter().map(known).collect::<Option<_>>()?;
-    let values = |record: PlainRecord| {
-        record
-            .0
-            .into_iter()
-            .map(|(k, v)| (k, PartialValue::Value(v)))
-    };
-    let entity = ast::Entity::new_with_attr_partial_value(
-        uid,
-        values(wire.attrs),
-        HashSet::new(),
-        parents,
-        values(wire.tags),
-    );
+    let entity = WireEntity::deserialize(json)
+        .ok()?
+        .into_entity(&mut |name| reader.types.0.get(name).cloned())?;
     if let Some(schema) = reader.schema {
         validate_entity(&entity, schema, reader.shapes).ok()?;
     }
     Some(entity)
 }
 
-/// A request entity, as `plain_entity` reads it.
+/// An entity in Cedar's entity JSON whose attributes and tags are plain JSON: what
+/// `plain_entity` reads, and the static entities' fast loader.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireEntity {
+pub(crate) struct WireEntity {
     uid: WireRef,
     attrs: PlainRecord,
     parents: Vec<WireRef>,
     #[serde(default)]
     tags: PlainRecord,
+}
+
+impl WireEntity {
+    /// The entity, with type names resolved by `resolve`; `None` if one does not resolve or a
+    /// reference is not `{"type", "id"}` or `{"__entity": ...}`. Nothing is validated.
+    pub(crate) fn into_entity(
+        self,
+        resolve: &mut dyn FnMut(&str) -> Option<EntityTypeName>,
+    ) -> Option<ast::Entity> {
+        let mut uid = |r: WireRef| -> Option<EntityUID> {
+            let (type_name, id) = match (r.type_name, r.id, r.entity) {
+                (Some(t), Some(id), None) => (t, id),
+                (None, None, Some(e)) => (e.type_name, e.id),
+                _ => return None,
+            };
+            Some(EntityUid::from_type_name_and_id(resolve(&type_name)?, EntityId::new(id)).into())
+        };
+        let own = uid(self.uid)?;
+        let parents: HashSet<EntityUID> = self
+            .parents
+            .into_iter()
+            .map(&mut uid)
+            .collect::<Option<_>>()?;
+        let values = |record: PlainRecord| {
+            record
+                .0
+                .into_iter()
+                .map(|(k, v)| (k, PartialValue::Value(v)))
+        };
+        Some(ast::Entity::new_with_attr_partial_value(
+            own,
+            values(self.attrs),
+            HashSet::new(),
+            parents,
+            values(self.tags),
+        ))
+    }
 }
 
 /// How a bundle reads requests: against its schema (when it validates requests), with its

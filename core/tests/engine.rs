@@ -582,3 +582,87 @@ fn request_entities_close_over_each_other_and_the_static_hierarchy() {
     .unwrap_err();
     assert_eq!(e.kind(), "invalid_entities", "{e}");
 }
+
+/// The default bundle's static entities (read by the fast loader) are the entities Cedar's
+/// parser reads from the same file with the same schema, action entities included.
+#[test]
+fn static_entities_read_as_cedar_reads_them() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/gitlab");
+    let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+    let schema = cedar_policy::Schema::from_cedarschema_str(&read("schema.cedarschema"))
+        .unwrap()
+        .0;
+    let cedar =
+        cedar_policy::Entities::from_json_str(&read("entities.json"), Some(&schema)).unwrap();
+    let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
+    let mut got: Vec<Value> =
+        serde_json::from_str(&Engine::gitlab_default().unwrap().entities_json()).unwrap();
+    let key = |v: &Value| v["uid"].to_string();
+    want.sort_by_key(key);
+    got.sort_by_key(key);
+    // Parents are sets: compare them sorted.
+    for v in want.iter_mut().chain(got.iter_mut()) {
+        if let Some(parents) = v["parents"].as_array_mut() {
+            parents.sort_by_key(|p| p.to_string());
+        }
+    }
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+}
+
+/// Plain static entities take the fast loader: the same entities as Cedar's parser (the
+/// schema's action entities added), the hierarchy closed, and non-conforming files refused with
+/// Cedar's error.
+#[test]
+fn plain_static_entities_load_as_cedar_loads_them() {
+    let schema = r#"
+        entity Group in [Group];
+        entity User in [Group] { level: Long, tags: Set<String> };
+        action read appliesTo { principal: User, resource: Group };
+    "#;
+    let entities = json!([
+        {"uid": {"type": "Group", "id": "top"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Group", "id": "mid"}, "attrs": {}, "parents": [{"type": "Group", "id": "top"}]},
+        {"uid": {"type": "User", "id": "u"}, "attrs": {"level": 2, "tags": ["a"]},
+         "parents": [{"type": "Group", "id": "mid"}]},
+    ]);
+    let bundle = |entities: &Value| {
+        Engine::from_files([
+            BundleFile::new(
+                "policies.cedar",
+                r#"permit (principal in Group::"top", action, resource) when { principal.level > 1 };"#,
+            ),
+            BundleFile::new("schema.cedarschema", schema),
+            BundleFile::new("entities.json", entities.to_string()),
+        ])
+    };
+    let engine = bundle(&entities).unwrap();
+    let request = json!({"principal": {"type": "User", "id": "u"}, "action": {"type": "Action", "id": "read"},
+                         "resource": {"type": "Group", "id": "top"}});
+    let d = engine
+        .authorize_json_decision(&request.to_string())
+        .unwrap();
+    assert!(d.allowed(), "{}", d.to_json());
+
+    let cedar_schema = cedar_policy::Schema::from_cedarschema_str(schema)
+        .unwrap()
+        .0;
+    let cedar =
+        cedar_policy::Entities::from_json_value(entities.clone(), Some(&cedar_schema)).unwrap();
+    let key = |v: &Value| v["uid"].to_string();
+    let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
+    let mut got: Vec<Value> = serde_json::from_str(&engine.entities_json()).unwrap();
+    want.sort_by_key(key);
+    got.sort_by_key(key);
+    assert_eq!(got, want);
+
+    // A wrong attribute type and a cycle: Cedar's errors, naming the file.
+    let mut wrong = entities.clone();
+    wrong[2]["attrs"]["level"] = json!("2");
+    let e = bundle(&wrong).err().unwrap().to_string();
+    assert!(e.contains("entities.json") && e.contains("level"), "{e}");
+    let mut cycle = entities;
+    cycle[0]["parents"] = json!([{"type": "Group", "id": "mid"}]);
+    let e = bundle(&cycle).err().unwrap().to_string();
+    assert!(e.contains("entities.json"), "{e}");
+}
