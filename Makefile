@@ -142,6 +142,7 @@ go-test: build
 # Criterion benchmarks against the peers, then BENCHMARKS.md rewritten from this run.
 bench: build
 	$(CARGO) bench -p arbiter-benches
+	$(CARGO) run --release -q -p arbiter-benches --bin rss > target/rss.json
 	cd benches/go && $(GO) test -run '^$$' -bench . -benchtime 2s | tee ../../target/go-bench.txt
 	rm -rf target/py-bench-venv
 	python3 -m venv target/py-bench-venv
