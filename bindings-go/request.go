@@ -187,17 +187,18 @@ func takeDecision(d *C.arbiter_decision) Decision {
 	view := C.arbiter_decision_get_view(d)
 	out := Decision{Allowed: bool(view.allowed)}
 	if view.reason_count > 0 {
-		for _, r := range unsafe.Slice(view.reasons, view.reason_count) {
-			out.Reasons = append(out.Reasons, C.GoString(r))
+		out.Reasons = make([]string, view.reason_count)
+		for i, r := range unsafe.Slice(view.reasons, view.reason_count) {
+			out.Reasons[i] = C.GoString(r)
 		}
 	}
 	if view.error_count > 0 {
-		for _, e := range unsafe.Slice(view.errors, view.error_count) {
-			de := DecisionError{Kind: C.GoString(e.kind), Message: C.GoString(e.message)}
+		out.Errors = make([]DecisionError, view.error_count)
+		for i, e := range unsafe.Slice(view.errors, view.error_count) {
+			out.Errors[i] = DecisionError{Kind: C.GoString(e.kind), Message: C.GoString(e.message)}
 			if e.policy != nil {
-				de.Policy = C.GoString(e.policy)
+				out.Errors[i].Policy = C.GoString(e.policy)
 			}
-			out.Errors = append(out.Errors, de)
 		}
 	}
 	return out

@@ -86,8 +86,20 @@ pub(crate) struct Env<'a> {
     resource: &'a Literal,
     context: &'a BTreeMap<SmolStr, Value>,
     store: &'a Entities,
-    principal_entity: Dereference<'a, Entity>,
-    resource_entity: Dereference<'a, Entity>,
+    principal_entity: Found<'a>,
+    resource_entity: Found<'a>,
+}
+
+/// An entity lookup: `Some(Some(entity))`, `Some(None)` for no such entity, or `None` when the
+/// store answers with a residual (partial stores are Cedar's).
+type Found<'a> = Option<Option<&'a Entity>>;
+
+fn lookup<'a>(store: &'a Entities, uid: &EntityUID) -> Found<'a> {
+    match store.entity(uid) {
+        Dereference::Data(entity) => Some(Some(entity)),
+        Dereference::NoSuchEntity => Some(None),
+        Dereference::Residual(_) => None,
+    }
 }
 
 /// The request's variables as literals, built once per decision.
@@ -124,8 +136,8 @@ impl<'a> Env<'a> {
             Context::RestrictedResidual(_) => return None,
         };
         let entity = |lit: &Literal| match lit {
-            Literal::EntityUID(uid) => store.entity(uid),
-            _ => Dereference::NoSuchEntity,
+            Literal::EntityUID(uid) => lookup(store, uid),
+            _ => Some(None),
         };
         Some(Self {
             principal_entity: entity(&vars.principal),
@@ -147,23 +159,19 @@ impl<'a> Env<'a> {
         }
     }
 
-    fn entity(&self, uid: &'a EntityUID) -> Dereference<'a, Entity> {
+    fn entity(&self, uid: &'a EntityUID) -> Found<'a> {
         // The request's own variables are looked up once per decision.
         for (var, found) in [
-            (self.principal, &self.principal_entity),
-            (self.resource, &self.resource_entity),
+            (self.principal, self.principal_entity),
+            (self.resource, self.resource_entity),
         ] {
             if let Literal::EntityUID(var) = var {
                 if std::ptr::eq(var.as_ref(), uid) {
-                    return match found {
-                        Dereference::Data(e) => Dereference::Data(e),
-                        Dereference::NoSuchEntity => Dereference::NoSuchEntity,
-                        Dereference::Residual(r) => Dereference::Residual(r.clone()),
-                    };
+                    return found;
                 }
             }
         }
-        self.store.entity(uid)
+        lookup(self.store, uid)
     }
 
     fn eval(&self, expr: &'a Expr, slots: &'a [(SlotId, Literal)], depth: u32) -> Option<V<'a>> {
@@ -209,26 +217,12 @@ impl<'a> Env<'a> {
                 );
                 self.binary(*op, a, b)?
             }
-            ExprKind::GetAttr { expr, attr } => match self.eval(expr, slots, depth)? {
-                V::Record(record) => V::of(record.get(attr)?),
-                V::Lit(Literal::EntityUID(uid)) => match self.entity(uid) {
-                    Dereference::Data(entity) => match entity.get(attr)? {
-                        PartialValue::Value(value) => V::of(value),
-                        PartialValue::Residual(_) => return None,
-                    },
-                    _ => return None,
-                },
-                _ => return None,
-            },
-            ExprKind::HasAttr { expr, attr } => match self.eval(expr, slots, depth)? {
-                V::Record(record) => V::Bool(record.contains_key(attr)),
-                V::Lit(Literal::EntityUID(uid)) => match self.entity(uid) {
-                    Dereference::Data(entity) => V::Bool(entity.get(attr).is_some()),
-                    Dereference::NoSuchEntity => V::Bool(false),
-                    Dereference::Residual(_) => return None,
-                },
-                _ => return None,
-            },
+            ExprKind::GetAttr { expr, attr } => {
+                self.get_attr(self.eval(expr, slots, depth)?, attr)?
+            }
+            ExprKind::HasAttr { expr, attr } => {
+                self.has_attr(self.eval(expr, slots, depth)?, attr)?
+            }
             ExprKind::Like { expr, pattern } => match self.eval(expr, slots, depth)? {
                 V::Lit(Literal::String(s)) => V::Bool(pattern.wildcard_match(s)),
                 _ => return None,
@@ -241,6 +235,31 @@ impl<'a> Env<'a> {
         })
     }
 
+    // Kept out of line so that `eval`'s frame, paid at every level of recursion, stays small.
+    #[inline(never)]
+    fn get_attr(&self, value: V<'a>, attr: &str) -> Option<V<'a>> {
+        Some(match value {
+            V::Record(record) => V::of(record.get(attr)?),
+            V::Lit(Literal::EntityUID(uid)) => match self.entity(uid)??.get(attr)? {
+                PartialValue::Value(value) => V::of(value),
+                PartialValue::Residual(_) => return None,
+            },
+            _ => return None,
+        })
+    }
+
+    #[inline(never)]
+    fn has_attr(&self, value: V<'a>, attr: &str) -> Option<V<'a>> {
+        Some(match value {
+            V::Record(record) => V::Bool(record.contains_key(attr)),
+            V::Lit(Literal::EntityUID(uid)) => {
+                V::Bool(self.entity(uid)?.is_some_and(|e| e.get(attr).is_some()))
+            }
+            _ => return None,
+        })
+    }
+
+    #[inline(never)]
     fn binary(&self, op: BinaryOp, a: V<'a>, b: V<'a>) -> Option<V<'a>> {
         Some(match (op, a, b) {
             (BinaryOp::Eq, a, b) => V::Bool(a.equals(b)),
@@ -251,11 +270,7 @@ impl<'a> Env<'a> {
             (BinaryOp::Mul, V::Long(x), V::Long(y)) => V::Long(x.checked_mul(y)?),
             (BinaryOp::In, a, b) => {
                 let uid = a.uid()?;
-                let entity = match self.entity(uid) {
-                    Dereference::Data(e) => Some(e),
-                    Dereference::NoSuchEntity => None,
-                    Dereference::Residual(_) => return None,
-                };
+                let entity = self.entity(uid)?;
                 let within = |group: &EntityUID| {
                     uid == group || entity.is_some_and(|e| e.is_descendant_of(group))
                 };
@@ -276,18 +291,16 @@ impl<'a> Env<'a> {
             (BinaryOp::Contains, V::Set(set), b) => V::Bool(contains(set, b)?),
             (BinaryOp::ContainsAll, V::Set(x), V::Set(y)) => V::Bool(y.is_subset(x)),
             (BinaryOp::ContainsAny, V::Set(x), V::Set(y)) => V::Bool(!x.is_disjoint(y)),
-            (BinaryOp::HasTag, a, V::Lit(Literal::String(tag))) => match self.entity(a.uid()?) {
-                Dereference::Data(entity) => V::Bool(entity.get_tag(tag).is_some()),
-                Dereference::NoSuchEntity => V::Bool(false),
-                Dereference::Residual(_) => return None,
-            },
-            (BinaryOp::GetTag, a, V::Lit(Literal::String(tag))) => match self.entity(a.uid()?) {
-                Dereference::Data(entity) => match entity.get_tag(tag)? {
+            (BinaryOp::HasTag, a, V::Lit(Literal::String(tag))) => V::Bool(
+                self.entity(a.uid()?)?
+                    .is_some_and(|e| e.get_tag(tag).is_some()),
+            ),
+            (BinaryOp::GetTag, a, V::Lit(Literal::String(tag))) => {
+                match self.entity(a.uid()?)??.get_tag(tag)? {
                     PartialValue::Value(value) => V::of(value),
                     PartialValue::Residual(_) => return None,
-                },
-                _ => return None,
-            },
+                }
+            }
             _ => return None,
         })
     }
