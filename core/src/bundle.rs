@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::entities::StaticEntities;
 use crate::error::{LoadError, Problem};
 use crate::index::PolicyIndex;
+use crate::limits::Limits;
 use crate::policies;
 use crate::request::{RequestReader, TypeNames};
 use crate::shapes::RequestShapes;
@@ -342,8 +343,9 @@ impl Bundle {
     }
 
     /// How this bundle reads requests.
-    pub(crate) fn reader(&self) -> RequestReader<'_> {
+    pub(crate) fn reader<'a>(&'a self, limits: &'a Limits) -> RequestReader<'a> {
         RequestReader {
+            limits,
             schema: self.request_schema(),
             shapes: self.shapes.as_ref(),
             types: &self.types,

@@ -17,6 +17,7 @@ use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
 use crate::eval;
 use crate::index::IndexedPolicy;
+use crate::limits::Limits;
 use crate::request::{Request, RequestParts};
 use crate::token::{TokenError, TokenInfo, Verified};
 
@@ -29,6 +30,7 @@ pub struct Engine {
     bundle: ArcSwap<Bundle>,
     /// A fixed time (Unix seconds) for every token check, or the system clock when `None`.
     fixed_time: Option<i64>,
+    limits: Limits,
 }
 
 impl Engine {
@@ -39,10 +41,33 @@ impl Engine {
 
     /// Loads a bundle held in memory, one [`BundleFile`] per file.
     pub fn from_files(files: impl IntoIterator<Item = BundleFile>) -> Result<Self, LoadError> {
+        Self::from_files_with_limits(files, Limits::default())
+    }
+
+    /// Loads a bundle held in memory under `limits` (which then also hold for its requests and
+    /// reloads).
+    pub fn from_files_with_limits(
+        files: impl IntoIterator<Item = BundleFile>,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let files: Vec<BundleFile> = files.into_iter().collect();
+        limits.check_bundle(&files)?;
         Ok(Self {
-            bundle: ArcSwap::from_pointee(Bundle::load(files.into_iter().collect())?),
+            bundle: ArcSwap::from_pointee(Bundle::load(files)?),
             fixed_time: None,
+            limits,
         })
+    }
+
+    /// Enforces `limits` on later requests and reloads.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this engine enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The default GitLab bundle embedded in this library (`policies/gitlab`).
@@ -62,7 +87,9 @@ impl Engine {
         &self,
         files: impl IntoIterator<Item = BundleFile>,
     ) -> Result<(), LoadError> {
-        let bundle = Bundle::load(files.into_iter().collect())?;
+        let files: Vec<BundleFile> = files.into_iter().collect();
+        self.limits.check_bundle(&files)?;
+        let bundle = Bundle::load(files)?;
         self.bundle.store(Arc::new(bundle));
         Ok(())
     }
@@ -100,6 +127,7 @@ impl Engine {
 
     /// Decides one request.
     pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
+        self.limits.check_entities(request.entities.len())?;
         decide(&self.bundle.load(), request, self.now())
     }
 
@@ -107,7 +135,13 @@ impl Engine {
     pub fn authorize_batch(&self, requests: &[Request]) -> Vec<Result<Decision, RequestError>> {
         let bundle = self.bundle.load_full();
         let now = self.now();
-        requests.iter().map(|r| decide(&bundle, r, now)).collect()
+        requests
+            .iter()
+            .map(|r| {
+                self.limits.check_entities(r.entities.len())?;
+                decide(&bundle, r, now)
+            })
+            .collect()
     }
 
     /// Decides one request given as contract JSON, answering with decision JSON.
@@ -117,15 +151,17 @@ impl Engine {
 
     /// Decides one request given as contract JSON, answering with a typed [`Decision`].
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
+        self.limits.check_json("request", &[request])?;
         let bundle = self.bundle.load();
-        let request = Request::from_json(request, &bundle.reader())?;
+        let request = Request::from_json(request, &bundle.reader(&self.limits))?;
         decide(&bundle, &request, self.now())
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
+        self.limits.check_parts(parts)?;
         let bundle = self.bundle.load();
-        let request = Request::from_parts(parts, &bundle.reader())?;
+        let request = Request::from_parts(parts, &bundle.reader(&self.limits))?;
         decide(&bundle, &request, self.now())
     }
 
@@ -137,10 +173,13 @@ impl Engine {
     ) -> Vec<Result<Decision, RequestError>> {
         let bundle = self.bundle.load_full();
         let now = self.now();
-        let reader = bundle.reader();
+        let reader = bundle.reader(&self.limits);
         requests
             .iter()
-            .map(|parts| Request::from_parts(parts, &reader).and_then(|r| decide(&bundle, &r, now)))
+            .map(|parts| {
+                self.limits.check_parts(parts)?;
+                decide(&bundle, &Request::from_parts(parts, &reader)?, now)
+            })
             .collect()
     }
 
@@ -154,11 +193,13 @@ impl Engine {
         })?;
         let bundle = self.bundle.load_full();
         let now = self.now();
-        let reader = bundle.reader();
+        let reader = bundle.reader(&self.limits);
         let answers: Vec<Answer> = items
             .into_iter()
             .map(|item| {
-                Request::from_json(item.get(), &reader)
+                self.limits
+                    .check_json("request", &[item.get()])
+                    .and_then(|()| Request::from_json(item.get(), &reader))
                     .and_then(|r| decide(&bundle, &r, now))
                     .into()
             })

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use crate::context::{plain_context, PlainRecord};
 use crate::entities::{parse_entity, validate_entity};
 use crate::error::RequestError;
+use crate::limits::Limits;
 use crate::shapes::RequestShapes;
 
 /// A request for a decision.
@@ -193,6 +194,7 @@ fn parse_entities(
     items: Vec<serde_json::Value>,
     reader: &RequestReader<'_>,
 ) -> Result<Vec<Entity>, RequestError> {
+    reader.limits.check_entities(items.len())?;
     let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
     let mut entities: Vec<Entity> = Vec::with_capacity(items.len());
     for (n, json) in items.into_iter().enumerate() {
@@ -285,6 +287,7 @@ impl WireEntity {
 /// How a bundle reads requests: against its schema (when it validates requests), with its
 /// entity type names parsed once.
 pub(crate) struct RequestReader<'a> {
+    pub(crate) limits: &'a Limits,
     pub(crate) schema: Option<&'a Schema>,
     pub(crate) shapes: Option<&'a RequestShapes>,
     pub(crate) types: &'a TypeNames,

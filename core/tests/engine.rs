@@ -666,3 +666,76 @@ fn plain_static_entities_load_as_cedar_loads_them() {
     let e = bundle(&cycle).err().unwrap().to_string();
     assert!(e.contains("entities.json"), "{e}");
 }
+
+/// Requests and bundles past the engine's limits are refused before parsing, with errors that
+/// name the limit; the limits are the engine's to set.
+#[test]
+fn limits_refuse_oversized_requests_and_bundles() {
+    use arbiter::{Limits, RequestParts};
+    let limits = Limits {
+        max_request_bytes: 2_000,
+        max_request_entities: 2,
+        max_json_depth: 4,
+        max_bundle_bytes: 1 << 20,
+    };
+    let engine = engine().with_limits(limits);
+    assert_eq!(engine.limits(), limits);
+    let mut big = request("ann", "read", "d1");
+    big["context"] = json!({"level": 1, "pad": "x".repeat(3_000)});
+    let e = engine.authorize_json(&big.to_string()).unwrap_err();
+    assert_eq!(e.kind(), "malformed_request");
+    assert!(e.to_string().contains("max_request_bytes"), "{e}");
+
+    let mut deep = request("ann", "read", "d1");
+    deep["context"] = json!({"level": [[[[1]]]]});
+    let e = engine.authorize_json(&deep.to_string()).unwrap_err();
+    assert!(e.to_string().contains("max_json_depth"), "{e}");
+
+    let mut many = request("ann", "read", "d1");
+    let team = |i: usize| json!({"uid": {"type": "Team", "id": format!("t{i}")}, "attrs": {}, "parents": []});
+    many["entities"] = json!([team(1), team(2), team(3)]);
+    let e = engine.authorize_json(&many.to_string()).unwrap_err();
+    assert_eq!(e.kind(), "invalid_entities");
+    assert!(e.to_string().contains("max_request_entities"), "{e}");
+    many["entities"] = json!([team(1), team(2)]);
+    assert!(engine.authorize_json(&many.to_string()).is_ok());
+
+    // The same limits hold for parts and inside a batch, element by element.
+    let pad = format!(r#"{{"pad": "{}"}}"#, "x".repeat(3_000));
+    let parts = RequestParts {
+        principal: Some(("User", "ann")),
+        action: ("Action", "read"),
+        resource: ("Doc", "d1"),
+        context_json: Some(&pad),
+        entities_json: None,
+        token: None,
+    };
+    assert_eq!(
+        engine.authorize_parts(&parts).unwrap_err().kind(),
+        "malformed_request"
+    );
+    let batch: Value = serde_json::from_str(
+        &engine
+            .authorize_json_batch(&json!([big, request("ann", "write", "d1")]).to_string())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(batch[0]["error"]["kind"], "malformed_request");
+    assert_eq!(batch[1]["decision"], "allow");
+
+    // A bundle past max_bundle_bytes does not load, and a reload past it keeps the old one.
+    let small = Limits {
+        max_bundle_bytes: 100,
+        ..Limits::default()
+    };
+    let e = Engine::from_files_with_limits(files(POLICIES), small)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("max_bundle_bytes"), "{e}");
+    let engine = engine.with_limits(small);
+    assert!(engine.reload_from_files(files(POLICIES)).is_err());
+    assert_eq!(
+        decide(&engine, &request("ann", "write", "d1")).0,
+        Effect::Allow
+    );
+}

@@ -32,6 +32,7 @@ use super::claims::{describe, id_from_claim, read_claim};
 use super::config::{ClaimType, IssuerConfig};
 use super::{ClaimsJson, PrincipalMap, TokenError, Verified, VerifiedKind};
 use crate::decision::DecisionErrorKind;
+use crate::limits::nests_deeper_than;
 
 /// A verification key bound to one algorithm.
 pub(crate) struct BoundKey {
@@ -300,25 +301,10 @@ const MAX_JSON_DEPTH: usize = 32;
 
 /// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], before any parser sees it.
 fn check_depth(part: &str, json: &[u8]) -> Result<(), TokenError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        match (in_string, escaped, b) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (true, false, b'"') => in_string = false,
-            (true, false, _) => {}
-            (false, _, b'"') => in_string = true,
-            (false, _, b'[' | b'{') => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(TokenError::malformed(format!(
-                        "the {part} nests JSON deeper than {MAX_JSON_DEPTH} levels"
-                    )));
-                }
-            }
-            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    if nests_deeper_than(json, MAX_JSON_DEPTH) {
+        return Err(TokenError::malformed(format!(
+            "the {part} nests JSON deeper than {MAX_JSON_DEPTH} levels"
+        )));
     }
     Ok(())
 }
