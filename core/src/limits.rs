@@ -57,11 +57,13 @@ impl Limits {
 
     /// Checks the JSON of a request given as parts.
     pub(crate) fn check_parts(&self, parts: &RequestParts<'_>) -> Result<(), RequestError> {
-        let json: Vec<&str> = [parts.context_json, parts.entities_json]
-            .into_iter()
-            .flatten()
-            .collect();
-        self.check_json("request's context and entities JSON", &json)
+        self.check_json(
+            "request's context and entities JSON",
+            &[
+                parts.context_json.unwrap_or_default(),
+                parts.entities_json.unwrap_or_default(),
+            ],
+        )
     }
 
     /// Checks how many entities a request brings.
