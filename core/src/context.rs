@@ -1,5 +1,5 @@
-//! A fast reader for the context most requests carry: plain JSON (numbers that are integers,
-//! strings, booleans, arrays, objects). Cedar's own reader goes through an untagged JSON enum
+//! A fast reader for the context most requests carry, and for the attributes and tags of plain
+//! entities: plain JSON (numbers that are integers, strings, booleans, arrays, objects). Cedar's own reader goes through an untagged JSON enum
 //! that builds and discards an error per value; this one builds Cedar values directly.
 //!
 //! It only takes JSON whose meaning Cedar would not read differently: no `__entity`, `__extn`
