@@ -12,7 +12,7 @@ use crate::index::PolicyIndex;
 use crate::limits::Limits;
 use crate::policies;
 use crate::request::{RequestReader, TypeNames};
-use crate::shapes::RequestShapes;
+use crate::shapes::Shapes;
 use crate::token::config::TokensConfig;
 use crate::token::Tokens;
 
@@ -245,7 +245,7 @@ pub(crate) struct Bundle {
     pub(crate) index: PolicyIndex,
     pub(crate) tokens: Option<Tokens>,
     /// Request and entity shapes compiled from the schema.
-    pub(crate) shapes: Option<RequestShapes>,
+    pub(crate) shapes: Option<Shapes>,
     types: TypeNames,
 }
 
@@ -305,7 +305,7 @@ impl Bundle {
                 return Err(LoadError::PolicyValidation(problems));
             }
         }
-        let shapes = schema.as_ref().map(RequestShapes::new);
+        let shapes = schema.as_ref().map(Shapes::new);
         let entities = StaticEntities::load(file(ENTITIES), schema.as_ref(), shapes.as_ref())?;
         let index = PolicyIndex::build(&loaded.set, schema.as_ref(), &entities);
         let tokens = file(TOKENS).map(|f| Tokens::load(f, &files)).transpose()?;

@@ -27,7 +27,7 @@ use cedar_policy_core::validator::CoreSchema;
 use crate::bundle::BundleFile;
 use crate::error::{LoadError, Problem, RequestError};
 use crate::request::WireEntity;
-use crate::shapes::RequestShapes;
+use crate::shapes::Shapes;
 
 /// The bundle's entities (including the schema's action entities), closed under `in`.
 pub(crate) struct StaticEntities {
@@ -45,7 +45,7 @@ impl StaticEntities {
     pub(crate) fn load(
         file: Option<&BundleFile>,
         schema: Option<&Schema>,
-        shapes: Option<&RequestShapes>,
+        shapes: Option<&Shapes>,
     ) -> Result<Self, LoadError> {
         let (path, text) = file.map_or(("entities.json", "[]"), |f| {
             (f.path.as_str(), f.contents.as_str())
@@ -277,7 +277,7 @@ pub(crate) fn parse_entity(
 fn plain_entities(
     text: &str,
     schema: Option<&Schema>,
-    shapes: Option<&RequestShapes>,
+    shapes: Option<&Shapes>,
 ) -> Option<Entities> {
     let wire: Vec<WireEntity> = serde_json::from_str(text).ok()?;
     let mut names: HashMap<String, Option<EntityTypeName>> = HashMap::new();
@@ -328,7 +328,7 @@ fn plain_entities(
 pub(crate) fn validate_entity(
     entity: &ast::Entity,
     schema: &Schema,
-    shapes: Option<&RequestShapes>,
+    shapes: Option<&Shapes>,
 ) -> Result<(), RequestError> {
     if shapes.is_some_and(|s| s.vouch_entity(entity)) {
         return Ok(());

@@ -14,7 +14,7 @@ use crate::context::{plain_context, PlainRecord};
 use crate::entities::{parse_entity, validate_entity};
 use crate::error::RequestError;
 use crate::limits::Limits;
-use crate::shapes::RequestShapes;
+use crate::shapes::Shapes;
 
 /// A request for a decision.
 #[derive(Debug, Clone)]
@@ -289,7 +289,7 @@ impl WireEntity {
 pub(crate) struct RequestReader<'a> {
     pub(crate) limits: &'a Limits,
     pub(crate) schema: Option<&'a Schema>,
-    pub(crate) shapes: Option<&'a RequestShapes>,
+    pub(crate) shapes: Option<&'a Shapes>,
     pub(crate) types: &'a TypeNames,
 }
 

@@ -52,12 +52,12 @@ struct ActionShape {
 }
 
 /// Every schema action's request shape, and every ordinary entity type's shape.
-pub(crate) struct RequestShapes {
+pub(crate) struct Shapes {
     actions: HashMap<EntityUID, ActionShape>,
     entities: HashMap<EntityType, EntityShape>,
 }
 
-impl RequestShapes {
+impl Shapes {
     pub(crate) fn new(schema: &Schema) -> Self {
         let validator: &ValidatorSchema = schema.as_ref();
         let ordinary = |t: &&EntityType| {
@@ -96,9 +96,7 @@ impl RequestShapes {
             .entity_types()
             .filter(|t| ordinary(&t.name()))
             .filter_map(|t| {
-                if !matches!(t.kind, ValidatorEntityTypeKind::Standard(_))
-                    || t.open_attributes() != OpenTag::ClosedAttributes
-                {
+                if t.open_attributes() != OpenTag::ClosedAttributes {
                     return None;
                 }
                 let attrs = fields(t.attributes(), &ordinary);
