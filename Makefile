@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem
+.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -29,6 +29,16 @@ build: ruby-deps python-build
 # the Ruby libraries the tests and benchmarks use, installed here when missing.
 RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The CLI over the default bundle's decision tests under valgrind: no invalid access, no leak
+# (lazily built statics are "possibly lost" by design and not counted).
+valgrind: build
+	@command -v valgrind >/dev/null || \
+		($(SUDO) apt-get update -q && \
+		 $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends valgrind)
+	valgrind -q --error-exitcode=1 --leak-check=full --show-possibly-lost=no \
+		--errors-for-leak-kinds=definite,indirect \
+		target/release/arbiter test
+
 ruby-deps:
 	@dpkg -s $(RUBY_DEBS) >/dev/null 2>&1 || \
 		($(SUDO) apt-get update -q && \
@@ -77,7 +87,7 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "3"}, context: {access_level: 30, admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test bundle-test header-check c-test go-test python-test ruby-test ruby-gem interop fips
+test: lint rust-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
