@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use arbiter::{BundleFile, Engine, Request as ArbiterRequest};
-use arbiter_benches::{gitlab_files, slice_policies};
+use arbiter_benches::{file_text, gitlab_files, policy_text, slice_policies};
 use cedar_policy::{
     Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, SlotId,
     Template,
@@ -143,25 +143,14 @@ fn entities_request(n: usize) -> (Value, Value) {
 /// entities, then `is_authorized`.
 fn request_entities(c: &mut Criterion) {
     let files = gitlab_files();
-    let text = |name: &str| {
-        files
-            .iter()
-            .find(|f| f.path == name)
-            .map(|f| f.contents.clone())
-            .unwrap()
-    };
     let engine = Engine::from_files(files.clone()).unwrap();
-    let schema = Schema::from_cedarschema_str(&text("schema.cedarschema"))
+    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
         .unwrap()
         .0;
-    let policies: String = files
-        .iter()
-        .filter(|f| f.path.ends_with(".cedar"))
-        .map(|f| f.contents.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let policies = policy_text(&files);
     let set = PolicySet::from_str(&policies).unwrap();
-    let statics = Entities::from_json_str(&text("entities.json"), Some(&schema)).unwrap();
+    let statics =
+        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
     let authorizer = Authorizer::new();
     let context = json!({"access_level": 30, "admin_mode": false});
     let action = uid("Gitlab::Action", "download_code");
@@ -288,24 +277,13 @@ fn static_entities(c: &mut Criterion) {
 fn batch(c: &mut Criterion) {
     let files = gitlab_files();
     let engine = Engine::from_files(files.clone()).unwrap();
-    let text = |name: &str| {
-        files
-            .iter()
-            .find(|f| f.path == name)
-            .map(|f| f.contents.clone())
-            .unwrap()
-    };
-    let schema = Schema::from_cedarschema_str(&text("schema.cedarschema"))
+    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
         .unwrap()
         .0;
-    let policies: String = files
-        .iter()
-        .filter(|f| f.path.ends_with(".cedar"))
-        .map(|f| f.contents.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let policies = policy_text(&files);
     let set = PolicySet::from_str(&policies).unwrap();
-    let store = Entities::from_json_str(&text("entities.json"), Some(&schema)).unwrap();
+    let store =
+        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
     let users = ["alice", "eve", "bob", "anonymous"];
     let actions = [
         "read_project",
@@ -374,20 +352,11 @@ fn batch(c: &mut Criterion) {
 fn load(c: &mut Criterion) {
     let files = gitlab_files();
     let engine = Engine::from_files(files.clone()).unwrap();
-    let text = |name: &str| {
-        files
-            .iter()
-            .find(|f| f.path == name)
-            .map(|f| f.contents.clone())
-            .unwrap()
-    };
-    let policies: String = files
-        .iter()
-        .filter(|f| f.path.ends_with(".cedar"))
-        .map(|f| f.contents.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (schema_text, entities_text) = (text("schema.cedarschema"), text("entities.json"));
+    let policies = policy_text(&files);
+    let (schema_text, entities_text) = (
+        file_text(&files, "schema.cedarschema"),
+        file_text(&files, "entities.json"),
+    );
     let mut group = c.benchmark_group("load/default_bundle");
     group.bench_function("arbiter", |b| {
         b.iter_batched(

@@ -41,6 +41,25 @@ pub fn gitlab_files() -> Vec<arbiter::BundleFile> {
     files
 }
 
+/// The text of the bundle file at `path`.
+pub fn file_text(files: &[arbiter::BundleFile], path: &str) -> String {
+    files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| f.contents.clone())
+        .unwrap_or_else(|| panic!("the bundle has no {path}"))
+}
+
+/// Every policy file of a bundle in one text, in file order (what cedar-policy is given).
+pub fn policy_text(files: &[arbiter::BundleFile]) -> String {
+    files
+        .iter()
+        .filter(|f| f.path.ends_with(".cedar"))
+        .map(|f| f.contents.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The slice of the default bundle that the Go benchmarks also run through OPA
 /// (`benches/go/testdata/slice.cedar`).
 pub fn slice_policies() -> String {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use arbiter::{BundleFile, Engine};
-use arbiter_benches::{gitlab_files, slice_policies};
+use arbiter_benches::{file_text, gitlab_files, policy_text, slice_policies};
 use cedar_policy::{Entities, PolicySet, Schema};
 
 const CASES: [&str; 6] = [
@@ -48,25 +48,13 @@ fn links(n: usize) -> String {
 /// Loads what `case` names and holds it while measuring.
 fn run(case: &str) -> u64 {
     let files = gitlab_files();
-    let text = |name: &str| {
-        files
-            .iter()
-            .find(|f| f.path == name)
-            .map(|f| f.contents.clone())
-            .unwrap()
-    };
     let held: Box<dyn std::any::Any> = match case {
         "baseline/process" => Box::new(()),
         "default_bundle/arbiter" => Box::new(Engine::from_files(files.clone()).unwrap()),
         "default_bundle/cedar_policy" => {
-            let schema = Schema::from_cedarschema_str(&text("schema.cedarschema")).unwrap().0;
-            let policies: Vec<String> = files
-                .iter()
-                .filter(|f| f.path.ends_with(".cedar"))
-                .map(|f| f.contents.clone())
-                .collect();
-            let set = PolicySet::from_str(&policies.join("\n")).unwrap();
-            let entities = Entities::from_json_str(&text("entities.json"), Some(&schema)).unwrap();
+            let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema")).unwrap().0;
+            let set = PolicySet::from_str(&policy_text(&files)).unwrap();
+            let entities = Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
             Box::new((schema, set, entities))
         }
         "static_100000/arbiter" => Box::new(
