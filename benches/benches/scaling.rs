@@ -138,19 +138,23 @@ fn entities_request(n: usize) -> (Value, Value) {
     )
 }
 
+/// The default bundle as an engine, and as cedar-policy's schema, policy set and entities.
+fn gitlab_with_peer() -> (Engine, Schema, PolicySet, Entities) {
+    let files = gitlab_files();
+    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
+        .unwrap()
+        .0;
+    let set = PolicySet::from_str(&policy_text(&files)).unwrap();
+    let entities =
+        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
+    (Engine::from_files(files).unwrap(), schema, set, entities)
+}
+
 /// Per-request entities as JSON through `authorize_json`, against cedar-policy's JSON path:
 /// entities and context parsed from JSON (with the schema), added to the prebuilt static
 /// entities, then `is_authorized`.
 fn request_entities(c: &mut Criterion) {
-    let files = gitlab_files();
-    let engine = Engine::from_files(files.clone()).unwrap();
-    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
-        .unwrap()
-        .0;
-    let policies = policy_text(&files);
-    let set = PolicySet::from_str(&policies).unwrap();
-    let statics =
-        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
+    let (engine, schema, set, statics) = gitlab_with_peer();
     let authorizer = Authorizer::new();
     let context = json!({"access_level": 30, "admin_mode": false});
     let action = uid("Gitlab::Action", "download_code");
@@ -275,15 +279,7 @@ fn static_entities(c: &mut Criterion) {
 
 /// 1,000 default-bundle requests (users, projects and actions varied) in one batch.
 fn batch(c: &mut Criterion) {
-    let files = gitlab_files();
-    let engine = Engine::from_files(files.clone()).unwrap();
-    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
-        .unwrap()
-        .0;
-    let policies = policy_text(&files);
-    let set = PolicySet::from_str(&policies).unwrap();
-    let store =
-        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
+    let (engine, schema, set, store) = gitlab_with_peer();
     let users = ["alice", "eve", "bob", "anonymous"];
     let actions = [
         "read_project",

@@ -54,14 +54,7 @@ fn leaf() -> impl Strategy<Value = String> {
 fn comparison() -> impl Strategy<Value = String> {
     (
         prop_oneof![Just("principal"), Just("resource"), Just("context")],
-        prop_oneof![
-            Just("<"),
-            Just("<="),
-            Just(">"),
-            Just(">="),
-            Just("=="),
-            Just("!=")
-        ],
+        cmp(),
         -1..4i64,
     )
         .prop_map(|(var, op, n)| format!("{var}.level {op} {n}"))
