@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use arbiter_core::{BundleFile, Decision as CoreDecision, LoadError, RequestError, RequestParts};
+use arbiter_core::{BundleFile, CallError, Decision as CoreDecision, RequestParts};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -100,42 +100,14 @@ create_exception!(
 );
 
 /// An error before it becomes a Python exception.
-#[derive(Clone)]
-struct Failure {
-    code: u32,
-    kind: &'static str,
-    message: String,
+type Failure = CallError;
+
+/// Raising a [`Failure`] as the exception class for its kind, with `code`, `kind`, `message`.
+trait IntoPyErr {
+    fn into_py(self, py: Python<'_>) -> PyErr;
 }
 
-impl From<LoadError> for Failure {
-    fn from(e: LoadError) -> Self {
-        Self {
-            code: e.code(),
-            kind: e.kind(),
-            message: e.to_string().replace('\n', "; "),
-        }
-    }
-}
-
-impl From<RequestError> for Failure {
-    fn from(e: RequestError) -> Self {
-        Self {
-            code: e.code(),
-            kind: e.kind(),
-            message: e.message().to_owned(),
-        }
-    }
-}
-
-impl Failure {
-    fn malformed(message: String) -> Self {
-        Self {
-            code: 200,
-            kind: "malformed_request",
-            message,
-        }
-    }
-
+impl IntoPyErr for Failure {
     fn into_py(self, py: Python<'_>) -> PyErr {
         let message = self.message.clone();
         let err = match self.kind {
@@ -164,13 +136,8 @@ impl Failure {
 
 /// Runs `f`, turning a panic into an `InternalError` (never an allow, never a crash).
 fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        Err(Failure {
-            code: 900,
-            kind: "internal",
-            message: "Arbiter panicked; nothing was decided".into(),
-        })
-    })
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(Failure::internal("Arbiter panicked; nothing was decided")))
 }
 
 /// An error met while deciding: a policy that failed to evaluate (`policy` set), or a token
@@ -336,7 +303,7 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
         .map(|(path, contents)| {
             let path: String = path
                 .extract()
-                .map_err(|_| Failure::malformed("bundle file paths are str".into()))?;
+                .map_err(|_| Failure::malformed("bundle file paths are str"))?;
             let contents: String = contents
                 .extract()
                 .map_err(|_| Failure::malformed(format!("the contents of `{path}` must be str")))?;
@@ -385,7 +352,7 @@ impl OwnedParts {
                     t.cast::<PyString>()
                         .ok()
                         .and_then(|t| t.to_str().ok().map(str::to_owned))
-                        .ok_or_else(|| Failure::malformed("`token` must be a str".into()))
+                        .ok_or_else(|| Failure::malformed("`token` must be a str"))
                 })
                 .transpose()?,
         })
@@ -394,7 +361,7 @@ impl OwnedParts {
     /// Reads a request of `authorize_many`: a dict with the keywords of `authorize`.
     fn from_dict(obj: &Bound<'_, PyAny>) -> Result<Self, Failure> {
         let dict = obj.cast::<PyDict>().map_err(|_| {
-            Failure::malformed("a request must be a dict with the keywords of `authorize`".into())
+            Failure::malformed("a request must be a dict with the keywords of `authorize`")
         })?;
         for key in dict.keys() {
             let known = key
@@ -440,7 +407,7 @@ struct Engine {
 
 fn load(
     py: Python<'_>,
-    f: impl FnOnce() -> Result<arbiter_core::Engine, LoadError> + Send,
+    f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> PyResult<Engine> {
     py.detach(|| guarded(|| Ok(f()?)))
         .map(|inner| Engine { inner })

@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use arbiter_core::{BundleFile, Decision as CoreDecision, LoadError, RequestError, RequestParts};
+use arbiter_core::{BundleFile, CallError, Decision as CoreDecision, RequestParts};
 use magnus::r_hash::ForEach;
 use magnus::value::{Lazy, Qfalse, Qtrue, ReprValue};
 use magnus::{
@@ -43,50 +43,15 @@ static ARBITER: Lazy<RModule> = Lazy::new(|ruby| {
 });
 
 /// An error before it becomes a Ruby exception.
-#[derive(Clone)]
-struct Failure {
-    code: u32,
-    kind: &'static str,
-    message: String,
+type Failure = CallError;
+
+/// Raising a [`Failure`] as the `Arbiter::Error` subclass for its kind.
+trait RubyError {
+    fn exception(&self, ruby: &Ruby) -> Result<Value, Error>;
+    fn into_error(self, ruby: &Ruby) -> Error;
 }
 
-impl From<LoadError> for Failure {
-    fn from(e: LoadError) -> Self {
-        Self {
-            code: e.code(),
-            kind: e.kind(),
-            message: e.to_string().replace('\n', "; "),
-        }
-    }
-}
-
-impl From<RequestError> for Failure {
-    fn from(e: RequestError) -> Self {
-        Self {
-            code: e.code(),
-            kind: e.kind(),
-            message: e.message().to_owned(),
-        }
-    }
-}
-
-impl Failure {
-    fn malformed(message: String) -> Self {
-        Self {
-            code: 200,
-            kind: "malformed_request",
-            message,
-        }
-    }
-
-    fn internal(message: impl Into<String>) -> Self {
-        Self {
-            code: 900,
-            kind: "internal",
-            message: message.into(),
-        }
-    }
-
+impl RubyError for Failure {
     /// The exception object: the class for the kind, with `@code` and `@kind` set.
     fn exception(&self, ruby: &Ruby) -> Result<Value, Error> {
         let name = ERROR_CLASSES
@@ -301,7 +266,7 @@ impl OwnedParts {
             token: optional(token)
                 .map(|t| {
                     String::try_convert(t)
-                        .map_err(|_| Failure::malformed("`token` must be a String".into()))
+                        .map_err(|_| Failure::malformed("`token` must be a String"))
                 })
                 .transpose()?,
         })
@@ -310,7 +275,7 @@ impl OwnedParts {
     /// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
     fn read_hash(request: Value) -> Result<Self, Failure> {
         let hash = RHash::from_value(request).ok_or_else(|| {
-            Failure::malformed("a request must be a Hash with the keywords of `authorize`".into())
+            Failure::malformed("a request must be a Hash with the keywords of `authorize`")
         })?;
         let [principal, action, resource, context, entities, token] = slots(hash, &KEYWORDS)
             .map_err(|key| {
@@ -471,9 +436,7 @@ fn bundle_files(files: RHash) -> Result<Vec<BundleFile>, Failure> {
             out.push(BundleFile::new(path, contents));
             Ok(ForEach::Continue)
         })
-        .map_err(|_| {
-            Failure::malformed("bundle files map String paths to String contents".into())
-        })?;
+        .map_err(|_| Failure::malformed("bundle files map String paths to String contents"))?;
     Ok(out)
 }
 
@@ -485,7 +448,7 @@ struct Engine {
 
 fn load(
     ruby: &Ruby,
-    f: impl FnOnce() -> Result<arbiter_core::Engine, LoadError> + Send,
+    f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> Result<Engine, Error> {
     without_gvl(|| Ok(f()?))
         .map(|inner| Engine { inner })

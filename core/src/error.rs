@@ -279,3 +279,48 @@ mod tests {
         );
     }
 }
+
+/// A failed call as every binding reports it: the contract's code and kind, and a one-line
+/// message. The C ABI, the Python package and the Ruby gem each turn it into their own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The contract's result code (100-107 loading, 200-203 requests, 900 internal).
+    pub code: u32,
+    /// The contract's error kind, e.g. `policy_parse` or `invalid_context`.
+    pub kind: &'static str,
+    /// What went wrong, on one line.
+    pub message: String,
+}
+
+impl CallError {
+    /// An error with the given code and kind.
+    pub fn new(code: u32, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A request a binding could not read (`malformed_request`, 200).
+    pub fn malformed(message: impl Into<String>) -> Self {
+        RequestError::Malformed(message.into()).into()
+    }
+
+    /// A failure inside Arbiter, such as a caught panic (`internal`, 900): nothing was decided.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(900, "internal", message)
+    }
+}
+
+impl From<LoadError> for CallError {
+    fn from(e: LoadError) -> Self {
+        Self::new(e.code(), e.kind(), e.to_string().replace('\n', "; "))
+    }
+}
+
+impl From<RequestError> for CallError {
+    fn from(e: RequestError) -> Self {
+        Self::new(e.code(), e.kind(), e.message())
+    }
+}

@@ -21,7 +21,7 @@ mod token;
 pub use bundle::{BundleFile, BundleInfo, Manifest};
 pub use decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 pub use engine::Engine;
-pub use error::{LoadError, Problem, RequestError};
+pub use error::{CallError, LoadError, Problem, RequestError};
 pub use limits::Limits;
 pub use request::{Request, RequestParts};
 pub use token::macaroon::{Format as MacaroonFormat, Macaroon, MacaroonCaveat};

@@ -22,7 +22,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use arbiter_core::{BundleFile, Decision, Engine, LoadError, RequestError, RequestParts};
+use arbiter_core::{BundleFile, CallError, Decision, Engine, RequestParts};
 
 /// Success.
 pub const ARBITER_RESULT_OK: u32 = 0;
@@ -150,21 +150,15 @@ pub struct arbiter_bundle_file {
 }
 
 /// Why a call failed, before it becomes an `arbiter_error`.
-struct Failure {
-    code: u32,
-    kind: &'static str,
-    message: String,
+type Failure = CallError;
+
+/// The C side of a [`Failure`].
+trait Report: Sized {
+    fn null(what: &str) -> Self;
+    fn report(self, err_out: *mut *mut arbiter_error) -> u32;
 }
 
-impl Failure {
-    fn new(code: u32, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            kind,
-            message: message.into(),
-        }
-    }
-
+impl Report for Failure {
     fn null(what: &str) -> Self {
         Self::new(
             ARBITER_RESULT_NULL_ARGUMENT,
@@ -185,18 +179,6 @@ impl Failure {
             unsafe { *err_out = Box::into_raw(error) };
         }
         self.code
-    }
-}
-
-impl From<LoadError> for Failure {
-    fn from(e: LoadError) -> Self {
-        Self::new(e.code(), e.kind(), e.to_string().replace('\n', "; "))
-    }
-}
-
-impl From<RequestError> for Failure {
-    fn from(e: RequestError) -> Self {
-        Self::new(e.code(), e.kind(), e.message())
     }
 }
 
