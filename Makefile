@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind
+.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -87,10 +87,11 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "3"}, context: {access_level: 30, admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips
+test: lint rust-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 # Unit, engine, CLI, property and conformance tests (the conformance test reads
@@ -148,6 +149,36 @@ go-test: build
 	cd bindings-go && GODEBUG=cgocheck=1 $(GO) test -count=1 ./...
 	cd bindings-go && $(GO) test -race -count=1 ./...
 	bindings-go/link_test.sh
+
+# Fuzzing (cargo-fuzz, libFuzzer with AddressSanitizer; RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain take the sanitizer flags). Targets: the request JSON path, bundle loading, JWTs,
+# macaroons and the C ABI. Seeds come from the default bundle and ../shared/conformance; what a
+# run finds is kept in target/fuzz/corpus, crashes in fuzz/artifacts. `make fuzz` runs every
+# target for FUZZ_SECONDS each (`make fuzz FUZZ_SECONDS=3600 FUZZ_TARGETS=jwt`); `make test`
+# runs each for FUZZ_SMOKE_SECONDS.
+CARGO_FUZZ := target/tools/bin/cargo-fuzz
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS := 30
+FUZZ := PATH="$(CURDIR)/target/tools/bin:$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_FLAGS := --release --debug-assertions --target-dir target/fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root target/tools
+
+fuzz-build: $(CARGO_FUZZ)
+	$(FUZZ) build $(FUZZ_FLAGS)
+	python3 fuzz/seeds.py target/fuzz/corpus
+
+fuzz: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+		$(FUZZ) run $(FUZZ_FLAGS) $$t target/fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
 # Criterion benchmarks against the peers, then BENCHMARKS.md rewritten from this run.
 bench: build

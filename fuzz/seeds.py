@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpora into DIR/<target>/ (default target/fuzz/corpus) from
+the default bundle (policies/gitlab and its decision tests) and the conformance corpora in
+../shared/conformance (Cedar's hand-written tests, Wycheproof's JWS cases, libmacaroons'
+macaroons). Nothing here is copied into the repository."""
+
+import base64
+import glob
+import hashlib
+import hmac
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLE = os.path.join(ROOT, "policies", "gitlab")
+CONFORMANCE = os.environ.get("ARBITER_CONFORMANCE_DIR", os.path.join(ROOT, "..", "shared", "conformance"))
+NOW = 1_800_000_000  # arbiter_fuzz::NOW
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def sections(files):
+    """A bundle as the fuzz targets read it: `=== path` lines, each followed by the file."""
+    return "".join(f"=== {path}\n{contents}\n" for path, contents in files)
+
+
+def bundle_files(root):
+    out = []
+    for path in sorted(glob.glob(os.path.join(root, "**", "*"), recursive=True)):
+        rel = os.path.relpath(path, root)
+        if os.path.isfile(path) and not rel.startswith("tests") and not rel.endswith(".md"):
+            out.append((rel, read(path)))
+    return out
+
+
+def gitlab_requests():
+    for path in sorted(glob.glob(os.path.join(BUNDLE, "tests", "*.json"))):
+        for case in json.loads(read(path))["cases"]:
+            yield case["request"]
+
+
+def cedar_tests():
+    folder = os.path.join(CONFORMANCE, "cedar-integration-tests")
+    for path in sorted(glob.glob(os.path.join(folder, "tests", "**", "*.json"), recursive=True)):
+        test = json.loads(read(path))
+        files = [("policies.cedar", read(os.path.join(folder, test["policies"]))),
+                 ("entities.json", read(os.path.join(folder, test["entities"])))]
+        if test.get("schema"):
+            files.append(("schema.cedarschema", read(os.path.join(folder, test["schema"]))))
+        requests = [{k: r[k] for k in ("principal", "action", "resource", "context")}
+                    for r in test["requests"]]
+        yield files, requests
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256(claims, header=None):
+    """A token the fuzz token engine accepts (issuer https://hs.example, its test key)."""
+    secret = base64.b64decode(read(os.path.join(ROOT, "core", "tests", "fixtures", "keys", "hs256.b64")).strip())
+    signing_input = b64url(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
+        b64url(json.dumps(claims).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64url(signature)
+
+
+def tokens():
+    claims = {"iss": "https://hs.example", "aud": "api", "sub": "alice", "exp": NOW + 60}
+    yield hs256(claims)
+    yield hs256({**claims, "nbf": NOW - 10, "iat": NOW - 10, "jti": "j1"})
+    yield hs256(claims, {"alg": "HS256", "kid": "k", "crit": ["b64"], "b64": False})
+    wycheproof = json.loads(read(os.path.join(CONFORMANCE, "wycheproof", "json_web_signature_test.json")))
+    for group in wycheproof["testGroups"]:
+        for test in group["tests"]:
+            if isinstance(test.get("jws"), str):
+                yield test["jws"]
+
+
+def macaroons():
+    for path in sorted(glob.glob(os.path.join(CONFORMANCE, "libmacaroons", "*.vtest"))):
+        for line in read(path).splitlines():
+            words = line.split()
+            if len(words) == 1 and len(line) > 20 or line.startswith("{"):
+                yield line
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "fuzz", "corpus")
+    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi")}
+    requests = [json.dumps(r) for r in gitlab_requests()]
+    tokens_ = list(tokens())
+    default_bundle = bundle_files(BUNDLE)
+    seeds["request_json"] += requests
+    seeds["request_json"] += [json.dumps({**json.loads(requests[0]), "token": t}) for t in tokens_[:3]]
+    seeds["bundle_load"].append(sections(default_bundle))
+    for files, reqs in cedar_tests():
+        seeds["bundle_load"].append(sections(files))
+        seeds["request_json"] += [json.dumps(r) for r in reqs]
+    seeds["jwt"] += tokens_
+    seeds["macaroon"] += list(macaroons())
+    # c_abi: a selector byte, then the call's input (fields separated by NUL bytes).
+    c_abi = seeds["c_abi"]
+    c_abi += [b"\x00" + r.encode() for r in requests[:50]]
+    c_abi.append(b"\x01[" + ",".join(requests[:20]).encode() + b"]")
+    c_abi += [b"\x02" + t.encode() for t in tokens_[:20]]
+    for r in map(json.loads, requests[:50]):
+        fields = [r["principal"]["type"], r["principal"]["id"], r["action"]["type"], r["action"]["id"],
+                  r["resource"]["type"], r["resource"]["id"], json.dumps(r.get("context", {}))]
+        if r.get("entities"):
+            fields.append(json.dumps(r["entities"]))
+        c_abi.append(b"\x03" + b"\x00".join(f.encode() for f in fields))
+    c_abi.append(b"\x04" + b"\x00".join(part.encode() for f in default_bundle for part in f))
+
+    for target, items in seeds.items():
+        folder = os.path.join(out, target)
+        os.makedirs(folder, exist_ok=True)
+        for item in items:
+            data = item if isinstance(item, bytes) else item.encode()
+            with open(os.path.join(folder, hashlib.sha1(data).hexdigest()), "wb") as f:
+                f.write(data)
+        print(f"{target}: {len(items)} seeds in {folder}")
+
+
+if __name__ == "__main__":
+    main()
