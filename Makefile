@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke
+.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -87,7 +87,7 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "3"}, context: {access_level: 30, admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips fuzz-smoke
+test: lint rust-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips fault-test fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
@@ -149,6 +149,30 @@ go-test: build
 	cd bindings-go && GODEBUG=cgocheck=1 $(GO) test -count=1 ./...
 	cd bindings-go && $(GO) test -race -count=1 ./...
 	bindings-go/link_test.sh
+
+# A panic injected inside the engine as Rust, C, Go, Ruby and Python see it: a deny with an
+# `internal` error, a failed reload that keeps the old bundle. The hook is the test-only
+# `fault-injection` feature, built apart in target/fault so no shipped artifact carries it.
+FAULT := --profile fault --target-dir target/fault
+FAULT_LIB := target/fault/fault
+FAULT_FEATURES := --features arbiter-ffi/fault-injection,arbiter-ruby/fault-injection
+fault-test: ruby-deps $(PY_BUILD_VENV)/.installed
+	$(CARGO) clippy $(FAULT) -p arbiter -p arbiter-ffi -p arbiter-ruby $(FAULT_FEATURES) --all-targets -- -D warnings
+	$(CARGO) test $(FAULT) -p arbiter --features arbiter/fault-injection --test panics
+	$(CARGO) build $(FAULT) -p arbiter-ffi -p arbiter-ruby $(FAULT_FEATURES)
+	cc $(C_TEST_FLAGS) ffi-c/tests/test_faults.c -o target/fault/test_faults $(FAULT_LIB)/libarbiter.a $(NATIVE_LIBS)
+	./target/fault/test_faults
+	cd bindings-go && CGO_LDFLAGS="-L$(CURDIR)/$(FAULT_LIB)" $(GO) test -count=1 -race \
+		-tags arbiter_fault_injection -run InjectedPanics .
+	mkdir -p target/fault/ruby/lib/arbiter
+	cp $(FAULT_LIB)/libarbiter_ruby.so target/fault/ruby/lib/arbiter/arbiter_ruby.so
+	ruby -w -I bindings-ruby/lib -I target/fault/ruby/lib bindings-ruby/test/fault/test_panics.rb
+	rm -rf target/fault/wheels target/fault/py-venv
+	CARGO_TARGET_DIR=target/fault $(PY_BUILD_VENV)/bin/maturin build --profile fault \
+		--features fault-injection -m bindings-python/Cargo.toml -o target/fault/wheels
+	python3 -m venv target/fault/py-venv
+	target/fault/py-venv/bin/pip install -q target/fault/wheels/arbiter-*.whl -r bindings-python/requirements-dev.txt
+	cd bindings-python && ../target/fault/py-venv/bin/pytest -q tests_fault
 
 # Fuzzing (cargo-fuzz, libFuzzer with AddressSanitizer; RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain take the sanitizer flags). Targets: the request JSON path, bundle loading, JWTs,

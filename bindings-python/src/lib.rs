@@ -553,6 +553,13 @@ impl Engine {
     fn entities_json(&self) -> String {
         self.inner.entities_json()
     }
+
+    /// Test builds only (feature `fault-injection`): while `on`, every decision and reload of
+    /// this engine panics inside Arbiter.
+    #[cfg(feature = "fault-injection")]
+    fn _inject_panics(&self, on: bool) {
+        self.inner.inject_panics(on);
+    }
 }
 
 #[pymodule]

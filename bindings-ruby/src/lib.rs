@@ -563,6 +563,11 @@ impl Engine {
     fn entities_json(&self) -> String {
         self.inner.entities_json()
     }
+
+    #[cfg(feature = "fault-injection")]
+    fn inject_panics(&self, on: bool) {
+        self.inner.inject_panics(on);
+    }
 }
 
 #[magnus::init(name = "arbiter_ruby")]
@@ -589,6 +594,8 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     engine.define_method("authorize_many", method!(Engine::authorize_many, 1))?;
     engine.define_method("verify_token", method!(Engine::verify_token, 1))?;
     engine.define_method("entities_json", method!(Engine::entities_json, 0))?;
+    #[cfg(feature = "fault-injection")]
+    engine.define_method("inject_panics", method!(Engine::inject_panics, 1))?;
 
     let decision = module.define_class("Decision", ruby.class_object())?;
     decision.undef_default_alloc_func();

@@ -151,6 +151,12 @@ fn walk(
         let relative = format!("{prefix}{name}");
         // `metadata` follows symbolic links, so a linked policy file or folder is read too.
         match std::fs::metadata(&path) {
+            // A directory where a bundle file belongs (`entities.json/`) is a broken bundle,
+            // not one without that file.
+            Ok(meta) if meta.is_dir() && keep(&relative) => problems.push(Problem::in_file(
+                &relative,
+                "is a directory where a file belongs",
+            )),
             Ok(meta) if meta.is_dir() => {
                 walk(&path, &format!("{relative}/"), keep, files, problems)
             }

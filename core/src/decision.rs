@@ -44,6 +44,8 @@ pub enum DecisionErrorKind {
     CaveatNotSatisfied,
     /// The token has been revoked.
     Revoked,
+    /// Arbiter failed inside (a caught panic): nothing was allowed.
+    Internal,
 }
 
 impl DecisionErrorKind {
@@ -64,6 +66,7 @@ impl DecisionErrorKind {
             Self::InvalidClaim => "invalid_claim",
             Self::CaveatNotSatisfied => "caveat_not_satisfied",
             Self::Revoked => "revoked",
+            Self::Internal => "internal",
         }
     }
 }
@@ -140,6 +143,7 @@ mod tests {
             InvalidClaim,
             CaveatNotSatisfied,
             Revoked,
+            Internal,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }

@@ -16,6 +16,7 @@ use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
 use crate::eval;
+use crate::fault::{contain_decision, contain_load, Faults};
 use crate::index::IndexedPolicy;
 use crate::limits::Limits;
 use crate::request::{Request, RequestParts};
@@ -25,12 +26,14 @@ use crate::token::{TokenError, TokenInfo, Verified};
 ///
 /// `Engine` is `Send + Sync`: share it (in an `Arc` or a static) between threads. Decisions
 /// never block each other or a reload; each sees one whole bundle, the one current when it
-/// started.
+/// started. A panic inside (a bug) never reaches the caller: a decision that panics is a deny
+/// with an `internal` error, a load or reload that panics is [`LoadError::Internal`].
 pub struct Engine {
     bundle: ArcSwap<Bundle>,
     /// A fixed time (Unix seconds) for every token check, or the system clock when `None`.
     fixed_time: Option<i64>,
     limits: Limits,
+    faults: Faults,
 }
 
 impl Engine {
@@ -53,9 +56,10 @@ impl Engine {
         let files: Vec<BundleFile> = files.into_iter().collect();
         limits.check_bundle(&files)?;
         Ok(Self {
-            bundle: ArcSwap::from_pointee(Bundle::load(files)?),
+            bundle: ArcSwap::from_pointee(contain_load(|| Bundle::load(files))?),
             fixed_time: None,
             limits,
+            faults: Faults::default(),
         })
     }
 
@@ -89,9 +93,31 @@ impl Engine {
     ) -> Result<(), LoadError> {
         let files: Vec<BundleFile> = files.into_iter().collect();
         self.limits.check_bundle(&files)?;
-        let bundle = Bundle::load(files)?;
+        let bundle = contain_load(|| {
+            self.faults.trip("reloading");
+            Bundle::load(files)
+        })?;
         self.bundle.store(Arc::new(bundle));
         Ok(())
+    }
+
+    /// Test builds only (feature `fault-injection`): while `on`, every decision and every reload
+    /// of this engine panics inside the engine, to check how a host sees it (a deny with an
+    /// `internal` error; a reload error with the old bundle kept).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panics(&self, on: bool) {
+        self.faults.arm(on);
+    }
+
+    /// Runs one decision inside the panic boundary.
+    fn guarded(
+        &self,
+        decide: impl FnOnce() -> Result<Decision, RequestError>,
+    ) -> Result<Decision, RequestError> {
+        contain_decision(|| {
+            self.faults.trip("deciding");
+            decide()
+        })
     }
 
     /// Checks tokens as of `unix_seconds` instead of the system clock (for replaying requests
@@ -128,7 +154,7 @@ impl Engine {
     /// Decides one request.
     pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
         self.limits.check_entities(request.entities.len())?;
-        decide(&self.bundle.load(), request, self.now())
+        self.guarded(|| decide(&self.bundle.load(), request, self.now()))
     }
 
     /// Decides many requests against the same bundle version, one result per request.
@@ -139,7 +165,7 @@ impl Engine {
             .iter()
             .map(|r| {
                 self.limits.check_entities(r.entities.len())?;
-                decide(&bundle, r, now)
+                self.guarded(|| decide(&bundle, r, now))
             })
             .collect()
     }
@@ -152,17 +178,21 @@ impl Engine {
     /// Decides one request given as contract JSON, answering with a typed [`Decision`].
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
         self.limits.check_json("request", &[request])?;
-        let bundle = self.bundle.load();
-        let request = Request::from_json(request, &bundle.reader(&self.limits))?;
-        decide(&bundle, &request, self.now())
+        self.guarded(|| {
+            let bundle = self.bundle.load();
+            let request = Request::from_json(request, &bundle.reader(&self.limits))?;
+            decide(&bundle, &request, self.now())
+        })
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
         self.limits.check_parts(parts)?;
-        let bundle = self.bundle.load();
-        let request = Request::from_parts(parts, &bundle.reader(&self.limits))?;
-        decide(&bundle, &request, self.now())
+        self.guarded(|| {
+            let bundle = self.bundle.load();
+            let request = Request::from_parts(parts, &bundle.reader(&self.limits))?;
+            decide(&bundle, &request, self.now())
+        })
     }
 
     /// Decides many requests given as borrowed parts against the same bundle version, one
@@ -178,7 +208,7 @@ impl Engine {
             .iter()
             .map(|parts| {
                 self.limits.check_parts(parts)?;
-                decide(&bundle, &Request::from_parts(parts, &reader)?, now)
+                self.guarded(|| decide(&bundle, &Request::from_parts(parts, &reader)?, now))
             })
             .collect()
     }
@@ -199,8 +229,11 @@ impl Engine {
             .map(|item| {
                 self.limits
                     .check_json("request", &[item.get()])
-                    .and_then(|()| Request::from_json(item.get(), &reader))
-                    .and_then(|r| decide(&bundle, &r, now))
+                    .and_then(|()| {
+                        self.guarded(|| {
+                            decide(&bundle, &Request::from_json(item.get(), &reader)?, now)
+                        })
+                    })
                     .into()
             })
             .collect();

@@ -135,6 +135,9 @@ pub enum LoadError {
     /// `tokens.json` does not parse, or a key it names is missing or unusable.
     #[error("{}", join(.0))]
     Tokens(Vec<Problem>),
+    /// Arbiter failed inside while loading (a caught panic).
+    #[error("{0}")]
+    Internal(String),
 }
 
 fn join(problems: &[Problem]) -> String {
@@ -157,6 +160,7 @@ impl LoadError {
             Self::Entities(_) => 105,
             Self::Links(_) => 106,
             Self::Tokens(_) => 107,
+            Self::Internal(_) => 900,
         }
     }
 
@@ -171,6 +175,7 @@ impl LoadError {
             Self::Entities(_) => "entities",
             Self::Links(_) => "links",
             Self::Tokens(_) => "tokens",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -185,6 +190,7 @@ impl LoadError {
             | Self::Entities(p)
             | Self::Links(p)
             | Self::Tokens(p) => p,
+            Self::Internal(_) => &[],
         }
     }
 }

@@ -11,6 +11,7 @@ mod engine;
 mod entities;
 mod error;
 mod eval;
+mod fault;
 mod index;
 mod limits;
 mod policies;

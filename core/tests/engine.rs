@@ -375,42 +375,191 @@ fn failed_reload_keeps_the_old_bundle_and_a_good_one_replaces_it() {
 
 #[test]
 fn decisions_during_reloads_always_see_one_whole_bundle() {
-    // Version A allows ann to read d1 through `a`; version B through `b`. A decision mixing
-    // the two (or seeing neither) would show as another answer.
-    let a = files(r#"@id("a") permit (principal == User::"ann", action, resource);"#);
-    let b = files(r#"@id("b") permit (principal, action == Action::"read", resource);"#);
-    let engine = Arc::new(Engine::from_files(a.clone()).unwrap());
+    // Version n permits reads through policy `v{n}` only, so a decision names the one version
+    // it saw; a decision mixing two versions (or seeing none) would show as another answer.
+    // Readers also check they never go back to an older version, and that a batch sees one.
+    let version = |n: usize| {
+        files(&format!(
+            r#"@id("v{n}") permit (principal, action == Action::"read", resource);"#
+        ))
+    };
+    let seen_version = |reasons: &[String]| -> usize {
+        match reasons {
+            [one] => one.strip_prefix('v').and_then(|n| n.parse().ok()),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("decision from no single bundle: {reasons:?}"))
+    };
+    const RELOADS: usize = 3_000;
+    let engine = Arc::new(Engine::from_files(version(0)).unwrap());
     let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
+    let readers: Vec<_> = (0..6)
+        .map(|thread| {
             let (engine, done) = (Arc::clone(&engine), Arc::clone(&done));
             std::thread::spawn(move || {
-                let mut seen = [0usize; 2];
-                while !done.load(Ordering::Relaxed) {
-                    match decide(&engine, &request("ann", "read", "d1")) {
-                        (Effect::Allow, r) if r == ["a"] => seen[0] += 1,
-                        (Effect::Allow, r) if r == ["b"] => seen[1] += 1,
-                        other => panic!("decision from no single bundle: {other:?}"),
-                    }
+                let (mut latest, mut decisions) = (0, 0usize);
+                let read = request("ann", "read", "d1").to_string();
+                while !done.load(Ordering::Acquire) {
+                    let seen = if thread % 2 == 0 {
+                        let (effect, reasons) = decide_text(&engine, &read);
+                        assert_eq!(effect, Effect::Allow);
+                        seen_version(&reasons)
+                    } else {
+                        let batch: Value = serde_json::from_str(
+                            &engine
+                                .authorize_json_batch(&format!("[{read},{read},{read}]"))
+                                .unwrap(),
+                        )
+                        .unwrap();
+                        let versions: Vec<usize> = batch
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|d| {
+                                seen_version(
+                                    &serde_json::from_value::<Vec<String>>(d["reasons"].clone())
+                                        .unwrap(),
+                                )
+                            })
+                            .collect();
+                        assert!(
+                            versions.windows(2).all(|w| w[0] == w[1]),
+                            "a batch saw {versions:?}"
+                        );
+                        versions[0]
+                    };
+                    assert!(seen >= latest, "went back from version {latest} to {seen}");
+                    latest = seen;
+                    decisions += 1;
                 }
-                seen
+                (latest, decisions)
             })
         })
         .collect();
-    for i in 0..300 {
-        engine
-            .reload_from_files(if i % 2 == 0 { b.clone() } else { a.clone() })
-            .unwrap();
-        if i % 50 == 0 {
+    for n in 1..=RELOADS {
+        engine.reload_from_files(version(n)).unwrap();
+        if n % 100 == 0 {
             assert!(engine.reload_from_files(files("permit (")).is_err());
         }
     }
-    done.store(true, Ordering::Relaxed);
-    let total: usize = readers
-        .into_iter()
-        .map(|r| r.join().unwrap().iter().sum::<usize>())
-        .sum();
-    assert!(total > 0);
+    done.store(true, Ordering::Release);
+    for reader in readers {
+        let (latest, decisions) = reader.join().unwrap();
+        assert!(decisions > 0);
+        assert!(latest <= RELOADS);
+    }
+    assert_eq!(
+        decide(&engine, &request("ann", "read", "d1")),
+        (Effect::Allow, vec![format!("v{RELOADS}")])
+    );
+}
+
+#[test]
+fn reloads_from_broken_directories_keep_the_old_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |root: &std::path::Path, files: &[BundleFile]| {
+        for f in files {
+            let path = root.join(&f.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &f.contents).unwrap();
+        }
+    };
+    write(dir.path(), &files(POLICIES));
+    let engine = Engine::from_bundle_dir(dir.path()).unwrap();
+    let probe = request("bo", "read", "d1");
+    let before = decide(&engine, &probe);
+    assert_eq!(before, (Effect::Allow, vec!["owner-reads".into()]));
+
+    // Each case breaks a fresh copy of the good bundle; every reload fails with the kind named
+    // and the engine keeps deciding with the bundle it had.
+    type Break = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Break)> = vec![
+        // Half-written: files cut off mid-write, as by a copy that crashed.
+        (
+            "schema",
+            Box::new(|root| {
+                std::fs::write(root.join("schema.cedarschema"), &SCHEMA[..SCHEMA.len() / 2])
+                    .unwrap()
+            }),
+        ),
+        (
+            "policy_parse",
+            Box::new(|root| {
+                std::fs::write(
+                    root.join("policies/main.cedar"),
+                    &POLICIES[..POLICIES.len() - 20],
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "entities",
+            Box::new(|root| {
+                std::fs::write(root.join("entities.json"), &ENTITIES[..ENTITIES.len() / 2]).unwrap()
+            }),
+        ),
+        (
+            "manifest",
+            Box::new(|root| std::fs::write(root.join("manifest.json"), r#"{"name": "do"#).unwrap()),
+        ),
+        // Unreadable: a file that is a directory, a dangling symlink, bytes that are not UTF-8.
+        (
+            "io",
+            Box::new(|root| {
+                std::fs::remove_file(root.join("entities.json")).unwrap();
+                std::fs::create_dir(root.join("entities.json")).unwrap();
+            }),
+        ),
+        (
+            "io",
+            Box::new(|root| {
+                std::fs::remove_file(root.join("policies/main.cedar")).unwrap();
+                std::os::unix::fs::symlink(
+                    root.join("gone.cedar"),
+                    root.join("policies/main.cedar"),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "io",
+            Box::new(|root| {
+                std::fs::write(
+                    root.join("policies/main.cedar"),
+                    b"permit (principal, action, resource) \xff;",
+                )
+                .unwrap()
+            }),
+        ),
+        // Invalid: policies that parse but do not validate.
+        (
+            "policy_validation",
+            Box::new(|root| {
+                std::fs::write(
+                    root.join("policies/main.cedar"),
+                    "permit (principal, action, resource) when { resource.pages > 1 };",
+                )
+                .unwrap()
+            }),
+        ),
+    ];
+    for (i, (kind, break_it)) in cases.iter().enumerate() {
+        let copy = dir.path().join(format!("broken-{i}"));
+        write(&copy, &files(POLICIES));
+        break_it(&copy);
+        let err = engine
+            .reload_from_dir(&copy)
+            .expect_err(&format!("case {i} loaded"));
+        assert_eq!(err.kind(), *kind, "case {i}: {err}");
+        assert!(
+            !err.problems().is_empty(),
+            "case {i}: the error names no file"
+        );
+        assert_eq!(decide(&engine, &probe), before, "case {i}");
+        assert_eq!(engine.info().version.as_deref(), Some("7"));
+    }
+    assert!(engine.reload_from_dir(dir.path().join("missing")).is_err());
+    assert_eq!(decide(&engine, &probe), before);
 }
 
 #[test]

@@ -299,6 +299,19 @@ uint32_t arbiter_engine_verify_token(const struct arbiter_engine *engine,
                                      char **info_out,
                                      struct arbiter_error **err_out);
 
+#if defined(ARBITER_FAULT_INJECTION)
+/**
+ * Test builds only (feature `fault-injection`; the header declares it when
+ * `ARBITER_FAULT_INJECTION` is defined): while `on`, every decision and reload of `engine`
+ * panics inside Arbiter, so a test can see how it surfaces (a deny with an `internal` error; a
+ * reload failing with `ARBITER_RESULT_PANIC`). NULL does nothing.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+void arbiter_engine_inject_panics(const struct arbiter_engine *engine, bool on);
+#endif
+
 /**
  * Frees an engine. NULL does nothing. No other thread may be using it.
  *

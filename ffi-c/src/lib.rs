@@ -594,6 +594,21 @@ pub unsafe extern "C" fn arbiter_engine_verify_token(
     })
 }
 
+/// Test builds only (feature `fault-injection`; the header declares it when
+/// `ARBITER_FAULT_INJECTION` is defined): while `on`, every decision and reload of `engine`
+/// panics inside Arbiter, so a test can see how it surfaces (a deny with an `internal` error; a
+/// reload failing with `ARBITER_RESULT_PANIC`). NULL does nothing.
+///
+/// # Safety
+/// `engine` is NULL or a live engine.
+#[cfg(feature = "fault-injection")]
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_inject_panics(engine: *const arbiter_engine, on: bool) {
+    if let Some(engine) = engine.as_ref() {
+        engine.engine.inject_panics(on);
+    }
+}
+
 /// Frees an engine. NULL does nothing. No other thread may be using it.
 ///
 /// # Safety
