@@ -804,3 +804,264 @@ pub extern "C" fn arbiter_version() -> *const c_char {
         };
     VERSION.as_ptr()
 }
+
+/// The C ABI's pointer handling, driven from Rust: what `make miri` runs under Miri (which
+/// checks every unsafe access, aliasing and leak). Bundles here have no tokens, so nothing
+/// reaches aws-lc's C code, which Miri cannot run.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICIES: &str = r#"@id("owner") permit (principal, action, resource) when { resource.owner == principal };"#;
+    const ENTITIES: &str = r#"[{"uid": {"type": "Doc", "id": "d1"}, "attrs": {"owner": {"__entity": {"type": "User", "id": "ann"}}}, "parents": []}]"#;
+    const REQUEST: &str = r#"{"principal": {"type": "User", "id": "ann"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d1"}}"#;
+
+    fn s(text: &str) -> arbiter_str {
+        arbiter_str {
+            ptr: text.as_ptr().cast(),
+            len: text.len(),
+        }
+    }
+
+    fn text(p: *const c_char) -> String {
+        unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned()
+    }
+
+    fn engine(policies: &str) -> *mut arbiter_engine {
+        let files = [
+            arbiter_bundle_file {
+                path: s("p.cedar"),
+                contents: s(policies),
+            },
+            arbiter_bundle_file {
+                path: s("entities.json"),
+                contents: s(ENTITIES),
+            },
+        ];
+        let mut engine = ptr::null_mut();
+        let code = unsafe {
+            arbiter_engine_new_from_files(files.as_ptr(), 2, &mut engine, ptr::null_mut())
+        };
+        assert_eq!(code, ARBITER_RESULT_OK);
+        engine
+    }
+
+    #[test]
+    fn json_and_fast_path_decisions_are_read_and_freed() {
+        let engine = engine(POLICIES);
+        unsafe {
+            let mut out = ptr::null_mut();
+            let code = arbiter_engine_authorize_json(
+                engine,
+                REQUEST.as_ptr().cast(),
+                REQUEST.len(),
+                &mut out,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_OK);
+            assert_eq!(
+                text(out),
+                r#"{"decision":"allow","reasons":["owner"],"errors":[]}"#
+            );
+            arbiter_string_free(out);
+
+            let request = arbiter_request {
+                principal: arbiter_entity_ref {
+                    type_name: s("User"),
+                    id: s("ann"),
+                },
+                action: arbiter_entity_ref {
+                    type_name: s("Action"),
+                    id: s("read"),
+                },
+                resource: arbiter_entity_ref {
+                    type_name: s("Doc"),
+                    id: s("d1"),
+                },
+                context_json: s("{}"),
+                entities_json: arbiter_str {
+                    ptr: ptr::null(),
+                    len: 0,
+                },
+                token: arbiter_str {
+                    ptr: ptr::null(),
+                    len: 0,
+                },
+            };
+            let mut decision = ptr::null_mut();
+            assert_eq!(
+                arbiter_engine_authorize(engine, &request, &mut decision, ptr::null_mut()),
+                ARBITER_RESULT_OK
+            );
+            let view = arbiter_decision_get_view(decision);
+            assert!(view.allowed && arbiter_decision_is_allowed(decision));
+            assert_eq!((view.reason_count, view.error_count), (1, 0));
+            assert_eq!(text(*view.reasons), "owner");
+            assert_eq!(text(arbiter_decision_reason(decision, 0)), "owner");
+            assert!(arbiter_decision_reason(decision, 1).is_null());
+            let mut json = ptr::null_mut();
+            assert_eq!(
+                arbiter_decision_to_json(decision, &mut json, ptr::null_mut()),
+                ARBITER_RESULT_OK
+            );
+            assert!(text(json).starts_with(r#"{"decision":"allow""#));
+            arbiter_string_free(json);
+            arbiter_decision_free(decision);
+
+            // A policy that errors: the error's strings, through the view.
+            let erring = engine_with_error();
+            let mut decision = ptr::null_mut();
+            assert_eq!(
+                arbiter_engine_authorize(erring, &request, &mut decision, ptr::null_mut()),
+                ARBITER_RESULT_OK
+            );
+            let view = arbiter_decision_get_view(decision);
+            assert!(!view.allowed);
+            assert_eq!(view.error_count, 1);
+            let error = &*view.errors;
+            assert_eq!(text(error.kind), "policy_evaluation");
+            assert_eq!(text(error.policy), "bad");
+            assert!(!text(error.message).is_empty());
+            assert_eq!(
+                text(arbiter_decision_error_kind(decision, 0)),
+                "policy_evaluation"
+            );
+            arbiter_decision_free(decision);
+            arbiter_engine_free(erring);
+            arbiter_engine_free(engine);
+        }
+    }
+
+    fn engine_with_error() -> *mut arbiter_engine {
+        engine(r#"@id("bad") permit (principal, action, resource) when { resource.missing == 1 };"#)
+    }
+
+    #[test]
+    fn errors_are_handed_out_only_on_failure_and_outputs_only_on_success() {
+        let engine = engine(POLICIES);
+        unsafe {
+            let (mut out, mut err) = (ptr::null_mut(), ptr::null_mut());
+            let bad = b"{\"principal\": \xff}";
+            let code = arbiter_engine_authorize_json(
+                engine,
+                bad.as_ptr().cast(),
+                bad.len(),
+                &mut out,
+                &mut err,
+            );
+            assert_eq!(code, ARBITER_RESULT_INVALID_UTF8);
+            assert!(out.is_null());
+            assert_eq!(arbiter_error_code(err), code);
+            assert_eq!(text(arbiter_error_kind(err)), "invalid_utf8");
+            arbiter_error_free(err);
+
+            let mut err = ptr::null_mut();
+            let code =
+                arbiter_engine_authorize_json(engine, b"{".as_ptr().cast(), 1, &mut out, &mut err);
+            assert_eq!(code, ARBITER_RESULT_MALFORMED_REQUEST);
+            assert!(out.is_null());
+            assert!(!text(arbiter_error_message(err)).is_empty());
+            arbiter_error_free(err);
+
+            let code = arbiter_engine_authorize_json(
+                ptr::null(),
+                REQUEST.as_ptr().cast(),
+                REQUEST.len(),
+                &mut out,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_NULL_ARGUMENT);
+            assert_eq!(arbiter_error_code(ptr::null()), ARBITER_RESULT_OK);
+            assert_eq!(text(arbiter_error_kind(ptr::null())), "");
+
+            // A failed reload leaves the engine deciding as before; a good one replaces it.
+            let broken = [arbiter_bundle_file {
+                path: s("p.cedar"),
+                contents: s("permit ("),
+            }];
+            let mut err = ptr::null_mut();
+            assert_eq!(
+                arbiter_engine_reload_from_files(engine, broken.as_ptr(), 1, &mut err),
+                ARBITER_RESULT_POLICY_PARSE
+            );
+            assert!(text(arbiter_error_message(err)).contains("p.cedar:1:"));
+            arbiter_error_free(err);
+            let batch = format!("[{REQUEST}, 7]");
+            let mut answers = ptr::null_mut();
+            assert_eq!(
+                arbiter_engine_authorize_json_batch(
+                    engine,
+                    batch.as_ptr().cast(),
+                    batch.len(),
+                    &mut answers,
+                    ptr::null_mut()
+                ),
+                ARBITER_RESULT_OK
+            );
+            let answers = CString::from_raw(answers).into_string().unwrap();
+            assert!(
+                answers.starts_with(r#"[{"decision":"allow""#)
+                    && answers.contains("malformed_request"),
+                "{answers}"
+            );
+
+            // Every free takes NULL.
+            arbiter_engine_free(ptr::null_mut());
+            arbiter_decision_free(ptr::null_mut());
+            arbiter_string_free(ptr::null_mut());
+            arbiter_error_free(ptr::null_mut());
+            arbiter_engine_free(engine);
+        }
+        assert!(text(arbiter_version()).contains('.'));
+    }
+
+    #[test]
+    fn threads_decide_while_another_reloads() {
+        struct Shared(*mut arbiter_engine);
+        // SAFETY: an engine may be used from many threads at once.
+        unsafe impl Send for Shared {}
+        unsafe impl Sync for Shared {}
+        let engine = std::sync::Arc::new(Shared(engine(POLICIES)));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let engine = std::sync::Arc::clone(&engine);
+                std::thread::spawn(move || {
+                    for _ in 0..3 {
+                        let mut out = ptr::null_mut();
+                        let code = unsafe {
+                            arbiter_engine_authorize_json(
+                                engine.0,
+                                REQUEST.as_ptr().cast(),
+                                REQUEST.len(),
+                                &mut out,
+                                ptr::null_mut(),
+                            )
+                        };
+                        assert_eq!(code, ARBITER_RESULT_OK);
+                        let decision = unsafe { CString::from_raw(out) }.into_string().unwrap();
+                        assert!(
+                            decision.contains(r#""reasons":["owner"]"#)
+                                || decision.contains(r#""reasons":["all"]"#)
+                        );
+                    }
+                })
+            })
+            .collect();
+        let all = [arbiter_bundle_file {
+            path: s("p.cedar"),
+            contents: s(r#"@id("all") permit (principal, action, resource);"#),
+        }];
+        for _ in 0..2 {
+            assert_eq!(
+                unsafe {
+                    arbiter_engine_reload_from_files(engine.0, all.as_ptr(), 1, ptr::null_mut())
+                },
+                ARBITER_RESULT_OK
+            );
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+        unsafe { arbiter_engine_free(engine.0) };
+    }
+}
