@@ -158,7 +158,7 @@ FAULT_LIB := target/fault/fault
 FAULT_FEATURES := --features arbiter-ffi/fault-injection,arbiter-ruby/fault-injection
 fault-test: ruby-deps $(PY_BUILD_VENV)/.installed
 	$(CARGO) clippy $(FAULT) -p arbiter -p arbiter-ffi -p arbiter-ruby $(FAULT_FEATURES) --all-targets -- -D warnings
-	$(CARGO) test $(FAULT) -p arbiter --features arbiter/fault-injection --test panics
+	$(CARGO) test $(FAULT) -p arbiter --features arbiter/fault-injection --lib fault::
 	$(CARGO) build $(FAULT) -p arbiter-ffi -p arbiter-ruby $(FAULT_FEATURES)
 	cc $(C_TEST_FLAGS) ffi-c/tests/test_faults.c -o target/fault/test_faults $(FAULT_LIB)/libarbiter.a $(NATIVE_LIBS)
 	./target/fault/test_faults

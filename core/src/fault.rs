@@ -90,3 +90,118 @@ mod tests {
         assert!(err.to_string().contains("(bad)"));
     }
 }
+
+/// Injected panics through the public API (`make fault-test`: `cargo test --features
+/// fault-injection fault::`): every way of deciding answers a deny with an `internal` error, a
+/// reload fails with `internal` and keeps the old bundle, and disarming restores the engine.
+#[cfg(all(test, feature = "fault-injection"))]
+mod injected {
+    use crate::{BundleFile, DecisionErrorKind, Effect, Engine, EntityUid, Request, RequestParts};
+
+    const POLICIES: &str = r#"@id("all") permit (principal, action, resource);"#;
+    const REQUEST: &str = r#"{"principal": {"type": "User", "id": "ann"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d1"}}"#;
+
+    fn uid(text: &str) -> EntityUid {
+        text.parse().unwrap()
+    }
+
+    fn assert_internal_deny(decision: &crate::Decision) {
+        assert_eq!(decision.decision, Effect::Deny);
+        assert!(decision.reasons.is_empty());
+        assert_eq!(decision.errors.len(), 1);
+        assert_eq!(decision.errors[0].kind, DecisionErrorKind::Internal);
+        assert!(decision.errors[0]
+            .message
+            .contains("fault injected while deciding"));
+    }
+
+    #[test]
+    fn injected_panics_are_denies_and_failed_reloads() {
+        let engine = Engine::from_files([BundleFile::new("p.cedar", POLICIES)]).unwrap();
+        let typed = Request::new(
+            uid(r#"User::"ann""#),
+            uid(r#"Action::"read""#),
+            uid(r#"Doc::"d1""#),
+        );
+        let parts = RequestParts {
+            principal: Some(("User", "ann")),
+            action: ("Action", "read"),
+            resource: ("Doc", "d1"),
+            context_json: None,
+            entities_json: None,
+            token: None,
+        };
+        assert!(engine.authorize(&typed).unwrap().allowed());
+
+        engine.inject_panics(true);
+        assert_internal_deny(&engine.authorize(&typed).unwrap());
+        assert_internal_deny(&engine.authorize_json_decision(REQUEST).unwrap());
+        assert_internal_deny(&engine.authorize_parts(&parts).unwrap());
+        for d in engine.authorize_batch(&[typed.clone(), typed.clone()]) {
+            assert_internal_deny(&d.unwrap());
+        }
+        for d in engine.authorize_parts_batch(&[parts, parts]) {
+            assert_internal_deny(&d.unwrap());
+        }
+        let answers: serde_json::Value = serde_json::from_str(
+            &engine
+                .authorize_json_batch(&format!("[{REQUEST},{REQUEST}]"))
+                .unwrap(),
+        )
+        .unwrap();
+        for answer in answers.as_array().unwrap() {
+            assert_eq!(answer["decision"], "deny");
+            assert_eq!(answer["errors"][0]["kind"], "internal");
+        }
+        // The decision JSON says the same.
+        let json: serde_json::Value =
+            serde_json::from_str(&engine.authorize_json(REQUEST).unwrap()).unwrap();
+        assert_eq!(
+            (
+                json["decision"].as_str(),
+                json["errors"][0]["kind"].as_str()
+            ),
+            (Some("deny"), Some("internal"))
+        );
+
+        let err = engine
+            .reload_from_files([BundleFile::new(
+                "p.cedar",
+                "forbid (principal, action, resource);",
+            )])
+            .unwrap_err();
+        assert_eq!((err.code(), err.kind()), (900, "internal"));
+        assert!(err.to_string().contains("fault injected while reloading"));
+
+        engine.inject_panics(false);
+        let d = engine.authorize(&typed).unwrap();
+        assert_eq!(
+            (d.decision, d.reasons),
+            (Effect::Allow, vec!["all".to_owned()])
+        );
+    }
+
+    #[test]
+    fn injected_panics_in_many_threads_never_allow() {
+        let engine = std::sync::Arc::new(
+            Engine::from_files([BundleFile::new("p.cedar", POLICIES)]).unwrap(),
+        );
+        engine.inject_panics(true);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let engine = std::sync::Arc::clone(&engine);
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        assert_internal_deny(&engine.authorize_json_decision(REQUEST).unwrap());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The engine is whole after all those panics.
+        engine.inject_panics(false);
+        assert!(engine.authorize_json_decision(REQUEST).unwrap().allowed());
+    }
+}
