@@ -117,11 +117,12 @@ func (a *cArena) str(s string, optional bool) C.arbiter_str {
 	return C.arbiter_str{ptr: (*C.char)(dst), len: C.size_t(len(s))}
 }
 
-// authorizeFrame is what arbiter_engine_authorize reads and writes, placed in an arena.
+// authorizeFrame is what arbiter_engine_authorize_view reads and writes, placed in an arena.
 type authorizeFrame struct {
-	req C.arbiter_request
-	out *C.arbiter_decision
-	err *C.arbiter_error
+	req  C.arbiter_request
+	out  *C.arbiter_decision
+	view C.arbiter_decision_view
+	err  *C.arbiter_error
 }
 
 func (a *cArena) ref(r EntityRef) C.arbiter_entity_ref {
@@ -169,22 +170,20 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 		frame.req.context_json = arena.str(context, true)
 		frame.req.entities_json = arena.str(entities, true)
 		frame.req.token = arena.str(r.Token, true)
-		code := C.arbiter_engine_authorize(ptr, &frame.req, &frame.out, &frame.err)
-		out, cerr := frame.out, frame.err
+		// One call decides and describes the decision; one more frees it.
+		code := C.arbiter_engine_authorize_view(ptr, &frame.req, &frame.out, &frame.view, &frame.err)
 		if code != C.ARBITER_RESULT_OK {
-			return takeError(code, cerr)
+			return takeError(code, frame.err)
 		}
-		decision = takeDecision(out)
+		decision = copyDecision(&frame.view)
+		C.arbiter_decision_free(frame.out)
 		return nil
 	})
 	return decision, err
 }
 
-// takeDecision copies a C decision into Go and frees it: one call for everything, then Go
-// reads the C memory directly.
-func takeDecision(d *C.arbiter_decision) Decision {
-	defer C.arbiter_decision_free(d)
-	view := C.arbiter_decision_get_view(d)
+// copyDecision copies what a decision's view shows into Go; Go reads the C memory directly.
+func copyDecision(view *C.arbiter_decision_view) Decision {
 	out := Decision{Allowed: bool(view.allowed)}
 	if view.reason_count > 0 {
 		out.Reasons = make([]string, view.reason_count)

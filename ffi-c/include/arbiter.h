@@ -275,6 +275,20 @@ uint32_t arbiter_engine_authorize(const struct arbiter_engine *engine,
                                   struct arbiter_error **err_out);
 
 /**
+ * `arbiter_engine_authorize` and `arbiter_decision_get_view` in one call, for bindings where
+ * each call into the library costs: on success `*decision_out` receives the decision (free it
+ * with `arbiter_decision_free`) and `*view_out` its view.
+ *
+ * # Safety
+ * As `arbiter_engine_authorize`, and `view_out` is NULL or writable.
+ */
+uint32_t arbiter_engine_authorize_view(const struct arbiter_engine *engine,
+                                       const struct arbiter_request *request,
+                                       struct arbiter_decision **decision_out,
+                                       struct arbiter_decision_view *view_out,
+                                       struct arbiter_error **err_out);
+
+/**
  * The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
  * the library costs. A NULL decision is a deny with nothing in it.
  *

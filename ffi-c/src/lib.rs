@@ -474,26 +474,63 @@ pub unsafe extern "C" fn arbiter_engine_authorize(
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
     boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        let request = request.as_ref().ok_or_else(|| Failure::null("request"))?;
         if decision_out.is_null() {
             return Err(Failure::null("decision_out"));
         }
-        let parts = RequestParts {
-            principal: match request.principal.type_name.ptr.is_null() {
-                true => None,
-                false => Some(entity_ref(request.principal, "principal")?),
-            },
-            action: entity_ref(request.action, "action")?,
-            resource: entity_ref(request.resource, "resource")?,
-            context_json: optional_str(request.context_json, "context_json")?,
-            entities_json: optional_str(request.entities_json, "entities_json")?,
-            token: optional_str(request.token, "token")?,
-        };
-        let decision = engine.authorize_parts(&parts)?;
-        write_out(decision_out, Box::new(decision_strings(decision)));
+        write_out(decision_out, decide_parts(engine, request)?);
         Ok(())
     })
+}
+
+/// `arbiter_engine_authorize` and `arbiter_decision_get_view` in one call, for bindings where
+/// each call into the library costs: on success `*decision_out` receives the decision (free it
+/// with `arbiter_decision_free`) and `*view_out` its view.
+///
+/// # Safety
+/// As `arbiter_engine_authorize`, and `view_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_authorize_view(
+    engine: *const arbiter_engine,
+    request: *const arbiter_request,
+    decision_out: *mut *mut arbiter_decision,
+    view_out: *mut arbiter_decision_view,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        if decision_out.is_null() {
+            return Err(Failure::null("decision_out"));
+        }
+        if view_out.is_null() {
+            return Err(Failure::null("view_out"));
+        }
+        let decision = decide_parts(engine, request)?;
+        // The view points into the boxed decision, which stays where it is when handed out.
+        *view_out = view_of(&decision);
+        write_out(decision_out, decision);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// As `arbiter_engine_authorize`.
+unsafe fn decide_parts(
+    engine: *const arbiter_engine,
+    request: *const arbiter_request,
+) -> Result<Box<arbiter_decision>, Failure> {
+    let engine = engine_ref(engine)?;
+    let request = request.as_ref().ok_or_else(|| Failure::null("request"))?;
+    let parts = RequestParts {
+        principal: match request.principal.type_name.ptr.is_null() {
+            true => None,
+            false => Some(entity_ref(request.principal, "principal")?),
+        },
+        action: entity_ref(request.action, "action")?,
+        resource: entity_ref(request.resource, "resource")?,
+        context_json: optional_str(request.context_json, "context_json")?,
+        entities_json: optional_str(request.entities_json, "entities_json")?,
+        token: optional_str(request.token, "token")?,
+    };
+    Ok(Box::new(decision_strings(engine.authorize_parts(&parts)?)))
 }
 
 fn decision_strings(decision: Decision) -> arbiter_decision {
@@ -543,23 +580,27 @@ pub unsafe extern "C" fn arbiter_decision_get_view(
             errors: ptr::null(),
             error_count: 0,
         },
-        // An empty list is NULL, never the dangling pointer of an empty Vec (Go's garbage
-        // collector rejects such values in pointer-typed variables).
-        Some(d) => arbiter_decision_view {
-            allowed: d.decision.allowed(),
-            reasons: if d.reason_ptrs.is_empty() {
-                ptr::null()
-            } else {
-                d.reason_ptrs.as_ptr()
-            },
-            reason_count: d.reason_ptrs.len(),
-            errors: if d.error_views.is_empty() {
-                ptr::null()
-            } else {
-                d.error_views.as_ptr()
-            },
-            error_count: d.error_views.len(),
+        Some(d) => view_of(d),
+    }
+}
+
+fn view_of(d: &arbiter_decision) -> arbiter_decision_view {
+    // An empty list is NULL, never the dangling pointer of an empty Vec (Go's garbage
+    // collector rejects such values in pointer-typed variables).
+    arbiter_decision_view {
+        allowed: d.decision.allowed(),
+        reasons: if d.reason_ptrs.is_empty() {
+            ptr::null()
+        } else {
+            d.reason_ptrs.as_ptr()
         },
+        reason_count: d.reason_ptrs.len(),
+        errors: if d.error_views.is_empty() {
+            ptr::null()
+        } else {
+            d.error_views.as_ptr()
+        },
+        error_count: d.error_views.len(),
     }
 }
 

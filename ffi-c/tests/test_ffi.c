@@ -192,6 +192,24 @@ static void test_fast_path(const arbiter_engine *engine) {
   arbiter_string_free(json);
   arbiter_decision_free(d);
 
+  /* The decision and its view in one call; the view is written only on success. */
+  d = NULL;
+  memset(&view, 0, sizeof view);
+  CHECK(arbiter_engine_authorize_view(engine, &r, &d, &view, NULL) == ARBITER_RESULT_OK);
+  CHECK(d != NULL && view.allowed && view.reason_count == 1 && strcmp(view.reasons[0], "role-developer") == 0);
+  CHECK(view.error_count == 0 && view.errors == NULL);
+  arbiter_decision_free(d);
+  arbiter_request unknown_action = typed_request("alice", "fly", "{}");
+  arbiter_error *err = NULL;
+  d = NULL;
+  memset(&view, 0, sizeof view);
+  CHECK(arbiter_engine_authorize_view(engine, &unknown_action, &d, &view, &err) == ARBITER_RESULT_INVALID_REQUEST);
+  CHECK(d == NULL && !view.allowed && view.reasons == NULL && err != NULL);
+  arbiter_error_free(err);
+  CHECK(arbiter_engine_authorize_view(engine, &r, &d, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_authorize_view(engine, &r, NULL, &view, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(d == NULL);
+
   /* Per-request entities: alice, blocked for this request only. */
   arbiter_request blocked = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
   blocked.entities_json = str(
@@ -221,7 +239,7 @@ static void test_fast_path(const arbiter_engine *engine) {
 
   /* Errors of the call. */
   arbiter_request bad_context = typed_request("alice", "push_code", "{\"access_level\": \"high\", \"admin_mode\": false}");
-  arbiter_error *err = NULL;
+  err = NULL;
   d = NULL;
   CHECK(arbiter_engine_authorize(engine, &bad_context, &d, &err) == ARBITER_RESULT_INVALID_CONTEXT);
   CHECK(d == NULL);
