@@ -157,7 +157,8 @@ FAULT := --profile fault --target-dir target/fault
 FAULT_LIB := target/fault/fault
 FAULT_FEATURES := --features arbiter-ffi/fault-injection,arbiter-ruby/fault-injection
 fault-test: ruby-deps $(PY_BUILD_VENV)/.installed
-	$(CARGO) clippy $(FAULT) -p arbiter -p arbiter-ffi -p arbiter-ruby $(FAULT_FEATURES) --all-targets -- -D warnings
+	$(CARGO) clippy $(FAULT) -p arbiter -p arbiter-ffi -p arbiter-ruby -p arbiter-python $(FAULT_FEATURES),arbiter-python/fault-injection \
+		--all-targets -- -D warnings
 	$(CARGO) test $(FAULT) -p arbiter --features arbiter/fault-injection --lib fault::
 	$(CARGO) build $(FAULT) -p arbiter-ffi -p arbiter-ruby $(FAULT_FEATURES)
 	cc $(C_TEST_FLAGS) ffi-c/tests/test_faults.c -o target/fault/test_faults $(FAULT_LIB)/libarbiter.a $(NATIVE_LIBS)
@@ -177,9 +178,9 @@ fault-test: ruby-deps $(PY_BUILD_VENV)/.installed
 # Miri over the C ABI's unsafe code (ffi-c's tests: pointers in and out, frees, threads deciding
 # during a reload). Core forbids unsafe code and its token tests run aws-lc's C code, which
 # Miri cannot; the bindings need a Ruby or Python interpreter. Miri needs nightly: the
-# component is added when missing. Isolation is off because tokens read the clock.
+# components are added when missing. Isolation is off because a decision reads the clock.
 miri:
-	rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^miri' || \
+	[ "$$(rustup component list --toolchain nightly --installed 2>/dev/null | grep -c '^miri\|^rust-src')" = 2 ] || \
 		rustup component add --toolchain nightly miri rust-src || \
 		rustup toolchain install nightly --profile minimal --component miri,rust-src
 	MIRIFLAGS=-Zmiri-disable-isolation $(CARGO) +nightly miri test -p arbiter-ffi --target-dir target/miri
@@ -196,7 +197,7 @@ FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS := 30
 FUZZ := PATH="$(CURDIR)/target/tools/bin:$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
-FUZZ_FLAGS := --release --debug-assertions --target-dir target/fuzz
+FUZZ_FLAGS := --debug-assertions --target-dir target/fuzz
 
 $(CARGO_FUZZ):
 	$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root target/tools

@@ -16,7 +16,7 @@ use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
 use crate::eval;
-use crate::fault::{contain_decision, contain_load, Faults};
+use crate::fault::{contain_decision, contain_load, contain_token, Faults};
 use crate::index::IndexedPolicy;
 use crate::limits::Limits;
 use crate::request::{Request, RequestParts};
@@ -27,7 +27,8 @@ use crate::token::{TokenError, TokenInfo, Verified};
 /// `Engine` is `Send + Sync`: share it (in an `Arc` or a static) between threads. Decisions
 /// never block each other or a reload; each sees one whole bundle, the one current when it
 /// started. A panic inside (a bug) never reaches the caller: a decision that panics is a deny
-/// with an `internal` error, a load or reload that panics is [`LoadError::Internal`].
+/// with an `internal` error, a token check that panics is a `TokenError` of kind `internal`, a
+/// load or reload that panics is [`LoadError::Internal`].
 pub struct Engine {
     bundle: ArcSwap<Bundle>,
     /// A fixed time (Unix seconds) for every token check, or the system clock when `None`.
@@ -137,7 +138,7 @@ impl Engine {
 
     /// Verifies a token on its own (no request): what `arbiter token verify` prints.
     pub fn verify_token(&self, token: &str) -> Result<TokenInfo, TokenError> {
-        verify_token(&self.bundle.load(), token, self.now()).map(TokenInfo::new)
+        contain_token(|| verify_token(&self.bundle.load(), token, self.now())).map(TokenInfo::new)
     }
 
     /// The current bundle's entities (its static entities and the schema's action entities),

@@ -1,6 +1,7 @@
 //! Panics contained: a bug inside the engine never unwinds into the host, never allows and never
-//! loses a bundle. A decision that panics is a deny with an `internal` error; a load that panics
-//! is a `LoadError::Internal` and the engine keeps its bundle.
+//! loses a bundle. A decision that panics is a deny with an `internal` error; a token check that
+//! panics is a `TokenError` of kind `internal`; a load that panics is a `LoadError::Internal`
+//! and the engine keeps its bundle.
 //!
 //! With the `fault-injection` feature (test builds only; never enable it in a release), an
 //! engine can be told to panic inside every decision and every reload, so each language's
@@ -11,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::decision::{Decision, DecisionError, DecisionErrorKind};
 use crate::error::{LoadError, RequestError};
+use crate::token::TokenError;
 
 /// An engine's switch for injected panics: zero-sized and inert without `fault-injection`.
 #[derive(Debug, Default)]
@@ -52,6 +54,21 @@ pub(crate) fn contain_decision(
     })
 }
 
+/// Runs a token check; a panic becomes a `TokenError` of kind `internal`.
+pub(crate) fn contain_token<T>(
+    check: impl FnOnce() -> Result<T, TokenError>,
+) -> Result<T, TokenError> {
+    catch_unwind(AssertUnwindSafe(check)).unwrap_or_else(|panic| {
+        Err(TokenError::new(
+            DecisionErrorKind::Internal,
+            format!(
+                "Arbiter panicked while checking the token ({})",
+                panic_message(&*panic)
+            ),
+        ))
+    })
+}
+
 /// Runs a load; a panic becomes `LoadError::Internal`.
 pub(crate) fn contain_load<T>(load: impl FnOnce() -> Result<T, LoadError>) -> Result<T, LoadError> {
     catch_unwind(AssertUnwindSafe(load)).unwrap_or_else(|panic| {
@@ -81,6 +98,13 @@ mod tests {
         assert!(decision.reasons.is_empty());
         assert_eq!(decision.errors[0].kind, DecisionErrorKind::Internal);
         assert!(decision.errors[0].message.contains("(boom)"));
+    }
+
+    #[test]
+    fn a_panic_in_a_token_check_is_an_internal_token_error() {
+        let err = contain_token::<()>(|| panic!("bad key")).unwrap_err();
+        assert_eq!(err.kind, DecisionErrorKind::Internal);
+        assert!(err.message.contains("(bad key)"));
     }
 
     #[test]

@@ -543,9 +543,14 @@ fn reloads_from_broken_directories_keep_the_old_bundle() {
             }),
         ),
     ];
+    // The copies are another version (8, other policy ids), so a reload that wrongly took one
+    // would show in the version and the decision.
+    let mut next = files(&POLICIES.replace("owner-reads", "owner-reads-v8"));
+    next[3] = BundleFile::new("manifest.json", r#"{"name": "docs", "version": "8"}"#);
+    let copies = tempfile::tempdir().unwrap();
     for (i, (kind, break_it)) in cases.iter().enumerate() {
-        let copy = dir.path().join(format!("broken-{i}"));
-        write(&copy, &files(POLICIES));
+        let copy = copies.path().join(format!("broken-{i}"));
+        write(&copy, &next);
         break_it(&copy);
         let err = engine
             .reload_from_dir(&copy)

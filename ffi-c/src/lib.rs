@@ -9,8 +9,9 @@
 //!   success.
 //! - Strings passed in are UTF-8; either NUL-terminated (`const char *`) or pointer and length
 //!   (`arbiter_str`, `request` with `request_len`). Strings handed out are NUL-terminated.
-//! - A panic inside Arbiter never unwinds into C and never yields an allow: the call fails with
-//!   `ARBITER_RESULT_PANIC`.
+//! - A panic inside Arbiter never unwinds into C and never yields an allow: while deciding, the
+//!   decision is a deny with an `internal` error; anywhere else the call fails with
+//!   `ARBITER_RESULT_PANIC` (a reload that fails so keeps the old bundle).
 //! - A `const arbiter_engine *` may be used from many threads at once, a reload included.
 //!
 //! Result codes come in blocks: 1-99 misuse of the ABI, 100-199 bundle loading (the `kind`s of
@@ -54,7 +55,8 @@ pub const ARBITER_RESULT_INVALID_REQUEST: u32 = 201;
 pub const ARBITER_RESULT_INVALID_CONTEXT: u32 = 202;
 /// A per-request entity is invalid.
 pub const ARBITER_RESULT_INVALID_ENTITIES: u32 = 203;
-/// Arbiter panicked; nothing was decided.
+/// Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing changed.
+/// A panic while deciding is a deny with an `internal` error instead.
 pub const ARBITER_RESULT_PANIC: u32 = 900;
 
 /// An engine: a loaded bundle that decides requests. Create it with one of the
@@ -947,6 +949,21 @@ mod tests {
             );
             assert!(text(json).starts_with(r#"{"decision":"allow""#));
             arbiter_string_free(json);
+            arbiter_decision_free(decision);
+
+            // The decision and its view in one call: the view points into the decision until
+            // it is freed.
+            let (mut decision, mut view) = (ptr::null_mut(), std::mem::zeroed());
+            let code = arbiter_engine_authorize_view(
+                engine,
+                &request,
+                &mut decision,
+                &mut view,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_OK);
+            assert!(view.allowed);
+            assert_eq!(text(*view.reasons), "owner");
             arbiter_decision_free(decision);
 
             // A policy that errors: the error's strings, through the view.

@@ -91,7 +91,8 @@ int main(void) {
   char *answers = NULL;
   CHECK(arbiter_engine_authorize_json_batch(engine, batch, strlen(batch), &answers, NULL) == ARBITER_RESULT_OK);
   CHECK(answers != NULL && strstr(answers, "\"decision\":\"allow\"") == NULL);
-  CHECK(answers != NULL && strstr(strstr(answers, "\"internal\"") + 1, "\"internal\"") != NULL);
+  const char *first = answers ? strstr(answers, "\"internal\"") : NULL;
+  CHECK(first != NULL && strstr(first + 1, "\"internal\"") != NULL);
   arbiter_string_free(answers);
 
   /* A reload panics: ARBITER_RESULT_PANIC, and the old bundle stays. */

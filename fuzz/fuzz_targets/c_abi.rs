@@ -7,7 +7,7 @@
 // The C ABI's source, compiled into this target (its library is a cdylib and staticlib only),
 // with the name it gives the core crate.
 extern crate arbiter as arbiter_core;
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, unexpected_cfgs, clippy::all)]
 #[path = "../../ffi-c/src/lib.rs"]
 mod ffi;
 
@@ -74,6 +74,25 @@ fn str_of(field: Option<&[u8]>) -> arbiter_str {
     }
 }
 
+/// Everything a view shows, read through its pointers.
+unsafe fn view_strings(view: &arbiter_decision_view) -> (bool, Vec<String>, Vec<[String; 3]>) {
+    let reasons = (0..view.reason_count)
+        .map(|i| text(*view.reasons.add(i)))
+        .collect();
+    let errors = (0..view.error_count)
+        .map(|i| {
+            let e = &*view.errors.add(i);
+            let policy = if e.policy.is_null() {
+                String::new()
+            } else {
+                text(e.policy)
+            };
+            [text(e.kind), policy, text(e.message)]
+        })
+        .collect();
+    (view.allowed, reasons, errors)
+}
+
 fn string_call(call: impl FnOnce(*mut *mut c_char, *mut *mut arbiter_error) -> u32) {
     let (mut out, mut err) = (ptr::null_mut(), ptr::null_mut());
     let code = call(&mut out, &mut err);
@@ -134,20 +153,28 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let (mut decision, mut err) = (ptr::null_mut(), ptr::null_mut());
                 let code = arbiter_engine_authorize(engine, &request, &mut decision, &mut err);
+                // The same request through the one-call variant: the same code, the same view.
+                let (mut other, mut other_view, mut other_err) =
+                    (ptr::null_mut(), std::mem::zeroed(), ptr::null_mut());
+                let other_code = arbiter_engine_authorize_view(
+                    engine,
+                    &request,
+                    &mut other,
+                    &mut other_view,
+                    &mut other_err,
+                );
+                assert_eq!(code, other_code);
+                if settle(other_code, other, other_err) {
+                    assert_eq!(
+                        view_strings(&other_view),
+                        view_strings(&arbiter_decision_get_view(other))
+                    );
+                    arbiter_decision_free(other);
+                }
                 if settle(code, decision, err) {
                     let view = arbiter_decision_get_view(decision);
                     assert_eq!(view.allowed, arbiter_decision_is_allowed(decision));
-                    for i in 0..view.reason_count {
-                        text(*view.reasons.add(i));
-                    }
-                    for i in 0..view.error_count {
-                        let e = &*view.errors.add(i);
-                        text(e.kind);
-                        text(e.message);
-                        if !e.policy.is_null() {
-                            text(e.policy);
-                        }
-                    }
+                    view_strings(&view);
                     let (mut json, mut err) = (ptr::null_mut(), ptr::null_mut());
                     let code = arbiter_decision_to_json(decision, &mut json, &mut err);
                     assert!(settle(code, json, err));

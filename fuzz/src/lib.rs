@@ -51,7 +51,7 @@ fn jwks(kid: &str, alg: &str, pem: &str) -> Value {
 }
 
 /// The token engine's bundle files.
-pub fn token_bundle() -> Vec<BundleFile> {
+fn token_bundle() -> Vec<BundleFile> {
     let issuer = |name: &str, alg: &str, jwks: Value| {
         json!({"issuer": name, "algorithms": [alg], "jwks": jwks, "leeway_seconds": 30,
                "principal": {"type": "User", "id_claim": "sub"}})
@@ -127,28 +127,5 @@ pub fn check_decision_json(json: &str) {
             !value["reasons"].as_array().expect("reasons").is_empty(),
             "an allow without a reason: {json}"
         );
-    }
-}
-
-/// The same, for a typed decision.
-pub fn check_decision(decision: &arbiter::Decision) {
-    check_decision_json(&decision.to_json());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sections_split_on_marker_lines() {
-        let text = "junk\n=== a.cedar\npermit(principal, action, resource);\n=== b.json\n{}";
-        assert_eq!(
-            sections(text),
-            vec![
-                ("a.cedar", "permit(principal, action, resource);"),
-                ("b.json", "{}")
-            ]
-        );
-        assert!(sections("no marker").is_empty());
     }
 }
