@@ -54,6 +54,7 @@ var (
 	ErrEntities         = &Error{Code: C.ARBITER_RESULT_ENTITIES, Kind: "entities"}
 	ErrLinks            = &Error{Code: C.ARBITER_RESULT_LINKS, Kind: "links"}
 	ErrTokens           = &Error{Code: C.ARBITER_RESULT_TOKENS, Kind: "tokens"}
+	ErrBundleSignature  = &Error{Code: C.ARBITER_RESULT_BUNDLE_SIGNATURE, Kind: "signature"}
 	ErrMalformedRequest = &Error{Code: C.ARBITER_RESULT_MALFORMED_REQUEST, Kind: "malformed_request"}
 	ErrInvalidRequest   = &Error{Code: C.ARBITER_RESULT_INVALID_REQUEST, Kind: "invalid_request"}
 	ErrInvalidContext   = &Error{Code: C.ARBITER_RESULT_INVALID_CONTEXT, Kind: "invalid_context"}
@@ -108,6 +109,27 @@ func NewEngineFromBundleDir(dir string) (*Engine, error) {
 	defer C.free(unsafe.Pointer(cdir))
 	return newEngine(func(out **C.arbiter_engine, err **C.arbiter_error) C.uint32_t {
 		return C.arbiter_engine_new_from_bundle_dir(cdir, out, err)
+	})
+}
+
+// NewEngineFromSignedBundleDir loads the signed bundle in dir: it must carry a valid
+// signature.json by one of the trusted public keys (SPKI PEM) and be exactly the files signed.
+// The engine then loads only bundles so signed, on every reload too.
+func NewEngineFromSignedBundleDir(dir string, publicKeysPEM ...string) (*Engine, error) {
+	cdir := C.CString(dir)
+	defer C.free(unsafe.Pointer(cdir))
+	strs := make([]C.arbiter_str, len(publicKeysPEM))
+	for i, pem := range publicKeysPEM {
+		c := C.CString(pem)
+		defer C.free(unsafe.Pointer(c))
+		strs[i] = C.arbiter_str{ptr: c, len: C.size_t(len(pem))}
+	}
+	return newEngine(func(out **C.arbiter_engine, err **C.arbiter_error) C.uint32_t {
+		var first *C.arbiter_str
+		if len(strs) > 0 {
+			first = &strs[0]
+		}
+		return C.arbiter_engine_new_from_signed_bundle_dir(cdir, first, C.size_t(len(strs)), out, err)
 	})
 }
 

@@ -9,7 +9,7 @@ rm -rf "$work" && mkdir -p "$work/include" "$work/lib" "$work/pkg" "$work/app"
 cp "$root/ffi-c/include/arbiter.h" "$work/include/"
 cp "$root/target/release/libarbiter.a" "$work/lib/"
 # The package alone, away from ../target and ../ffi-c, so only the documented flags can help.
-cp "$root"/bindings-go/go.mod "$root"/bindings-go/arbiter.go "$root"/bindings-go/request.go "$work/pkg/"
+cp "$root"/bindings-go/go.mod "$root"/bindings-go/arbiter.go "$root"/bindings-go/request.go "$root"/bindings-go/metrics.go "$root"/bindings-go/explain.go "$root"/bindings-go/shadow.go "$work/pkg/"
 cat > "$work/app/go.mod" <<MOD
 module example.com/app
 

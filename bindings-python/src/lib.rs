@@ -70,6 +70,12 @@ create_exception!(
 );
 create_exception!(
     arbiter,
+    SignatureError,
+    ArbiterError,
+    "The bundle's signature is missing, not trusted, or does not match its files (kind `signature`)."
+);
+create_exception!(
+    arbiter,
     MalformedRequestError,
     ArbiterError,
     "The request is malformed (kind `malformed_request`)."
@@ -119,6 +125,7 @@ impl IntoPyErr for Failure {
             "entities" => EntitiesError::new_err(message),
             "links" => LinksError::new_err(message),
             "tokens" => TokensError::new_err(message),
+            "signature" => SignatureError::new_err(message),
             "malformed_request" => MalformedRequestError::new_err(message),
             "invalid_request" => InvalidRequestError::new_err(message),
             "invalid_context" => InvalidContextError::new_err(message),
@@ -428,6 +435,21 @@ impl Engine {
         load(py, arbiter_core::Engine::gitlab_default)
     }
 
+    /// Loads the signed bundle in directory `path`; `public_keys` are the trusted signing keys
+    /// (SPKI PEM). The engine then loads only bundles they signed, on every reload too.
+    #[staticmethod]
+    fn from_signed_bundle_dir(
+        py: Python<'_>,
+        path: PathBuf,
+        public_keys: Vec<String>,
+    ) -> PyResult<Self> {
+        let keys = arbiter_core::TrustedKeys::from_pems(&public_keys)
+            .map_err(|e| Failure::new(108, "signature", e.to_string()).into_py(py))?;
+        load(py, move || {
+            arbiter_core::Engine::from_signed_bundle_dir(&path, keys)
+        })
+    }
+
     /// Loads a bundle held in memory: relative path -> contents.
     #[staticmethod]
     fn from_files(py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<Self> {
@@ -554,6 +576,55 @@ impl Engine {
         self.inner.entities_json()
     }
 
+    /// Sets a candidate bundle (directory `path`) beside the live one: decisions are still taken
+    /// from the live bundle, and the candidate decides each request too, for comparison
+    /// (`shadow_report`). Replaces any earlier candidate; on failure nothing changes.
+    fn set_candidate_from_dir(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| guarded(|| Ok(self.inner.set_candidate_from_dir(&path)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Sets a candidate bundle held in memory: relative path -> contents.
+    fn set_candidate_from_files(&self, py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<()> {
+        let files = bundle_files(files).map_err(|e| e.into_py(py))?;
+        py.detach(|| guarded(|| Ok(self.inner.set_candidate_from_files(files)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Drops the candidate bundle.
+    fn clear_candidate(&self) {
+        self.inner.clear_candidate();
+    }
+
+    /// How the candidate's decisions compared with the live bundle's, as a dict.
+    fn shadow_report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize(py, &self.inner.shadow_report())
+            .map_err(|e| InternalError::new_err(e.to_string()))
+    }
+
+    /// Decides one request given as contract JSON and explains it, as a dict: the decision's
+    /// fields plus `policies` (`id`, `effect`, `outcome`, `condition`, `error` each).
+    fn explain<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
+        let explanation =
+            guarded(|| Ok(self.inner.explain_json(request)?)).map_err(|e| e.into_py(py))?;
+        pythonize(py, &explanation).map_err(|e| InternalError::new_err(e.to_string()))
+    }
+
+    /// The same explanation as text for a person.
+    fn explain_text(&self, py: Python<'_>, request: &str) -> PyResult<String> {
+        guarded(|| Ok(self.inner.explain_json(request)?.to_text())).map_err(|e| e.into_py(py))
+    }
+
+    /// What the engine has counted since it was created (reloads included), as a dict.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize(py, &self.inner.metrics()).map_err(|e| InternalError::new_err(e.to_string()))
+    }
+
+    /// The same metrics in the Prometheus text exposition format.
+    fn metrics_prometheus(&self) -> String {
+        self.inner.metrics().to_prometheus()
+    }
+
     /// Test builds only (feature `fault-injection`): while `on`, every decision and reload of
     /// this engine panics inside Arbiter.
     #[cfg(feature = "fault-injection")]
@@ -581,6 +652,7 @@ fn _arbiter(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("EntitiesError", py.get_type::<EntitiesError>()),
         ("LinksError", py.get_type::<LinksError>()),
         ("TokensError", py.get_type::<TokensError>()),
+        ("SignatureError", py.get_type::<SignatureError>()),
         (
             "MalformedRequestError",
             py.get_type::<MalformedRequestError>(),

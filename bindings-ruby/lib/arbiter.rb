@@ -20,7 +20,7 @@ module Arbiter
   # Raised (or, from Engine#authorize_many, returned) when Arbiter cannot do what was asked.
   # The subclass names the kind: PolicyParseError, InvalidRequestError, ...
   class Error
-    # Stable numeric code: 100-107 bundle loading, 200-203 requests, 900 internal.
+    # Stable numeric code: 100-108 bundle loading, 200-203 requests, 900 internal.
     attr_reader :code
     # Stable snake_case kind, e.g. "policy_parse" or "invalid_context".
     attr_reader :kind

@@ -20,7 +20,7 @@ use serde::{Serialize, Serializer};
 
 /// The error classes under `Arbiter`, by the kind they stand for. `Arbiter::Error` is their
 /// superclass; every one carries `#code` and `#kind`.
-const ERROR_CLASSES: [(&str, &str); 13] = [
+const ERROR_CLASSES: [(&str, &str); 14] = [
     ("io", "BundleIOError"),
     ("manifest", "ManifestError"),
     ("policy_parse", "PolicyParseError"),
@@ -29,6 +29,7 @@ const ERROR_CLASSES: [(&str, &str); 13] = [
     ("entities", "EntitiesError"),
     ("links", "LinksError"),
     ("tokens", "TokensError"),
+    ("signature", "SignatureError"),
     ("malformed_request", "MalformedRequestError"),
     ("invalid_request", "InvalidRequestError"),
     ("invalid_context", "InvalidContextError"),
@@ -464,6 +465,18 @@ impl Engine {
         load(ruby, arbiter_core::Engine::gitlab_default)
     }
 
+    fn from_signed_bundle_dir(
+        ruby: &Ruby,
+        path: PathBuf,
+        public_keys: Vec<String>,
+    ) -> Result<Self, Error> {
+        let keys = arbiter_core::TrustedKeys::from_pems(&public_keys)
+            .map_err(|e| Failure::new(108, "signature", e.to_string()).into_error(ruby))?;
+        load(ruby, move || {
+            arbiter_core::Engine::from_signed_bundle_dir(&path, keys)
+        })
+    }
+
     fn from_files(ruby: &Ruby, files: RHash) -> Result<Self, Error> {
         let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
         load(ruby, move || arbiter_core::Engine::from_files(files))
@@ -564,10 +577,55 @@ impl Engine {
         self.inner.entities_json()
     }
 
+    fn set_candidate_from_dir(ruby: &Ruby, rb_self: &Self, path: PathBuf) -> Result<(), Error> {
+        without_gvl(|| Ok(rb_self.inner.set_candidate_from_dir(&path)?))
+            .map_err(|e| e.into_error(ruby))
+    }
+
+    fn set_candidate_from_files(ruby: &Ruby, rb_self: &Self, files: RHash) -> Result<(), Error> {
+        let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
+        without_gvl(|| Ok(rb_self.inner.set_candidate_from_files(files)?))
+            .map_err(|e| e.into_error(ruby))
+    }
+
+    fn clear_candidate(&self) {
+        self.inner.clear_candidate();
+    }
+
+    fn shadow_report(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        hash(ruby, &rb_self.inner.shadow_report())
+    }
+
+    fn explain(ruby: &Ruby, rb_self: &Self, request: String) -> Result<Value, Error> {
+        let explanation = guarded(|| Ok(rb_self.inner.explain_json(&request)?))
+            .map_err(|e| e.into_error(ruby))?;
+        hash(ruby, &explanation)
+    }
+
+    fn explain_text(ruby: &Ruby, rb_self: &Self, request: String) -> Result<String, Error> {
+        guarded(|| Ok(rb_self.inner.explain_json(&request)?.to_text()))
+            .map_err(|e| e.into_error(ruby))
+    }
+
+    fn metrics(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        hash(ruby, &rb_self.inner.metrics())
+    }
+
+    fn metrics_prometheus(&self) -> String {
+        self.inner.metrics().to_prometheus()
+    }
+
     #[cfg(feature = "fault-injection")]
     fn inject_panics(&self, on: bool) {
         self.inner.inject_panics(on);
     }
+}
+
+/// A report as a Hash with String keys, as JSON would give it (`verify_token`'s shape).
+fn hash(ruby: &Ruby, report: &impl serde::Serialize) -> Result<Value, Error> {
+    let json = serde_json::to_value(report)
+        .map_err(|e| Failure::internal(e.to_string()).into_error(ruby))?;
+    serde_magnus::serialize(ruby, &json)
 }
 
 #[magnus::init(name = "arbiter_ruby")]
@@ -583,6 +641,10 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     engine.define_singleton_method("from_bundle_dir", function!(Engine::from_bundle_dir, 1))?;
     engine.define_singleton_method("gitlab_default", function!(Engine::gitlab_default, 0))?;
     engine.define_singleton_method("from_files", function!(Engine::from_files, 1))?;
+    engine.define_singleton_method(
+        "from_signed_bundle_dir",
+        function!(Engine::from_signed_bundle_dir, 2),
+    )?;
     engine.define_method("reload_from_dir", method!(Engine::reload_from_dir, 1))?;
     engine.define_method("reload_from_files", method!(Engine::reload_from_files, 1))?;
     engine.define_method("authorize_json", method!(Engine::authorize_json, 1))?;
@@ -594,6 +656,20 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     engine.define_method("authorize_many", method!(Engine::authorize_many, 1))?;
     engine.define_method("verify_token", method!(Engine::verify_token, 1))?;
     engine.define_method("entities_json", method!(Engine::entities_json, 0))?;
+    engine.define_method(
+        "set_candidate_from_dir",
+        method!(Engine::set_candidate_from_dir, 1),
+    )?;
+    engine.define_method(
+        "set_candidate_from_files",
+        method!(Engine::set_candidate_from_files, 1),
+    )?;
+    engine.define_method("clear_candidate", method!(Engine::clear_candidate, 0))?;
+    engine.define_method("shadow_report", method!(Engine::shadow_report, 0))?;
+    engine.define_method("explain", method!(Engine::explain, 1))?;
+    engine.define_method("explain_text", method!(Engine::explain_text, 1))?;
+    engine.define_method("metrics", method!(Engine::metrics, 0))?;
+    engine.define_method("metrics_prometheus", method!(Engine::metrics_prometheus, 0))?;
     #[cfg(feature = "fault-injection")]
     engine.define_method("inject_panics", method!(Engine::inject_panics, 1))?;
 

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use arbiter::bundle_tests::TestSuite;
-use arbiter::{Engine, LoadError};
+use arbiter::{Engine, LoadError, RequestError};
 use clap::{Parser, Subcommand};
 
+mod bundle;
 mod token;
 
 /// Exit codes of the contract.
@@ -63,9 +64,59 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+    /// Decide one request and explain it: every policy whose scope matched, and whether it was
+    /// satisfied, not satisfied or errored, with the condition that decided it. Exit codes as
+    /// for `check`.
+    Explain {
+        /// Bundle directory; the embedded default GitLab bundle when left out.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// File holding one request as JSON, or `-` for standard input (the default).
+        #[arg(long)]
+        request: Option<PathBuf>,
+        /// Print the explanation as JSON (the decision's fields plus `policies`).
+        #[arg(long)]
+        json: bool,
+        /// Check tokens as of this time (Unix seconds) instead of now.
+        #[arg(long)]
+        now: Option<i64>,
+    },
+    /// Decide every request of a JSONL file with two bundles and print, one JSON line each, the
+    /// requests whose decision changes (`{"line", "request", "bundle", "against"}`). Exit 0 when
+    /// none changes, 1 when some do, 2 on invalid input.
+    Diff {
+        /// The bundle in use; the embedded default GitLab bundle when left out.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The bundle to compare it with.
+        #[arg(long)]
+        against: PathBuf,
+        /// File holding one request JSON per line.
+        #[arg(long)]
+        requests: PathBuf,
+        /// Check tokens as of this time (Unix seconds) instead of now.
+        #[arg(long)]
+        now: Option<i64>,
+    },
+    /// Decide a sample of requests, then print the engine's metrics (Prometheus text, or JSON):
+    /// the requests of --requests (one JSON per line), else the bundle's decision tests.
+    Metrics {
+        /// Bundle directory; the embedded default GitLab bundle when left out.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// File holding one request JSON per line.
+        #[arg(long)]
+        requests: Option<PathBuf>,
+        /// Print the snapshot as JSON instead of Prometheus text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify and mint tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Sign bundles and verify their signatures.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 fn main() -> ExitCode {
@@ -86,7 +137,26 @@ fn main() -> ExitCode {
             println!("{}", engine.entities_json());
             ALLOW
         }),
+        Command::Explain {
+            bundle,
+            request,
+            json,
+            now,
+        } => load(bundle.as_deref(), now)
+            .and_then(|engine| explain(&engine, request.as_deref(), json)),
+        Command::Diff {
+            bundle,
+            against,
+            requests,
+            now,
+        } => diff(bundle.as_deref(), &against, &requests, now),
+        Command::Metrics {
+            bundle,
+            requests,
+            json,
+        } => metrics(bundle.as_deref(), requests.as_deref(), json),
         Command::Token(command) => token::run(command),
+        Command::Bundle(command) => bundle::run(command),
     };
     ExitCode::from(code.unwrap_or_else(|message| {
         eprintln!("arbiter: {message}");
@@ -115,22 +185,48 @@ fn load_failure(bundle: Option<&Path>, e: &LoadError) -> String {
 }
 
 fn check_one(engine: &Engine, request: Option<&Path>) -> Result<u8, String> {
-    let text = match request {
-        None => read_stdin()?,
-        Some(p) if p == Path::new("-") => read_stdin()?,
-        Some(p) => {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?
-        }
-    };
-    match engine.authorize_json_decision(&text) {
-        Ok(decision) => {
+    answer(
+        engine.authorize_json_decision(&read_request(request)?),
+        |decision| {
             println!("{}", decision.to_json());
-            Ok(if decision.allowed() { ALLOW } else { DENY })
-        }
+            decision.allowed()
+        },
+    )
+}
+
+fn explain(engine: &Engine, request: Option<&Path>, json: bool) -> Result<u8, String> {
+    answer(
+        engine.explain_json(&read_request(request)?),
+        |explanation| {
+            match json {
+                true => println!("{}", explanation.to_json()),
+                false => print!("{}", explanation.to_text()),
+            }
+            explanation.decision.allowed()
+        },
+    )
+}
+
+/// Prints an answer with `show` (which says whether it allows) and gives the exit code; a
+/// request that could not be decided prints its error.
+fn answer<T>(result: Result<T, RequestError>, show: impl FnOnce(&T) -> bool) -> Result<u8, String> {
+    match result {
+        Ok(answer) => Ok(if show(&answer) { ALLOW } else { DENY }),
         Err(e) => {
             println!("{}", serde_json::json!({ "error": e.to_json_value() }));
             eprintln!("arbiter: {e}");
             Ok(INVALID)
+        }
+    }
+}
+
+/// A request from `path`, or standard input when it is `None` or `-`.
+fn read_request(path: Option<&Path>) -> Result<String, String> {
+    match path {
+        None => read_stdin(),
+        Some(p) if p == Path::new("-") => read_stdin(),
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
         }
     }
 }
@@ -201,13 +297,84 @@ fn validate(bundle: Option<&Path>) -> Result<u8, String> {
     Ok(ALLOW)
 }
 
-fn test(bundle: Option<&Path>) -> Result<u8, String> {
-    let suite = match bundle {
+fn diff(
+    bundle: Option<&Path>,
+    against: &Path,
+    requests: &Path,
+    now: Option<i64>,
+) -> Result<u8, String> {
+    let (engine, other) = (load(bundle, now)?, load(Some(against), now)?);
+    let file = File::open(requests).map_err(|e| format!("{}: {e}", requests.display()))?;
+    let (mut total, mut changed) = (0usize, 0usize);
+    let mut out = BufWriter::new(io::stdout().lock());
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", requests.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        total += 1;
+        let (a, b) = (
+            engine.authorize_json_decision(&line),
+            other.authorize_json_decision(&line),
+        );
+        let outcome = |r: &Result<arbiter::Decision, RequestError>| -> Result<bool, &str> {
+            r.as_ref().map(|d| d.allowed()).map_err(|e| e.kind())
+        };
+        if outcome(&a) == outcome(&b) {
+            continue;
+        }
+        changed += 1;
+        let answer = |r: Result<arbiter::Decision, RequestError>| match r {
+            Ok(d) => serde_json::to_value(d).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.to_json_value() }),
+        };
+        let request = serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or(serde_json::Value::String(line));
+        let record = serde_json::json!({"line": n + 1, "request": request, "bundle": answer(a), "against": answer(b)});
+        writeln!(out, "{record}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    eprintln!("{total} requests, {changed} changed");
+    Ok(if changed == 0 { ALLOW } else { DENY })
+}
+
+fn metrics(bundle: Option<&Path>, requests: Option<&Path>, json: bool) -> Result<u8, String> {
+    let snapshot = match requests {
+        Some(path) => {
+            let engine = load(bundle, None)?;
+            let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            for (n, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+                if !line.trim().is_empty() {
+                    // A bad request is counted by kind, like any other.
+                    let _ = engine.authorize_json(&line);
+                }
+            }
+            engine.metrics()
+        }
+        None => {
+            let suite = test_suite(bundle)?;
+            suite.run();
+            suite.engine().metrics()
+        }
+    };
+    match json {
+        true => println!("{}", snapshot.to_json()),
+        false => print!("{}", snapshot.to_prometheus()),
+    }
+    Ok(ALLOW)
+}
+
+fn test_suite(bundle: Option<&Path>) -> Result<TestSuite, String> {
+    match bundle {
         Some(dir) => TestSuite::from_bundle_dir(dir),
         None => TestSuite::gitlab_default(),
     }
-    .map_err(|e| load_failure(bundle, &e))?;
-    let report = suite.run();
+    .map_err(|e| load_failure(bundle, &e))
+}
+
+fn test(bundle: Option<&Path>) -> Result<u8, String> {
+    let report = test_suite(bundle)?.run();
     for problem in &report.broken_files {
         println!("BROKEN {problem}");
     }

@@ -95,6 +95,55 @@ fn batch_prints_one_line_per_request_and_an_error_line_for_a_bad_one() {
 }
 
 #[test]
+fn metrics_count_a_sample_run_in_prometheus_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sample.jsonl");
+    let lines = [
+        request("alice", "push_code", "3", 30),
+        request("alice", "push_code", "3", 30),
+        request("alice", "push_code", "3", 20),
+        request("alice", "push_code", "3", 30).replace("Gitlab::Action", "Gitlab::Nope"),
+        "{oops".to_owned(),
+    ];
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let out = arbiter(&["metrics", "--requests", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for sample in [
+        r#"arbiter_decisions_total{action="Gitlab::Action::push_code",decision="allow"} 2"#,
+        r#"arbiter_decisions_total{action="Gitlab::Action::push_code",decision="deny"} 1"#,
+        r#"arbiter_request_errors_total{kind="malformed_request"} 1"#,
+        r#"arbiter_request_errors_total{kind="invalid_request"} 1"#,
+        r#"arbiter_decision_duration_seconds_bucket{le="+Inf"} 5"#,
+        "arbiter_decision_duration_seconds_count 5",
+        r#"arbiter_bundle_info{name="gitlab",version=""#,
+        r#"arbiter_bundle_reloads_total{result="error"} 0"#,
+        "# TYPE arbiter_decision_duration_seconds histogram",
+    ] {
+        assert!(text.contains(sample), "missing {sample} in:\n{text}");
+    }
+
+    // Without --requests, the bundle's tests are the sample; --json gives the snapshot.
+    let out = arbiter(&["metrics", "--json"], "");
+    let snapshot: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let decided: u64 = snapshot["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["allow"].as_u64().unwrap() + d["deny"].as_u64().unwrap())
+        .sum();
+    assert!(decided >= 600, "{snapshot}");
+    assert_eq!(
+        snapshot["latency"]["buckets"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["le_seconds"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
 fn validate_reports_problems_with_file_and_line_and_exits_2() {
     assert_eq!(arbiter(&["validate"], "").status.code(), Some(0));
     let dir = tempfile::tempdir().unwrap();
@@ -376,4 +425,202 @@ fn token_jwks_lists_the_active_key_first_then_retired_ones() {
     );
     let bad = run(&["token", "jwks", "--key", "k1:RS256:/nonexistent.pem"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn explain_names_each_policy_and_the_condition_that_decided_it() {
+    let out = arbiter(&["explain"], &request("alice", "push_code", "3", 20));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("DENY: no permit was satisfied\n"),
+        "{text}"
+    );
+    let developer = text
+        .lines()
+        .find(|l| l.contains(" role-developer "))
+        .unwrap_or_default();
+    assert!(developer.trim_start().starts_with("permit"), "{text}");
+    assert!(developer.contains("not satisfied: `"), "{text}");
+    assert!(
+        developer.contains("30"),
+        "the failing condition names the level: {developer}"
+    );
+
+    let out = arbiter(
+        &["explain", "--json"],
+        &request("alice", "push_code", "3", 30),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let e: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(e["decision"], "allow");
+    assert_eq!(e["reasons"], serde_json::json!(["role-developer"]));
+    let policies = e["policies"].as_array().unwrap();
+    let developer = policies
+        .iter()
+        .find(|p| p["id"] == "role-developer")
+        .unwrap();
+    assert_eq!(
+        (developer["effect"].as_str(), developer["outcome"].as_str()),
+        (Some("permit"), Some("satisfied"))
+    );
+    assert!(policies.iter().all(|p| p["outcome"] != "satisfied"
+        || p["effect"] == "permit" && e["reasons"].as_array().unwrap().contains(&p["id"])));
+
+    let out = arbiter(&["explain"], "{oops");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn diff_lists_the_requests_whose_decision_changes() {
+    // The other bundle is the default one with the developer rule gone.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("gitlab");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/gitlab");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.replace(
+                "@id(\"role-developer\")\npermit",
+                "@id(\"role-developer\")\nforbid",
+            );
+            std::fs::create_dir_all(&bundle).unwrap();
+            std::fs::write(bundle.join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let requests = dir.path().join("requests.jsonl");
+    let lines = [
+        request("alice", "push_code", "3", 30), // allow -> deny
+        request("alice", "push_code", "3", 10), // deny either way
+        "{oops".to_owned(),                     // the same error either way
+    ];
+    std::fs::write(&requests, lines.join("\n")).unwrap();
+    let args = [
+        "diff",
+        "--against",
+        bundle.to_str().unwrap(),
+        "--requests",
+        requests.to_str().unwrap(),
+    ];
+    let out = arbiter(&args, "");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["line"], 1);
+    assert_eq!(changed[0]["bundle"]["decision"], "allow");
+    assert_eq!(changed[0]["against"]["decision"], "deny");
+    assert_eq!(
+        changed[0]["against"]["reasons"],
+        serde_json::json!(["role-developer"])
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 requests, 1 changed"));
+
+    // A bundle against itself changes nothing.
+    let same = [
+        "diff",
+        "--against",
+        source,
+        "--requests",
+        requests.to_str().unwrap(),
+    ];
+    assert_eq!(arbiter(&same, "").status.code(), Some(0));
+}
+
+#[test]
+fn signed_bundles_verify_until_a_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    std::fs::create_dir_all(bundle.join("policies")).unwrap();
+    std::fs::write(
+        bundle.join("policies/p.cedar"),
+        r#"@id("p") permit (principal, action, resource);"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("manifest.json"),
+        r#"{"name": "signed", "version": "1"}"#,
+    )
+    .unwrap();
+    let b = bundle.to_str().unwrap();
+    for (alg, key) in [("Ed25519", "ed.pem"), ("ES256", "ec.pem")] {
+        let out = run(&["bundle", "sign", "--bundle", b, "--key", &keys(key)]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = dir.path().join(format!("{alg}.pub.pem"));
+        std::fs::write(&public, &out.stdout).unwrap();
+        assert!(stdout(&out).starts_with("-----BEGIN PUBLIC KEY-----"));
+        let signature: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(bundle.join("signature.json")).unwrap())
+                .unwrap();
+        assert_eq!(signature["manifest"]["algorithm"], alg);
+        assert_eq!(signature["manifest"]["files"].as_object().unwrap().len(), 2);
+        let verify = [
+            "bundle",
+            "verify",
+            "--bundle",
+            b,
+            "--public-key",
+            public.to_str().unwrap(),
+        ];
+        assert_eq!(run(&verify).status.code(), Some(0));
+    }
+    // Altered after signing: named file by file, exit 1.
+    std::fs::write(
+        bundle.join("policies/p.cedar"),
+        r#"@id("p") forbid (principal, action, resource);"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("policies/extra.cedar"),
+        "permit (principal, action, resource);",
+    )
+    .unwrap();
+    let public = dir.path().join("ES256.pub.pem");
+    let out = run(&[
+        "bundle",
+        "verify",
+        "--bundle",
+        b,
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("policies/p.cedar: changed since the bundle was signed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policies/extra.cedar: added since the bundle was signed"),
+        "{text}"
+    );
+    // Another key is not trusted.
+    let other = dir.path().join("Ed25519.pub.pem");
+    let out = run(&[
+        "bundle",
+        "verify",
+        "--bundle",
+        b,
+        "--public-key",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("which this engine does not trust"),
+        "{}",
+        stdout(&out)
+    );
 }

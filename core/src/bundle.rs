@@ -10,9 +10,11 @@ use crate::entities::StaticEntities;
 use crate::error::{LoadError, Problem};
 use crate::index::PolicyIndex;
 use crate::limits::Limits;
+use crate::metrics::ActionOutcomes;
 use crate::policies;
 use crate::request::{RequestReader, TypeNames};
 use crate::shapes::Shapes;
+use crate::signing::SIGNATURE_FILE;
 use crate::token::config::TokensConfig;
 use crate::token::Tokens;
 
@@ -50,7 +52,16 @@ pub(crate) fn is_engine_file(path: &str) -> bool {
         return false;
     }
     path.ends_with(".cedar")
-        || [SCHEMA, SCHEMA_JSON, ENTITIES, MANIFEST, LINKS, TOKENS].contains(&path)
+        || [
+            SCHEMA,
+            SCHEMA_JSON,
+            ENTITIES,
+            MANIFEST,
+            LINKS,
+            TOKENS,
+            SIGNATURE_FILE,
+        ]
+        .contains(&path)
 }
 
 /// Whether a file at this relative path is a decision test file (`tests/*.json`).
@@ -74,8 +85,16 @@ pub(crate) fn read_dir_files(
     Ok(files)
 }
 
+/// The files an engine loads from the bundle directory `root`: policies, schema, entities,
+/// links, manifest, `tokens.json`, the key files `tokens.json` names and `signature.json` (what
+/// `arbiter bundle sign` signs).
+pub fn read_bundle_dir(root: impl AsRef<Path>) -> Result<Vec<BundleFile>, LoadError> {
+    read_engine_files(root.as_ref())
+}
+
 /// Reads the files an engine loads from the bundle directory `root`: policies, schema,
-/// entities, links, manifest, `tokens.json` and the key files `tokens.json` names.
+/// entities, links, manifest, `tokens.json`, the key files `tokens.json` names and
+/// `signature.json`.
 pub(crate) fn read_engine_files(root: &Path) -> Result<Vec<BundleFile>, LoadError> {
     let mut files = read_dir_files(root, &is_engine_file)?;
     let referenced: Vec<String> = files
@@ -252,6 +271,8 @@ pub(crate) struct Bundle {
     pub(crate) tokens: Option<Tokens>,
     /// Request and entity shapes compiled from the schema.
     pub(crate) shapes: Option<Shapes>,
+    /// The engine's per-action decision counters for this bundle's actions (set by the engine).
+    pub(crate) outcomes: ActionOutcomes,
     types: TypeNames,
 }
 
@@ -324,6 +345,7 @@ impl Bundle {
             types.extend(schema.entity_types().cloned());
         }
         Ok(Self {
+            outcomes: ActionOutcomes::default(),
             types: TypeNames::new(types),
             shapes,
             manifest,

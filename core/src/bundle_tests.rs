@@ -113,6 +113,11 @@ impl TestSuite {
         })
     }
 
+    /// The engine the cases run against (its metrics count them).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Runs every case.
     pub fn run(&self) -> TestReport {
         let mut report = TestReport::default();

@@ -49,6 +49,30 @@ pub enum DecisionErrorKind {
 }
 
 impl DecisionErrorKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Self; 15] = [
+        Self::PolicyEvaluation,
+        Self::Malformed,
+        Self::TooLarge,
+        Self::UnknownIssuer,
+        Self::UnknownKey,
+        Self::AlgorithmNotAllowed,
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::AudienceMismatch,
+        Self::MissingClaim,
+        Self::InvalidClaim,
+        Self::CaveatNotSatisfied,
+        Self::Revoked,
+        Self::Internal,
+    ];
+
+    /// Whether this kind says why a token was refused.
+    pub fn is_token_failure(self) -> bool {
+        !matches!(self, Self::PolicyEvaluation | Self::Internal)
+    }
+
     /// The kind as the contract writes it, e.g. `"policy_evaluation"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -127,24 +151,8 @@ mod tests {
 
     #[test]
     fn kind_names_match_their_json() {
-        use DecisionErrorKind::*;
-        for kind in [
-            PolicyEvaluation,
-            Malformed,
-            TooLarge,
-            UnknownIssuer,
-            UnknownKey,
-            AlgorithmNotAllowed,
-            BadSignature,
-            Expired,
-            NotYetValid,
-            AudienceMismatch,
-            MissingClaim,
-            InvalidClaim,
-            CaveatNotSatisfied,
-            Revoked,
-            Internal,
-        ] {
+        for (i, kind) in DecisionErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i);
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
     }

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use cedar_policy::{Context, RequestValidationError, RestrictedExpression};
 use cedar_policy_core::ast::{self, Effect as PolicyEffect, EntityUID, Literal, ValueKind};
 use cedar_policy_core::evaluator::Evaluator;
@@ -16,10 +17,14 @@ use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
 use crate::eval;
+use crate::explain::{explain_policies, Explanation, PolicyExplanation};
 use crate::fault::{contain_decision, contain_load, contain_token, Faults};
 use crate::index::IndexedPolicy;
 use crate::limits::Limits;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::request::{Request, RequestParts};
+use crate::shadow::{Shadow, ShadowReport};
+use crate::signing::TrustedKeys;
 use crate::token::{TokenError, TokenInfo, Verified};
 
 /// Decides requests against one bundle at a time.
@@ -34,7 +39,13 @@ pub struct Engine {
     /// A fixed time (Unix seconds) for every token check, or the system clock when `None`.
     fixed_time: Option<i64>,
     limits: Limits,
+    /// When set, only bundles signed by one of these keys load.
+    trusted: Option<TrustedKeys>,
     faults: Faults,
+    metrics: Metrics,
+    /// A bundle evaluated beside the live one, for comparison only.
+    candidate: ArcSwapOption<Bundle>,
+    shadow: Shadow,
 }
 
 impl Engine {
@@ -54,14 +65,59 @@ impl Engine {
         files: impl IntoIterator<Item = BundleFile>,
         limits: Limits,
     ) -> Result<Self, LoadError> {
-        let files: Vec<BundleFile> = files.into_iter().collect();
+        Self::build(files.into_iter().collect(), limits, None)
+    }
+
+    /// Loads the signed bundle in directory `path`: it must carry a valid `signature.json` by
+    /// one of `keys` and be exactly the files signed. The engine then accepts only bundles so
+    /// signed, on every reload (and for a candidate); a refused one leaves it as it was.
+    pub fn from_signed_bundle_dir(
+        path: impl AsRef<Path>,
+        keys: TrustedKeys,
+    ) -> Result<Self, LoadError> {
+        Self::from_signed_files(read_engine_files(path.as_ref())?, keys)
+    }
+
+    /// Loads a signed bundle held in memory (see [`Engine::from_signed_bundle_dir`]).
+    pub fn from_signed_files(
+        files: impl IntoIterator<Item = BundleFile>,
+        keys: TrustedKeys,
+    ) -> Result<Self, LoadError> {
+        Self::build(files.into_iter().collect(), Limits::default(), Some(keys))
+    }
+
+    fn build(
+        files: Vec<BundleFile>,
+        limits: Limits,
+        trusted: Option<TrustedKeys>,
+    ) -> Result<Self, LoadError> {
         limits.check_bundle(&files)?;
+        if let Some(keys) = &trusted {
+            keys.verify(&files)?;
+        }
+        let metrics = Metrics::default();
+        let faults = Faults::default();
+        let bundle = load(&metrics, &faults, files, false)?;
         Ok(Self {
-            bundle: ArcSwap::from_pointee(contain_load(|| Bundle::load(files))?),
+            bundle: ArcSwap::from_pointee(bundle),
             fixed_time: None,
             limits,
-            faults: Faults::default(),
+            trusted,
+            faults,
+            metrics,
+            candidate: ArcSwapOption::empty(),
+            shadow: Shadow::default(),
         })
+    }
+
+    /// Checks what every bundle must pass before it loads: the size limit and, for an engine
+    /// that trusts signing keys, the signature.
+    fn admit(&self, files: &[BundleFile]) -> Result<(), LoadError> {
+        self.limits.check_bundle(files)?;
+        match &self.trusted {
+            Some(keys) => keys.verify(files),
+            None => Ok(()),
+        }
     }
 
     /// Enforces `limits` on later requests and reloads.
@@ -93,13 +149,91 @@ impl Engine {
         files: impl IntoIterator<Item = BundleFile>,
     ) -> Result<(), LoadError> {
         let files: Vec<BundleFile> = files.into_iter().collect();
-        self.limits.check_bundle(&files)?;
-        let bundle = contain_load(|| {
-            self.faults.trip("reloading");
-            Bundle::load(files)
+        let loaded = self
+            .admit(&files)
+            .and_then(|()| load(&self.metrics, &self.faults, files, true));
+        match loaded {
+            Ok(bundle) => {
+                self.bundle.store(Arc::new(bundle));
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.reload_failed();
+                Err(e)
+            }
+        }
+    }
+
+    /// Decides one request given as contract JSON, like [`Engine::authorize_json_decision`],
+    /// and explains it: every policy whose scope matched, and whether its conditions were
+    /// satisfied, not satisfied or errored, with the condition that decided it. Not counted in
+    /// the metrics.
+    pub fn explain_json(&self, request: &str) -> Result<Explanation, RequestError> {
+        self.limits.check_json("request", &[request])?;
+        let bundle = self.bundle.load();
+        let request = Request::from_json(request, &bundle.reader(&self.limits))?;
+        self.explained(&bundle, &request)
+    }
+
+    /// Decides one typed request and explains it (see [`Engine::explain_json`]).
+    pub fn explain(&self, request: &Request) -> Result<Explanation, RequestError> {
+        self.limits.check_entities(request.entities.len())?;
+        self.explained(&self.bundle.load(), request)
+    }
+
+    fn explained(&self, bundle: &Bundle, request: &Request) -> Result<Explanation, RequestError> {
+        let mut policies = Vec::new();
+        let decision = contain_decision(|| {
+            decide_uncounted(bundle, request, self.now(), Some(&mut policies))
         })?;
-        self.bundle.store(Arc::new(bundle));
+        Ok(Explanation { decision, policies })
+    }
+
+    /// Sets a candidate bundle (from directory `path`) beside the live one: every decision is
+    /// still taken from the live bundle, and the candidate decides the same request too (the
+    /// request as read for the live bundle); [`Engine::shadow_report`] counts where they
+    /// disagree. Replaces any earlier candidate and starts counting afresh. On error nothing
+    /// changes.
+    pub fn set_candidate_from_dir(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
+        self.set_candidate_from_files(read_engine_files(path.as_ref())?)
+    }
+
+    /// Sets a candidate bundle held in memory (see [`Engine::set_candidate_from_dir`]).
+    pub fn set_candidate_from_files(
+        &self,
+        files: impl IntoIterator<Item = BundleFile>,
+    ) -> Result<(), LoadError> {
+        let files: Vec<BundleFile> = files.into_iter().collect();
+        self.admit(&files)?;
+        let candidate = contain_load(|| Bundle::load(files))?;
+        self.candidate.store(Some(Arc::new(candidate)));
+        self.shadow.reset();
         Ok(())
+    }
+
+    /// Drops the candidate bundle; decisions go on from the live one alone.
+    pub fn clear_candidate(&self) {
+        self.candidate.store(None);
+    }
+
+    /// What shadow evaluation has seen since the candidate was set: agreements,
+    /// disagreements, and the most recent disagreements.
+    pub fn shadow_report(&self) -> ShadowReport {
+        let candidate = self.candidate.load();
+        self.shadow.report(
+            candidate
+                .as_ref()
+                .map(|c| (c.manifest.name.clone(), c.manifest.version.clone())),
+        )
+    }
+
+    /// What this engine has counted since it was created (reloads included): decisions by
+    /// action and outcome, failed requests, token failures, evaluation errors by policy, a
+    /// latency histogram and the serving bundle. See [`MetricsSnapshot::to_prometheus`].
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut snapshot = self.metrics.snapshot();
+        (snapshot.shadow_agreements, snapshot.shadow_disagreements) = self.shadow.counts();
+        snapshot
     }
 
     /// Test builds only (feature `fault-injection`): while `on`, every decision and every reload
@@ -110,15 +244,38 @@ impl Engine {
         self.faults.arm(on);
     }
 
-    /// Runs one decision inside the panic boundary.
+    /// Decides `request` with `bundle` and counts the outcome under its action; with a
+    /// candidate bundle set, the candidate decides it too and the two are compared.
+    fn decide(
+        &self,
+        bundle: &Bundle,
+        request: &Request,
+        now: i64,
+    ) -> Result<Decision, RequestError> {
+        let result = decide_uncounted(bundle, request, now, None);
+        if let Ok(decision) = &result {
+            bundle.outcomes.count(&request.action, decision);
+        }
+        if let Some(candidate) = self.candidate.load().as_ref() {
+            // A candidate's failure, a panic included, never touches the live answer.
+            let shadow = contain_decision(|| decide_uncounted(candidate, request, now, None));
+            self.shadow.compare(request, &result, &shadow);
+        }
+        result
+    }
+
+    /// Runs one decision inside the panic boundary, and counts it.
     fn guarded(
         &self,
         decide: impl FnOnce() -> Result<Decision, RequestError>,
     ) -> Result<Decision, RequestError> {
-        contain_decision(|| {
+        let start = Instant::now();
+        let result = contain_decision(|| {
             self.faults.trip("deciding");
             decide()
-        })
+        });
+        self.metrics.record(&result, start.elapsed());
+        result
     }
 
     /// Checks tokens as of `unix_seconds` instead of the system clock (for replaying requests
@@ -154,8 +311,10 @@ impl Engine {
 
     /// Decides one request.
     pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
-        self.limits.check_entities(request.entities.len())?;
-        self.guarded(|| decide(&self.bundle.load(), request, self.now()))
+        self.guarded(|| {
+            self.limits.check_entities(request.entities.len())?;
+            self.decide(&self.bundle.load(), request, self.now())
+        })
     }
 
     /// Decides many requests against the same bundle version, one result per request.
@@ -165,8 +324,10 @@ impl Engine {
         requests
             .iter()
             .map(|r| {
-                self.limits.check_entities(r.entities.len())?;
-                self.guarded(|| decide(&bundle, r, now))
+                self.guarded(|| {
+                    self.limits.check_entities(r.entities.len())?;
+                    self.decide(&bundle, r, now)
+                })
             })
             .collect()
     }
@@ -178,21 +339,21 @@ impl Engine {
 
     /// Decides one request given as contract JSON, answering with a typed [`Decision`].
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
-        self.limits.check_json("request", &[request])?;
         self.guarded(|| {
+            self.limits.check_json("request", &[request])?;
             let bundle = self.bundle.load();
             let request = Request::from_json(request, &bundle.reader(&self.limits))?;
-            decide(&bundle, &request, self.now())
+            self.decide(&bundle, &request, self.now())
         })
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
-        self.limits.check_parts(parts)?;
         self.guarded(|| {
+            self.limits.check_parts(parts)?;
             let bundle = self.bundle.load();
             let request = Request::from_parts(parts, &bundle.reader(&self.limits))?;
-            decide(&bundle, &request, self.now())
+            self.decide(&bundle, &request, self.now())
         })
     }
 
@@ -208,8 +369,10 @@ impl Engine {
         requests
             .iter()
             .map(|parts| {
-                self.limits.check_parts(parts)?;
-                self.guarded(|| decide(&bundle, &Request::from_parts(parts, &reader)?, now))
+                self.guarded(|| {
+                    self.limits.check_parts(parts)?;
+                    self.decide(&bundle, &Request::from_parts(parts, &reader)?, now)
+                })
             })
             .collect()
     }
@@ -228,14 +391,11 @@ impl Engine {
         let answers: Vec<Answer> = items
             .into_iter()
             .map(|item| {
-                self.limits
-                    .check_json("request", &[item.get()])
-                    .and_then(|()| {
-                        self.guarded(|| {
-                            decide(&bundle, &Request::from_json(item.get(), &reader)?, now)
-                        })
-                    })
-                    .into()
+                self.guarded(|| {
+                    self.limits.check_json("request", &[item.get()])?;
+                    self.decide(&bundle, &Request::from_json(item.get(), &reader)?, now)
+                })
+                .into()
             })
             .collect();
         Ok(serde_json::to_string(&answers).unwrap_or_default())
@@ -261,9 +421,40 @@ impl From<Result<Decision, RequestError>> for Answer {
     }
 }
 
+/// Loads a bundle inside the panic boundary (`before` runs first, inside it too), wires it to
+/// the engine's per-action counters and records the load.
+fn load(
+    metrics: &Metrics,
+    faults: &Faults,
+    files: Vec<BundleFile>,
+    reload: bool,
+) -> Result<Bundle, LoadError> {
+    let start = Instant::now();
+    let mut bundle = contain_load(|| {
+        if reload {
+            faults.trip("reloading");
+        }
+        Bundle::load(files)
+    })?;
+    bundle.outcomes = metrics.outcomes_for(bundle.schema.as_ref(), &bundle.policies);
+    let manifest = &bundle.manifest;
+    metrics.loaded(
+        manifest.name.clone(),
+        manifest.version.clone(),
+        start.elapsed(),
+        reload,
+    );
+    Ok(bundle)
+}
+
 // Cedar's `RequestValidationError` is large; it is handled at once, never passed along.
 #[allow(clippy::result_large_err)]
-fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, RequestError> {
+fn decide_uncounted(
+    bundle: &Bundle,
+    request: &Request,
+    now: i64,
+    explain: Option<&mut Vec<PolicyExplanation>>,
+) -> Result<Decision, RequestError> {
     let token = match &request.token {
         None => None,
         Some(token) => match verify_for_request(bundle, token, request, now) {
@@ -360,6 +551,9 @@ fn decide(bundle: &Bundle, request: &Request, now: i64) -> Result<Decision, Requ
         &layered
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
+    if let Some(explain) = explain {
+        *explain = explain_policies(ast_request, store, &policies);
+    }
     Ok(evaluate(ast_request, store, &policies))
 }
 

@@ -135,6 +135,10 @@ pub enum LoadError {
     /// `tokens.json` does not parse, or a key it names is missing or unusable.
     #[error("{}", join(.0))]
     Tokens(Vec<Problem>),
+    /// `signature.json` is missing, invalid, by an untrusted key, or the files changed since
+    /// signing (only for an engine that trusts signing keys).
+    #[error("{}", join(.0))]
+    Signature(Vec<Problem>),
     /// Arbiter failed inside while loading (a caught panic).
     #[error("{0}")]
     Internal(String),
@@ -160,6 +164,7 @@ impl LoadError {
             Self::Entities(_) => 105,
             Self::Links(_) => 106,
             Self::Tokens(_) => 107,
+            Self::Signature(_) => 108,
             Self::Internal(_) => 900,
         }
     }
@@ -175,6 +180,7 @@ impl LoadError {
             Self::Entities(_) => "entities",
             Self::Links(_) => "links",
             Self::Tokens(_) => "tokens",
+            Self::Signature(_) => "signature",
             Self::Internal(_) => "internal",
         }
     }
@@ -189,7 +195,8 @@ impl LoadError {
             | Self::Schema(p)
             | Self::Entities(p)
             | Self::Links(p)
-            | Self::Tokens(p) => p,
+            | Self::Tokens(p)
+            | Self::Signature(p) => p,
             Self::Internal(_) => &[],
         }
     }
@@ -227,12 +234,19 @@ impl RequestError {
 
     /// Stable snake_case kind.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Malformed(_) => "malformed_request",
-            Self::Invalid(_) => "invalid_request",
-            Self::Context(_) => "invalid_context",
-            Self::Entities(_) => "invalid_entities",
-        }
+        Self::KINDS[self.index()]
+    }
+
+    /// Every kind, in code order (`code() - 200` indexes it).
+    pub const KINDS: [&'static str; 4] = [
+        "malformed_request",
+        "invalid_request",
+        "invalid_context",
+        "invalid_entities",
+    ];
+
+    pub(crate) fn index(&self) -> usize {
+        (self.code() - 200) as usize
     }
 
     /// The message without the kind prefix.
@@ -290,7 +304,7 @@ mod tests {
 /// message. The C ABI, the Python package and the Ruby gem each turn it into their own error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
-    /// The contract's result code (100-107 loading, 200-203 requests, 900 internal).
+    /// The contract's result code (100-108 loading, 200-203 requests, 900 internal).
     pub code: u32,
     /// The contract's error kind, e.g. `policy_parse` or `invalid_context`.
     pub kind: &'static str,

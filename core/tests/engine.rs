@@ -893,3 +893,330 @@ fn limits_refuse_oversized_requests_and_bundles() {
         Effect::Allow
     );
 }
+
+#[test]
+fn metrics_count_decisions_errors_tokens_and_reloads() {
+    let erring = format!(
+        "{POLICIES}\n@id(\"levels\") permit (principal, action == Action::\"write\", resource)\n  when {{ context has level && context.level * 4611686018427387904 > 0 }};"
+    );
+    let engine = Engine::from_files(files(&erring)).unwrap();
+    let before = engine.metrics();
+    assert_eq!(before.bundle.version.as_deref(), Some("7"));
+    assert!(before.bundle.load_seconds > 0.0);
+    assert_eq!(before.latency.count, 0);
+
+    decide(&engine, &request("bo", "read", "d1")); // allow
+    decide(&engine, &request("ann", "read", "d1")); // deny
+    let mut overflowing = request("bo", "write", "d1");
+    overflowing["context"] = json!({"level": 3});
+    decide(&engine, &overflowing); // deny, `levels` errors (overflow)
+    assert!(engine.authorize_json("{").is_err());
+    let with_token = json!({"action": {"type": "Action", "id": "read"},
+                            "resource": {"type": "Doc", "id": "d1"}, "token": "a.b.c"});
+    assert!(!engine
+        .authorize_json_decision(&with_token.to_string())
+        .unwrap()
+        .allowed());
+
+    // Counters survive a reload; a failed reload is counted and changes nothing else.
+    engine.reload_from_files(files(&erring)).unwrap();
+    decide(&engine, &request("bo", "read", "d1"));
+    assert!(engine.reload_from_files(files("permit (")).is_err());
+
+    let m = engine.metrics();
+    let action = |name: &str| {
+        m.decisions
+            .iter()
+            .find(|d| d.action == name)
+            .map(|d| (d.allow, d.deny))
+    };
+    assert_eq!(action("Action::read"), Some((2, 2)));
+    assert_eq!(action("Action::write"), Some((0, 1)));
+    assert_eq!(action("other"), Some((0, 0)));
+    assert_eq!(m.request_errors["malformed_request"], 1);
+    assert_eq!(m.request_errors["invalid_request"], 0);
+    assert_eq!(m.token_failures["unknown_issuer"], 1);
+    assert!(!m.token_failures.contains_key("policy_evaluation"));
+    assert_eq!(m.policy_errors.get("levels"), Some(&1));
+    assert_eq!(m.internal_errors, 0);
+    assert_eq!(m.latency.count, 6);
+    assert_eq!(m.latency.buckets.last().unwrap().count, 6);
+    assert!(m.latency.sum_seconds > 0.0);
+    assert_eq!((m.bundle.reloads, m.bundle.reload_failures), (1, 1));
+    assert!(m.bundle.loaded_at_unix_seconds >= before.bundle.loaded_at_unix_seconds);
+
+    let text = m.to_prometheus();
+    for sample in [
+        r#"arbiter_decisions_total{action="Action::read",decision="allow"} 2"#,
+        r#"arbiter_token_failures_total{kind="unknown_issuer"} 1"#,
+        r#"arbiter_policy_errors_total{policy="levels"} 1"#,
+        r#"arbiter_bundle_info{name="docs",version="7"} 1"#,
+        r#"arbiter_bundle_reloads_total{result="ok"} 1"#,
+        "arbiter_decision_duration_seconds_count 6",
+    ] {
+        assert!(text.contains(sample), "missing {sample} in:\n{text}");
+    }
+    // Every sample line is `name{labels} value` or `name value`, with a finite or +Inf value.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    let json: Value = serde_json::from_str(&m.to_json()).unwrap();
+    assert_eq!(json["policy_errors"]["levels"], 1);
+}
+
+#[test]
+fn metrics_give_unknown_actions_one_label() {
+    // Without a schema the bundle knows the actions its policies name; any other is `other`.
+    let engine = Engine::from_files([BundleFile::new(
+        "p.cedar",
+        r#"permit (principal, action in [Action::"a", Action::"b"], resource);"#,
+    )])
+    .unwrap();
+    for action in ["a", "b", "c", "d"] {
+        let r = json!({"principal": {"type": "U", "id": "1"}, "action": {"type": "Action", "id": action},
+                       "resource": {"type": "R", "id": "1"}});
+        engine.authorize_json(&r.to_string()).unwrap();
+    }
+    let m = engine.metrics();
+    let labels: Vec<(&str, u64, u64)> = m
+        .decisions
+        .iter()
+        .map(|d| (d.action.as_str(), d.allow, d.deny))
+        .collect();
+    assert_eq!(
+        labels,
+        [("Action::a", 1, 0), ("Action::b", 1, 0), ("other", 0, 2)]
+    );
+}
+
+/// Over every request of the default bundle's tests: the explanation carries the decision
+/// `authorize` gives; its satisfied policies of the deciding effect are the reasons (and no
+/// forbid is satisfied in an allow); its errored policies are the decision's error policies.
+#[test]
+fn explanations_agree_with_decisions() {
+    let engine = Engine::gitlab_default().unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/gitlab/tests");
+    let mut explained = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let tests: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        for case in tests["cases"].as_array().unwrap() {
+            let request = case["request"].to_string();
+            let Ok(decision) = engine.authorize_json_decision(&request) else {
+                assert!(engine.explain_json(&request).is_err());
+                continue;
+            };
+            let e = engine.explain_json(&request).unwrap();
+            assert_eq!(e.decision, decision, "{request}");
+            let ids = |effect: &str, outcome: arbiter::Outcome| -> Vec<String> {
+                e.policies
+                    .iter()
+                    .filter(|p| p.effect == effect && p.outcome == outcome)
+                    .map(|p| p.id.clone())
+                    .collect()
+            };
+            let forbids = ids("forbid", arbiter::Outcome::Satisfied);
+            match decision.decision {
+                Effect::Allow => {
+                    assert!(forbids.is_empty());
+                    assert_eq!(ids("permit", arbiter::Outcome::Satisfied), decision.reasons);
+                }
+                Effect::Deny => assert_eq!(forbids, decision.reasons, "{request}"),
+            }
+            let mut errored: Vec<String> = e
+                .policies
+                .iter()
+                .filter(|p| p.outcome == arbiter::Outcome::Errored)
+                .map(|p| p.id.clone())
+                .collect();
+            let mut error_policies: Vec<String> = decision
+                .errors
+                .iter()
+                .filter_map(|x| x.policy.clone())
+                .collect();
+            errored.sort();
+            error_policies.sort();
+            assert_eq!(errored, error_policies, "{request}");
+            for p in &e.policies {
+                assert_eq!(
+                    p.condition.is_none(),
+                    p.outcome == arbiter::Outcome::Satisfied,
+                    "{p:?}"
+                );
+            }
+            explained += 1;
+        }
+    }
+    assert!(explained > 500, "{explained}");
+}
+
+#[test]
+fn a_candidate_bundle_is_compared_but_never_decides() {
+    let engine = engine();
+    assert_eq!(engine.shadow_report().candidate, None);
+    // The candidate lets ann read d1 (the live bundle does not) and drops `owner-reads`.
+    let candidate = files(
+        r#"@id("ann-reads") permit (principal == User::"ann", action == Action::"read", resource);"#,
+    );
+    engine.set_candidate_from_files(candidate).unwrap();
+    assert!(engine.set_candidate_from_files(files("permit (")).is_err());
+
+    assert_eq!(
+        decide(&engine, &request("ann", "read", "d1")),
+        (Effect::Deny, vec![])
+    );
+    assert_eq!(
+        decide(&engine, &request("bo", "read", "d1")),
+        (Effect::Allow, vec!["owner-reads".into()])
+    );
+    assert_eq!(
+        decide(&engine, &request("bo", "write", "d1")).0,
+        Effect::Deny
+    );
+    let report = engine.shadow_report();
+    assert_eq!(report.candidate.unwrap().version.as_deref(), Some("7"));
+    assert_eq!((report.agreements, report.disagreements), (1, 2));
+    let first = &report.recent[0];
+    assert_eq!(
+        (first.principal.as_deref(), first.action.as_str()),
+        (Some(r#"User::"ann""#), r#"Action::"read""#)
+    );
+    assert_eq!(
+        (
+            first.live["decision"].as_str(),
+            first.candidate["decision"].as_str()
+        ),
+        (Some("deny"), Some("allow"))
+    );
+    assert_eq!(report.recent[1].candidate["reasons"], json!([]));
+    let m = engine.metrics();
+    assert_eq!((m.shadow_agreements, m.shadow_disagreements), (1, 2));
+    assert!(m
+        .to_prometheus()
+        .contains(r#"arbiter_shadow_decisions_total{result="disagree"} 2"#));
+    // Only the live bundle's decisions are counted by action.
+    let read = m
+        .decisions
+        .iter()
+        .find(|d| d.action == "Action::read")
+        .unwrap();
+    assert_eq!((read.allow, read.deny), (1, 1));
+
+    // A new candidate starts counting afresh; clearing it stops the comparison.
+    engine.set_candidate_from_files(files(POLICIES)).unwrap();
+    decide(&engine, &request("bo", "read", "d1"));
+    assert_eq!(
+        (
+            engine.shadow_report().agreements,
+            engine.shadow_report().disagreements
+        ),
+        (1, 0)
+    );
+    engine.clear_candidate();
+    decide(&engine, &request("bo", "read", "d1"));
+    let report = engine.shadow_report();
+    assert_eq!((report.candidate, report.agreements), (None, 1));
+}
+
+#[test]
+fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
+    let key = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/keys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let (ed, ec) = (
+        arbiter::BundleSigner::from_pem(&key("ed.pem")).unwrap(),
+        arbiter::BundleSigner::from_pem(&key("ec.pem")).unwrap(),
+    );
+    assert_ne!(ed.key_id(), ec.key_id());
+    let signed = |signer: &arbiter::BundleSigner, policies: &str| {
+        let mut files = files(policies);
+        let signature = signer.sign(&files).unwrap();
+        files.push(BundleFile::new(arbiter::SIGNATURE_FILE, signature));
+        files
+    };
+    let trust_ed = || arbiter::TrustedKeys::from_pems(&[ed.public_key_pem()]).unwrap();
+    assert!(arbiter::TrustedKeys::from_pems(&["not a key"]).is_err());
+
+    // Unsigned, or signed by a key not trusted: refused at load.
+    let refusal =
+        |files: Vec<BundleFile>| Engine::from_signed_files(files, trust_ed()).err().unwrap();
+    let err = refusal(files(POLICIES));
+    assert_eq!((err.kind(), err.code()), ("signature", 108));
+    assert!(
+        err.to_string()
+            .contains("signature.json: the bundle is not signed"),
+        "{err}"
+    );
+    assert!(refusal(signed(&ec, POLICIES))
+        .to_string()
+        .contains("does not trust"));
+
+    let engine = Engine::from_signed_files(signed(&ed, POLICIES), trust_ed()).unwrap();
+    let probe = request("bo", "read", "d1");
+    assert_eq!(
+        decide(&engine, &probe),
+        (Effect::Allow, vec!["owner-reads".into()])
+    );
+
+    // Altered after signing (a file changed, added, removed), unsigned, or signed by another
+    // key: every reload is refused, naming the files, and the old bundle keeps serving.
+    let mut changed = signed(&ed, POLICIES);
+    changed[1].contents = r#"@id("all") permit (principal, action, resource);"#.into();
+    let mut added = signed(&ed, POLICIES);
+    added.push(BundleFile::new(
+        "policies/extra.cedar",
+        "permit (principal, action, resource);",
+    ));
+    let mut removed = signed(&ed, POLICIES);
+    removed.retain(|f| f.path != "entities.json");
+    let mut forged = signed(&ed, POLICIES);
+    let last = forged.len() - 1;
+    forged[last].contents = forged[last]
+        .contents
+        .replace("\"signature\": \"", "\"signature\": \"AAAA");
+    for (case, files, message) in [
+        (
+            "changed",
+            changed,
+            "policies/main.cedar: changed since the bundle was signed",
+        ),
+        (
+            "added",
+            added,
+            "policies/extra.cedar: added since the bundle was signed",
+        ),
+        (
+            "removed",
+            removed,
+            "entities.json: removed since the bundle was signed",
+        ),
+        ("unsigned", files(POLICIES), "not signed"),
+        ("other key", signed(&ec, POLICIES), "does not trust"),
+        (
+            "forged",
+            forged,
+            "signature.json: the signature does not verify",
+        ),
+    ] {
+        let err = engine.reload_from_files(files).expect_err(case);
+        assert_eq!(err.kind(), "signature", "{case}");
+        assert!(err.to_string().contains(message), "{case}: {err}");
+        assert_eq!(
+            decide(&engine, &probe),
+            (Effect::Allow, vec!["owner-reads".into()]),
+            "{case}"
+        );
+    }
+    assert!(engine.set_candidate_from_files(files(POLICIES)).is_err());
+
+    // A bundle signed again after the change loads.
+    let all = r#"@id("all") permit (principal, action, resource);"#;
+    engine.reload_from_files(signed(&ed, all)).unwrap();
+    assert_eq!(decide(&engine, &probe), (Effect::Allow, vec!["all".into()]));
+    assert_eq!(engine.metrics().bundle.reload_failures, 6);
+}

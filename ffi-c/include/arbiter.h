@@ -63,6 +63,12 @@
 #define ARBITER_RESULT_TOKENS 107
 
 /**
+ * The bundle's signature is missing, by an untrusted key, or does not match its files (or a
+ * trusted key is unusable).
+ */
+#define ARBITER_RESULT_BUNDLE_SIGNATURE 108
+
+/**
  * The request is not valid JSON, lacks a field, or names an entity badly.
  */
 #define ARBITER_RESULT_MALFORMED_REQUEST 200
@@ -83,7 +89,8 @@
 #define ARBITER_RESULT_INVALID_ENTITIES 203
 
 /**
- * Arbiter panicked; nothing was decided.
+ * Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing changed.
+ * A panic while deciding is a deny with an `internal` error instead.
  */
 #define ARBITER_RESULT_PANIC 900
 
@@ -207,6 +214,21 @@ uint32_t arbiter_engine_new_from_files(const struct arbiter_bundle_file *files,
                                        struct arbiter_error **err_out);
 
 /**
+ * Loads the signed bundle in directory `path`: it must carry a valid `signature.json` by one of
+ * the `key_count` trusted public keys at `public_keys` (SPKI PEM, `BEGIN PUBLIC KEY`) and be
+ * exactly the files signed. The engine then loads only bundles so signed, on every reload.
+ *
+ * # Safety
+ * As `arbiter_engine_new_from_bundle_dir`; `public_keys` points to `key_count` strings valid
+ * for the call (or is NULL with `key_count` 0).
+ */
+uint32_t arbiter_engine_new_from_signed_bundle_dir(const char *path,
+                                                   const struct arbiter_str *public_keys,
+                                                   size_t key_count,
+                                                   struct arbiter_engine **engine_out,
+                                                   struct arbiter_error **err_out);
+
+/**
  * Replaces the engine's bundle with the one in directory `path`. Other threads may decide
  * with the same engine meanwhile; each decision sees the old bundle or the new one, whole. On
  * failure the old bundle keeps serving.
@@ -312,6 +334,107 @@ uint32_t arbiter_engine_verify_token(const struct arbiter_engine *engine,
                                      size_t token_len,
                                      char **info_out,
                                      struct arbiter_error **err_out);
+
+/**
+ * Sets a candidate bundle (directory `path`) beside the engine's live one: decisions are still
+ * taken from the live bundle, and the candidate decides each request too, for comparison
+ * (`arbiter_engine_shadow_report_json`). Replaces any earlier candidate. On failure nothing
+ * changes.
+ *
+ * # Safety
+ * As `arbiter_engine_reload_from_dir`.
+ */
+uint32_t arbiter_engine_set_candidate_from_dir(const struct arbiter_engine *engine,
+                                               const char *path,
+                                               struct arbiter_error **err_out);
+
+/**
+ * Sets a candidate bundle held in memory (see `arbiter_engine_set_candidate_from_dir`).
+ *
+ * # Safety
+ * As `arbiter_engine_reload_from_files`.
+ */
+uint32_t arbiter_engine_set_candidate_from_files(const struct arbiter_engine *engine,
+                                                 const struct arbiter_bundle_file *files,
+                                                 size_t count,
+                                                 struct arbiter_error **err_out);
+
+/**
+ * Drops the candidate bundle. NULL does nothing.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+void arbiter_engine_clear_candidate(const struct arbiter_engine *engine);
+
+/**
+ * What shadow evaluation has seen since the candidate was set, as JSON: `candidate` (`name`,
+ * `version`; null without one), `agreements`, `disagreements` and `recent` (the latest
+ * disagreements: `principal`, `action`, `resource`, `live` and `candidate` decisions). On
+ * success `*json_out` receives a string the caller frees with `arbiter_string_free`.
+ *
+ * # Safety
+ * As `arbiter_engine_metrics_json`.
+ */
+uint32_t arbiter_engine_shadow_report_json(const struct arbiter_engine *engine,
+                                           char **json_out,
+                                           struct arbiter_error **err_out);
+
+/**
+ * Decides one request given as contract JSON and explains it, as JSON: the decision's fields
+ * plus `policies`, one `{"id", "effect", "outcome", "condition", "error"}` per policy whose
+ * scope matched (`outcome` is `satisfied`, `not_satisfied` or `errored`; `condition` is the
+ * condition that was false or errored). On success `*explanation_out` receives a string the
+ * caller frees with `arbiter_string_free`.
+ *
+ * # Safety
+ * As `arbiter_engine_authorize_json`.
+ */
+uint32_t arbiter_engine_explain_json(const struct arbiter_engine *engine,
+                                     const char *request,
+                                     size_t request_len,
+                                     char **explanation_out,
+                                     struct arbiter_error **err_out);
+
+/**
+ * The same explanation as text for a person: the decision and what determined it, then one
+ * line per policy.
+ *
+ * # Safety
+ * As `arbiter_engine_authorize_json`.
+ */
+uint32_t arbiter_engine_explain_text(const struct arbiter_engine *engine,
+                                     const char *request,
+                                     size_t request_len,
+                                     char **explanation_out,
+                                     struct arbiter_error **err_out);
+
+/**
+ * The engine's metrics since it was created (reloads included) as JSON: `decisions` (by
+ * action: `action`, `allow`, `deny`), `request_errors` and `token_failures` (by kind),
+ * `policy_errors` (by policy id), `internal_errors`, `latency` (`count`, `sum_seconds`,
+ * cumulative `buckets` of `le_seconds` and `count`, the last `le_seconds` null for +Inf) and
+ * `bundle` (`name`, `version`, `loaded_at_unix_seconds`, `load_seconds`, `reloads`,
+ * `reload_failures`). On success `*json_out` receives a string the caller frees with
+ * `arbiter_string_free`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `json_out` and `err_out` are NULL or writable.
+ */
+uint32_t arbiter_engine_metrics_json(const struct arbiter_engine *engine,
+                                     char **json_out,
+                                     struct arbiter_error **err_out);
+
+/**
+ * The same metrics in the Prometheus text exposition format, ready to serve on `/metrics`.
+ * On success `*text_out` receives a string the caller frees with `arbiter_string_free`.
+ *
+ * # Safety
+ * As `arbiter_engine_metrics_json`.
+ */
+uint32_t arbiter_engine_metrics_prometheus(const struct arbiter_engine *engine,
+                                           char **text_out,
+                                           struct arbiter_error **err_out);
 
 #if defined(ARBITER_FAULT_INJECTION)
 /**

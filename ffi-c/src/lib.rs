@@ -23,7 +23,10 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use arbiter_core::{BundleFile, CallError, Decision, Engine, RequestParts};
+use arbiter_core::{
+    BundleFile, CallError, Decision, Engine, Explanation, MetricsSnapshot, RequestParts,
+    TrustedKeys,
+};
 
 /// Success.
 pub const ARBITER_RESULT_OK: u32 = 0;
@@ -47,6 +50,9 @@ pub const ARBITER_RESULT_ENTITIES: u32 = 105;
 pub const ARBITER_RESULT_LINKS: u32 = 106;
 /// `tokens.json` is invalid or names a missing key.
 pub const ARBITER_RESULT_TOKENS: u32 = 107;
+/// The bundle's signature is missing, by an untrusted key, or does not match its files (or a
+/// trusted key is unusable).
+pub const ARBITER_RESULT_BUNDLE_SIGNATURE: u32 = 108;
 /// The request is not valid JSON, lacks a field, or names an entity badly.
 pub const ARBITER_RESULT_MALFORMED_REQUEST: u32 = 200;
 /// The request does not conform to the bundle's schema.
@@ -371,6 +377,40 @@ pub unsafe extern "C" fn arbiter_engine_new_from_files(
     })
 }
 
+/// Loads the signed bundle in directory `path`: it must carry a valid `signature.json` by one of
+/// the `key_count` trusted public keys at `public_keys` (SPKI PEM, `BEGIN PUBLIC KEY`) and be
+/// exactly the files signed. The engine then loads only bundles so signed, on every reload.
+///
+/// # Safety
+/// As `arbiter_engine_new_from_bundle_dir`; `public_keys` points to `key_count` strings valid
+/// for the call (or is NULL with `key_count` 0).
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_new_from_signed_bundle_dir(
+    path: *const c_char,
+    public_keys: *const arbiter_str,
+    key_count: usize,
+    engine_out: *mut *mut arbiter_engine,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let path = c_str(path, "path")?;
+        let pems: Vec<&str> = match key_count {
+            0 => Vec::new(),
+            _ if public_keys.is_null() => return Err(Failure::null("public_keys")),
+            _ => std::slice::from_raw_parts(public_keys, key_count)
+                .iter()
+                .map(|k| bytes_str(k.ptr, k.len, "public_keys"))
+                .collect::<Result<_, _>>()?,
+        };
+        let keys = TrustedKeys::from_pems(&pems).map_err(|e| {
+            Failure::new(ARBITER_RESULT_BUNDLE_SIGNATURE, "signature", e.to_string())
+        })?;
+        new_engine(engine_out, || {
+            Ok(Engine::from_signed_bundle_dir(path, keys)?)
+        })
+    })
+}
+
 /// Replaces the engine's bundle with the one in directory `path`. Other threads may decide
 /// with the same engine meanwhile; each decision sees the old bundle or the new one, whole. On
 /// failure the old bundle keeps serving.
@@ -633,6 +673,198 @@ pub unsafe extern "C" fn arbiter_engine_verify_token(
             Err(e) => e.to_json(),
         };
         write_string(info_out, &info.to_string());
+        Ok(())
+    })
+}
+
+/// Sets a candidate bundle (directory `path`) beside the engine's live one: decisions are still
+/// taken from the live bundle, and the candidate decides each request too, for comparison
+/// (`arbiter_engine_shadow_report_json`). Replaces any earlier candidate. On failure nothing
+/// changes.
+///
+/// # Safety
+/// As `arbiter_engine_reload_from_dir`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_set_candidate_from_dir(
+    engine: *const arbiter_engine,
+    path: *const c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        Ok(engine.set_candidate_from_dir(c_str(path, "path")?)?)
+    })
+}
+
+/// Sets a candidate bundle held in memory (see `arbiter_engine_set_candidate_from_dir`).
+///
+/// # Safety
+/// As `arbiter_engine_reload_from_files`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_set_candidate_from_files(
+    engine: *const arbiter_engine,
+    files: *const arbiter_bundle_file,
+    count: usize,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        Ok(engine.set_candidate_from_files(bundle_files(files, count)?)?)
+    })
+}
+
+/// Drops the candidate bundle. NULL does nothing.
+///
+/// # Safety
+/// `engine` is NULL or a live engine.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_clear_candidate(engine: *const arbiter_engine) {
+    if let Some(engine) = engine.as_ref() {
+        let _ = catch_unwind(AssertUnwindSafe(|| engine.engine.clear_candidate()));
+    }
+}
+
+/// What shadow evaluation has seen since the candidate was set, as JSON: `candidate` (`name`,
+/// `version`; null without one), `agreements`, `disagreements` and `recent` (the latest
+/// disagreements: `principal`, `action`, `resource`, `live` and `candidate` decisions). On
+/// success `*json_out` receives a string the caller frees with `arbiter_string_free`.
+///
+/// # Safety
+/// As `arbiter_engine_metrics_json`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_shadow_report_json(
+    engine: *const arbiter_engine,
+    json_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        if json_out.is_null() {
+            return Err(Failure::null("json_out"));
+        }
+        write_string(json_out, &engine.shadow_report().to_json());
+        Ok(())
+    })
+}
+
+/// Decides one request given as contract JSON and explains it, as JSON: the decision's fields
+/// plus `policies`, one `{"id", "effect", "outcome", "condition", "error"}` per policy whose
+/// scope matched (`outcome` is `satisfied`, `not_satisfied` or `errored`; `condition` is the
+/// condition that was false or errored). On success `*explanation_out` receives a string the
+/// caller frees with `arbiter_string_free`.
+///
+/// # Safety
+/// As `arbiter_engine_authorize_json`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_explain_json(
+    engine: *const arbiter_engine,
+    request: *const c_char,
+    request_len: usize,
+    explanation_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    explain(
+        engine,
+        request,
+        request_len,
+        explanation_out,
+        err_out,
+        |e| e.to_json(),
+    )
+}
+
+/// The same explanation as text for a person: the decision and what determined it, then one
+/// line per policy.
+///
+/// # Safety
+/// As `arbiter_engine_authorize_json`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_explain_text(
+    engine: *const arbiter_engine,
+    request: *const c_char,
+    request_len: usize,
+    explanation_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    explain(
+        engine,
+        request,
+        request_len,
+        explanation_out,
+        err_out,
+        |e| e.to_text(),
+    )
+}
+
+/// # Safety
+/// As `arbiter_engine_authorize_json`.
+unsafe fn explain(
+    engine: *const arbiter_engine,
+    request: *const c_char,
+    request_len: usize,
+    out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+    format: impl FnOnce(&Explanation) -> String,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        let request = bytes_str(request, request_len, "request")?;
+        if out.is_null() {
+            return Err(Failure::null("explanation_out"));
+        }
+        let explanation = engine.explain_json(request)?;
+        write_string(out, &format(&explanation));
+        Ok(())
+    })
+}
+
+/// The engine's metrics since it was created (reloads included) as JSON: `decisions` (by
+/// action: `action`, `allow`, `deny`), `request_errors` and `token_failures` (by kind),
+/// `policy_errors` (by policy id), `internal_errors`, `latency` (`count`, `sum_seconds`,
+/// cumulative `buckets` of `le_seconds` and `count`, the last `le_seconds` null for +Inf) and
+/// `bundle` (`name`, `version`, `loaded_at_unix_seconds`, `load_seconds`, `reloads`,
+/// `reload_failures`). On success `*json_out` receives a string the caller frees with
+/// `arbiter_string_free`.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `json_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_metrics_json(
+    engine: *const arbiter_engine,
+    json_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    metrics(engine, json_out, err_out, |m| m.to_json())
+}
+
+/// The same metrics in the Prometheus text exposition format, ready to serve on `/metrics`.
+/// On success `*text_out` receives a string the caller frees with `arbiter_string_free`.
+///
+/// # Safety
+/// As `arbiter_engine_metrics_json`.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_metrics_prometheus(
+    engine: *const arbiter_engine,
+    text_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    metrics(engine, text_out, err_out, |m| m.to_prometheus())
+}
+
+/// # Safety
+/// As `arbiter_engine_metrics_json`.
+unsafe fn metrics(
+    engine: *const arbiter_engine,
+    out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+    format: impl FnOnce(&MetricsSnapshot) -> String,
+) -> u32 {
+    boundary(err_out, || {
+        let engine = engine_ref(engine)?;
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        write_string(out, &format(&engine.metrics()));
         Ok(())
     })
 }
@@ -1071,6 +1303,89 @@ mod tests {
             arbiter_engine_free(engine);
         }
         assert!(text(arbiter_version()).contains('.'));
+    }
+
+    /// A string-out call: its output, or `None` (and the error freed) on failure.
+    fn output(
+        call: impl FnOnce(*mut *mut c_char, *mut *mut arbiter_error) -> u32,
+    ) -> Option<String> {
+        let (mut out, mut err) = (ptr::null_mut(), ptr::null_mut());
+        match call(&mut out, &mut err) {
+            ARBITER_RESULT_OK => Some(unsafe { CString::from_raw(out) }.into_string().unwrap()),
+            _ => {
+                unsafe { arbiter_error_free(err) };
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn operator_calls_hand_out_strings_the_caller_frees() {
+        let engine = engine(POLICIES);
+        unsafe {
+            let explained = output(|o, e| {
+                arbiter_engine_explain_json(engine, REQUEST.as_ptr().cast(), REQUEST.len(), o, e)
+            })
+            .unwrap();
+            assert!(
+                explained.contains(
+                    r#""policies":[{"id":"owner","effect":"permit","outcome":"satisfied""#
+                ),
+                "{explained}"
+            );
+            let text = output(|o, e| {
+                arbiter_engine_explain_text(engine, REQUEST.as_ptr().cast(), REQUEST.len(), o, e)
+            })
+            .unwrap();
+            assert!(text.starts_with("ALLOW by owner\n"), "{text}");
+            assert_eq!(
+                output(|o, e| arbiter_engine_explain_json(engine, b"{".as_ptr().cast(), 1, o, e)),
+                None
+            );
+
+            let candidate = [arbiter_bundle_file {
+                path: s("p.cedar"),
+                contents: s("forbid (principal, action, resource);"),
+            }];
+            assert_eq!(
+                arbiter_engine_set_candidate_from_files(
+                    engine,
+                    candidate.as_ptr(),
+                    1,
+                    ptr::null_mut()
+                ),
+                ARBITER_RESULT_OK
+            );
+            assert!(output(|o, e| arbiter_engine_authorize_json(
+                engine,
+                REQUEST.as_ptr().cast(),
+                REQUEST.len(),
+                o,
+                e
+            ))
+            .is_some());
+            let report = output(|o, e| arbiter_engine_shadow_report_json(engine, o, e)).unwrap();
+            assert!(
+                report.contains(r#""agreements":0,"disagreements":1"#),
+                "{report}"
+            );
+            arbiter_engine_clear_candidate(engine);
+
+            let metrics = output(|o, e| arbiter_engine_metrics_json(engine, o, e)).unwrap();
+            assert!(metrics.contains(r#""shadow_disagreements":1"#), "{metrics}");
+            let text = output(|o, e| arbiter_engine_metrics_prometheus(engine, o, e)).unwrap();
+            assert!(
+                text.contains(
+                    r#"arbiter_decisions_total{action="Action::read",decision="allow"} 1"#
+                ),
+                "{text}"
+            );
+            assert_eq!(
+                output(|o, e| arbiter_engine_metrics_json(ptr::null(), o, e)),
+                None
+            );
+            arbiter_engine_free(engine);
+        }
     }
 
     #[test]

@@ -356,6 +356,73 @@ static void test_reload_from_dir(const char *bundle_dir) {
   arbiter_engine_free(engine);
 }
 
+/* Explanations: JSON and text, and a bad request is an error of the call. */
+static void test_explain(const arbiter_engine *engine) {
+  char *json = NULL;
+  CHECK(arbiter_engine_explain_json(engine, DENY_REQUEST, strlen(DENY_REQUEST), &json, NULL) == ARBITER_RESULT_OK);
+  CHECK(json != NULL && strstr(json, "\"decision\":\"deny\"") != NULL);
+  CHECK(json != NULL && strstr(json, "{\"id\":\"user-blocked\",\"effect\":\"forbid\",\"outcome\":\"satisfied\"") != NULL);
+  arbiter_string_free(json);
+  char *text = NULL;
+  CHECK(arbiter_engine_explain_text(engine, ALLOW_REQUEST, strlen(ALLOW_REQUEST), &text, NULL) == ARBITER_RESULT_OK);
+  CHECK(text != NULL && strncmp(text, "ALLOW by role-developer\n", 24) == 0);
+  arbiter_string_free(text);
+  arbiter_error *err = NULL;
+  text = NULL;
+  CHECK(arbiter_engine_explain_text(engine, "{", 1, &text, &err) == ARBITER_RESULT_MALFORMED_REQUEST);
+  CHECK(text == NULL && err != NULL);
+  arbiter_error_free(err);
+}
+
+/* A candidate bundle beside the live one: decisions stay the live bundle's, disagreements are
+ * reported. */
+static void test_shadow(void) {
+  arbiter_bundle_file live = {str("p.cedar"), str("@id(\"live\") permit (principal, action, resource);")};
+  arbiter_bundle_file candidate = {str("p.cedar"), str("@id(\"candidate\") forbid (principal, action, resource);")};
+  arbiter_engine *engine = NULL;
+  CHECK(arbiter_engine_new_from_files(&live, 1, &engine, NULL) == ARBITER_RESULT_OK);
+  if (engine == NULL) return;
+  CHECK(arbiter_engine_set_candidate_from_files(engine, &candidate, 1, NULL) == ARBITER_RESULT_OK);
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_set_candidate_from_dir(engine, "/nonexistent", &err) == ARBITER_RESULT_BUNDLE_IO);
+  arbiter_error_free(err);
+  const char *request = "{\"principal\": {\"type\": \"U\", \"id\": \"1\"}, \"action\": {\"type\": \"A\", \"id\": \"x\"},"
+                        " \"resource\": {\"type\": \"R\", \"id\": \"1\"}}";
+  char *decision = decide(engine, request);
+  CHECK(decision != NULL && strstr(decision, "\"reasons\":[\"live\"]") != NULL);
+  arbiter_string_free(decision);
+  char *report = NULL;
+  CHECK(arbiter_engine_shadow_report_json(engine, &report, NULL) == ARBITER_RESULT_OK);
+  CHECK(report != NULL && strstr(report, "\"agreements\":0,\"disagreements\":1") != NULL);
+  CHECK(report != NULL && strstr(report, "\"reasons\":[\"candidate\"]") != NULL);
+  arbiter_string_free(report);
+  arbiter_engine_clear_candidate(engine);
+  arbiter_engine_clear_candidate(NULL);
+  CHECK(arbiter_engine_shadow_report_json(engine, &report, NULL) == ARBITER_RESULT_OK);
+  CHECK(report != NULL && strncmp(report, "{\"candidate\":null,", 18) == 0);
+  arbiter_string_free(report);
+  arbiter_engine_free(engine);
+}
+
+/* Metrics after the decisions above: JSON and Prometheus text, NULL arguments refused. */
+static void test_metrics(const arbiter_engine *engine) {
+  char *json = NULL;
+  CHECK(arbiter_engine_metrics_json(engine, &json, NULL) == ARBITER_RESULT_OK);
+  CHECK(json != NULL && strstr(json, "{\"action\":\"Gitlab::Action::push_code\",\"allow\":") != NULL);
+  CHECK(json != NULL && strstr(json, "\"bundle\":{\"name\":\"gitlab\"") != NULL);
+  arbiter_string_free(json);
+  char *text = NULL;
+  CHECK(arbiter_engine_metrics_prometheus(engine, &text, NULL) == ARBITER_RESULT_OK);
+  CHECK(text != NULL && strstr(text, "# TYPE arbiter_decisions_total counter\n") != NULL);
+  CHECK(text != NULL && strstr(text, "arbiter_decisions_total{action=\"Gitlab::Action::push_code\",decision=\"allow\"} ") != NULL);
+  CHECK(text != NULL && strstr(text, "arbiter_request_errors_total{kind=\"malformed_request\"} ") != NULL);
+  arbiter_string_free(text);
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_metrics_json(NULL, &json, &err) == ARBITER_RESULT_NULL_ARGUMENT);
+  arbiter_error_free(err);
+  CHECK(arbiter_engine_metrics_prometheus(engine, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s <policies/gitlab>\n", argv[0]);
@@ -380,9 +447,12 @@ int main(int argc, char **argv) {
   test_batch(engine);
   test_fast_path(engine);
   test_verify_token(embedded);
+  test_explain(engine);
+  test_metrics(engine);
   arbiter_engine_free(engine);
   arbiter_engine_free(embedded);
 
+  test_shadow();
   test_threads_and_reload();
   test_reload_from_dir(argv[1]);
 

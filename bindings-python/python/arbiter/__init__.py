@@ -27,6 +27,7 @@ from ._arbiter import (
     PolicyParseError,
     PolicyValidationError,
     SchemaError,
+    SignatureError,
     TokensError,
     __version__,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "PolicyParseError",
     "PolicyValidationError",
     "SchemaError",
+    "SignatureError",
     "TokensError",
     "__version__",
 ]

@@ -1,0 +1,511 @@
+//! Metrics, cheap enough to leave on: decisions by action and outcome, requests that could not
+//! be decided by kind, token failures by kind, evaluation errors by policy, contained panics, a
+//! latency histogram, and the serving bundle's name, version and load time.
+//!
+//! The hot path only bumps atomics: per-action counters are looked up in a map the bundle built
+//! at load (no lock), the rest are fixed arrays. Counters belong to the engine and survive
+//! reloads. [`Engine::metrics`](crate::Engine::metrics) takes a [`MetricsSnapshot`], which
+//! serializes to JSON and to the Prometheus text exposition format.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cedar_policy::{ActionConstraint, EntityUid, PolicySet, Schema};
+use serde::Serialize;
+
+use crate::decision::{Decision, DecisionErrorKind, Effect};
+use crate::error::RequestError;
+
+/// The label of decisions whose action the bundle does not know (its schema's actions, or
+/// without a schema the actions its policies name): what a request may name is unbounded, the
+/// labels a scrape carries must not be.
+const OTHER_ACTION: &str = "other";
+
+/// Upper bounds of the latency histogram's buckets, in nanoseconds (then `+Inf`).
+const BUCKETS_NS: [u64; 12] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// Allow and deny counts of one action.
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
+    allow: AtomicU64,
+    deny: AtomicU64,
+}
+
+/// A bundle's view of the engine's per-action counters, built when it loads.
+#[derive(Debug, Default)]
+pub(crate) struct ActionOutcomes {
+    known: HashMap<EntityUid, Arc<Outcomes>>,
+    other: Arc<Outcomes>,
+}
+
+impl ActionOutcomes {
+    /// Counts a decision of `action`.
+    pub(crate) fn count(&self, action: &EntityUid, decision: &Decision) {
+        let outcomes = self.known.get(action).unwrap_or(&self.other);
+        match decision.decision {
+            Effect::Allow => outcomes.allow.fetch_add(1, Relaxed),
+            Effect::Deny => outcomes.deny.fetch_add(1, Relaxed),
+        };
+    }
+}
+
+/// The engine's counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// Per-action counters by label, kept across reloads.
+    actions: Mutex<BTreeMap<String, Arc<Outcomes>>>,
+    request_errors: [AtomicU64; RequestError::KINDS.len()],
+    token_failures: [AtomicU64; DecisionErrorKind::ALL.len()],
+    policy_errors: Mutex<BTreeMap<String, u64>>,
+    internal_errors: AtomicU64,
+    latency_buckets: [AtomicU64; BUCKETS_NS.len() + 1],
+    latency_sum_ns: AtomicU64,
+    bundle: Mutex<BundleMetrics>,
+}
+
+impl Metrics {
+    /// The per-action counters a bundle with this schema and these policies uses.
+    pub(crate) fn outcomes_for(
+        &self,
+        schema: Option<&Schema>,
+        policies: &PolicySet,
+    ) -> ActionOutcomes {
+        let actions: Vec<EntityUid> = match schema {
+            Some(schema) => schema.actions().cloned().collect(),
+            None => policies
+                .policies()
+                .flat_map(|p| match p.action_constraint() {
+                    ActionConstraint::Any => Vec::new(),
+                    ActionConstraint::In(actions) => actions,
+                    ActionConstraint::Eq(action) => vec![action],
+                })
+                .collect(),
+        };
+        let mut registry = self.actions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = |label: String| Arc::clone(registry.entry(label).or_default());
+        ActionOutcomes {
+            other: slot(OTHER_ACTION.to_owned()),
+            known: actions
+                .into_iter()
+                .map(|uid| {
+                    let label = action_label(&uid);
+                    (uid, slot(label))
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts one call that asked for a decision, and how long it took.
+    pub(crate) fn record(&self, result: &Result<Decision, RequestError>, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_NS
+            .iter()
+            .position(|&le| ns <= le)
+            .unwrap_or(BUCKETS_NS.len());
+        self.latency_buckets[bucket].fetch_add(1, Relaxed);
+        self.latency_sum_ns.fetch_add(ns, Relaxed);
+        let decision = match result {
+            Ok(decision) => decision,
+            Err(e) => {
+                self.request_errors[e.index()].fetch_add(1, Relaxed);
+                return;
+            }
+        };
+        for error in &decision.errors {
+            match (error.kind, &error.policy) {
+                (DecisionErrorKind::PolicyEvaluation, Some(policy)) => {
+                    let mut errors = self.policy_errors.lock().unwrap_or_else(|e| e.into_inner());
+                    *errors.entry(policy.clone()).or_default() += 1;
+                }
+                (DecisionErrorKind::PolicyEvaluation, None) => {}
+                (DecisionErrorKind::Internal, _) => {
+                    self.internal_errors.fetch_add(1, Relaxed);
+                }
+                (kind, _) => {
+                    self.token_failures[kind as usize].fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Records a bundle that loaded (at start or by a reload) and took `took`.
+    pub(crate) fn loaded(
+        &self,
+        name: Option<String>,
+        version: Option<String>,
+        took: Duration,
+        reload: bool,
+    ) {
+        let mut bundle = self.bundle.lock().unwrap_or_else(|e| e.into_inner());
+        bundle.name = name;
+        bundle.version = version;
+        bundle.loaded_at_unix_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        bundle.load_seconds = took.as_secs_f64();
+        bundle.reloads += u64::from(reload);
+    }
+
+    /// Records a reload that failed (the old bundle kept serving).
+    pub(crate) fn reload_failed(&self) {
+        self.bundle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reload_failures += 1;
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let decisions = self
+            .actions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(action, outcomes)| ActionDecisions {
+                action: action.clone(),
+                allow: outcomes.allow.load(Relaxed),
+                deny: outcomes.deny.load(Relaxed),
+            })
+            .collect();
+        let mut cumulative = 0;
+        let mut buckets: Vec<LatencyBucket> = BUCKETS_NS
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(&le, count)| {
+                cumulative += count.load(Relaxed);
+                LatencyBucket {
+                    le_seconds: le as f64 / 1e9,
+                    count: cumulative,
+                }
+            })
+            .collect();
+        cumulative += self.latency_buckets[BUCKETS_NS.len()].load(Relaxed);
+        buckets.push(LatencyBucket {
+            le_seconds: f64::INFINITY,
+            count: cumulative,
+        });
+        MetricsSnapshot {
+            decisions,
+            request_errors: RequestError::KINDS
+                .iter()
+                .zip(&self.request_errors)
+                .map(|(kind, n)| (*kind, n.load(Relaxed)))
+                .collect(),
+            token_failures: DecisionErrorKind::ALL
+                .iter()
+                .filter(|k| k.is_token_failure())
+                .map(|k| (k.as_str(), self.token_failures[*k as usize].load(Relaxed)))
+                .collect(),
+            policy_errors: self
+                .policy_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            internal_errors: self.internal_errors.load(Relaxed),
+            latency: Latency {
+                count: cumulative,
+                sum_seconds: self.latency_sum_ns.load(Relaxed) as f64 / 1e9,
+                buckets,
+            },
+            bundle: self
+                .bundle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            shadow_agreements: 0,
+            shadow_disagreements: 0,
+        }
+    }
+}
+
+/// An action as a metric label: `Gitlab::Action::push_code`.
+fn action_label(uid: &EntityUid) -> String {
+    format!("{}::{}", uid.type_name(), uid.id().unescaped())
+}
+
+/// What an engine has counted since it was created, reloads included.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Decisions by action (`other` for actions the bundle does not know), allow and deny.
+    pub decisions: Vec<ActionDecisions>,
+    /// Requests that could not be decided, by error kind (`malformed_request`, ...).
+    pub request_errors: BTreeMap<&'static str, u64>,
+    /// Tokens refused, by kind (`expired`, `bad_signature`, ...).
+    pub token_failures: BTreeMap<&'static str, u64>,
+    /// Evaluation errors, by policy id.
+    pub policy_errors: BTreeMap<String, u64>,
+    /// Panics contained inside Arbiter (each a deny).
+    pub internal_errors: u64,
+    /// Time to decide one request, reading it included.
+    pub latency: Latency,
+    /// The bundle serving decisions.
+    pub bundle: BundleMetrics,
+    /// Requests a candidate bundle decided as the live one did (shadow evaluation).
+    pub shadow_agreements: u64,
+    /// Requests a candidate bundle decided otherwise.
+    pub shadow_disagreements: u64,
+}
+
+/// Decisions of one action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionDecisions {
+    /// The action, `Type::id`, or `other`.
+    pub action: String,
+    /// Allowed.
+    pub allow: u64,
+    /// Denied.
+    pub deny: u64,
+}
+
+/// A latency histogram with cumulative buckets, as Prometheus keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// Calls measured.
+    pub count: u64,
+    /// Their total time, in seconds.
+    pub sum_seconds: f64,
+    /// Calls that took at most `le_seconds` (the last bucket is `+Inf`).
+    pub buckets: Vec<LatencyBucket>,
+}
+
+/// One cumulative bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyBucket {
+    /// Upper bound, in seconds (`+Inf` for the last, `null` in JSON).
+    #[serde(serialize_with = "finite_or_null")]
+    pub le_seconds: f64,
+    /// Calls that took at most that long.
+    pub count: u64,
+}
+
+fn finite_or_null<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    match value.is_finite() {
+        true => s.serialize_f64(*value),
+        false => s.serialize_none(),
+    }
+}
+
+/// The serving bundle and its loads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BundleMetrics {
+    /// `name` from the manifest.
+    pub name: Option<String>,
+    /// `version` from the manifest.
+    pub version: Option<String>,
+    /// When it loaded, in Unix seconds.
+    pub loaded_at_unix_seconds: f64,
+    /// How long it took to load, in seconds.
+    pub load_seconds: f64,
+    /// Reloads that succeeded.
+    pub reloads: u64,
+    /// Reloads that failed (the old bundle kept serving).
+    pub reload_failures: u64,
+}
+
+impl MetricsSnapshot {
+    /// The snapshot as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        family(
+            "arbiter_decisions_total",
+            "counter",
+            "Decisions by action and outcome.",
+            self.decisions
+                .iter()
+                .flat_map(|d| {
+                    [("allow", d.allow), ("deny", d.deny)].map(|(outcome, n)| {
+                        (
+                            labels(&[("action", &d.action), ("decision", outcome)]),
+                            n.to_string(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        let by_kind = |counts: &BTreeMap<&'static str, u64>| {
+            counts
+                .iter()
+                .map(|(kind, n)| (labels(&[("kind", kind)]), n.to_string()))
+                .collect()
+        };
+        family(
+            "arbiter_request_errors_total",
+            "counter",
+            "Requests that could not be decided, by error kind.",
+            by_kind(&self.request_errors),
+        );
+        family(
+            "arbiter_token_failures_total",
+            "counter",
+            "Tokens refused, by kind.",
+            by_kind(&self.token_failures),
+        );
+        family(
+            "arbiter_policy_errors_total",
+            "counter",
+            "Policy evaluation errors, by policy.",
+            self.policy_errors
+                .iter()
+                .map(|(policy, n)| (labels(&[("policy", policy)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "arbiter_internal_errors_total",
+            "counter",
+            "Panics contained inside Arbiter (each answered with a deny).",
+            vec![(String::new(), self.internal_errors.to_string())],
+        );
+        let mut latency: Vec<(String, String)> = self
+            .latency
+            .buckets
+            .iter()
+            .map(|b| {
+                let le = match b.le_seconds.is_finite() {
+                    true => b.le_seconds.to_string(),
+                    false => "+Inf".to_owned(),
+                };
+                (labels(&[("le", &le)]), b.count.to_string())
+            })
+            .collect();
+        // The histogram's _sum and _count samples, written under the family's name.
+        let histogram = "arbiter_decision_duration_seconds";
+        latency
+            .iter_mut()
+            .for_each(|(l, _)| *l = format!("_bucket{l}"));
+        latency.push(("_sum".to_owned(), self.latency.sum_seconds.to_string()));
+        latency.push(("_count".to_owned(), self.latency.count.to_string()));
+        family(
+            histogram,
+            "histogram",
+            "Time to decide one request, reading it included.",
+            latency,
+        );
+        let bundle = &self.bundle;
+        family(
+            "arbiter_bundle_info",
+            "gauge",
+            "The bundle serving decisions (always 1; name and version are labels).",
+            vec![(
+                labels(&[
+                    ("name", bundle.name.as_deref().unwrap_or("")),
+                    ("version", bundle.version.as_deref().unwrap_or("")),
+                ]),
+                "1".to_owned(),
+            )],
+        );
+        family(
+            "arbiter_bundle_loaded_timestamp_seconds",
+            "gauge",
+            "When the serving bundle loaded, in Unix seconds.",
+            vec![(String::new(), bundle.loaded_at_unix_seconds.to_string())],
+        );
+        family(
+            "arbiter_bundle_load_duration_seconds",
+            "gauge",
+            "How long the serving bundle took to load.",
+            vec![(String::new(), bundle.load_seconds.to_string())],
+        );
+        family(
+            "arbiter_bundle_reloads_total",
+            "counter",
+            "Reloads, by result (a failed one keeps the old bundle serving).",
+            vec![
+                (labels(&[("result", "ok")]), bundle.reloads.to_string()),
+                (
+                    labels(&[("result", "error")]),
+                    bundle.reload_failures.to_string(),
+                ),
+            ],
+        );
+        family(
+            "arbiter_shadow_decisions_total",
+            "counter",
+            "Requests a candidate bundle also decided, by whether it agreed with the live one.",
+            vec![
+                (
+                    labels(&[("result", "agree")]),
+                    self.shadow_agreements.to_string(),
+                ),
+                (
+                    labels(&[("result", "disagree")]),
+                    self.shadow_disagreements.to_string(),
+                ),
+            ],
+        );
+        out
+    }
+}
+
+/// `{a="x",b="y"}` with label values escaped as the exposition format requires.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let body: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| {
+            let escaped = value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{name}=\"{escaped}\"")
+        })
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("a", "x\"y\\z\nw"), ("b", "")]),
+            r#"{a="x\"y\\z\nw",b=""}"#
+        );
+    }
+
+    #[test]
+    fn latency_lands_in_cumulative_buckets() {
+        let m = Metrics::default();
+        let deny = Ok(Decision {
+            decision: Effect::Deny,
+            reasons: vec![],
+            errors: vec![],
+        });
+        m.record(&deny, Duration::from_nanos(700));
+        m.record(&deny, Duration::from_micros(3));
+        m.record(&deny, Duration::from_secs(2));
+        let latency = m.snapshot().latency;
+        assert_eq!(latency.count, 3);
+        let counts: Vec<u64> = latency.buckets.iter().map(|b| b.count).collect();
+        assert_eq!(&counts[..3], &[1, 1, 2]);
+        assert_eq!(counts[counts.len() - 2], 2);
+        assert_eq!(counts[counts.len() - 1], 3);
+        assert!((latency.sum_seconds - 2.0000037).abs() < 1e-9);
+    }
+}

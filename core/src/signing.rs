@@ -1,0 +1,269 @@
+//! Signed bundles. `signature.json` at a bundle's root holds a manifest (the algorithm, the
+//! signing key's id, and the SHA-256 digest of every file the engine loads) and a signature over
+//! it, made with Ed25519 or ECDSA P-256 (SHA-256). An engine that trusts keys refuses a bundle
+//! that is unsigned, signed by a key it does not trust, or altered since signing (a file
+//! changed, added or removed), and keeps the bundle it had.
+
+use std::collections::BTreeMap;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1,
+    ECDSA_P256_SHA256_ASN1_SIGNING, ED25519,
+};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::BundleFile;
+use crate::error::{LoadError, Problem};
+
+/// The file at a bundle's root that holds its signature.
+pub const SIGNATURE_FILE: &str = "signature.json";
+
+const ED25519_NAME: &str = "Ed25519";
+const P256_NAME: &str = "ES256";
+
+/// What is signed: canonical JSON (fields in this order, files sorted by path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedManifest {
+    algorithm: String,
+    key_id: String,
+    /// Path relative to the bundle root -> lowercase hex SHA-256 of the file's bytes.
+    files: BTreeMap<String, String>,
+}
+
+/// `signature.json`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureFile {
+    manifest: SignedManifest,
+    /// Base64 of the signature over the manifest's canonical JSON.
+    signature: String,
+}
+
+/// Why a key could not be read or a bundle signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SigningError(String);
+
+enum PrivateKey {
+    Ed25519(Ed25519KeyPair),
+    P256(EcdsaKeyPair),
+}
+
+/// A private key that signs bundles.
+pub struct BundleSigner {
+    key: PrivateKey,
+    key_id: String,
+}
+
+impl BundleSigner {
+    /// An Ed25519 or ECDSA P-256 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, SigningError> {
+        let der = pem_contents(pem, "PRIVATE KEY")?;
+        let key = Ed25519KeyPair::from_pkcs8(&der)
+            .map(PrivateKey::Ed25519)
+            .or_else(|_| {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+                    .map(PrivateKey::P256)
+            })
+            .map_err(|_| {
+                SigningError("the private key is neither Ed25519 nor ECDSA P-256 (PKCS#8)".into())
+            })?;
+        let spki = match &key {
+            PrivateKey::Ed25519(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
+            PrivateKey::P256(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
+        }
+        .map_err(|_| SigningError("cannot encode the public key".into()))?;
+        Ok(Self {
+            key,
+            key_id: key_id(&spki),
+        })
+    }
+
+    /// The public half, as SPKI PEM (`-----BEGIN PUBLIC KEY-----`): what engines trust.
+    pub fn public_key_pem(&self) -> String {
+        let spki = match &self.key {
+            PrivateKey::Ed25519(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
+            PrivateKey::P256(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
+        }
+        .unwrap_or_default();
+        pem::encode(&pem::Pem::new("PUBLIC KEY", spki))
+    }
+
+    /// The key's id: the first 16 hex digits of the SHA-256 of its public key (SPKI DER).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Signs a bundle's files (a `signature.json` among them is left out) and returns the
+    /// contents of its new `signature.json`.
+    pub fn sign(&self, files: &[BundleFile]) -> Result<String, SigningError> {
+        let manifest = SignedManifest {
+            algorithm: match self.key {
+                PrivateKey::Ed25519(_) => ED25519_NAME,
+                PrivateKey::P256(_) => P256_NAME,
+            }
+            .to_owned(),
+            key_id: self.key_id.clone(),
+            files: digests(files),
+        };
+        let message = canonical(&manifest);
+        let signature = match &self.key {
+            PrivateKey::Ed25519(k) => k.sign(&message).as_ref().to_vec(),
+            PrivateKey::P256(k) => k
+                .sign(&SystemRandom::new(), &message)
+                .map_err(|_| SigningError("signing failed".into()))?
+                .as_ref()
+                .to_vec(),
+        };
+        let file = SignatureFile {
+            manifest,
+            signature: STANDARD.encode(signature),
+        };
+        serde_json::to_string_pretty(&file).map_err(|e| SigningError(e.to_string()))
+    }
+}
+
+/// One trusted public key.
+#[derive(Debug, Clone)]
+struct TrustedKey {
+    key_id: String,
+    algorithm: &'static str,
+    spki: Vec<u8>,
+}
+
+/// The public keys an engine trusts to sign its bundles.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys(Vec<TrustedKey>);
+
+impl TrustedKeys {
+    /// Ed25519 or ECDSA P-256 public keys, each in SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub fn from_pems<P: AsRef<[u8]>>(pems: &[P]) -> Result<Self, SigningError> {
+        pems.iter()
+            .map(|pem| {
+                let spki = pem_contents(pem.as_ref(), "PUBLIC KEY")?;
+                // Each algorithm's verifier takes SPKI DER; a key parses as one of them.
+                let algorithm = if is_key_of(&ED25519, &spki) {
+                    ED25519_NAME
+                } else if is_key_of(&ECDSA_P256_SHA256_ASN1, &spki) {
+                    P256_NAME
+                } else {
+                    return Err(SigningError(
+                        "a trusted key is neither Ed25519 nor ECDSA P-256".into(),
+                    ));
+                };
+                Ok(TrustedKey {
+                    key_id: key_id(&spki),
+                    algorithm,
+                    spki,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Checks that `files` carry a valid signature by one of these keys and are exactly the
+    /// files signed. Every problem names its file (error kind `signature`).
+    pub fn verify(&self, files: &[BundleFile]) -> Result<(), LoadError> {
+        let problem = |file: &str, message: String| {
+            LoadError::Signature(vec![Problem::in_file(file, message)])
+        };
+        let Some(signature_file) = files.iter().find(|f| f.path == SIGNATURE_FILE) else {
+            return Err(problem(
+                SIGNATURE_FILE,
+                "the bundle is not signed, and this engine accepts only signed bundles".into(),
+            ));
+        };
+        let signed: SignatureFile = serde_json::from_str(&signature_file.contents)
+            .map_err(|e| problem(SIGNATURE_FILE, format!("not a valid signature file: {e}")))?;
+        let manifest = &signed.manifest;
+        let key = self
+            .0
+            .iter()
+            .find(|k| k.key_id == manifest.key_id && k.algorithm == manifest.algorithm)
+            .ok_or_else(|| {
+                problem(
+                    SIGNATURE_FILE,
+                    format!(
+                        "signed by {} key {}, which this engine does not trust",
+                        manifest.algorithm, manifest.key_id
+                    ),
+                )
+            })?;
+        let signature = STANDARD
+            .decode(&signed.signature)
+            .map_err(|_| problem(SIGNATURE_FILE, "the signature is not base64".into()))?;
+        let verifier: &dyn signature::VerificationAlgorithm = match key.algorithm {
+            ED25519_NAME => &ED25519,
+            _ => &ECDSA_P256_SHA256_ASN1,
+        };
+        UnparsedPublicKey::new(verifier, &key.spki)
+            .verify(&canonical(manifest), &signature)
+            .map_err(|_| problem(SIGNATURE_FILE, "the signature does not verify".into()))?;
+        let actual = digests(files);
+        let mut problems: Vec<Problem> = Vec::new();
+        for (path, digest) in &actual {
+            match manifest.files.get(path) {
+                None => problems.push(Problem::in_file(path, "added since the bundle was signed")),
+                Some(signed) if signed != digest => problems.push(Problem::in_file(
+                    path,
+                    "changed since the bundle was signed",
+                )),
+                Some(_) => {}
+            }
+        }
+        for path in manifest.files.keys().filter(|p| !actual.contains_key(*p)) {
+            problems.push(Problem::in_file(
+                path,
+                "removed since the bundle was signed",
+            ));
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(LoadError::Signature(problems)),
+        }
+    }
+}
+
+fn is_key_of(algorithm: &'static dyn signature::VerificationAlgorithm, spki: &[u8]) -> bool {
+    // A verification with an empty signature fails either way; what matters is whether the key
+    // parses, which `ParsedPublicKey` tells.
+    signature::ParsedPublicKey::new(algorithm, spki).is_ok()
+}
+
+/// The SHA-256 digest of every file but the signature itself.
+fn digests(files: &[BundleFile]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .filter(|f| f.path != SIGNATURE_FILE)
+        .map(|f| {
+            let digest =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, f.contents.as_bytes());
+            (f.path.clone(), hex::encode(digest.as_ref()))
+        })
+        .collect()
+}
+
+fn canonical(manifest: &SignedManifest) -> Vec<u8> {
+    serde_json::to_vec(manifest).unwrap_or_default()
+}
+
+fn key_id(spki: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
+    hex::encode(&digest.as_ref()[..8])
+}
+
+fn pem_contents(text: &[u8], tag: &str) -> Result<Vec<u8>, SigningError> {
+    let pem = pem::parse(text).map_err(|e| SigningError(format!("not PEM: {e}")))?;
+    if pem.tag() != tag {
+        return Err(SigningError(format!(
+            "expected a PEM `{tag}`, found `{}`",
+            pem.tag()
+        )));
+    }
+    Ok(pem.contents().to_vec())
+}
