@@ -1375,9 +1375,7 @@ mod tests {
             assert!(metrics.contains(r#""shadow_disagreements":1"#), "{metrics}");
             let text = output(|o, e| arbiter_engine_metrics_prometheus(engine, o, e)).unwrap();
             assert!(
-                text.contains(
-                    r#"arbiter_decisions_total{action="Action::read",decision="allow"} 1"#
-                ),
+                text.contains(r#"arbiter_decisions_total{action="other",decision="allow"} 1"#),
                 "{text}"
             );
             assert_eq!(
