@@ -23,6 +23,9 @@ type Metrics struct {
 	Latency Latency `json:"latency"`
 	// The bundle serving decisions.
 	Bundle BundleMetrics `json:"bundle"`
+	// Requests a candidate bundle decided as the live one did, and otherwise (shadow evaluation).
+	ShadowAgreements    uint64 `json:"shadow_agreements"`
+	ShadowDisagreements uint64 `json:"shadow_disagreements"`
 }
 
 // ActionDecisions counts the decisions of one action.

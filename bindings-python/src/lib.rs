@@ -444,7 +444,7 @@ impl Engine {
         public_keys: Vec<String>,
     ) -> PyResult<Self> {
         let keys = arbiter_core::TrustedKeys::from_pems(&public_keys)
-            .map_err(|e| Failure::new(108, "signature", e.to_string()).into_py(py))?;
+            .map_err(|e| Failure::from(arbiter_core::LoadError::from(e)).into_py(py))?;
         load(py, move || {
             arbiter_core::Engine::from_signed_bundle_dir(&path, keys)
         })
@@ -605,14 +605,16 @@ impl Engine {
     /// Decides one request given as contract JSON and explains it, as a dict: the decision's
     /// fields plus `policies` (`id`, `effect`, `outcome`, `condition`, `error` each).
     fn explain<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
-        let explanation =
-            guarded(|| Ok(self.inner.explain_json(request)?)).map_err(|e| e.into_py(py))?;
+        let explanation = py
+            .detach(|| guarded(|| Ok(self.inner.explain_json(request)?)))
+            .map_err(|e| e.into_py(py))?;
         pythonize(py, &explanation).map_err(|e| InternalError::new_err(e.to_string()))
     }
 
     /// The same explanation as text for a person.
     fn explain_text(&self, py: Python<'_>, request: &str) -> PyResult<String> {
-        guarded(|| Ok(self.inner.explain_json(request)?.to_text())).map_err(|e| e.into_py(py))
+        py.detach(|| guarded(|| Ok(self.inner.explain_json(request)?.to_text())))
+            .map_err(|e| e.into_py(py))
     }
 
     /// What the engine has counted since it was created (reloads included), as a dict.

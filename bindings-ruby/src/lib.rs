@@ -471,7 +471,7 @@ impl Engine {
         public_keys: Vec<String>,
     ) -> Result<Self, Error> {
         let keys = arbiter_core::TrustedKeys::from_pems(&public_keys)
-            .map_err(|e| Failure::new(108, "signature", e.to_string()).into_error(ruby))?;
+            .map_err(|e| Failure::from(arbiter_core::LoadError::from(e)).into_error(ruby))?;
         load(ruby, move || {
             arbiter_core::Engine::from_signed_bundle_dir(&path, keys)
         })

@@ -9,9 +9,9 @@ use crate::{ALLOW, DENY};
 
 #[derive(Subcommand)]
 pub(crate) enum BundleCommand {
-    /// Sign a bundle: write DIR/signature.json (the SHA-256 of every file an engine loads,
-    /// signed with an Ed25519 or ECDSA P-256 private key in PKCS#8 PEM). Prints the public key
-    /// (SPKI PEM) that engines must trust.
+    /// Sign a bundle: write DIR/signature.json (the SHA-256 of every file an engine loads and the
+    /// time of signing, signed with an Ed25519 or ECDSA P-256 private key in PKCS#8 PEM). Prints
+    /// the public key (SPKI PEM) that engines must trust.
     Sign {
         /// Bundle directory.
         #[arg(long)]
@@ -38,7 +38,10 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
             let signer = BundleSigner::from_pem(&read(&key)?)
                 .map_err(|e| format!("{}: {e}", key.display()))?;
             let files = read_bundle_dir(&bundle).map_err(|e| e.to_string())?;
-            let signature = signer.sign(&files).map_err(|e| e.to_string())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let signature = signer.sign(&files, now).map_err(|e| e.to_string())?;
             let path = bundle.join(SIGNATURE_FILE);
             std::fs::write(&path, signature).map_err(|e| format!("{}: {e}", path.display()))?;
             eprintln!(
@@ -61,9 +64,9 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
             let keys = TrustedKeys::from_pems(&pems).map_err(|e| e.to_string())?;
             let files = read_bundle_dir(&bundle).map_err(|e| e.to_string())?;
             match keys.verify(&files) {
-                Ok(()) => {
+                Ok(signed_at) => {
                     println!(
-                        "{}: signed by a trusted key and unchanged",
+                        "{}: signed by a trusted key at {signed_at} (Unix seconds) and unchanged",
                         bundle.display()
                     );
                     Ok(ALLOW)

@@ -89,13 +89,7 @@ pub(crate) fn read_dir_files(
 /// links, manifest, `tokens.json`, the key files `tokens.json` names and `signature.json` (what
 /// `arbiter bundle sign` signs).
 pub fn read_bundle_dir(root: impl AsRef<Path>) -> Result<Vec<BundleFile>, LoadError> {
-    read_engine_files(root.as_ref())
-}
-
-/// Reads the files an engine loads from the bundle directory `root`: policies, schema,
-/// entities, links, manifest, `tokens.json`, the key files `tokens.json` names and
-/// `signature.json`.
-pub(crate) fn read_engine_files(root: &Path) -> Result<Vec<BundleFile>, LoadError> {
+    let root = root.as_ref();
     let mut files = read_dir_files(root, &is_engine_file)?;
     let referenced: Vec<String> = files
         .iter()
@@ -273,6 +267,11 @@ pub(crate) struct Bundle {
     pub(crate) shapes: Option<Shapes>,
     /// The engine's per-action decision counters for this bundle's actions (set by the engine).
     pub(crate) outcomes: ActionOutcomes,
+    /// When its signature says it was signed, for an engine that trusts signing keys.
+    pub(crate) signed_at: Option<i64>,
+    /// When it loaded (Unix seconds) and how long that took (seconds).
+    pub(crate) loaded_at: f64,
+    pub(crate) load_seconds: f64,
     types: TypeNames,
 }
 
@@ -346,6 +345,11 @@ impl Bundle {
         }
         Ok(Self {
             outcomes: ActionOutcomes::default(),
+            signed_at: None,
+            loaded_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            load_seconds: 0.0,
             types: TypeNames::new(types),
             shapes,
             manifest,

@@ -12,7 +12,7 @@ use cedar_policy_core::extensions::Extensions;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::bundle::{read_engine_files, Bundle, BundleFile, BundleInfo};
+use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
@@ -23,7 +23,7 @@ use crate::index::IndexedPolicy;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::request::{Request, RequestParts};
-use crate::shadow::{Shadow, ShadowReport};
+use crate::shadow::{CandidateInfo, Shadow, ShadowReport};
 use crate::signing::TrustedKeys;
 use crate::token::{TokenError, TokenInfo, Verified};
 
@@ -43,15 +43,20 @@ pub struct Engine {
     trusted: Option<TrustedKeys>,
     faults: Faults,
     metrics: Metrics,
-    /// A bundle evaluated beside the live one, for comparison only.
-    candidate: ArcSwapOption<Bundle>,
+    /// A bundle evaluated beside the live one, for comparison only, with what it has seen.
+    candidate: ArcSwapOption<Candidate>,
+}
+
+/// A candidate bundle and its comparison counters, set and dropped together.
+struct Candidate {
+    bundle: Bundle,
     shadow: Shadow,
 }
 
 impl Engine {
     /// Loads the bundle in directory `path`.
     pub fn from_bundle_dir(path: impl AsRef<Path>) -> Result<Self, LoadError> {
-        Self::from_files(read_engine_files(path.as_ref())?)
+        Self::from_files(read_bundle_dir(path.as_ref())?)
     }
 
     /// Loads a bundle held in memory, one [`BundleFile`] per file.
@@ -75,7 +80,7 @@ impl Engine {
         path: impl AsRef<Path>,
         keys: TrustedKeys,
     ) -> Result<Self, LoadError> {
-        Self::from_signed_files(read_engine_files(path.as_ref())?, keys)
+        Self::from_signed_files(read_bundle_dir(path.as_ref())?, keys)
     }
 
     /// Loads a signed bundle held in memory (see [`Engine::from_signed_bundle_dir`]).
@@ -92,12 +97,12 @@ impl Engine {
         trusted: Option<TrustedKeys>,
     ) -> Result<Self, LoadError> {
         limits.check_bundle(&files)?;
-        if let Some(keys) = &trusted {
-            keys.verify(&files)?;
-        }
-        let metrics = Metrics::default();
-        let faults = Faults::default();
-        let bundle = load(&metrics, &faults, files, false)?;
+        let signed_at = trusted
+            .as_ref()
+            .map(|keys| keys.verify(&files))
+            .transpose()?;
+        let (metrics, faults) = (Metrics::default(), Faults::default());
+        let bundle = load(&metrics, &faults, files, signed_at, false)?;
         Ok(Self {
             bundle: ArcSwap::from_pointee(bundle),
             fixed_time: None,
@@ -106,18 +111,29 @@ impl Engine {
             faults,
             metrics,
             candidate: ArcSwapOption::empty(),
-            shadow: Shadow::default(),
         })
     }
 
     /// Checks what every bundle must pass before it loads: the size limit and, for an engine
-    /// that trusts signing keys, the signature.
-    fn admit(&self, files: &[BundleFile]) -> Result<(), LoadError> {
+    /// that trusts signing keys, the signature, signed no earlier than the serving bundle (no
+    /// rollback to an older one). Answers when it was signed.
+    fn admit(&self, files: &[BundleFile]) -> Result<Option<i64>, LoadError> {
         self.limits.check_bundle(files)?;
-        match &self.trusted {
-            Some(keys) => keys.verify(files),
-            None => Ok(()),
+        let Some(keys) = &self.trusted else {
+            return Ok(None);
+        };
+        let signed_at = keys.verify(files)?;
+        let serving = self.bundle.load().signed_at.unwrap_or(i64::MIN);
+        if signed_at < serving {
+            return Err(LoadError::Signature(vec![crate::error::Problem::in_file(
+                crate::signing::SIGNATURE_FILE,
+                format!(
+                    "signed at {signed_at}, before the serving bundle (signed at {serving}): \
+                     an engine does not go back to an older bundle"
+                ),
+            )]));
         }
+        Ok(Some(signed_at))
     }
 
     /// Enforces `limits` on later requests and reloads.
@@ -139,7 +155,13 @@ impl Engine {
     /// Replaces the bundle with the one in directory `path`. On any error the current bundle
     /// keeps serving, untouched.
     pub fn reload_from_dir(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
-        self.reload_from_files(read_engine_files(path.as_ref())?)
+        match read_bundle_dir(path.as_ref()) {
+            Ok(files) => self.reload_from_files(files),
+            Err(e) => {
+                self.metrics.reload_failed();
+                Err(e)
+            }
+        }
     }
 
     /// Replaces the bundle with one held in memory. On any error the current bundle keeps
@@ -151,7 +173,7 @@ impl Engine {
         let files: Vec<BundleFile> = files.into_iter().collect();
         let loaded = self
             .admit(&files)
-            .and_then(|()| load(&self.metrics, &self.faults, files, true));
+            .and_then(|signed_at| load(&self.metrics, &self.faults, files, signed_at, true));
         match loaded {
             Ok(bundle) => {
                 self.bundle.store(Arc::new(bundle));
@@ -195,7 +217,7 @@ impl Engine {
     /// disagree. Replaces any earlier candidate and starts counting afresh. On error nothing
     /// changes.
     pub fn set_candidate_from_dir(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
-        self.set_candidate_from_files(read_engine_files(path.as_ref())?)
+        self.set_candidate_from_files(read_bundle_dir(path.as_ref())?)
     }
 
     /// Sets a candidate bundle held in memory (see [`Engine::set_candidate_from_dir`]).
@@ -205,9 +227,11 @@ impl Engine {
     ) -> Result<(), LoadError> {
         let files: Vec<BundleFile> = files.into_iter().collect();
         self.admit(&files)?;
-        let candidate = contain_load(|| Bundle::load(files))?;
-        self.candidate.store(Some(Arc::new(candidate)));
-        self.shadow.reset();
+        let bundle = contain_load(|| Bundle::load(files))?;
+        self.candidate.store(Some(Arc::new(Candidate {
+            bundle,
+            shadow: Shadow::default(),
+        })));
         Ok(())
     }
 
@@ -219,21 +243,23 @@ impl Engine {
     /// What shadow evaluation has seen since the candidate was set: agreements,
     /// disagreements, and the most recent disagreements.
     pub fn shadow_report(&self) -> ShadowReport {
-        let candidate = self.candidate.load();
-        self.shadow.report(
-            candidate
-                .as_ref()
-                .map(|c| (c.manifest.name.clone(), c.manifest.version.clone())),
-        )
+        match self.candidate.load().as_ref() {
+            Some(c) => c.shadow.report(Some(CandidateInfo {
+                name: c.bundle.manifest.name.clone(),
+                version: c.bundle.manifest.version.clone(),
+            })),
+            None => Shadow::default().report(None),
+        }
     }
 
     /// What this engine has counted since it was created (reloads included): decisions by
     /// action and outcome, failed requests, token failures, evaluation errors by policy, a
     /// latency histogram and the serving bundle. See [`MetricsSnapshot::to_prometheus`].
     pub fn metrics(&self) -> MetricsSnapshot {
-        let mut snapshot = self.metrics.snapshot();
-        (snapshot.shadow_agreements, snapshot.shadow_disagreements) = self.shadow.counts();
-        snapshot
+        let bundle = self.bundle.load();
+        let shadow = self.candidate.load();
+        let (agreements, disagreements) = shadow.as_ref().map_or((0, 0), |c| c.shadow.counts());
+        self.metrics.snapshot(&bundle, agreements, disagreements)
     }
 
     /// Test builds only (feature `fault-injection`): while `on`, every decision and every reload
@@ -245,7 +271,8 @@ impl Engine {
     }
 
     /// Decides `request` with `bundle` and counts the outcome under its action; with a
-    /// candidate bundle set, the candidate decides it too and the two are compared.
+    /// candidate bundle set, the candidate decides it too and the two are compared (the
+    /// decision's latency then includes the candidate's).
     fn decide(
         &self,
         bundle: &Bundle,
@@ -257,9 +284,12 @@ impl Engine {
             bundle.outcomes.count(&request.action, decision);
         }
         if let Some(candidate) = self.candidate.load().as_ref() {
-            // A candidate's failure, a panic included, never touches the live answer.
-            let shadow = contain_decision(|| decide_uncounted(candidate, request, now, None));
-            self.shadow.compare(request, &result, &shadow);
+            // The candidate's failure, a panic included, never touches the live answer.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let shadow =
+                    contain_decision(|| decide_uncounted(&candidate.bundle, request, now, None));
+                candidate.shadow.compare(request, &result, &shadow);
+            }));
         }
         result
     }
@@ -421,12 +451,13 @@ impl From<Result<Decision, RequestError>> for Answer {
     }
 }
 
-/// Loads a bundle inside the panic boundary (`before` runs first, inside it too), wires it to
-/// the engine's per-action counters and records the load.
+/// Loads a bundle inside the panic boundary (a reload trips an injected fault first), wires it
+/// to the engine's per-action counters and records when and how fast it loaded.
 fn load(
     metrics: &Metrics,
     faults: &Faults,
     files: Vec<BundleFile>,
+    signed_at: Option<i64>,
     reload: bool,
 ) -> Result<Bundle, LoadError> {
     let start = Instant::now();
@@ -437,13 +468,11 @@ fn load(
         Bundle::load(files)
     })?;
     bundle.outcomes = metrics.outcomes_for(bundle.schema.as_ref(), &bundle.policies);
-    let manifest = &bundle.manifest;
-    metrics.loaded(
-        manifest.name.clone(),
-        manifest.version.clone(),
-        start.elapsed(),
-        reload,
-    );
+    bundle.signed_at = signed_at;
+    bundle.load_seconds = start.elapsed().as_secs_f64();
+    if reload {
+        metrics.reloaded();
+    }
     Ok(bundle)
 }
 
@@ -551,10 +580,11 @@ fn decide_uncounted(
         &layered
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
+    let decision = evaluate(ast_request, store, &policies);
     if let Some(explain) = explain {
         *explain = explain_policies(ast_request, store, &policies);
     }
-    Ok(evaluate(ast_request, store, &policies))
+    Ok(decision)
 }
 
 fn request_validation_error(e: RequestValidationError) -> RequestError {

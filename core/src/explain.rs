@@ -78,11 +78,14 @@ impl Explanation {
         }
         let width = self.policies.iter().map(|p| p.id.len()).max().unwrap_or(0);
         for p in &self.policies {
-            let outcome = match (p.outcome, &p.condition, &p.error) {
-                (Outcome::Satisfied, _, _) => "satisfied".to_owned(),
-                (Outcome::NotSatisfied, Some(c), _) => format!("not satisfied: `{c}` is false"),
-                (Outcome::Errored, Some(c), Some(e)) => format!("errored: `{c}`: {e}"),
-                (outcome, _, _) => format!("{outcome:?}"),
+            let condition = p.condition.as_deref().unwrap_or_default();
+            let outcome = match p.outcome {
+                Outcome::Satisfied => "satisfied".to_owned(),
+                Outcome::NotSatisfied => format!("not satisfied: `{condition}` is false"),
+                Outcome::Errored => format!(
+                    "errored: `{condition}`: {}",
+                    p.error.as_deref().unwrap_or_default()
+                ),
             };
             let _ = writeln!(out, "  {:<6} {:<width$}  {outcome}", p.effect, p.id);
         }

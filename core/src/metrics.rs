@@ -16,6 +16,7 @@ use std::time::Duration;
 use cedar_policy::{ActionConstraint, EntityUid, PolicySet, Schema};
 use serde::Serialize;
 
+use crate::bundle::Bundle;
 use crate::decision::{Decision, DecisionErrorKind, Effect};
 use crate::error::RequestError;
 
@@ -76,7 +77,8 @@ pub(crate) struct Metrics {
     internal_errors: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS_NS.len() + 1],
     latency_sum_ns: AtomicU64,
-    bundle: Mutex<BundleMetrics>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -144,33 +146,23 @@ impl Metrics {
         }
     }
 
-    /// Records a bundle that loaded (at start or by a reload) and took `took`.
-    pub(crate) fn loaded(
-        &self,
-        name: Option<String>,
-        version: Option<String>,
-        took: Duration,
-        reload: bool,
-    ) {
-        let mut bundle = self.bundle.lock().unwrap_or_else(|e| e.into_inner());
-        bundle.name = name;
-        bundle.version = version;
-        bundle.loaded_at_unix_seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        bundle.load_seconds = took.as_secs_f64();
-        bundle.reloads += u64::from(reload);
+    /// Counts a reload that succeeded.
+    pub(crate) fn reloaded(&self) {
+        self.reloads.fetch_add(1, Relaxed);
     }
 
-    /// Records a reload that failed (the old bundle kept serving).
+    /// Counts a reload that failed (the old bundle kept serving).
     pub(crate) fn reload_failed(&self) {
-        self.bundle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reload_failures += 1;
+        self.reload_failures.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+    /// The counters, with `serving` (the bundle deciding now) and a candidate's comparisons.
+    pub(crate) fn snapshot(
+        &self,
+        serving: &Bundle,
+        shadow_agreements: u64,
+        shadow_disagreements: u64,
+    ) -> MetricsSnapshot {
         let decisions = self
             .actions
             .lock()
@@ -222,13 +214,16 @@ impl Metrics {
                 sum_seconds: self.latency_sum_ns.load(Relaxed) as f64 / 1e9,
                 buckets,
             },
-            bundle: self
-                .bundle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            shadow_agreements: 0,
-            shadow_disagreements: 0,
+            bundle: BundleMetrics {
+                name: serving.manifest.name.clone(),
+                version: serving.manifest.version.clone(),
+                loaded_at_unix_seconds: serving.loaded_at,
+                load_seconds: serving.load_seconds,
+                reloads: self.reloads.load(Relaxed),
+                reload_failures: self.reload_failures.load(Relaxed),
+            },
+            shadow_agreements,
+            shadow_disagreements,
         }
     }
 }
@@ -301,7 +296,7 @@ fn finite_or_null<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::E
 }
 
 /// The serving bundle and its loads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BundleMetrics {
     /// `name` from the manifest.
     pub name: Option<String>,
@@ -500,7 +495,8 @@ mod tests {
         m.record(&deny, Duration::from_nanos(700));
         m.record(&deny, Duration::from_micros(3));
         m.record(&deny, Duration::from_secs(2));
-        let latency = m.snapshot().latency;
+        let bundle = Bundle::load(vec![crate::BundleFile::new("p.cedar", "")]).unwrap();
+        let latency = m.snapshot(&bundle, 0, 0).latency;
         assert_eq!(latency.count, 3);
         let counts: Vec<u64> = latency.buckets.iter().map(|b| b.count).collect();
         assert_eq!(&counts[..3], &[1, 1, 2]);

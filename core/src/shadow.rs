@@ -1,8 +1,8 @@
 //! Shadow evaluation: an engine may carry a candidate bundle beside the live one. Every decision
 //! is taken from the live bundle; the candidate decides the same request too, and the two are
 //! compared. Agreements and disagreements are counted, and the most recent disagreements kept
-//! (request, live decision, candidate decision) for an operator to read before promoting the
-//! candidate.
+//! (principal, action, resource, live decision, candidate decision) for an operator to read
+//! before promoting the candidate. A candidate's counters are set and dropped with it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,7 +18,7 @@ use crate::request::Request;
 /// How many disagreements a shadow report keeps (the most recent).
 const KEPT_DISAGREEMENTS: usize = 100;
 
-/// The engine's shadow counters, kept across candidates until [`Shadow::reset`].
+/// What one candidate has seen.
 #[derive(Debug, Default)]
 pub(crate) struct Shadow {
     agreements: AtomicU64,
@@ -61,24 +61,12 @@ impl Shadow {
         )
     }
 
-    /// Starts counting afresh (a new candidate).
-    pub(crate) fn reset(&self) {
-        self.agreements.store(0, Relaxed);
-        self.disagreements.store(0, Relaxed);
-        self.recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    pub(crate) fn report(
-        &self,
-        candidate: Option<(Option<String>, Option<String>)>,
-    ) -> ShadowReport {
+    pub(crate) fn report(&self, candidate: Option<CandidateInfo>) -> ShadowReport {
+        let (agreements, disagreements) = self.counts();
         ShadowReport {
-            candidate: candidate.map(|(name, version)| CandidateInfo { name, version }),
-            agreements: self.counts().0,
-            disagreements: self.counts().1,
+            candidate,
+            agreements,
+            disagreements,
             recent: self
                 .recent
                 .lock()

@@ -1,8 +1,10 @@
 //! Signed bundles. `signature.json` at a bundle's root holds a manifest (the algorithm, the
-//! signing key's id, and the SHA-256 digest of every file the engine loads) and a signature over
-//! it, made with Ed25519 or ECDSA P-256 (SHA-256). An engine that trusts keys refuses a bundle
-//! that is unsigned, signed by a key it does not trust, or altered since signing (a file
-//! changed, added or removed), and keeps the bundle it had.
+//! signing key's id, when it was signed, and the SHA-256 digest of every file the engine loads)
+//! and a signature over it, made with Ed25519 or ECDSA P-256 (SHA-256). An engine that trusts
+//! keys refuses a bundle that is unsigned, signed by a key it does not trust, altered since
+//! signing (a file changed, added or removed), or signed before the bundle it serves (a
+//! rollback), and keeps the bundle it had. Key material a bundle reads from the environment
+//! (`*_env` in `tokens.json`) is outside the signature.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,8 @@ const P256_NAME: &str = "ES256";
 struct SignedManifest {
     algorithm: String,
     key_id: String,
+    /// When it was signed (Unix seconds): an engine never goes back to an older bundle.
+    signed_at: i64,
     /// Path relative to the bundle root -> lowercase hex SHA-256 of the file's bytes.
     files: BTreeMap<String, String>,
 }
@@ -57,6 +61,8 @@ enum PrivateKey {
 /// A private key that signs bundles.
 pub struct BundleSigner {
     key: PrivateKey,
+    /// The public key, SPKI DER.
+    spki: Vec<u8>,
     key_id: String,
 }
 
@@ -81,17 +87,13 @@ impl BundleSigner {
         Ok(Self {
             key,
             key_id: key_id(&spki),
+            spki,
         })
     }
 
     /// The public half, as SPKI PEM (`-----BEGIN PUBLIC KEY-----`): what engines trust.
     pub fn public_key_pem(&self) -> String {
-        let spki = match &self.key {
-            PrivateKey::Ed25519(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
-            PrivateKey::P256(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
-        }
-        .unwrap_or_default();
-        pem::encode(&pem::Pem::new("PUBLIC KEY", spki))
+        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki.clone()))
     }
 
     /// The key's id: the first 16 hex digits of the SHA-256 of its public key (SPKI DER).
@@ -99,9 +101,14 @@ impl BundleSigner {
         &self.key_id
     }
 
-    /// Signs a bundle's files (a `signature.json` among them is left out) and returns the
-    /// contents of its new `signature.json`.
-    pub fn sign(&self, files: &[BundleFile]) -> Result<String, SigningError> {
+    /// Signs a bundle's files (a `signature.json` among them is left out) as of `signed_at`
+    /// (Unix seconds) and returns the contents of its new `signature.json`.
+    pub fn sign(&self, files: &[BundleFile], signed_at: i64) -> Result<String, SigningError> {
+        if let Some(path) = duplicate(files) {
+            return Err(SigningError(format!(
+                "the bundle holds two files at `{path}`"
+            )));
+        }
         let manifest = SignedManifest {
             algorithm: match self.key {
                 PrivateKey::Ed25519(_) => ED25519_NAME,
@@ -109,6 +116,7 @@ impl BundleSigner {
             }
             .to_owned(),
             key_id: self.key_id.clone(),
+            signed_at,
             files: digests(files),
         };
         let message = canonical(&manifest);
@@ -141,21 +149,37 @@ struct TrustedKey {
 pub struct TrustedKeys(Vec<TrustedKey>);
 
 impl TrustedKeys {
-    /// Ed25519 or ECDSA P-256 public keys, each in SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+    /// Ed25519 or ECDSA P-256 public keys, each in SPKI PEM (`-----BEGIN PUBLIC KEY-----`); at
+    /// least one.
     pub fn from_pems<P: AsRef<[u8]>>(pems: &[P]) -> Result<Self, SigningError> {
+        if pems.is_empty() {
+            return Err(SigningError("no trusted key was given".into()));
+        }
         pems.iter()
             .map(|pem| {
-                let spki = pem_contents(pem.as_ref(), "PUBLIC KEY")?;
-                // Each algorithm's verifier takes SPKI DER; a key parses as one of them.
-                let algorithm = if is_key_of(&ED25519, &spki) {
-                    ED25519_NAME
-                } else if is_key_of(&ECDSA_P256_SHA256_ASN1, &spki) {
-                    P256_NAME
-                } else {
-                    return Err(SigningError(
-                        "a trusted key is neither Ed25519 nor ECDSA P-256".into(),
-                    ));
-                };
+                let der = pem_contents(pem.as_ref(), "PUBLIC KEY")?;
+                let (algorithm, parsed) = [
+                    (
+                        ED25519_NAME,
+                        &ED25519 as &'static dyn signature::VerificationAlgorithm,
+                    ),
+                    (P256_NAME, &ECDSA_P256_SHA256_ASN1),
+                ]
+                .into_iter()
+                .find_map(|(name, alg)| {
+                    signature::ParsedPublicKey::new(alg, &der)
+                        .ok()
+                        .map(|k| (name, k))
+                })
+                .ok_or_else(|| {
+                    SigningError("a trusted key is neither Ed25519 nor ECDSA P-256".into())
+                })?;
+                // Ids are taken over SPKI DER, whatever encoding the key came in.
+                let spki = parsed
+                    .as_der()
+                    .map_err(|_| SigningError("cannot encode a trusted key".into()))?
+                    .as_ref()
+                    .to_vec();
                 Ok(TrustedKey {
                     key_id: key_id(&spki),
                     algorithm,
@@ -167,11 +191,18 @@ impl TrustedKeys {
     }
 
     /// Checks that `files` carry a valid signature by one of these keys and are exactly the
-    /// files signed. Every problem names its file (error kind `signature`).
-    pub fn verify(&self, files: &[BundleFile]) -> Result<(), LoadError> {
+    /// files signed; answers when they were signed (Unix seconds). Every problem names its file
+    /// (error kind `signature`).
+    pub fn verify(&self, files: &[BundleFile]) -> Result<i64, LoadError> {
         let problem = |file: &str, message: String| {
             LoadError::Signature(vec![Problem::in_file(file, message)])
         };
+        if let Some(path) = duplicate(files) {
+            return Err(problem(
+                path,
+                "the bundle holds two files with this path".into(),
+            ));
+        }
         let Some(signature_file) = files.iter().find(|f| f.path == SIGNATURE_FILE) else {
             return Err(problem(
                 SIGNATURE_FILE,
@@ -223,16 +254,26 @@ impl TrustedKeys {
             ));
         }
         match problems.is_empty() {
-            true => Ok(()),
+            true => Ok(manifest.signed_at),
             false => Err(LoadError::Signature(problems)),
         }
     }
 }
 
-fn is_key_of(algorithm: &'static dyn signature::VerificationAlgorithm, spki: &[u8]) -> bool {
-    // A verification with an empty signature fails either way; what matters is whether the key
-    // parses, which `ParsedPublicKey` tells.
-    signature::ParsedPublicKey::new(algorithm, spki).is_ok()
+/// A path two files share, if any.
+fn duplicate(files: &[BundleFile]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    files
+        .iter()
+        .map(|f| f.path.as_str())
+        .find(|p| !seen.insert(*p))
+}
+
+impl From<SigningError> for LoadError {
+    /// A trusted key that cannot be used: an error of kind `signature`.
+    fn from(e: SigningError) -> Self {
+        LoadError::Signature(vec![Problem::in_file("trusted keys", e.0)])
+    }
 }
 
 /// The SHA-256 digest of every file but the signature itself.

@@ -918,6 +918,16 @@ fn metrics_count_decisions_errors_tokens_and_reloads() {
         .unwrap()
         .allowed());
 
+    // A batch counts each of its requests once.
+    let batch = format!("[{0},{0}]", request("bo", "write", "d1"));
+    engine.authorize_json_batch(&batch).unwrap();
+    let typed = Request::new(
+        r#"User::"bo""#.parse().unwrap(),
+        r#"Action::"write""#.parse().unwrap(),
+        r#"Doc::"d1""#.parse().unwrap(),
+    );
+    engine.authorize_batch(&[typed.clone(), typed]);
+
     // Counters survive a reload; a failed reload is counted and changes nothing else.
     engine.reload_from_files(files(&erring)).unwrap();
     decide(&engine, &request("bo", "read", "d1"));
@@ -931,7 +941,7 @@ fn metrics_count_decisions_errors_tokens_and_reloads() {
             .map(|d| (d.allow, d.deny))
     };
     assert_eq!(action("Action::read"), Some((2, 2)));
-    assert_eq!(action("Action::write"), Some((0, 1)));
+    assert_eq!(action("Action::write"), Some((0, 5)));
     assert_eq!(action("other"), Some((0, 0)));
     assert_eq!(m.request_errors["malformed_request"], 1);
     assert_eq!(m.request_errors["invalid_request"], 0);
@@ -939,8 +949,8 @@ fn metrics_count_decisions_errors_tokens_and_reloads() {
     assert!(!m.token_failures.contains_key("policy_evaluation"));
     assert_eq!(m.policy_errors.get("levels"), Some(&1));
     assert_eq!(m.internal_errors, 0);
-    assert_eq!(m.latency.count, 6);
-    assert_eq!(m.latency.buckets.last().unwrap().count, 6);
+    assert_eq!(m.latency.count, 10);
+    assert_eq!(m.latency.buckets.last().unwrap().count, 10);
     assert!(m.latency.sum_seconds > 0.0);
     assert_eq!((m.bundle.reloads, m.bundle.reload_failures), (1, 1));
     assert!(m.bundle.loaded_at_unix_seconds >= before.bundle.loaded_at_unix_seconds);
@@ -952,7 +962,7 @@ fn metrics_count_decisions_errors_tokens_and_reloads() {
         r#"arbiter_policy_errors_total{policy="levels"} 1"#,
         r#"arbiter_bundle_info{name="docs",version="7"} 1"#,
         r#"arbiter_bundle_reloads_total{result="ok"} 1"#,
-        "arbiter_decision_duration_seconds_count 6",
+        "arbiter_decision_duration_seconds_count 10",
     ] {
         assert!(text.contains(sample), "missing {sample} in:\n{text}");
     }
@@ -1116,7 +1126,8 @@ fn a_candidate_bundle_is_compared_but_never_decides() {
     engine.clear_candidate();
     decide(&engine, &request("bo", "read", "d1"));
     let report = engine.shadow_report();
-    assert_eq!((report.candidate, report.agreements), (None, 1));
+    assert_eq!((report.candidate, report.agreements), (None, 0));
+    assert_eq!(engine.metrics().shadow_agreements, 0);
 }
 
 #[test]
@@ -1133,14 +1144,17 @@ fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
         arbiter::BundleSigner::from_pem(&key("ec.pem")).unwrap(),
     );
     assert_ne!(ed.key_id(), ec.key_id());
-    let signed = |signer: &arbiter::BundleSigner, policies: &str| {
+    let signed_at = |signer: &arbiter::BundleSigner, policies: &str, at: i64| {
         let mut files = files(policies);
-        let signature = signer.sign(&files).unwrap();
+        let signature = signer.sign(&files, at).unwrap();
         files.push(BundleFile::new(arbiter::SIGNATURE_FILE, signature));
         files
     };
+    let signed =
+        |signer: &arbiter::BundleSigner, policies: &str| signed_at(signer, policies, 1_000);
     let trust_ed = || arbiter::TrustedKeys::from_pems(&[ed.public_key_pem()]).unwrap();
     assert!(arbiter::TrustedKeys::from_pems(&["not a key"]).is_err());
+    assert!(arbiter::TrustedKeys::from_pems::<&str>(&[]).is_err());
 
     // Unsigned, or signed by a key not trusted: refused at load.
     let refusal =
@@ -1179,6 +1193,11 @@ fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
     forged[last].contents = forged[last]
         .contents
         .replace("\"signature\": \"", "\"signature\": \"AAAA");
+    // The manifest claims the other algorithm for the trusted key's id.
+    let mut swapped = signed(&ed, POLICIES);
+    swapped[last].contents = swapped[last].contents.replace("\"Ed25519\"", "\"ES256\"");
+    let mut twice = signed(&ed, POLICIES);
+    twice.push(twice[0].clone());
     for (case, files, message) in [
         (
             "changed",
@@ -1202,6 +1221,13 @@ fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
             forged,
             "signature.json: the signature does not verify",
         ),
+        ("algorithm swapped", swapped, "does not trust"),
+        ("a path twice", twice, "two files with this path"),
+        (
+            "older",
+            signed_at(&ed, POLICIES, 999),
+            "an engine does not go back to an older bundle",
+        ),
     ] {
         let err = engine.reload_from_files(files).expect_err(case);
         assert_eq!(err.kind(), "signature", "{case}");
@@ -1214,9 +1240,52 @@ fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
     }
     assert!(engine.set_candidate_from_files(files(POLICIES)).is_err());
 
-    // A bundle signed again after the change loads.
+    // A bundle signed again after the change loads; then the one before it is a rollback.
     let all = r#"@id("all") permit (principal, action, resource);"#;
-    engine.reload_from_files(signed(&ed, all)).unwrap();
+    engine
+        .reload_from_files(signed_at(&ed, all, 2_000))
+        .unwrap();
     assert_eq!(decide(&engine, &probe), (Effect::Allow, vec!["all".into()]));
-    assert_eq!(engine.metrics().bundle.reload_failures, 6);
+    assert!(engine.reload_from_files(signed(&ed, POLICIES)).is_err());
+    assert_eq!(engine.metrics().bundle.reload_failures, 10);
+}
+
+#[test]
+fn a_signed_bundle_directory_covers_the_key_files_tokens_json_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| std::fs::write(dir.path().join(path), text).unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    write(
+        "p.cedar",
+        r#"@id("all") permit (principal, action, resource);"#,
+    );
+    write(
+        "tokens.json",
+        r#"{"jwt": {"issuers": [{"issuer": "i", "algorithms": ["HS256"], "hmac_secret_file": "keys/hs", "principal": {"type": "User"}}]}}"#,
+    );
+    write("keys/hs", "0123456789abcdef0123456789abcdef");
+    let pem = std::fs::read(format!(
+        "{}/tests/fixtures/keys/ec.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let signer = arbiter::BundleSigner::from_pem(&pem).unwrap();
+    let files = arbiter::read_bundle_dir(dir.path()).unwrap();
+    assert!(files.iter().any(|f| f.path == "keys/hs"));
+    write(arbiter::SIGNATURE_FILE, &signer.sign(&files, 1).unwrap());
+    let keys = arbiter::TrustedKeys::from_pems(&[signer.public_key_pem()]).unwrap();
+    let engine = Engine::from_signed_bundle_dir(dir.path(), keys).unwrap();
+    engine.reload_from_dir(dir.path()).unwrap();
+
+    write("keys/hs", "another secret, another secret!!");
+    let err = engine.reload_from_dir(dir.path()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("keys/hs: changed since the bundle was signed"),
+        "{err}"
+    );
+    // A directory that cannot be read is a failed reload too.
+    assert!(engine.reload_from_dir(dir.path().join("missing")).is_err());
+    let m = engine.metrics().bundle;
+    assert_eq!((m.reloads, m.reload_failures), (1, 2));
 }

@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use arbiter_core::{
-    BundleFile, CallError, Decision, Engine, Explanation, MetricsSnapshot, RequestParts,
+    BundleFile, CallError, Decision, Engine, Explanation, LoadError, MetricsSnapshot, RequestParts,
     TrustedKeys,
 };
 
@@ -402,9 +402,7 @@ pub unsafe extern "C" fn arbiter_engine_new_from_signed_bundle_dir(
                 .map(|k| bytes_str(k.ptr, k.len, "public_keys"))
                 .collect::<Result<_, _>>()?,
         };
-        let keys = TrustedKeys::from_pems(&pems).map_err(|e| {
-            Failure::new(ARBITER_RESULT_BUNDLE_SIGNATURE, "signature", e.to_string())
-        })?;
+        let keys = TrustedKeys::from_pems(&pems).map_err(LoadError::from)?;
         new_engine(engine_out, || {
             Ok(Engine::from_signed_bundle_dir(path, keys)?)
         })
@@ -1369,10 +1367,9 @@ mod tests {
                 report.contains(r#""agreements":0,"disagreements":1"#),
                 "{report}"
             );
-            arbiter_engine_clear_candidate(engine);
-
             let metrics = output(|o, e| arbiter_engine_metrics_json(engine, o, e)).unwrap();
             assert!(metrics.contains(r#""shadow_disagreements":1"#), "{metrics}");
+            arbiter_engine_clear_candidate(engine);
             let text = output(|o, e| arbiter_engine_metrics_prometheus(engine, o, e)).unwrap();
             assert!(
                 text.contains(r#"arbiter_decisions_total{action="other",decision="allow"} 1"#),
