@@ -24,8 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use arbiter_core::{
-    BundleFile, CallError, Decision, Engine, Explanation, LoadError, MetricsSnapshot, RequestParts,
-    TrustedKeys,
+    BundleFile, CallError, Decision, Engine, Explanation, LoadError, RequestParts, TrustedKeys,
 };
 
 /// Success.
@@ -735,14 +734,7 @@ pub unsafe extern "C" fn arbiter_engine_shadow_report_json(
     json_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        if json_out.is_null() {
-            return Err(Failure::null("json_out"));
-        }
-        write_string(json_out, &engine.shadow_report().to_json());
-        Ok(())
-    })
+    engine_string(engine, json_out, err_out, |e| e.shadow_report().to_json())
 }
 
 /// Decides one request given as contract JSON and explains it, as JSON: the decision's fields
@@ -832,7 +824,7 @@ pub unsafe extern "C" fn arbiter_engine_metrics_json(
     json_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    metrics(engine, json_out, err_out, |m| m.to_json())
+    engine_string(engine, json_out, err_out, |e| e.metrics().to_json())
 }
 
 /// The same metrics in the Prometheus text exposition format, ready to serve on `/metrics`.
@@ -846,23 +838,25 @@ pub unsafe extern "C" fn arbiter_engine_metrics_prometheus(
     text_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    metrics(engine, text_out, err_out, |m| m.to_prometheus())
+    engine_string(engine, text_out, err_out, |e| e.metrics().to_prometheus())
 }
 
+/// A call that takes no input and hands out a string `report` makes of the engine.
+///
 /// # Safety
 /// As `arbiter_engine_metrics_json`.
-unsafe fn metrics(
+unsafe fn engine_string(
     engine: *const arbiter_engine,
     out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
-    format: impl FnOnce(&MetricsSnapshot) -> String,
+    report: impl FnOnce(&Engine) -> String,
 ) -> u32 {
     boundary(err_out, || {
         let engine = engine_ref(engine)?;
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        write_string(out, &format(&engine.metrics()));
+        write_string(out, &report(engine));
         Ok(())
     })
 }
