@@ -205,24 +205,38 @@ func (e *Engine) Close() error {
 // ReloadFromDir replaces the bundle with the one in dir. Decisions in progress finish with the
 // old bundle; if the new one fails to load, the old one keeps serving.
 func (e *Engine) ReloadFromDir(dir string) error {
+	return e.dirCall(dir, func(ptr *C.arbiter_engine, cdir *C.char, cerr **C.arbiter_error) C.uint32_t {
+		return C.arbiter_engine_reload_from_dir(ptr, cdir, cerr)
+	})
+}
+
+// ReloadFromFiles replaces the bundle with one held in memory (see NewEngineFromFiles).
+func (e *Engine) ReloadFromFiles(files map[string]string) error {
+	return e.filesCall(files, func(ptr *C.arbiter_engine, list *C.arbiter_bundle_file, count C.size_t, cerr **C.arbiter_error) C.uint32_t {
+		return C.arbiter_engine_reload_from_files(ptr, list, count, cerr)
+	})
+}
+
+// dirCall runs a call that takes a bundle directory.
+func (e *Engine) dirCall(dir string, call func(*C.arbiter_engine, *C.char, **C.arbiter_error) C.uint32_t) error {
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
 	return e.use(func(ptr *C.arbiter_engine) error {
 		var cerr *C.arbiter_error
-		if code := C.arbiter_engine_reload_from_dir(ptr, cdir, &cerr); code != C.ARBITER_RESULT_OK {
+		if code := call(ptr, cdir, &cerr); code != C.ARBITER_RESULT_OK {
 			return takeError(code, cerr)
 		}
 		return nil
 	})
 }
 
-// ReloadFromFiles replaces the bundle with one held in memory (see NewEngineFromFiles).
-func (e *Engine) ReloadFromFiles(files map[string]string) error {
+// filesCall runs a call that takes an in-memory bundle.
+func (e *Engine) filesCall(files map[string]string, call func(*C.arbiter_engine, *C.arbiter_bundle_file, C.size_t, **C.arbiter_error) C.uint32_t) error {
 	list, count, free := cFiles(files)
 	defer free()
 	return e.use(func(ptr *C.arbiter_engine) error {
 		var cerr *C.arbiter_error
-		if code := C.arbiter_engine_reload_from_files(ptr, list, count, &cerr); code != C.ARBITER_RESULT_OK {
+		if code := call(ptr, list, count, &cerr); code != C.ARBITER_RESULT_OK {
 			return takeError(code, cerr)
 		}
 		return nil

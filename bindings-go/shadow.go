@@ -1,15 +1,11 @@
 package arbiter
 
 /*
-#include <stdlib.h>
 #include "arbiter.h"
 */
 import "C"
 
-import (
-	"encoding/json"
-	"unsafe"
-)
+import "encoding/json"
 
 // ShadowReport is what shadow evaluation has seen since the candidate bundle was set.
 type ShadowReport struct {
@@ -37,27 +33,15 @@ type Disagreement struct {
 // from the live bundle, and the candidate decides each request too, for comparison
 // (ShadowReport). It replaces any earlier candidate; on error nothing changes.
 func (e *Engine) SetCandidateFromDir(dir string) error {
-	cdir := C.CString(dir)
-	defer C.free(unsafe.Pointer(cdir))
-	return e.use(func(ptr *C.arbiter_engine) error {
-		var cerr *C.arbiter_error
-		if code := C.arbiter_engine_set_candidate_from_dir(ptr, cdir, &cerr); code != C.ARBITER_RESULT_OK {
-			return takeError(code, cerr)
-		}
-		return nil
+	return e.dirCall(dir, func(ptr *C.arbiter_engine, cdir *C.char, cerr **C.arbiter_error) C.uint32_t {
+		return C.arbiter_engine_set_candidate_from_dir(ptr, cdir, cerr)
 	})
 }
 
 // SetCandidateFromFiles sets a candidate bundle held in memory (see SetCandidateFromDir).
 func (e *Engine) SetCandidateFromFiles(files map[string]string) error {
-	list, count, free := cFiles(files)
-	defer free()
-	return e.use(func(ptr *C.arbiter_engine) error {
-		var cerr *C.arbiter_error
-		if code := C.arbiter_engine_set_candidate_from_files(ptr, list, count, &cerr); code != C.ARBITER_RESULT_OK {
-			return takeError(code, cerr)
-		}
-		return nil
+	return e.filesCall(files, func(ptr *C.arbiter_engine, list *C.arbiter_bundle_file, count C.size_t, cerr **C.arbiter_error) C.uint32_t {
+		return C.arbiter_engine_set_candidate_from_files(ptr, list, count, cerr)
 	})
 }
 

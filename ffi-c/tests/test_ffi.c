@@ -10,21 +10,7 @@
 #include <string.h>
 
 #include "arbiter.h"
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                        \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-      failures++;                                                                          \
-    }                                                                                      \
-  } while (0)
-
-static arbiter_str str(const char *s) {
-  arbiter_str out = {s, s ? strlen(s) : 0};
-  return out;
-}
+#include "check.h"
 
 static const char *ALLOW_REQUEST =
     "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"},"
