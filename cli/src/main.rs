@@ -297,6 +297,19 @@ fn validate(bundle: Option<&Path>) -> Result<u8, String> {
     Ok(ALLOW)
 }
 
+/// The non-blank lines of a JSONL file of requests, with their 1-based line numbers.
+fn request_lines(path: &Path) -> Result<Vec<(usize, String)>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut lines = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        if !line.trim().is_empty() {
+            lines.push((n + 1, line));
+        }
+    }
+    Ok(lines)
+}
+
 fn diff(
     bundle: Option<&Path>,
     against: &Path,
@@ -304,18 +317,13 @@ fn diff(
     now: Option<i64>,
 ) -> Result<u8, String> {
     let (engine, other) = (load(bundle, now)?, load(Some(against), now)?);
-    let file = File::open(requests).map_err(|e| format!("{}: {e}", requests.display()))?;
-    let (mut total, mut changed) = (0usize, 0usize);
+    let lines = request_lines(requests)?;
+    let mut changed = 0usize;
     let mut out = BufWriter::new(io::stdout().lock());
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}:{}: {e}", requests.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        total += 1;
+    for (number, line) in &lines {
         let (a, b) = (
-            engine.authorize_json_decision(&line),
-            other.authorize_json_decision(&line),
+            engine.authorize_json_decision(line),
+            other.authorize_json_decision(line),
         );
         let outcome = |r: &Result<arbiter::Decision, RequestError>| -> Result<bool, &str> {
             r.as_ref().map(|d| d.allowed()).map_err(|e| e.kind())
@@ -328,13 +336,13 @@ fn diff(
             Ok(d) => serde_json::to_value(d).unwrap_or_default(),
             Err(e) => serde_json::json!({ "error": e.to_json_value() }),
         };
-        let request = serde_json::from_str::<serde_json::Value>(&line)
-            .unwrap_or(serde_json::Value::String(line));
-        let record = serde_json::json!({"line": n + 1, "request": request, "bundle": answer(a), "against": answer(b)});
+        let request = serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| serde_json::Value::String(line.clone()));
+        let record = serde_json::json!({"line": number, "request": request, "bundle": answer(a), "against": answer(b)});
         writeln!(out, "{record}").map_err(|e| e.to_string())?;
     }
     out.flush().map_err(|e| e.to_string())?;
-    eprintln!("{total} requests, {changed} changed");
+    eprintln!("{} requests, {changed} changed", lines.len());
     Ok(if changed == 0 { ALLOW } else { DENY })
 }
 
@@ -342,13 +350,9 @@ fn metrics(bundle: Option<&Path>, requests: Option<&Path>, json: bool) -> Result
     let snapshot = match requests {
         Some(path) => {
             let engine = load(bundle, None)?;
-            let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            for (n, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
-                if !line.trim().is_empty() {
-                    // A bad request is counted by kind, like any other.
-                    let _ = engine.authorize_json(&line);
-                }
+            for (_, line) in request_lines(path)? {
+                // A bad request is counted by kind, like any other.
+                let _ = engine.authorize_json(&line);
             }
             engine.metrics()
         }

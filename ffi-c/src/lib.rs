@@ -23,9 +23,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use arbiter_core::{
-    BundleFile, CallError, Decision, Engine, Explanation, LoadError, RequestParts, TrustedKeys,
-};
+use arbiter_core::{BundleFile, CallError, Decision, Engine, LoadError, RequestParts, TrustedKeys};
 
 /// Success.
 pub const ARBITER_RESULT_OK: u32 = 0;
@@ -459,16 +457,14 @@ pub unsafe extern "C" fn arbiter_engine_authorize_json(
     decision_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        let request = bytes_str(request, request_len, "request")?;
-        if decision_out.is_null() {
-            return Err(Failure::null("decision_out"));
-        }
-        let decision = engine.authorize_json(request)?;
-        write_string(decision_out, &decision);
-        Ok(())
-    })
+    let input = (request, request_len, "request");
+    string_call(
+        engine,
+        input,
+        (decision_out, "decision_out"),
+        err_out,
+        |e, request| Ok(e.authorize_json(request)?),
+    )
 }
 
 /// Decides a JSON array of requests against one bundle version. On success `*answers_out`
@@ -486,16 +482,14 @@ pub unsafe extern "C" fn arbiter_engine_authorize_json_batch(
     answers_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        let requests = bytes_str(requests, requests_len, "requests")?;
-        if answers_out.is_null() {
-            return Err(Failure::null("answers_out"));
-        }
-        let answers = engine.authorize_json_batch(requests)?;
-        write_string(answers_out, &answers);
-        Ok(())
-    })
+    let input = (requests, requests_len, "requests");
+    string_call(
+        engine,
+        input,
+        (answers_out, "answers_out"),
+        err_out,
+        |e, requests| Ok(e.authorize_json_batch(requests)?),
+    )
 }
 
 /// Decides one request given as parts, without request JSON (the fast path). On success
@@ -659,19 +653,20 @@ pub unsafe extern "C" fn arbiter_engine_verify_token(
     info_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        let token = bytes_str(token, token_len, "token")?;
-        if info_out.is_null() {
-            return Err(Failure::null("info_out"));
-        }
-        let info = match engine.verify_token(token) {
-            Ok(info) => info.to_json(),
-            Err(e) => e.to_json(),
-        };
-        write_string(info_out, &info.to_string());
-        Ok(())
-    })
+    let input = (token, token_len, "token");
+    string_call(
+        engine,
+        input,
+        (info_out, "info_out"),
+        err_out,
+        |e, token| {
+            Ok(match e.verify_token(token) {
+                Ok(info) => info.to_json(),
+                Err(e) => e.to_json(),
+            }
+            .to_string())
+        },
+    )
 }
 
 /// Sets a candidate bundle (directory `path`) beside the engine's live one: decisions are still
@@ -753,14 +748,13 @@ pub unsafe extern "C" fn arbiter_engine_explain_json(
     explanation_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    explain(
-        engine,
-        request,
-        request_len,
-        explanation_out,
-        err_out,
-        |e| e.to_json(),
-    )
+    let (input, out) = (
+        (request, request_len, "request"),
+        (explanation_out, "explanation_out"),
+    );
+    string_call(engine, input, out, err_out, |e, request| {
+        Ok(e.explain_json(request)?.to_json())
+    })
 }
 
 /// The same explanation as text for a person: the decision and what determined it, then one
@@ -776,34 +770,34 @@ pub unsafe extern "C" fn arbiter_engine_explain_text(
     explanation_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    explain(
-        engine,
-        request,
-        request_len,
-        explanation_out,
-        err_out,
-        |e| e.to_text(),
-    )
+    let (input, out) = (
+        (request, request_len, "request"),
+        (explanation_out, "explanation_out"),
+    );
+    string_call(engine, input, out, err_out, |e, request| {
+        Ok(e.explain_json(request)?.to_text())
+    })
 }
 
+/// A call that reads one string (pointer, length, name) and hands out the string `call` makes:
+/// the engine, the input and the output (pointer, name) are checked in that order.
+///
 /// # Safety
 /// As `arbiter_engine_authorize_json`.
-unsafe fn explain(
+unsafe fn string_call(
     engine: *const arbiter_engine,
-    request: *const c_char,
-    request_len: usize,
-    out: *mut *mut c_char,
+    (input, input_len, input_name): (*const c_char, usize, &str),
+    (out, out_name): (*mut *mut c_char, &str),
     err_out: *mut *mut arbiter_error,
-    format: impl FnOnce(&Explanation) -> String,
+    call: impl FnOnce(&Engine, &str) -> Result<String, Failure>,
 ) -> u32 {
     boundary(err_out, || {
         let engine = engine_ref(engine)?;
-        let request = bytes_str(request, request_len, "request")?;
+        let input = bytes_str(input, input_len, input_name)?;
         if out.is_null() {
-            return Err(Failure::null("explanation_out"));
+            return Err(Failure::null(out_name));
         }
-        let explanation = engine.explain_json(request)?;
-        write_string(out, &format(&explanation));
+        write_string(out, &call(engine, input)?);
         Ok(())
     })
 }
