@@ -84,6 +84,7 @@ fn default_bundle(c: &mut Criterion) {
         context_json: Some(&context_text),
         entities_json: None,
         token: None,
+        request_id: None,
     };
     assert!(engine.authorize_parts(&parts).unwrap().allowed());
 
@@ -124,6 +125,7 @@ fn slice(c: &mut Criterion) {
         context_json: Some(r#"{"access_level":30}"#),
         entities_json: None,
         token: None,
+        request_id: None,
     };
     assert!(engine.authorize_parts(&parts).unwrap().allowed());
     let mut group = c.benchmark_group("decision/slice");

@@ -1,6 +1,7 @@
 //! Bundles: a directory (or the same files held in memory) of policies, an optional schema,
 //! static entities, template links and a manifest, loaded into one immutable value.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use cedar_policy::{EntityTypeName, PolicySet, Schema, ValidationMode, Validator};
@@ -201,7 +202,8 @@ fn walk(
     }
 }
 
-/// `manifest.json`: the bundle's name and version, and the two validation switches.
+/// `manifest.json`: the bundle's name and version, the two validation switches, and the
+/// attributes decision logs mask.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -217,6 +219,10 @@ pub struct Manifest {
     /// Validate every request against the schema (default true).
     #[serde(default = "yes")]
     pub validate_requests: bool,
+    /// Attributes whose values decision logs mask: a context member (at any depth) with one of
+    /// these names is logged as `"[masked]"`.
+    #[serde(default)]
+    pub sensitive_attributes: HashSet<String>,
 }
 
 fn yes() -> bool {
@@ -230,6 +236,7 @@ impl Default for Manifest {
             version: None,
             validate_policies: true,
             validate_requests: true,
+            sensitive_attributes: HashSet::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
+use crate::decision_log::{Decided, DecisionLog, DecisionLogOptions, InvalidOptions};
 use crate::entities::{push_value_references, validate_entity};
 use crate::error::{one_line, LoadError, RequestError};
 use crate::eval;
@@ -45,6 +46,7 @@ pub struct Engine {
     metrics: Metrics,
     /// A bundle evaluated beside the live one, for comparison only, with what it has seen.
     candidate: ArcSwapOption<Candidate>,
+    decision_log: ArcSwapOption<DecisionLog>,
 }
 
 /// A candidate bundle and its comparison counters, set and dropped together.
@@ -111,6 +113,7 @@ impl Engine {
             faults,
             metrics,
             candidate: ArcSwapOption::empty(),
+            decision_log: ArcSwapOption::empty(),
         })
     }
 
@@ -204,11 +207,16 @@ impl Engine {
     }
 
     fn explained(&self, bundle: &Bundle, request: &Request) -> Result<Explanation, RequestError> {
-        let mut policies = Vec::new();
-        let decision = contain_decision(|| {
-            decide_uncounted(bundle, request, self.now(), Some(&mut policies))
-        })?;
-        Ok(Explanation { decision, policies })
+        let mut trace = Trace {
+            explain: Some(Vec::new()),
+            token: None,
+        };
+        let decision =
+            contain_decision(|| decide_uncounted(bundle, request, self.now(), &mut trace))?;
+        Ok(Explanation {
+            decision,
+            policies: trace.explain.unwrap_or_default(),
+        })
     }
 
     /// Sets a candidate bundle (from directory `path`) beside the live one: every decision is
@@ -252,6 +260,26 @@ impl Engine {
         }
     }
 
+    /// Logs decisions from now on: every decision (of every call but `explain`) is offered to
+    /// `sink` as one JSON event, subject to `options`' sampling and rate limit (see
+    /// [`crate::decision_log`]). `sink` runs on the deciding thread, inside the call, possibly
+    /// on many threads at once; a panic in it drops the event, never the decision. Replaces
+    /// any earlier sink; decisions already under way may still reach that one.
+    pub fn set_decision_log(
+        &self,
+        options: DecisionLogOptions,
+        sink: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<(), InvalidOptions> {
+        let log = DecisionLog::new(options, Box::new(sink))?;
+        self.decision_log.store(Some(Arc::new(log)));
+        Ok(())
+    }
+
+    /// Stops logging decisions (the sink is dropped once no decision under way holds it).
+    pub fn clear_decision_log(&self) {
+        self.decision_log.store(None);
+    }
+
     /// What this engine has counted since it was created (reloads included): decisions by
     /// action and outcome, failed requests, token failures, evaluation errors by policy, a
     /// latency histogram and the serving bundle. See [`MetricsSnapshot::to_prometheus`].
@@ -272,37 +300,62 @@ impl Engine {
 
     /// Decides `request` with `bundle` and counts the outcome under its action; with a
     /// candidate bundle set, the candidate decides it too and the two are compared (the
-    /// decision's latency then includes the candidate's).
+    /// decision's latency then includes the candidate's). With a decision log set, the
+    /// decision is offered to it, with its latency since `start`.
     fn decide(
         &self,
         bundle: &Bundle,
         request: &Request,
         now: i64,
+        start: Instant,
     ) -> Result<Decision, RequestError> {
-        let result = decide_uncounted(bundle, request, now, None);
+        let mut trace = Trace::default();
+        let result = decide_uncounted(bundle, request, now, &mut trace);
         if let Ok(decision) = &result {
             bundle.outcomes.count(&request.action, decision);
         }
         if let Some(candidate) = self.candidate.load().as_ref() {
             // The candidate's failure, a panic included, never touches the live answer.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let shadow =
-                    contain_decision(|| decide_uncounted(&candidate.bundle, request, now, None));
+                let shadow = contain_decision(|| {
+                    decide_uncounted(&candidate.bundle, request, now, &mut Trace::default())
+                });
                 candidate.shadow.compare(request, &result, &shadow);
             }));
+        }
+        if let (Some(log), Ok(decision)) = (self.decision_log.load().as_ref(), &result) {
+            let token = trace.token.as_deref();
+            log.record(
+                &self.metrics,
+                Decided {
+                    bundle,
+                    request_id: request.request_id.as_deref(),
+                    principal: request
+                        .principal
+                        .as_ref()
+                        .or(token.map(|t| &t.principal.uid)),
+                    action: &request.action,
+                    resource: &request.resource,
+                    context: &request.context,
+                    decision,
+                    token_id: token.and_then(|t| t.token_id.as_deref()),
+                    latency: start.elapsed(),
+                },
+            );
         }
         result
     }
 
-    /// Runs one decision inside the panic boundary, and counts it.
+    /// Runs one decision inside the panic boundary, and counts it. `decide` gets the time the
+    /// call started.
     fn guarded(
         &self,
-        decide: impl FnOnce() -> Result<Decision, RequestError>,
+        decide: impl FnOnce(Instant) -> Result<Decision, RequestError>,
     ) -> Result<Decision, RequestError> {
         let start = Instant::now();
         let result = contain_decision(|| {
             self.faults.trip("deciding");
-            decide()
+            decide(start)
         });
         self.metrics.record(&result, start.elapsed());
         result
@@ -341,9 +394,9 @@ impl Engine {
 
     /// Decides one request.
     pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
-        self.guarded(|| {
+        self.guarded(|start| {
             self.limits.check_entities(request.entities.len())?;
-            self.decide(&self.bundle.load(), request, self.now())
+            self.decide(&self.bundle.load(), request, self.now(), start)
         })
     }
 
@@ -354,9 +407,9 @@ impl Engine {
         requests
             .iter()
             .map(|r| {
-                self.guarded(|| {
+                self.guarded(|start| {
                     self.limits.check_entities(r.entities.len())?;
-                    self.decide(&bundle, r, now)
+                    self.decide(&bundle, r, now, start)
                 })
             })
             .collect()
@@ -369,21 +422,21 @@ impl Engine {
 
     /// Decides one request given as contract JSON, answering with a typed [`Decision`].
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
-        self.guarded(|| {
+        self.guarded(|start| {
             self.limits.check_json("request", &[request])?;
             let bundle = self.bundle.load();
             let request = Request::from_json(request, &bundle.reader(&self.limits))?;
-            self.decide(&bundle, &request, self.now())
+            self.decide(&bundle, &request, self.now(), start)
         })
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
-        self.guarded(|| {
+        self.guarded(|start| {
             self.limits.check_parts(parts)?;
             let bundle = self.bundle.load();
             let request = Request::from_parts(parts, &bundle.reader(&self.limits))?;
-            self.decide(&bundle, &request, self.now())
+            self.decide(&bundle, &request, self.now(), start)
         })
     }
 
@@ -399,9 +452,9 @@ impl Engine {
         requests
             .iter()
             .map(|parts| {
-                self.guarded(|| {
+                self.guarded(|start| {
                     self.limits.check_parts(parts)?;
-                    self.decide(&bundle, &Request::from_parts(parts, &reader)?, now)
+                    self.decide(&bundle, &Request::from_parts(parts, &reader)?, now, start)
                 })
             })
             .collect()
@@ -421,9 +474,14 @@ impl Engine {
         let answers: Vec<Answer> = items
             .into_iter()
             .map(|item| {
-                self.guarded(|| {
+                self.guarded(|start| {
                     self.limits.check_json("request", &[item.get()])?;
-                    self.decide(&bundle, &Request::from_json(item.get(), &reader)?, now)
+                    self.decide(
+                        &bundle,
+                        &Request::from_json(item.get(), &reader)?,
+                        now,
+                        start,
+                    )
                 })
                 .into()
             })
@@ -476,13 +534,22 @@ fn load(
     Ok(bundle)
 }
 
+/// What a decision leaves behind besides its answer, for whoever asks.
+#[derive(Default)]
+struct Trace {
+    /// When `Some`, filled with how each policy whose scope matched was evaluated.
+    explain: Option<Vec<PolicyExplanation>>,
+    /// The request's token, once verified.
+    token: Option<Arc<Verified>>,
+}
+
 // Cedar's `RequestValidationError` is large; it is handled at once, never passed along.
 #[allow(clippy::result_large_err)]
 fn decide_uncounted(
     bundle: &Bundle,
     request: &Request,
     now: i64,
-    explain: Option<&mut Vec<PolicyExplanation>>,
+    trace: &mut Trace,
 ) -> Result<Decision, RequestError> {
     let token = match &request.token {
         None => None,
@@ -491,6 +558,7 @@ fn decide_uncounted(
             Err(e) => return Ok(Decision::denied_by(e.into_decision_error())),
         },
     };
+    trace.token.clone_from(&token);
     let principal = match (&request.principal, &token) {
         (Some(given), Some(verified)) if *given != verified.principal.uid => {
             return Ok(Decision::denied_by(
@@ -581,7 +649,7 @@ fn decide_uncounted(
     };
     let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
     let decision = evaluate(ast_request, store, &policies);
-    if let Some(explain) = explain {
+    if let Some(explain) = &mut trace.explain {
         *explain = explain_policies(ast_request, store, &policies);
     }
     Ok(decision)

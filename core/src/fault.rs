@@ -154,6 +154,7 @@ mod injected {
             context_json: None,
             entities_json: None,
             token: None,
+            request_id: None,
         };
         assert!(engine.authorize(&typed).unwrap().allowed());
 

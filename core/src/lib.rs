@@ -6,6 +6,7 @@ mod bundle;
 pub mod bundle_tests;
 mod context;
 mod decision;
+pub mod decision_log;
 mod default_bundle;
 mod engine;
 mod entities;
@@ -25,6 +26,7 @@ mod token;
 
 pub use bundle::{read_bundle_dir, BundleFile, BundleInfo, Manifest};
 pub use decision::{Decision, DecisionError, DecisionErrorKind, Effect};
+pub use decision_log::{DecisionLogOptions, InvalidOptions};
 pub use engine::Engine;
 pub use error::{CallError, LoadError, Problem, RequestError};
 pub use explain::{Explanation, Outcome, PolicyExplanation};

@@ -66,6 +66,37 @@ impl ActionOutcomes {
     }
 }
 
+/// What became of a decision offered to the decision log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogOutcome {
+    /// Handed to the sink.
+    Logged,
+    /// Left out by sampling.
+    SampledOut,
+    /// Left out by the rate limit.
+    RateLimited,
+    /// The sink panicked on it (the decision stood).
+    SinkPanicked,
+}
+
+impl LogOutcome {
+    const ALL: [LogOutcome; 4] = [
+        Self::Logged,
+        Self::SampledOut,
+        Self::RateLimited,
+        Self::SinkPanicked,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Logged => "logged",
+            Self::SampledOut => "sampled_out",
+            Self::RateLimited => "rate_limited",
+            Self::SinkPanicked => "sink_panicked",
+        }
+    }
+}
+
 /// The engine's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -79,6 +110,7 @@ pub(crate) struct Metrics {
     latency_sum_ns: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    log_outcomes: [AtomicU64; LogOutcome::ALL.len()],
 }
 
 impl Metrics {
@@ -144,6 +176,11 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Counts what became of a decision offered to the decision log.
+    pub(crate) fn logged(&self, outcome: LogOutcome) {
+        self.log_outcomes[outcome as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a reload that succeeded.
@@ -224,6 +261,10 @@ impl Metrics {
             },
             shadow_agreements,
             shadow_disagreements,
+            decision_log: LogOutcome::ALL
+                .iter()
+                .map(|o| (o.as_str(), self.log_outcomes[*o as usize].load(Relaxed)))
+                .collect(),
         }
     }
 }
@@ -254,6 +295,9 @@ pub struct MetricsSnapshot {
     pub shadow_agreements: u64,
     /// Requests a candidate bundle decided otherwise.
     pub shadow_disagreements: u64,
+    /// Decisions offered to the decision log, by what became of them: `logged`,
+    /// `sampled_out`, `rate_limited`, `sink_panicked`.
+    pub decision_log: BTreeMap<&'static str, u64>,
 }
 
 /// Decisions of one action.
@@ -452,6 +496,15 @@ impl MetricsSnapshot {
                     self.shadow_disagreements.to_string(),
                 ),
             ],
+        );
+        family(
+            "arbiter_decision_log_events_total",
+            "counter",
+            "Decisions offered to the decision log, by result (logged or why not).",
+            self.decision_log
+                .iter()
+                .map(|(result, n)| (labels(&[("result", result)]), n.to_string()))
+                .collect(),
         );
         out
     }

@@ -32,6 +32,9 @@ pub struct Request {
     pub entities: Vec<Entity>,
     /// A compact JWT or a serialized macaroon.
     pub token: Option<String>,
+    /// The host's id for the request (a web request's correlation id), carried into its
+    /// decision log event and used to sample all decisions of one id alike.
+    pub request_id: Option<String>,
     /// The context JSON, when the fast reader read it: Cedar's reader reads it again if the
     /// schema refuses what the fast reader made of it.
     pub(crate) plain_context_json: Option<Box<str>>,
@@ -47,6 +50,7 @@ impl Request {
             context: Context::empty(),
             entities: Vec::new(),
             token: None,
+            request_id: None,
             plain_context_json: None,
         }
     }
@@ -66,6 +70,12 @@ impl Request {
     /// Sets the token.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the request id.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
         self
     }
 
@@ -93,6 +103,7 @@ impl Request {
             plain_context_json,
             entities: parse_entities(wire.entities, reader)?,
             token: wire.token,
+            request_id: wire.request_id,
         })
     }
 
@@ -132,6 +143,7 @@ impl Request {
             plain_context_json,
             entities,
             token: parts.token.map(str::to_owned),
+            request_id: parts.request_id.map(str::to_owned),
         })
     }
 }
@@ -153,6 +165,8 @@ pub struct RequestParts<'a> {
     pub entities_json: Option<&'a str>,
     /// A token.
     pub token: Option<&'a str>,
+    /// The host's id for the request (see [`Request::request_id`]).
+    pub request_id: Option<&'a str>,
 }
 
 /// The context JSON as Cedar reads it (against the schema, when given): by the fast reader when
@@ -331,6 +345,8 @@ struct WireRequest {
     entities: Vec<serde_json::Value>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
 }
 
 /// An entity reference: `{"type": ..., "id": ...}`, or `{"__entity": {"type": ..., "id": ...}}`.

@@ -622,6 +622,7 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
         context_json: Some(r#"{"from": {"type": "User", "id": "u"}, "ip": "127.0.0.1"}"#),
         entities_json: None,
         token: None,
+        request_id: None,
     };
     assert!(e.authorize_parts(&parts).unwrap().allowed());
     // The batch of parts: each request on its own, a bad one answered with its error in place.
@@ -863,6 +864,7 @@ fn limits_refuse_oversized_requests_and_bundles() {
         context_json: Some(&pad),
         entities_json: None,
         token: None,
+        request_id: None,
     };
     assert_eq!(
         engine.authorize_parts(&parts).unwrap_err().kind(),

@@ -23,6 +23,11 @@
 #define ARBITER_RESULT_INVALID_UTF8 2
 
 /**
+ * An argument is out of its range (a decision log's sample rate, ...).
+ */
+#define ARBITER_RESULT_INVALID_ARGUMENT 3
+
+/**
  * A bundle file or directory could not be read.
  */
 #define ARBITER_RESULT_BUNDLE_IO 100
@@ -139,8 +144,9 @@ typedef struct arbiter_entity_ref {
 
 /**
  * A request without request JSON. `principal.type_name.ptr` may be NULL when `token` is
- * given. `context_json` (a JSON object), `entities_json` (a JSON array of entities) and `token`
- * are optional: NULL `ptr` when absent.
+ * given. `context_json` (a JSON object), `entities_json` (a JSON array of entities), `token`
+ * and `request_id` (the host's id for the request, carried into its decision log event) are
+ * optional: NULL `ptr` when absent.
  */
 typedef struct arbiter_request {
   struct arbiter_entity_ref principal;
@@ -149,6 +155,7 @@ typedef struct arbiter_request {
   struct arbiter_str context_json;
   struct arbiter_str entities_json;
   struct arbiter_str token;
+  struct arbiter_str request_id;
 } arbiter_request;
 
 /**
@@ -174,6 +181,17 @@ typedef struct arbiter_decision_view {
   const struct arbiter_decision_error_view *errors;
   size_t error_count;
 } arbiter_decision_view;
+
+/**
+ * Receives one decision log event: `event_len` bytes of JSON at `event`, NUL-terminated,
+ * valid only during the call. Called on the deciding thread, from many threads at once.
+ */
+typedef void (*arbiter_decision_log_fn)(void *user_data, const char *event, size_t event_len);
+
+/**
+ * Called once when Arbiter no longer needs a decision log's `user_data`.
+ */
+typedef void (*arbiter_release_fn)(void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -366,6 +384,39 @@ uint32_t arbiter_engine_set_candidate_from_files(const struct arbiter_engine *en
  * `engine` is NULL or a live engine.
  */
 void arbiter_engine_clear_candidate(const struct arbiter_engine *engine);
+
+/**
+ * Logs the engine's decisions from now on: each decision (of every call but explain) is
+ * offered as one JSON event (see the README's decision logs) to `log`, which runs on the
+ * deciding thread inside the deciding call, from many threads at once. `sample_rate` (0 to 1)
+ * is the fraction logged (decisions with the same `request_id` alike); at most
+ * `max_events_per_second` are logged (0: no limit). Replaces any earlier log. An out-of-range
+ * option fails with `ARBITER_RESULT_INVALID_ARGUMENT` and changes nothing.
+ *
+ * `release` (may be NULL) is called exactly once, when Arbiter is done with `user_data`: when
+ * this log is replaced or cleared and no decision under way still uses it, when the engine is
+ * freed, or before this call returns if it fails.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `log` and `release` are safe to call with `user_data`
+ * from any thread, `log` concurrently; `err_out` is NULL or writable.
+ */
+uint32_t arbiter_engine_set_decision_log(const struct arbiter_engine *engine,
+                                         double sample_rate,
+                                         uint32_t max_events_per_second,
+                                         arbiter_decision_log_fn log,
+                                         arbiter_release_fn release,
+                                         void *user_data,
+                                         struct arbiter_error **err_out);
+
+/**
+ * Stops logging decisions (the log's `release` runs once no decision under way uses it). NULL
+ * does nothing.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+void arbiter_engine_clear_decision_log(const struct arbiter_engine *engine);
 
 /**
  * What shadow evaluation has seen since the candidate was set, as JSON: `candidate` (`name`,

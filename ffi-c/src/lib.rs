@@ -19,11 +19,14 @@
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use arbiter_core::{BundleFile, CallError, Decision, Engine, LoadError, RequestParts, TrustedKeys};
+use arbiter_core::{
+    BundleFile, CallError, Decision, DecisionLogOptions, Engine, LoadError, RequestParts,
+    TrustedKeys,
+};
 
 /// Success.
 pub const ARBITER_RESULT_OK: u32 = 0;
@@ -31,6 +34,8 @@ pub const ARBITER_RESULT_OK: u32 = 0;
 pub const ARBITER_RESULT_NULL_ARGUMENT: u32 = 1;
 /// A string argument is not valid UTF-8.
 pub const ARBITER_RESULT_INVALID_UTF8: u32 = 2;
+/// An argument is out of its range (a decision log's sample rate, ...).
+pub const ARBITER_RESULT_INVALID_ARGUMENT: u32 = 3;
 /// A bundle file or directory could not be read.
 pub const ARBITER_RESULT_BUNDLE_IO: u32 = 100;
 /// `manifest.json` is invalid.
@@ -133,8 +138,9 @@ pub struct arbiter_entity_ref {
 }
 
 /// A request without request JSON. `principal.type_name.ptr` may be NULL when `token` is
-/// given. `context_json` (a JSON object), `entities_json` (a JSON array of entities) and `token`
-/// are optional: NULL `ptr` when absent.
+/// given. `context_json` (a JSON object), `entities_json` (a JSON array of entities), `token`
+/// and `request_id` (the host's id for the request, carried into its decision log event) are
+/// optional: NULL `ptr` when absent.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct arbiter_request {
@@ -144,6 +150,7 @@ pub struct arbiter_request {
     pub context_json: arbiter_str,
     pub entities_json: arbiter_str,
     pub token: arbiter_str,
+    pub request_id: arbiter_str,
 }
 
 /// One file of an in-memory bundle: its path relative to the bundle root and its contents.
@@ -562,6 +569,7 @@ unsafe fn decide_parts(
         context_json: optional_str(request.context_json, "context_json")?,
         entities_json: optional_str(request.entities_json, "entities_json")?,
         token: optional_str(request.token, "token")?,
+        request_id: optional_str(request.request_id, "request_id")?,
     };
     Ok(Box::new(decision_strings(engine.authorize_parts(&parts)?)))
 }
@@ -713,6 +721,107 @@ pub unsafe extern "C" fn arbiter_engine_set_candidate_from_files(
 pub unsafe extern "C" fn arbiter_engine_clear_candidate(engine: *const arbiter_engine) {
     if let Some(engine) = engine.as_ref() {
         let _ = catch_unwind(AssertUnwindSafe(|| engine.engine.clear_candidate()));
+    }
+}
+
+/// Receives one decision log event: `event_len` bytes of JSON at `event`, NUL-terminated,
+/// valid only during the call. Called on the deciding thread, from many threads at once.
+pub type arbiter_decision_log_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const c_char, event_len: usize)>;
+
+/// Called once when Arbiter no longer needs a decision log's `user_data`.
+pub type arbiter_release_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// A host's decision log callback with its `user_data`, released when dropped.
+struct CSink {
+    log: arbiter_decision_log_fn,
+    release: arbiter_release_fn,
+    user_data: *mut c_void,
+}
+
+// SAFETY: `arbiter_engine_set_decision_log` requires the callback and `user_data` to be usable
+// from any thread, at once.
+unsafe impl Send for CSink {}
+unsafe impl Sync for CSink {}
+
+impl CSink {
+    fn log(&self, event: &str) {
+        if let Some(log) = self.log {
+            let event = c_string(event);
+            // SAFETY: the host gave this callback for this `user_data`; `event` outlives the call.
+            unsafe { log(self.user_data, event.as_ptr(), event.as_bytes().len()) };
+        }
+    }
+}
+
+impl Drop for CSink {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // SAFETY: the host gave this function for this `user_data`; called once.
+            unsafe { release(self.user_data) };
+        }
+    }
+}
+
+/// Logs the engine's decisions from now on: each decision (of every call but explain) is
+/// offered as one JSON event (see the README's decision logs) to `log`, which runs on the
+/// deciding thread inside the deciding call, from many threads at once. `sample_rate` (0 to 1)
+/// is the fraction logged (decisions with the same `request_id` alike); at most
+/// `max_events_per_second` are logged (0: no limit). Replaces any earlier log. An out-of-range
+/// option fails with `ARBITER_RESULT_INVALID_ARGUMENT` and changes nothing.
+///
+/// `release` (may be NULL) is called exactly once, when Arbiter is done with `user_data`: when
+/// this log is replaced or cleared and no decision under way still uses it, when the engine is
+/// freed, or before this call returns if it fails.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `log` and `release` are safe to call with `user_data`
+/// from any thread, `log` concurrently; `err_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_set_decision_log(
+    engine: *const arbiter_engine,
+    sample_rate: f64,
+    max_events_per_second: u32,
+    log: arbiter_decision_log_fn,
+    release: arbiter_release_fn,
+    user_data: *mut c_void,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    let sink = CSink {
+        log,
+        release,
+        user_data,
+    };
+    boundary(err_out, move || {
+        let engine = engine_ref(engine)?;
+        if log.is_none() {
+            return Err(Failure::null("log"));
+        }
+        let options = DecisionLogOptions {
+            sample_rate,
+            max_events_per_second: (max_events_per_second > 0).then_some(max_events_per_second),
+        };
+        engine
+            .set_decision_log(options, move |event| sink.log(event))
+            .map_err(|e| {
+                Failure::new(
+                    ARBITER_RESULT_INVALID_ARGUMENT,
+                    "invalid_argument",
+                    e.to_string(),
+                )
+            })
+    })
+}
+
+/// Stops logging decisions (the log's `release` runs once no decision under way uses it). NULL
+/// does nothing.
+///
+/// # Safety
+/// `engine` is NULL or a live engine.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_clear_decision_log(engine: *const arbiter_engine) {
+    if let Some(engine) = engine.as_ref() {
+        let _ = catch_unwind(AssertUnwindSafe(|| engine.engine.clear_decision_log()));
     }
 }
 
@@ -1148,6 +1257,10 @@ mod tests {
                     ptr: ptr::null(),
                     len: 0,
                 },
+                request_id: arbiter_str {
+                    ptr: ptr::null(),
+                    len: 0,
+                },
             };
             let mut decision = ptr::null_mut();
             assert_eq!(
@@ -1368,6 +1481,97 @@ mod tests {
                 None
             );
             arbiter_engine_free(engine);
+        }
+    }
+
+    /// What a test's decision log callback saw: the events, and how often it was released.
+    #[derive(Default)]
+    struct Seen {
+        events: std::sync::Mutex<Vec<String>>,
+        released: std::sync::atomic::AtomicUsize,
+    }
+
+    unsafe extern "C" fn seen_event(user_data: *mut c_void, event: *const c_char, len: usize) {
+        let seen = &*user_data.cast::<Seen>();
+        let bytes = std::slice::from_raw_parts(event.cast::<u8>(), len);
+        assert_eq!(CStr::from_ptr(event).to_bytes(), bytes, "NUL-terminated");
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        seen.events.lock().unwrap().push(text);
+    }
+
+    unsafe extern "C" fn seen_release(user_data: *mut c_void) {
+        let seen = &*user_data.cast::<Seen>();
+        seen.released
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_decision_log_hands_events_over_and_releases_once() {
+        let released = |seen: &Seen| seen.released.load(std::sync::atomic::Ordering::SeqCst);
+        let engine = engine(POLICIES);
+        let seen = Seen::default();
+        let user_data = std::ptr::addr_of!(seen).cast_mut().cast::<c_void>();
+        let set = |rate: f64, err_out: *mut *mut arbiter_error| unsafe {
+            arbiter_engine_set_decision_log(
+                engine,
+                rate,
+                0,
+                Some(seen_event),
+                Some(seen_release),
+                user_data,
+                err_out,
+            )
+        };
+        unsafe {
+            assert_eq!(set(1.0, ptr::null_mut()), ARBITER_RESULT_OK);
+            let request = r#"{"principal": {"type": "User", "id": "ann"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d1"}, "request_id": "r-1"}"#;
+            let mut out = ptr::null_mut();
+            let code = arbiter_engine_authorize_json(
+                engine,
+                request.as_ptr().cast(),
+                request.len(),
+                &mut out,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_OK);
+            arbiter_string_free(out);
+            {
+                let events = seen.events.lock().unwrap();
+                assert_eq!(events.len(), 1);
+                let event: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+                assert_eq!(event["request_id"], "r-1");
+                assert_eq!(event["decision"], "allow");
+                assert_eq!(event["reasons"][0], "owner");
+            }
+            assert_eq!(released(&seen), 0);
+
+            // A refused option: the code and kind say so, and `release` has run already.
+            let mut err = ptr::null_mut();
+            assert_eq!(set(2.0, &mut err), ARBITER_RESULT_INVALID_ARGUMENT);
+            assert!(text(arbiter_error_message(err)).contains("sample_rate"));
+            arbiter_error_free(err);
+            assert_eq!(released(&seen), 1);
+            // Replacing and clearing release the earlier log; freeing the engine the last.
+            assert_eq!(set(1.0, ptr::null_mut()), ARBITER_RESULT_OK);
+            assert_eq!(released(&seen), 2);
+            arbiter_engine_clear_decision_log(engine);
+            assert_eq!(released(&seen), 3);
+            assert_eq!(set(0.0, ptr::null_mut()), ARBITER_RESULT_OK);
+            arbiter_engine_free(engine);
+            assert_eq!(released(&seen), 4);
+            assert_eq!(seen.events.lock().unwrap().len(), 1);
+            // A NULL engine or callback still releases `user_data`.
+            let code = arbiter_engine_set_decision_log(
+                ptr::null(),
+                1.0,
+                0,
+                None,
+                Some(seen_release),
+                user_data,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_NULL_ARGUMENT);
+            assert_eq!(released(&seen), 5);
         }
     }
 

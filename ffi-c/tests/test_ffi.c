@@ -390,6 +390,94 @@ static void test_shadow(void) {
   arbiter_engine_free(engine);
 }
 
+/* A decision log: events from many deciding threads at once, each one JSON object with the
+ * request's id; a rate limit; `release` exactly once per log. */
+struct log_sink {
+  pthread_mutex_t lock;
+  long events;
+  long bad;
+  int released;
+};
+
+static void on_event(void *user_data, const char *event, size_t len) {
+  struct log_sink *sink = user_data;
+  int ok = event[len] == '\0' && strlen(event) == len && event[0] == '{' && event[len - 1] == '}' &&
+           strstr(event, "\"request_id\":\"c-1\"") != NULL && strstr(event, "\"decision\":\"allow\"") != NULL &&
+           strstr(event, "\"reasons\":[\"a\"]") != NULL;
+  pthread_mutex_lock(&sink->lock);
+  sink->events++;
+  sink->bad += !ok;
+  pthread_mutex_unlock(&sink->lock);
+}
+
+static void on_release(void *user_data) {
+  struct log_sink *sink = user_data;
+  sink->released++;
+}
+
+enum { LOG_THREADS = 4, LOG_DECISIONS = 250 };
+
+static void *log_loop(void *arg) {
+  const arbiter_engine *engine = arg;
+  arbiter_request r;
+  memset(&r, 0, sizeof r);
+  r.principal = (arbiter_entity_ref){str("U"), str("1")};
+  r.action = (arbiter_entity_ref){str("Action"), str("x")};
+  r.resource = (arbiter_entity_ref){str("R"), str("1")};
+  r.request_id = str("c-1");
+  for (int i = 0; i < LOG_DECISIONS; i++) {
+    arbiter_decision *d = NULL;
+    if (arbiter_engine_authorize(engine, &r, &d, NULL) == ARBITER_RESULT_OK) {
+      arbiter_decision_free(d);
+    }
+  }
+  return NULL;
+}
+
+static void test_decision_log(void) {
+  arbiter_engine *engine = NULL;
+  CHECK(arbiter_engine_new_from_files(bundle_a, 1, &engine, NULL) == ARBITER_RESULT_OK);
+  struct log_sink sink = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+  CHECK(arbiter_engine_set_decision_log(engine, 1.0, 0, on_event, on_release, &sink, NULL) == ARBITER_RESULT_OK);
+  pthread_t threads[LOG_THREADS];
+  for (int i = 0; i < LOG_THREADS; i++) {
+    pthread_create(&threads[i], NULL, log_loop, engine);
+  }
+  for (int i = 0; i < LOG_THREADS; i++) {
+    pthread_join(threads[i], NULL);
+  }
+  CHECK(sink.events == LOG_THREADS * LOG_DECISIONS);
+  CHECK(sink.bad == 0);
+  CHECK(sink.released == 0);
+
+  /* A bad option: refused with its code, the log kept, and this call's user data released. */
+  struct log_sink refused = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_set_decision_log(engine, 1.5, 0, on_event, on_release, &refused, &err) ==
+        ARBITER_RESULT_INVALID_ARGUMENT);
+  CHECK(err != NULL && strstr(arbiter_error_message(err), "sample_rate") != NULL);
+  arbiter_error_free(err);
+  CHECK(refused.released == 1);
+  log_loop(engine);
+  CHECK(sink.events == (LOG_THREADS + 1) * LOG_DECISIONS);
+
+  /* At most 10 a second: a burst of 10, the rest counted as rate limited. */
+  struct log_sink limited = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+  CHECK(arbiter_engine_set_decision_log(engine, 1.0, 10, on_event, on_release, &limited, NULL) == ARBITER_RESULT_OK);
+  CHECK(sink.released == 1);
+  log_loop(engine);
+  CHECK(limited.events >= 10 && limited.events < LOG_DECISIONS);
+  char *metrics = NULL;
+  CHECK(arbiter_engine_metrics_json(engine, &metrics, NULL) == ARBITER_RESULT_OK);
+  CHECK(metrics != NULL && strstr(metrics, "\"decision_log\":{\"logged\":") != NULL &&
+        strstr(metrics, "\"rate_limited\":0") == NULL);
+  arbiter_string_free(metrics);
+  CHECK(arbiter_engine_set_decision_log(engine, 1.0, 0, NULL, NULL, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  arbiter_engine_clear_decision_log(NULL);
+  arbiter_engine_free(engine);
+  CHECK(limited.released == 1);
+}
+
 /* Metrics after the decisions above: JSON and Prometheus text, NULL arguments refused. */
 static void test_metrics(const arbiter_engine *engine) {
   char *json = NULL;
@@ -441,6 +529,7 @@ int main(int argc, char **argv) {
   test_shadow();
   test_threads_and_reload();
   test_reload_from_dir(argv[1]);
+  test_decision_log();
 
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

@@ -31,9 +31,29 @@ fn engine() -> *const arbiter_engine {
             let mut engine = ptr::null_mut();
             let code = unsafe { arbiter_engine_new_gitlab_default(&mut engine, ptr::null_mut()) };
             assert_eq!(code, ARBITER_RESULT_OK);
+            // Every decision is logged, and every event must be one JSON object.
+            let code = unsafe {
+                arbiter_engine_set_decision_log(
+                    engine,
+                    1.0,
+                    0,
+                    Some(check_event),
+                    None,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            };
+            assert_eq!(code, ARBITER_RESULT_OK);
             Shared(engine)
         })
         .0
+}
+
+unsafe extern "C" fn check_event(_: *mut std::ffi::c_void, event: *const c_char, len: usize) {
+    let bytes = unsafe { std::slice::from_raw_parts(event.cast::<u8>(), len + 1) };
+    assert_eq!(bytes[len], 0, "an event is NUL-terminated");
+    let event: serde_json::Value = serde_json::from_slice(&bytes[..len]).expect("an event is JSON");
+    assert!(matches!(event["decision"].as_str(), Some("allow" | "deny")), "{event}");
 }
 
 fn text(p: *const c_char) -> String {
@@ -150,6 +170,7 @@ fuzz_target!(|data: &[u8]| {
                     context_json: str_of(field(6)),
                     entities_json: str_of(field(7)),
                     token: str_of(field(8)),
+                    request_id: str_of(field(9)),
                 };
                 let (mut decision, mut err) = (ptr::null_mut(), ptr::null_mut());
                 let code = arbiter_engine_authorize(engine, &request, &mut decision, &mut err);
