@@ -46,6 +46,7 @@ func (e *Error) Is(target error) bool {
 var (
 	ErrNullArgument     = &Error{Code: C.ARBITER_RESULT_NULL_ARGUMENT, Kind: "null_argument"}
 	ErrInvalidUTF8      = &Error{Code: C.ARBITER_RESULT_INVALID_UTF8, Kind: "invalid_utf8"}
+	ErrInvalidArgument  = &Error{Code: C.ARBITER_RESULT_INVALID_ARGUMENT, Kind: "invalid_argument"}
 	ErrBundleIO         = &Error{Code: C.ARBITER_RESULT_BUNDLE_IO, Kind: "io"}
 	ErrBundleManifest   = &Error{Code: C.ARBITER_RESULT_BUNDLE_MANIFEST, Kind: "manifest"}
 	ErrPolicyParse      = &Error{Code: C.ARBITER_RESULT_POLICY_PARSE, Kind: "policy_parse"}

@@ -26,6 +26,9 @@ type Metrics struct {
 	// Requests a candidate bundle decided as the live one did, and otherwise (shadow evaluation).
 	ShadowAgreements    uint64 `json:"shadow_agreements"`
 	ShadowDisagreements uint64 `json:"shadow_disagreements"`
+	// Decisions offered to the decision log, by what became of them: "logged", "sampled_out",
+	// "rate_limited", "sink_panicked".
+	DecisionLog map[string]uint64 `json:"decision_log"`
 }
 
 // ActionDecisions counts the decisions of one action.

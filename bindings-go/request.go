@@ -28,7 +28,8 @@ type Entity struct {
 
 // Request asks for a decision. Principal may be nil when Token is given. The context and the
 // per-request entities may be given as Go values (Context, Entities) or, to skip encoding them
-// on every call, as JSON (ContextJSON, EntitiesJSON), which then wins.
+// on every call, as JSON (ContextJSON, EntitiesJSON), which then wins. RequestID, the host's id
+// for the request (a correlation id), is carried into the decision log.
 type Request struct {
 	Principal    *EntityRef      `json:"principal,omitempty"`
 	Action       EntityRef       `json:"action"`
@@ -36,6 +37,7 @@ type Request struct {
 	Context      map[string]any  `json:"context,omitempty"`
 	Entities     []Entity        `json:"entities,omitempty"`
 	Token        string          `json:"token,omitempty"`
+	RequestID    string          `json:"request_id,omitempty"`
 	ContextJSON  json.RawMessage `json:"-"`
 	EntitiesJSON json.RawMessage `json:"-"`
 }
@@ -150,7 +152,7 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 	var decision Decision
 	err := e.use(func(ptr *C.arbiter_engine) error {
 		size := len(r.Action.Type) + len(r.Action.ID) + len(r.Resource.Type) + len(r.Resource.ID) +
-			len(context) + len(entities) + len(r.Token)
+			len(context) + len(entities) + len(r.Token) + len(r.RequestID)
 		if r.Principal != nil {
 			size += len(r.Principal.Type) + len(r.Principal.ID)
 		}
@@ -170,6 +172,7 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 		frame.req.context_json = arena.str(context, true)
 		frame.req.entities_json = arena.str(entities, true)
 		frame.req.token = arena.str(r.Token, true)
+		frame.req.request_id = arena.str(r.RequestID, true)
 		// One call decides and describes the decision; one more frees it.
 		code := C.arbiter_engine_authorize_view(ptr, &frame.req, &frame.out, &frame.view, &frame.err)
 		if code != C.ARBITER_RESULT_OK {
