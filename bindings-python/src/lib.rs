@@ -1,13 +1,19 @@
 //! Python bindings of Arbiter: converts values and errors, nothing more. Loading, reloading,
 //! batches and token checks release the GIL; single decisions are shorter than a GIL round
-//! trip and keep it.
+//! trip and keep it. Decision log events wait on the deciding thread (`hold_event`) until the
+//! call has the GIL again, and then go to the engine's sink.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use arbiter_core::{BundleFile, CallError, Decision as CoreDecision, RequestParts};
+use arbiter_core::decision_log::{hold_event, take_held_events};
+use arbiter_core::{
+    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts,
+};
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pythonize::pythonize;
@@ -327,26 +333,38 @@ struct OwnedParts {
     context: Option<String>,
     entities: Option<String>,
     token: Option<String>,
+    request_id: Option<String>,
 }
 
 /// The keywords of `authorize`, in its order.
-const KEYWORDS: [&str; 6] = [
+const KEYWORDS: [&str; 7] = [
     "principal",
     "action",
     "resource",
     "context",
     "entities",
     "token",
+    "request_id",
 ];
 
 impl OwnedParts {
     /// Reads the arguments of `authorize`; `None` for one left out.
-    fn read(args: [Option<&Bound<'_, PyAny>>; 6]) -> Result<Self, Failure> {
-        let [principal, action, resource, context, entities, token] = args;
+    fn read(args: [Option<&Bound<'_, PyAny>>; 7]) -> Result<Self, Failure> {
+        let [principal, action, resource, context, entities, token, request_id] = args;
         let required = |name: &str, value: Option<&Bound<'_, PyAny>>| {
             value
                 .map(|v| entity_ref(name, v))
                 .unwrap_or_else(|| Err(Failure::malformed(format!("`{name}` is required"))))
+        };
+        let string = |name: &str, value: Option<&Bound<'_, PyAny>>| {
+            value
+                .map(|v| {
+                    v.cast::<PyString>()
+                        .ok()
+                        .and_then(|v| v.to_str().ok().map(str::to_owned))
+                        .ok_or_else(|| Failure::malformed(format!("`{name}` must be a str")))
+                })
+                .transpose()
         };
         Ok(Self {
             principal: principal.map(|p| entity_ref("principal", p)).transpose()?,
@@ -354,14 +372,8 @@ impl OwnedParts {
             resource: required("resource", resource)?,
             context: context.map(|c| to_json("context", c)).transpose()?,
             entities: entities.map(|e| to_json("entities", e)).transpose()?,
-            token: token
-                .map(|t| {
-                    t.cast::<PyString>()
-                        .ok()
-                        .and_then(|t| t.to_str().ok().map(str::to_owned))
-                        .ok_or_else(|| Failure::malformed("`token` must be a str"))
-                })
-                .transpose()?,
+            token: string("token", token)?,
+            request_id: string("request_id", request_id)?,
         })
     }
 
@@ -401,6 +413,7 @@ impl OwnedParts {
             context_json: self.context.as_deref(),
             entities_json: self.entities.as_deref(),
             token: self.token.as_deref(),
+            request_id: self.request_id.as_deref(),
         }
     }
 }
@@ -410,6 +423,8 @@ impl OwnedParts {
 #[pyclass(frozen, module = "arbiter")]
 struct Engine {
     inner: arbiter_core::Engine,
+    /// The decision log's sink, while one is set.
+    decision_log: Mutex<Option<Py<PyAny>>>,
 }
 
 fn load(
@@ -417,8 +432,40 @@ fn load(
     f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> PyResult<Engine> {
     py.detach(|| guarded(|| Ok(f()?)))
-        .map(|inner| Engine { inner })
+        .map(|inner| Engine {
+            inner,
+            decision_log: Mutex::new(None),
+        })
         .map_err(|e| e.into_py(py))
+}
+
+impl Engine {
+    fn sink(&self) -> std::sync::MutexGuard<'_, Option<Py<PyAny>>> {
+        self.decision_log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the decision log events this thread's call held to the sink, now that the GIL is
+    /// held again. A sink that raises an `Exception` is reported through
+    /// `sys.unraisablehook` (that event is lost, the decision stands); any other exception
+    /// (`KeyboardInterrupt`, ...) propagates.
+    fn deliver_events(&self, py: Python<'_>) -> PyResult<()> {
+        let events = take_held_events();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let Some(sink) = self.sink().as_ref().map(|s| s.clone_ref(py)) else {
+            return Ok(());
+        };
+        for event in events {
+            if let Err(e) = sink.call1(py, (event,)) {
+                if !e.is_instance_of::<PyException>(py) {
+                    return Err(e);
+                }
+                e.write_unraisable(py, Some(sink.bind(py)));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -472,20 +519,24 @@ impl Engine {
 
     /// Decides one request given as contract JSON; returns the decision JSON.
     fn authorize_json(&self, py: Python<'_>, request: &str) -> PyResult<String> {
-        guarded(|| Ok(self.inner.authorize_json(request)?)).map_err(|e| e.into_py(py))
+        let decided = guarded(|| Ok(self.inner.authorize_json(request)?));
+        self.deliver_events(py)?;
+        decided.map_err(|e| e.into_py(py))
     }
 
     /// Decides a JSON array of requests; returns a JSON array with a decision, or
     /// `{"error": {...}}`, per request.
     fn authorize_json_batch(&self, py: Python<'_>, requests: &str) -> PyResult<String> {
-        py.detach(|| guarded(|| Ok(self.inner.authorize_json_batch(requests)?)))
-            .map_err(|e| e.into_py(py))
+        let decided = py.detach(|| guarded(|| Ok(self.inner.authorize_json_batch(requests)?)));
+        self.deliver_events(py)?;
+        decided.map_err(|e| e.into_py(py))
     }
 
     /// Decides one request. Entity references are `{"type": ..., "id": ...}` dicts; `context`
     /// a dict and `entities` a list of Cedar entity dicts; `principal` may be left out when a
-    /// `token` is given.
-    #[pyo3(signature = (*, principal=None, action, resource, context=None, entities=None, token=None))]
+    /// `token` is given. `request_id`, the host's id for the request, goes into the decision
+    /// log.
+    #[pyo3(signature = (*, principal=None, action, resource, context=None, entities=None, token=None, request_id=None))]
     #[allow(clippy::too_many_arguments)] // the keywords of the contract's `authorize`
     fn authorize(
         &self,
@@ -496,8 +547,9 @@ impl Engine {
         context: Option<&Bound<'_, PyAny>>,
         entities: Option<&Bound<'_, PyAny>>,
         token: Option<&Bound<'_, PyAny>>,
+        request_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        guarded(|| {
+        let decided = guarded(|| {
             let request = OwnedParts::read([
                 principal,
                 Some(action),
@@ -505,12 +557,14 @@ impl Engine {
                 context,
                 entities,
                 token,
+                request_id,
             ])?;
             Ok(Decision::from(
                 self.inner.authorize_parts(&request.parts())?,
             ))
-        })
-        .map_err(|e| e.into_py(py))
+        });
+        self.deliver_events(py)?;
+        decided.map_err(|e| e.into_py(py))
     }
 
     /// Decides many requests (dicts with the keys of `authorize`) in one call, against one
@@ -542,8 +596,9 @@ impl Engine {
                         })
                         .collect::<Vec<_>>())
                 })
-            })
-            .map_err(|e| e.into_py(py))?;
+            });
+        self.deliver_events(py)?;
+        let answers = answers.map_err(|e| e.into_py(py))?;
         answers
             .into_iter()
             .map(|answer| {
@@ -615,6 +670,56 @@ impl Engine {
     fn explain_text(&self, py: Python<'_>, request: &str) -> PyResult<String> {
         py.detach(|| guarded(|| Ok(self.inner.explain_json(request)?.to_text())))
             .map_err(|e| e.into_py(py))
+    }
+
+    /// Logs decisions from now on: every decision (of every call but `explain`) is passed to
+    /// `sink` as one JSON `str`, a line to ship as is (request id, bundle, principal, action,
+    /// resource, decision, policy ids, error kinds, token id, latency, context with the
+    /// manifest's `sensitive_attributes` masked; never a token). `sink` runs on the calling
+    /// thread once the deciding call is done, with the GIL; an exception it raises goes to
+    /// `sys.unraisablehook` and loses only its event. `sample_rate` (0.0 to 1.0) logs that
+    /// fraction, decisions with the same `request_id` alike; `max_events_per_second` caps the
+    /// rate. Out-of-range options raise `ValueError` and change nothing. Replaces any earlier
+    /// sink.
+    #[pyo3(signature = (sink, *, sample_rate=1.0, max_events_per_second=None))]
+    fn set_decision_log(
+        &self,
+        sink: &Bound<'_, PyAny>,
+        sample_rate: f64,
+        max_events_per_second: Option<u32>,
+    ) -> PyResult<()> {
+        if !sink.is_callable() {
+            return Err(PyTypeError::new_err("the decision log sink must be callable"));
+        }
+        let options = DecisionLogOptions {
+            sample_rate,
+            max_events_per_second,
+        };
+        let mut current = self.sink();
+        self.inner
+            .set_decision_log(options, hold_event)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        *current = Some(sink.clone().unbind());
+        Ok(())
+    }
+
+    /// Stops logging decisions.
+    fn clear_decision_log(&self) {
+        self.inner.clear_decision_log();
+        self.sink().take();
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(sink) = self.decision_log.try_lock() {
+            if let Some(sink) = sink.as_ref() {
+                visit.call(sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.sink().take();
     }
 
     /// What the engine has counted since it was created (reloads included), as a dict.

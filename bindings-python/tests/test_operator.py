@@ -84,3 +84,106 @@ def test_a_signed_bundle_loads_and_an_altered_one_is_refused(tmp_path):
     request = {"principal": {"type": "U", "id": "1"}, "action": {"type": "A", "id": "x"},
                "resource": {"type": "R", "id": "1"}}
     assert engine.authorize(**request).reasons == ["signed"]
+
+
+def docs_engine():
+    """Members of Team::"core" may do anything; the manifest marks `ip` sensitive."""
+    return arbiter.Engine.from_files({
+        "p.cedar": '@id("team") permit (principal in Team::"core", action, resource);',
+        "entities.json": '[{"uid": {"type": "User", "id": "ann"}, "attrs": {}, '
+        '"parents": [{"type": "Team", "id": "core"}]}]',
+        "manifest.json": '{"name": "docs", "version": "3", "sensitive_attributes": ["ip"]}',
+    })
+
+
+def ann_reads(request_id):
+    return {
+        "principal": {"type": "User", "id": "ann"},
+        "action": {"type": "Action", "id": "read"},
+        "resource": {"type": "Doc", "id": "d1"},
+        "context": {"ip": "10.0.0.1", "agent": "git"},
+        "request_id": request_id,
+    }
+
+
+def test_every_deciding_call_hands_its_events_to_the_sink():
+    engine = docs_engine()
+    events = []
+    engine.set_decision_log(lambda event: events.append(json.loads(event)))
+    assert engine.authorize(**ann_reads("py-1")).allowed
+    engine.authorize_json(json.dumps(ann_reads("py-2")))
+    engine.authorize_many([ann_reads("py-3"), {"nonsense": 1}, ann_reads("py-4")])
+    engine.authorize_json_batch(json.dumps([ann_reads("py-5")]))
+    engine.explain(json.dumps(ann_reads("not-logged")))
+    assert [e["request_id"] for e in events] == ["py-1", "py-2", "py-3", "py-4", "py-5"]
+    first = events[0]
+    assert first["bundle"] == {"name": "docs", "version": "3"}
+    assert first["principal"] == {"type": "User", "id": "ann"}
+    assert (first["decision"], first["reasons"]) == ("allow", ["team"])
+    assert first["context"] == {"ip": "[masked]", "agent": "git"}
+    assert first["latency_us"] > 0
+    assert engine.metrics()["decision_log"]["logged"] == 5
+
+
+def test_events_reach_the_sink_from_threads_deciding_without_the_gil():
+    import threading
+
+    engine = docs_engine()
+    events = []
+    engine.set_decision_log(events.append)
+    batch = [ann_reads("batch")] * 50
+    threads = [
+        threading.Thread(target=lambda: [engine.authorize_many(batch) for _ in range(5)])
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(events) == 8 * 5 * 50
+
+
+def test_options_sampling_rate_limit_and_clearing():
+    engine = docs_engine()
+    kept = []
+    engine.set_decision_log(kept.append)
+    with pytest.raises(ValueError, match="sample_rate"):
+        engine.set_decision_log(print, sample_rate=1.5)
+    with pytest.raises(ValueError, match="max_events_per_second"):
+        engine.set_decision_log(print, max_events_per_second=0)
+    with pytest.raises(TypeError):
+        engine.set_decision_log("not callable")
+    engine.authorize(**ann_reads("still"))
+    assert len(kept) == 1, "a refused option changes nothing"
+
+    limited = []
+    engine.set_decision_log(limited.append, max_events_per_second=3)
+    engine.authorize_many([ann_reads("limited")] * 100)
+    assert 3 <= len(limited) <= 10
+    assert engine.metrics()["decision_log"]["rate_limited"] == 100 - len(limited)
+
+    sampled = []
+    engine.set_decision_log(lambda e: sampled.append(json.loads(e)["request_id"]), sample_rate=0.5)
+    for request_id in "abcdefghij":
+        for _ in range(4):
+            engine.authorize(**ann_reads(request_id))
+    assert all(sampled.count(i) == 4 for i in set(sampled)), sampled
+
+    engine.clear_decision_log()
+    engine.authorize(**ann_reads("cleared"))
+    assert "cleared" not in sampled
+
+
+def test_a_sink_that_raises_loses_its_event_not_the_decision(monkeypatch):
+    import sys
+
+    engine = docs_engine()
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    def broken(event):
+        raise RuntimeError("sink broke")
+
+    engine.set_decision_log(broken)
+    assert engine.authorize(**ann_reads("r")).allowed
+    assert len(reported) == 1 and str(reported[0].exc_value) == "sink broke"

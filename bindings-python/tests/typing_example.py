@@ -26,3 +26,8 @@ def load() -> arbiter.Engine:
     except arbiter.PolicyParseError as e:
         code: int = e.code
         raise SystemExit(code) from e
+
+
+def log_decisions(engine: arbiter.Engine, lines: list[str]) -> None:
+    engine.set_decision_log(lines.append, sample_rate=0.1, max_events_per_second=100)
+    engine.clear_decision_log()

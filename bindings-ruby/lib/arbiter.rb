@@ -29,9 +29,39 @@ module Arbiter
   class Engine
     # Decides one request. Entity references are {type:, id:} hashes; +context+ a Hash;
     # +entities+ an Array of Cedar entity hashes; +principal+ may be left out when a +token+
-    # names it.
-    def authorize(action:, resource:, principal: nil, context: nil, entities: nil, token: nil)
-      authorize_parts(principal, action, resource, context, entities, token)
+    # names it. +request_id+, the host's id for the request (e.g. the correlation id), goes
+    # into the decision log.
+    def authorize(action:, resource:, principal: nil, context: nil, entities: nil, token: nil, request_id: nil)
+      authorize_parts(principal, action, resource, context, entities, token, request_id)
+    end
+
+    # Logs decisions from now on: every decision (of every call but explain) is handed to the
+    # block as one JSON String, a line to ship as is (request id, bundle, principal, action,
+    # resource, decision, policy ids, error kinds, token id, latency, context with the
+    # manifest's sensitive_attributes masked; never a token). The block runs on the calling
+    # thread once the deciding call is done, with the GVL; one that raises is reported with
+    # +warn+ and loses only its event. +sample_rate+ (0.0 to 1.0) logs that fraction, decisions
+    # with the same request_id alike; +max_events_per_second+ caps the rate. Out-of-range
+    # options raise ArgumentError and change nothing. Replaces any earlier block.
+    def set_decision_log(sample_rate: 1.0, max_events_per_second: nil, &block)
+      raise ArgumentError, "set_decision_log needs a block to receive the events" unless block
+
+      previous = @decision_log
+      @decision_log = block
+      begin
+        enable_decision_log(Float(sample_rate), max_events_per_second)
+      rescue StandardError
+        @decision_log = previous
+        raise
+      end
+      self
+    end
+
+    # Stops logging decisions.
+    def clear_decision_log
+      disable_decision_log
+      @decision_log = nil
+      self
     end
   end
 end

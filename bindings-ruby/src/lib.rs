@@ -2,14 +2,20 @@
 //! nothing more. Bundle loads, reloads, batches and token checks run without the GVL; a single
 //! decision is shorter than a GVL round trip and keeps it (unless it carries a token). No
 //! wrapped object holds a Ruby value, so the garbage collector (stress, compaction) never needs
-//! to know about them, and nothing here starts a thread, so a fork leaves a working engine.
+//! to know about them (a decision log's block is an instance variable of the engine), and
+//! nothing here starts a thread, so a fork leaves a working engine. Decision log events wait on
+//! the deciding thread (`hold_event`) until the call has the GVL again, and then go to the block.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use arbiter_core::{BundleFile, CallError, Decision as CoreDecision, RequestParts};
+use arbiter_core::decision_log::{hold_event, take_held_events};
+use arbiter_core::{
+    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts,
+};
 use magnus::r_hash::ForEach;
+use magnus::typed_data::Obj;
 use magnus::value::{Lazy, Qfalse, Qtrue, ReprValue};
 use magnus::{
     function, method, prelude::*, Error, ExceptionClass, Float, Integer, RArray, RHash, RModule,
@@ -209,13 +215,14 @@ impl Decision {
 }
 
 /// The keywords of `authorize`.
-const KEYWORDS: [&str; 6] = [
+const KEYWORDS: [&str; 7] = [
     "principal",
     "action",
     "resource",
     "context",
     "entities",
     "token",
+    "request_id",
 ];
 
 /// A request read from Ruby, owning what `RequestParts` borrows.
@@ -226,6 +233,7 @@ struct OwnedParts {
     context: Option<String>,
     entities: Option<String>,
     token: Option<String>,
+    request_id: Option<String>,
 }
 
 impl OwnedParts {
@@ -240,6 +248,7 @@ impl OwnedParts {
             context_json: self.context.as_deref(),
             entities_json: self.entities.as_deref(),
             token: self.token.as_deref(),
+            request_id: self.request_id.as_deref(),
         }
     }
 
@@ -251,7 +260,16 @@ impl OwnedParts {
         context: Value,
         entities: Value,
         token: Value,
+        request_id: Value,
     ) -> Result<Self, Failure> {
+        let string = |name: &str, value: Value| {
+            optional(value)
+                .map(|v| {
+                    String::try_convert(v)
+                        .map_err(|_| Failure::malformed(format!("`{name}` must be a String")))
+                })
+                .transpose()
+        };
         Ok(Self {
             principal: optional(principal)
                 .map(|p| entity_ref("principal", p))
@@ -264,12 +282,8 @@ impl OwnedParts {
             entities: optional(entities)
                 .map(|e| to_json("entities", e))
                 .transpose()?,
-            token: optional(token)
-                .map(|t| {
-                    String::try_convert(t)
-                        .map_err(|_| Failure::malformed("`token` must be a String"))
-                })
-                .transpose()?,
+            token: string("token", token)?,
+            request_id: string("request_id", request_id)?,
         })
     }
 
@@ -278,7 +292,8 @@ impl OwnedParts {
         let hash = RHash::from_value(request).ok_or_else(|| {
             Failure::malformed("a request must be a Hash with the keywords of `authorize`")
         })?;
-        let [principal, action, resource, context, entities, token] = slots(hash, &KEYWORDS)
+        let [principal, action, resource, context, entities, token, request_id] =
+            slots(hash, &KEYWORDS)
             .map_err(|key| {
                 Failure::malformed(format!(
                     "unknown key {key} in a request; expected {}",
@@ -293,6 +308,7 @@ impl OwnedParts {
             nil(context),
             nil(entities),
             nil(token),
+            nil(request_id),
         )
     }
 }
@@ -491,53 +507,63 @@ impl Engine {
         without_gvl(|| Ok(rb_self.inner.reload_from_files(files)?)).map_err(|e| e.into_error(ruby))
     }
 
-    fn authorize_json(ruby: &Ruby, rb_self: &Self, request: String) -> Result<String, Error> {
-        guarded(|| Ok(rb_self.inner.authorize_json(&request)?)).map_err(|e| e.into_error(ruby))
+    fn authorize_json(ruby: &Ruby, rb_self: Obj<Self>, request: String) -> Result<String, Error> {
+        let decided = guarded(|| Ok(rb_self.inner.authorize_json(&request)?));
+        deliver_events(ruby, rb_self)?;
+        decided.map_err(|e| e.into_error(ruby))
     }
 
     fn authorize_json_batch(
         ruby: &Ruby,
-        rb_self: &Self,
+        rb_self: Obj<Self>,
         requests: String,
     ) -> Result<String, Error> {
-        without_gvl(|| Ok(rb_self.inner.authorize_json_batch(&requests)?))
-            .map_err(|e| e.into_error(ruby))
+        let engine = &rb_self.inner;
+        let decided = without_gvl(|| Ok(engine.authorize_json_batch(&requests)?));
+        deliver_events(ruby, rb_self)?;
+        decided.map_err(|e| e.into_error(ruby))
     }
 
     /// The body of `Engine#authorize` (its keywords are read in lib/arbiter.rb).
     #[allow(clippy::too_many_arguments)]
     fn authorize_parts(
         ruby: &Ruby,
-        rb_self: &Self,
+        rb_self: Obj<Self>,
         principal: Value,
         action: Value,
         resource: Value,
         context: Value,
         entities: Value,
         token: Value,
+        request_id: Value,
     ) -> Result<Decision, Error> {
-        let request = OwnedParts::read(principal, action, resource, context, entities, token)
-            .map_err(|e| e.into_error(ruby))?;
-        let decide = || Ok(rb_self.inner.authorize_parts(&request.parts())?);
+        let request = OwnedParts::read(
+            principal, action, resource, context, entities, token, request_id,
+        )
+        .map_err(|e| e.into_error(ruby))?;
+        let engine = &rb_self.inner;
+        let decide = || Ok(engine.authorize_parts(&request.parts())?);
         // A token may need a signature check, which pays for giving up the GVL.
         let decided = if request.token.is_some() {
             without_gvl(decide)
         } else {
             guarded(decide)
         };
+        deliver_events(ruby, rb_self)?;
         decided.map(Decision::from).map_err(|e| e.into_error(ruby))
     }
 
     /// Decides an Array of requests (Hashes with the keywords of `authorize`) against one
     /// bundle version, without the GVL. Answers, in order, a Decision per request or the
     /// `Arbiter::Error` of a request that could not be decided (returned, not raised).
-    fn authorize_many(ruby: &Ruby, rb_self: &Self, requests: RArray) -> Result<RArray, Error> {
+    fn authorize_many(ruby: &Ruby, rb_self: Obj<Self>, requests: RArray) -> Result<RArray, Error> {
         let items: Vec<Result<OwnedParts, Failure>> =
             requests.into_iter().map(OwnedParts::read_hash).collect();
+        let engine = &rb_self.inner;
         let answers = without_gvl(|| {
             let parts: Vec<RequestParts<'_>> =
                 items.iter().flatten().map(OwnedParts::parts).collect();
-            let mut decided = rb_self.inner.authorize_parts_batch(&parts).into_iter();
+            let mut decided = engine.authorize_parts_batch(&parts).into_iter();
             Ok(items
                 .iter()
                 .map(|item| match item {
@@ -548,8 +574,9 @@ impl Engine {
                     Err(failure) => Err(failure.clone()),
                 })
                 .collect::<Vec<_>>())
-        })
-        .map_err(|e| e.into_error(ruby))?;
+        });
+        deliver_events(ruby, rb_self)?;
+        let answers = answers.map_err(|e| e.into_error(ruby))?;
         let out = ruby.ary_new_capa(answers.len());
         for answer in answers {
             match answer {
@@ -607,6 +634,27 @@ impl Engine {
             .map_err(|e| e.into_error(ruby))
     }
 
+    /// The native half of `set_decision_log` (lib/arbiter.rb keeps the block).
+    fn enable_decision_log(
+        ruby: &Ruby,
+        rb_self: &Self,
+        sample_rate: f64,
+        max_events_per_second: Option<u32>,
+    ) -> Result<(), Error> {
+        let options = DecisionLogOptions {
+            sample_rate,
+            max_events_per_second,
+        };
+        rb_self
+            .inner
+            .set_decision_log(options, hold_event)
+            .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))
+    }
+
+    fn disable_decision_log(&self) {
+        self.inner.clear_decision_log();
+    }
+
     fn metrics(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
         hash(ruby, &rb_self.inner.metrics())
     }
@@ -619,6 +667,32 @@ impl Engine {
     fn inject_panics(&self, on: bool) {
         self.inner.inject_panics(on);
     }
+}
+
+/// Hands the decision log events this thread's call held to the engine's block, now that the
+/// GVL is held again. A block that raises a StandardError is reported with `warn` (that event
+/// is lost, the decision stands); any other exception propagates.
+fn deliver_events(ruby: &Ruby, engine: Obj<Engine>) -> Result<(), Error> {
+    let events = take_held_events();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let block: Value = engine.ivar_get("@decision_log")?;
+    if block.is_nil() {
+        return Ok(());
+    }
+    for event in events {
+        let event = ruby.str_new(&event);
+        event.freeze();
+        if let Err(e) = block.funcall::<_, _, Value>("call", (event,)) {
+            if !e.is_kind_of(ruby.exception_standard_error()) {
+                return Err(e);
+            }
+            let warning = format!("arbiter: the decision log block raised ({e}); the event is lost");
+            let _: Value = ruby.module_kernel().funcall("warn", (warning,))?;
+        }
+    }
+    Ok(())
 }
 
 /// A report as a Hash with String keys, as JSON would give it (`verify_token`'s shape).
@@ -652,7 +726,15 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
         "authorize_json_batch",
         method!(Engine::authorize_json_batch, 1),
     )?;
-    engine.define_private_method("authorize_parts", method!(Engine::authorize_parts, 6))?;
+    engine.define_private_method("authorize_parts", method!(Engine::authorize_parts, 7))?;
+    engine.define_private_method(
+        "enable_decision_log",
+        method!(Engine::enable_decision_log, 2),
+    )?;
+    engine.define_private_method(
+        "disable_decision_log",
+        method!(Engine::disable_decision_log, 0),
+    )?;
     engine.define_method("authorize_many", method!(Engine::authorize_many, 1))?;
     engine.define_method("verify_token", method!(Engine::verify_token, 1))?;
     engine.define_method("entities_json", method!(Engine::entities_json, 0))?;

@@ -78,3 +78,88 @@ class TestSignedBundles < Minitest::Test
     end
   end
 end
+
+class TestDecisionLog < Minitest::Test
+  include Helpers
+
+  # Members of Team::"core" may do anything; the manifest marks `ip` sensitive.
+  def docs_engine
+    Arbiter::Engine.from_files(
+      "p.cedar" => '@id("team") permit (principal in Team::"core", action, resource);',
+      "entities.json" => '[{"uid": {"type": "User", "id": "ann"}, "attrs": {}, ' \
+                         '"parents": [{"type": "Team", "id": "core"}]}]',
+      "manifest.json" => '{"name": "docs", "version": "3", "sensitive_attributes": ["ip"]}'
+    )
+  end
+
+  def ann_reads(request_id)
+    { principal: { type: "User", id: "ann" }, action: { type: "Action", id: "read" },
+      resource: { type: "Doc", id: "d1" }, context: { ip: "10.0.0.1", agent: "git" },
+      request_id: request_id }
+  end
+
+  def test_every_deciding_call_hands_its_events_to_the_block
+    e = docs_engine
+    events = []
+    e.set_decision_log { |event| events << JSON.parse(event) }
+    assert e.authorize(**ann_reads("rb-1")).allowed?
+    e.authorize_json(JSON.generate(ann_reads("rb-2")))
+    e.authorize_many([ann_reads("rb-3"), { nonsense: 1 }, ann_reads("rb-4")])
+    e.authorize_json_batch(JSON.generate([ann_reads("rb-5")]))
+    e.explain(JSON.generate(ann_reads("not-logged")))
+    assert_equal %w[rb-1 rb-2 rb-3 rb-4 rb-5], events.map { |ev| ev["request_id"] }
+
+    first = events.first
+    assert_equal({ "name" => "docs", "version" => "3" }, first["bundle"])
+    assert_equal({ "type" => "User", "id" => "ann" }, first["principal"])
+    assert_equal %w[allow team], [first["decision"], *first["reasons"]]
+    assert_equal({ "ip" => "[masked]", "agent" => "git" }, first["context"])
+    assert_operator first["latency_us"], :>, 0
+    assert_equal 5, e.metrics["decision_log"]["logged"]
+  end
+
+  def test_events_reach_the_block_from_threads_deciding_without_the_gvl
+    e = docs_engine
+    events = Queue.new
+    e.set_decision_log { |event| events << event }
+    batch = Array.new(50) { ann_reads("batch") }
+    8.times.map { Thread.new { 5.times { e.authorize_many(batch) } } }.each(&:join)
+    assert_equal 8 * 5 * 50, events.size
+    assert events.pop.frozen?
+  end
+
+  def test_options_sampling_rate_limit_and_clearing
+    e = docs_engine
+    kept = []
+    e.set_decision_log { |event| kept << event }
+    assert_raises(ArgumentError) { e.set_decision_log(sample_rate: 1.5) { nil } }
+    assert_raises(ArgumentError) { e.set_decision_log(max_events_per_second: 0) { nil } }
+    assert_raises(ArgumentError) { e.set_decision_log }
+    e.authorize(**ann_reads("still"))
+    assert_equal 1, kept.size, "a refused option changes nothing"
+
+    limited = []
+    e.set_decision_log(max_events_per_second: 3) { |event| limited << event }
+    e.authorize_many(Array.new(100) { ann_reads("limited") })
+    assert_includes 3..10, limited.size
+    assert_equal 100 - limited.size, e.metrics["decision_log"]["rate_limited"]
+
+    sampled = []
+    e.set_decision_log(sample_rate: 0.5) { |event| sampled << JSON.parse(event)["request_id"] }
+    %w[a b c d e f g h i j].each { |id| 4.times { e.authorize(**ann_reads(id)) } }
+    assert(sampled.tally.values.all? { |n| n == 4 }, "a request id was split: #{sampled.tally}")
+
+    e.clear_decision_log
+    e.authorize(**ann_reads("cleared"))
+    refute_includes sampled, "cleared"
+  end
+
+  def test_a_block_that_raises_loses_its_event_not_the_decision
+    e = docs_engine
+    e.set_decision_log { |_| raise "sink broke" }
+    decision = nil
+    _, err = capture_io { decision = e.authorize(**ann_reads("r")) }
+    assert decision.allowed?
+    assert_includes err, "sink broke"
+  end
+end

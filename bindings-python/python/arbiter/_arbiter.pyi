@@ -1,7 +1,7 @@
 """Type stubs of Arbiter's extension module."""
 
 from os import PathLike
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 __version__: str
 
@@ -79,6 +79,7 @@ class Engine:
         context: Optional[Mapping[str, Any]] = None,
         entities: Optional[Sequence[Mapping[str, Any]]] = None,
         token: Optional[str] = None,
+        request_id: Optional[str] = None,
     ) -> Decision: ...
     def authorize_many(self, requests: Sequence[Mapping[str, Any]]) -> list[Union[Decision, ArbiterError]]: ...
     def verify_token(self, token: str) -> dict[str, Any]: ...
@@ -94,8 +95,19 @@ class Engine:
         `policies`, each with `id`, `effect`, `outcome`, `condition` and `error`."""
     def explain_text(self, request: str) -> str:
         """The same explanation as text for a person."""
+    def set_decision_log(
+        self,
+        sink: Callable[[str], object],
+        *,
+        sample_rate: float = 1.0,
+        max_events_per_second: Optional[int] = None,
+    ) -> None:
+        """Passes every decision to `sink` as one JSON line (sampled, rate limited, sensitive
+        attributes masked), on the calling thread once the deciding call is done."""
+    def clear_decision_log(self) -> None: ...
     def metrics(self) -> dict[str, Any]:
         """What the engine has counted since it was created: decisions by action, request
-        errors and token failures by kind, policy errors, a latency histogram, the bundle."""
+        errors and token failures by kind, policy errors, a latency histogram, the bundle,
+        the decision log's outcomes."""
     def metrics_prometheus(self) -> str:
         """The metrics in the Prometheus text exposition format."""
