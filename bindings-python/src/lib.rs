@@ -13,9 +13,9 @@ use arbiter_core::{
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
-use pyo3::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 use pythonize::pythonize;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -579,24 +579,23 @@ impl Engine {
             .try_iter()?
             .map(|item| Ok(OwnedParts::from_dict(&item?)))
             .collect::<PyResult<_>>()?;
-        let answers = py
-            .detach(|| {
-                guarded(|| {
-                    let parts: Vec<RequestParts<'_>> =
-                        items.iter().flatten().map(OwnedParts::parts).collect();
-                    let mut decided = self.inner.authorize_parts_batch(&parts).into_iter();
-                    Ok(items
-                        .iter()
-                        .map(|item| match item {
-                            Ok(_) => decided
-                                .next()
-                                .expect("one answer per request read")
-                                .map_err(Failure::from),
-                            Err(failure) => Err(failure.clone()),
-                        })
-                        .collect::<Vec<_>>())
-                })
-            });
+        let answers = py.detach(|| {
+            guarded(|| {
+                let parts: Vec<RequestParts<'_>> =
+                    items.iter().flatten().map(OwnedParts::parts).collect();
+                let mut decided = self.inner.authorize_parts_batch(&parts).into_iter();
+                Ok(items
+                    .iter()
+                    .map(|item| match item {
+                        Ok(_) => decided
+                            .next()
+                            .expect("one answer per request read")
+                            .map_err(Failure::from),
+                        Err(failure) => Err(failure.clone()),
+                    })
+                    .collect::<Vec<_>>())
+            })
+        });
         self.deliver_events(py)?;
         let answers = answers.map_err(|e| e.into_py(py))?;
         answers
@@ -689,7 +688,9 @@ impl Engine {
         max_events_per_second: Option<u32>,
     ) -> PyResult<()> {
         if !sink.is_callable() {
-            return Err(PyTypeError::new_err("the decision log sink must be callable"));
+            return Err(PyTypeError::new_err(
+                "the decision log sink must be callable",
+            ));
         }
         let options = DecisionLogOptions {
             sample_rate,

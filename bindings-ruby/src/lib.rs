@@ -293,8 +293,7 @@ impl OwnedParts {
             Failure::malformed("a request must be a Hash with the keywords of `authorize`")
         })?;
         let [principal, action, resource, context, entities, token, request_id] =
-            slots(hash, &KEYWORDS)
-            .map_err(|key| {
+            slots(hash, &KEYWORDS).map_err(|key| {
                 Failure::malformed(format!(
                     "unknown key {key} in a request; expected {}",
                     KEYWORDS.join(", ")
@@ -688,7 +687,8 @@ fn deliver_events(ruby: &Ruby, engine: Obj<Engine>) -> Result<(), Error> {
             if !e.is_kind_of(ruby.exception_standard_error()) {
                 return Err(e);
             }
-            let warning = format!("arbiter: the decision log block raised ({e}); the event is lost");
+            let warning =
+                format!("arbiter: the decision log block raised ({e}); the event is lost");
             let _: Value = ruby.module_kernel().funcall("warn", (warning,))?;
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use arbiter::bundle_tests::TestSuite;
-use arbiter::{Engine, LoadError, RequestError};
+use arbiter::{DecisionLogOptions, Engine, LoadError, RequestError};
 use clap::{Parser, Subcommand};
 
 mod bundle;
@@ -45,6 +45,10 @@ enum Command {
         /// Check tokens as of this time (Unix seconds) instead of now.
         #[arg(long)]
         now: Option<i64>,
+        /// Append a decision log event (one JSON line) per decision to this file, or `-` for
+        /// standard error.
+        #[arg(long, value_name = "FILE")]
+        decision_log: Option<PathBuf>,
     },
     /// Load and validate a bundle. Exit 0 when it loads, 2 otherwise, with the problems printed.
     Validate {
@@ -127,10 +131,13 @@ fn main() -> ExitCode {
             request,
             requests,
             now,
-        } => load(bundle.as_deref(), now).and_then(|engine| match requests {
-            Some(path) => check_batch(&engine, &path),
-            None => check_one(&engine, request.as_deref()),
-        }),
+            decision_log,
+        } => load(bundle.as_deref(), now)
+            .and_then(|engine| log_decisions(engine, decision_log.as_deref()))
+            .and_then(|engine| match requests {
+                Some(path) => check_batch(&engine, &path),
+                None => check_one(&engine, request.as_deref()),
+            }),
         Command::Validate { bundle } => validate(bundle.as_deref()),
         Command::Test { bundle } => test(bundle.as_deref()),
         Command::Entities { bundle } => load(bundle.as_deref(), None).map(|engine| {
@@ -175,6 +182,35 @@ pub(crate) fn load(bundle: Option<&Path>, now: Option<i64>) -> Result<Engine, St
         Some(now) => engine.with_fixed_time(now),
         None => engine,
     })
+}
+
+/// `engine`, logging each decision as a JSON line to `path` (appended; `-` is standard error).
+fn log_decisions(engine: Engine, path: Option<&Path>) -> Result<Engine, String> {
+    let Some(path) = path else {
+        return Ok(engine);
+    };
+    let out: Box<dyn Write + Send> = if path == Path::new("-") {
+        Box::new(std::io::stderr())
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open the decision log `{}`: {e}", path.display()))?;
+        Box::new(file)
+    };
+    let out = std::sync::Mutex::new(out);
+    engine
+        .set_decision_log(DecisionLogOptions::default(), move |event| {
+            let line = format!("{event}\n");
+            // One write per line; a log that cannot be written loses it, never the decision.
+            let _ = out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_all(line.as_bytes());
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(engine)
 }
 
 fn load_failure(bundle: Option<&Path>, e: &LoadError) -> String {

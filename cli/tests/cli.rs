@@ -95,6 +95,56 @@ fn batch_prints_one_line_per_request_and_an_error_line_for_a_bad_one() {
 }
 
 #[test]
+fn check_appends_a_decision_log_line_per_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (requests, log) = (
+        dir.path().join("batch.jsonl"),
+        dir.path().join("decisions.log"),
+    );
+    let with_id = |r: String, id: &str| r.replacen('{', &format!(r#"{{"request_id": "{id}", "#), 1);
+    let lines = [
+        with_id(request("alice", "push_code", "3", 30), "r-1"),
+        "{oops".to_owned(),
+        with_id(request("alice", "push_code", "3", 20), "r-2"),
+    ];
+    std::fs::write(&requests, lines.join("\n")).unwrap();
+    let args = [
+        "check",
+        "--requests",
+        requests.to_str().unwrap(),
+        "--decision-log",
+        log.to_str().unwrap(),
+    ];
+    assert_eq!(arbiter(&args, "").status.code(), Some(2));
+    assert_eq!(arbiter(&args, "").status.code(), Some(2));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Two runs appended: each logged its two decisions, not the bad line.
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["r-1", "r-2", "r-1", "r-2"]);
+    assert_eq!(events[0]["decision"], "allow");
+    assert_eq!(events[0]["bundle"]["name"], "gitlab");
+    assert_eq!(events[1]["decision"], "deny");
+    assert_eq!(events[1]["context"]["access_level"], 20);
+
+    // `-` writes the log to standard error, leaving standard output to the decision.
+    let out = arbiter(
+        &["check", "--decision-log", "-"],
+        &with_id(request("alice", "push_code", "3", 30), "r-3"),
+    );
+    let event: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stderr).trim()).unwrap();
+    assert_eq!(event["request_id"], "r-3");
+    assert!(stdout(&out).starts_with(r#"{"decision":"allow""#));
+}
+
+#[test]
 fn metrics_count_a_sample_run_in_prometheus_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sample.jsonl");
