@@ -25,6 +25,7 @@ RSS = ROOT / "target" / "rss.json"
 TARGETS = {
     "decision/default_bundle": ("arbiter_typed", "cedar_policy", 1 / 3, None, "prebuilt entities: at least 3x faster than cedar-policy's is_authorized"),
     "decision/default_bundle ": ("arbiter_json", "cedar_policy", None, None, "the same request as contract JSON (no target)"),
+    "decision/default_bundle  ": ("arbiter_typed_logged", "arbiter_typed", None, None, "every decision written to a decision log (the event built and handed to a sink), against none (no target)"),
     "decision/json_5_entities": ("arbiter_json", "cedar_json", 1 / 3, None, "a request with 5 entities as JSON: at least 3x faster than cedar-policy's JSON path"),
     "scaling/request_entities_1": ("arbiter_json", "cedar_json", None, None, "1 request entity as JSON (no target)"),
     "scaling/request_entities_10": ("arbiter_json", "cedar_json", None, None, "10 request entities as JSON (no target)"),

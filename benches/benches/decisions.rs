@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::str::FromStr;
 
-use arbiter::{BundleFile, Context, Engine, EntityUid, Request, RequestParts};
+use arbiter::{BundleFile, Context, DecisionLogOptions, Engine, EntityUid, Request, RequestParts};
 use cedar_policy::{Authorizer, Entities, PolicySet, Schema};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
@@ -88,9 +88,20 @@ fn default_bundle(c: &mut Criterion) {
     };
     assert!(engine.authorize_parts(&parts).unwrap().allowed());
 
+    // The same decisions with every one logged, to a sink that only looks at the event.
+    let logged = Engine::gitlab_default().unwrap();
+    logged
+        .set_decision_log(DecisionLogOptions::default(), |event| {
+            black_box(event.len());
+        })
+        .unwrap();
+
     let mut group = c.benchmark_group("decision/default_bundle");
     group.bench_function("arbiter_typed", |b| {
         b.iter(|| engine.authorize(black_box(&request)).unwrap())
+    });
+    group.bench_function("arbiter_typed_logged", |b| {
+        b.iter(|| logged.authorize(black_box(&request)).unwrap())
     });
     group.bench_function("arbiter_parts", |b| {
         b.iter(|| engine.authorize_parts(black_box(&parts)).unwrap())
