@@ -53,7 +53,10 @@ unsafe extern "C" fn check_event(_: *mut std::ffi::c_void, event: *const c_char,
     let bytes = unsafe { std::slice::from_raw_parts(event.cast::<u8>(), len + 1) };
     assert_eq!(bytes[len], 0, "an event is NUL-terminated");
     let event: serde_json::Value = serde_json::from_slice(&bytes[..len]).expect("an event is JSON");
-    assert!(matches!(event["decision"].as_str(), Some("allow" | "deny")), "{event}");
+    assert!(
+        matches!(event["decision"].as_str(), Some("allow" | "deny")),
+        "{event}"
+    );
 }
 
 fn text(p: *const c_char) -> String {
