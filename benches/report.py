@@ -69,10 +69,10 @@ TARGETS = {
 
 # Why a target is missed, printed under the table when its row says NO.
 WHY = {
-    "go/decision/default_bundle": "Go crosses into C twice per decision (authorize_view, then the "
-    "free); a CPU profile of this benchmark puts 87% of its time inside the C call, which decides and "
-    "builds the C decision's strings, so the fixed 0.7-0.8 µs over the Rust figure is those strings, "
-    "the two crossings and Go's copy of the strings, not the crossings alone.",
+    "go/decision/default_bundle": "Go crosses into C once per decision "
+    "(arbiter_engine_authorize_packed, the answer written into Go's C arena); what remains over "
+    "the Rust figure is the crossing, copying the request into C memory and the answer's strings "
+    "into Go.",
     "rb/checks_1000/slice": "A single call already costs within about 10% of one element of a batch: "
     "the crossing is cheap and both spend their time deciding, so a batch cannot be 5x faster without "
     "sharing work between its requests.",

@@ -7,6 +7,7 @@ package arbiter
 import "C"
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"runtime"
 	"sync"
@@ -119,13 +120,16 @@ func (a *cArena) str(s string, optional bool) C.arbiter_str {
 	return C.arbiter_str{ptr: (*C.char)(dst), len: C.size_t(len(s))}
 }
 
-// authorizeFrame is what arbiter_engine_authorize_view reads and writes, placed in an arena.
+// authorizeFrame is what arbiter_engine_authorize_packed reads and writes, placed in an arena.
 type authorizeFrame struct {
-	req  C.arbiter_request
-	out  *C.arbiter_decision
-	view C.arbiter_decision_view
-	err  *C.arbiter_error
+	req    C.arbiter_request
+	packed C.arbiter_packed_decision
+	err    *C.arbiter_error
 }
+
+// packedRoom is the room left in the arena for the packed decision; a decision that needs more
+// (many errors with long messages) comes back in memory Arbiter allocates.
+const packedRoom = 512
 
 func (a *cArena) ref(r EntityRef) C.arbiter_entity_ref {
 	return C.arbiter_entity_ref{type_name: a.str(r.Type, false), id: a.str(r.ID, false)}
@@ -158,9 +162,10 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 		}
 		arena := arenas.Get().(*cArena)
 		defer arena.release()
-		// The request and the out-parameters live in the arena too: the call passes C
-		// memory only, which cgo need not check and Go need not move to the heap.
-		arena.reset(int(unsafe.Sizeof(authorizeFrame{})) + size)
+		// The request, the out-parameters and the room for the answer live in the arena
+		// too: the call passes C memory only, which cgo need not check and Go need not move
+		// to the heap.
+		arena.reset(int(unsafe.Sizeof(authorizeFrame{})) + size + packedRoom)
 		frame := (*authorizeFrame)(arena.base)
 		arena.used = int(unsafe.Sizeof(authorizeFrame{}))
 		*frame = authorizeFrame{}
@@ -173,34 +178,53 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 		frame.req.entities_json = arena.str(entities, true)
 		frame.req.token = arena.str(r.Token, true)
 		frame.req.request_id = arena.str(r.RequestID, true)
-		// One call decides and describes the decision; one more frees it.
-		code := C.arbiter_engine_authorize_view(ptr, &frame.req, &frame.out, &frame.view, &frame.err)
+		room := unsafe.Add(arena.base, arena.used)
+		// One call decides and writes the decision into the arena.
+		code := C.arbiter_engine_authorize_packed(ptr, &frame.req, (*C.uint8_t)(room), packedRoom, &frame.packed, &frame.err)
 		if code != C.ARBITER_RESULT_OK {
 			return takeError(code, frame.err)
 		}
-		decision = copyDecision(&frame.view)
-		C.arbiter_decision_free(frame.out)
+		data := unsafe.Pointer(frame.packed.data)
+		decision = unpackDecision(unsafe.Slice((*byte)(data), frame.packed.len))
+		if data != room {
+			C.arbiter_packed_decision_free(frame.packed)
+		}
 		return nil
 	})
 	return decision, err
 }
 
-// copyDecision copies what a decision's view shows into Go; Go reads the C memory directly.
-func copyDecision(view *C.arbiter_decision_view) Decision {
-	out := Decision{Allowed: bool(view.allowed)}
-	if view.reason_count > 0 {
-		out.Reasons = make([]string, view.reason_count)
-		for i, r := range unsafe.Slice(view.reasons, view.reason_count) {
-			out.Reasons[i] = C.GoString(r)
+// unpackDecision copies a packed decision into Go (the layout is arbiter_packed_decision's in arbiter.h).
+func unpackDecision(b []byte) Decision {
+	number := func() uint32 {
+		n := binary.NativeEndian.Uint32(b)
+		b = b[4:]
+		return n
+	}
+	str := func() string {
+		n := number()
+		if n == C.ARBITER_PACKED_ABSENT {
+			return ""
+		}
+		s := string(b[:n])
+		b = b[n:]
+		return s
+	}
+	out := Decision{Allowed: number() == 1}
+	reasons, errs := number(), number()
+	if reasons > 0 {
+		out.Reasons = make([]string, reasons)
+		for i := range out.Reasons {
+			out.Reasons[i] = str()
 		}
 	}
-	if view.error_count > 0 {
-		out.Errors = make([]DecisionError, view.error_count)
-		for i, e := range unsafe.Slice(view.errors, view.error_count) {
-			out.Errors[i] = DecisionError{Kind: C.GoString(e.kind), Message: C.GoString(e.message)}
-			if e.policy != nil {
-				out.Errors[i].Policy = C.GoString(e.policy)
-			}
+	if errs > 0 {
+		out.Errors = make([]DecisionError, errs)
+		for i := range out.Errors {
+			e := &out.Errors[i]
+			e.Kind = str()
+			e.Policy = str()
+			e.Message = str()
 		}
 	}
 	return out

@@ -100,6 +100,11 @@
 #define ARBITER_RESULT_PANIC 900
 
 /**
+ * The length of an absent string in a packed decision.
+ */
+#define ARBITER_PACKED_ABSENT 4294967295
+
+/**
  * A decision of `arbiter_engine_authorize`. Owned by the caller; free it with
  * `arbiter_decision_free`. Strings it hands out live as long as it does.
  */
@@ -157,6 +162,19 @@ typedef struct arbiter_request {
   struct arbiter_str token;
   struct arbiter_str request_id;
 } arbiter_request;
+
+/**
+ * A decision packed into bytes by `arbiter_engine_authorize_packed`: `len` bytes at `data`.
+ *
+ * Layout, with every number a native-endian `uint32_t` and no padding: allowed (1 or 0), the
+ * number of reasons R, the number of errors E; then R reasons, each a string; then E errors,
+ * each three strings: kind, policy, message. A string is its length in bytes and that many
+ * bytes of UTF-8; a policy of length `ARBITER_PACKED_ABSENT` is absent (no bytes follow).
+ */
+typedef struct arbiter_packed_decision {
+  const uint8_t *data;
+  size_t len;
+} arbiter_packed_decision;
 
 /**
  * An error of a decision, as `arbiter_decision_get_view` shows it. `policy` is NULL when the error
@@ -315,18 +333,32 @@ uint32_t arbiter_engine_authorize(const struct arbiter_engine *engine,
                                   struct arbiter_error **err_out);
 
 /**
- * `arbiter_engine_authorize` and `arbiter_decision_get_view` in one call, for bindings where
- * each call into the library costs: on success `*decision_out` receives the decision (free it
- * with `arbiter_decision_free`) and `*view_out` its view.
+ * Decides like `arbiter_engine_authorize` and packs the decision into the caller's buffer
+ * `buf` (`buf_len` bytes), for bindings where each call into the library and each allocation
+ * costs: one call, and nothing to free when the decision fits. On success `*packed_out`
+ * describes it (layout at `arbiter_packed_decision`): `data` is `buf` when it fits, else memory
+ * Arbiter allocated, which the caller frees with `arbiter_packed_decision_free`.
  *
  * # Safety
- * As `arbiter_engine_authorize`, and `view_out` is NULL or writable.
+ * As `arbiter_engine_authorize`; `buf` is NULL (with `buf_len` 0) or `buf_len` writable bytes;
+ * `packed_out` is NULL or writable.
  */
-uint32_t arbiter_engine_authorize_view(const struct arbiter_engine *engine,
-                                       const struct arbiter_request *request,
-                                       struct arbiter_decision **decision_out,
-                                       struct arbiter_decision_view *view_out,
-                                       struct arbiter_error **err_out);
+uint32_t arbiter_engine_authorize_packed(const struct arbiter_engine *engine,
+                                         const struct arbiter_request *request,
+                                         uint8_t *buf,
+                                         size_t buf_len,
+                                         struct arbiter_packed_decision *packed_out,
+                                         struct arbiter_error **err_out);
+
+/**
+ * Frees a packed decision Arbiter allocated (one whose `data` is not the caller's buffer).
+ * A NULL `data` does nothing.
+ *
+ * # Safety
+ * `packed` is from `arbiter_engine_authorize_packed`, its `data` not the caller's buffer, not
+ * freed before.
+ */
+void arbiter_packed_decision_free(struct arbiter_packed_decision packed);
 
 /**
  * The whole decision at once (an `arbiter_decision_view`), for bindings where each call into

@@ -84,7 +84,7 @@ pub struct arbiter_error {
 /// A decision of `arbiter_engine_authorize`. Owned by the caller; free it with
 /// `arbiter_decision_free`. Strings it hands out live as long as it does.
 pub struct arbiter_decision {
-    decision: Decision,
+    pub(crate) decision: Decision,
     reasons: Vec<CString>,
     errors: Vec<DecisionErrorStrings>,
     /// Pointers into `reasons` and `errors`, for `arbiter_decision_view`.
@@ -522,33 +522,129 @@ pub unsafe extern "C" fn arbiter_engine_authorize(
     })
 }
 
-/// `arbiter_engine_authorize` and `arbiter_decision_get_view` in one call, for bindings where
-/// each call into the library costs: on success `*decision_out` receives the decision (free it
-/// with `arbiter_decision_free`) and `*view_out` its view.
+/// A decision packed into bytes by `arbiter_engine_authorize_packed`: `len` bytes at `data`.
+///
+/// Layout, with every number a native-endian `uint32_t` and no padding: allowed (1 or 0), the
+/// number of reasons R, the number of errors E; then R reasons, each a string; then E errors,
+/// each three strings: kind, policy, message. A string is its length in bytes and that many
+/// bytes of UTF-8; a policy of length `ARBITER_PACKED_ABSENT` is absent (no bytes follow).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct arbiter_packed_decision {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+/// The length of an absent string in a packed decision.
+pub const ARBITER_PACKED_ABSENT: u32 = 0xFFFF_FFFF;
+
+/// Decides like `arbiter_engine_authorize` and packs the decision into the caller's buffer
+/// `buf` (`buf_len` bytes), for bindings where each call into the library and each allocation
+/// costs: one call, and nothing to free when the decision fits. On success `*packed_out`
+/// describes it (layout at `arbiter_packed_decision`): `data` is `buf` when it fits, else memory
+/// Arbiter allocated, which the caller frees with `arbiter_packed_decision_free`.
 ///
 /// # Safety
-/// As `arbiter_engine_authorize`, and `view_out` is NULL or writable.
+/// As `arbiter_engine_authorize`; `buf` is NULL (with `buf_len` 0) or `buf_len` writable bytes;
+/// `packed_out` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn arbiter_engine_authorize_view(
+pub unsafe extern "C" fn arbiter_engine_authorize_packed(
     engine: *const arbiter_engine,
     request: *const arbiter_request,
-    decision_out: *mut *mut arbiter_decision,
-    view_out: *mut arbiter_decision_view,
+    buf: *mut u8,
+    buf_len: usize,
+    packed_out: *mut arbiter_packed_decision,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
     boundary(err_out, || {
-        if decision_out.is_null() {
-            return Err(Failure::null("decision_out"));
+        if packed_out.is_null() {
+            return Err(Failure::null("packed_out"));
         }
-        if view_out.is_null() {
-            return Err(Failure::null("view_out"));
+        if buf.is_null() && buf_len > 0 {
+            return Err(Failure::null("buf"));
         }
-        let decision = decide_parts(engine, request)?;
-        // The view points into the boxed decision, which stays where it is when handed out.
-        *view_out = view_of(&decision);
-        write_out(decision_out, decision);
+        let decision = decide_request(engine, request)?;
+        let len = packed_len(&decision);
+        let data = if len <= buf_len {
+            pack(&decision, std::slice::from_raw_parts_mut(buf, len));
+            buf.cast_const()
+        } else {
+            let mut owned = vec![0u8; len].into_boxed_slice();
+            pack(&decision, &mut owned);
+            Box::into_raw(owned).cast::<u8>().cast_const()
+        };
+        *packed_out = arbiter_packed_decision { data, len };
         Ok(())
     })
+}
+
+/// Frees a packed decision Arbiter allocated (one whose `data` is not the caller's buffer).
+/// A NULL `data` does nothing.
+///
+/// # Safety
+/// `packed` is from `arbiter_engine_authorize_packed`, its `data` not the caller's buffer, not
+/// freed before.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_packed_decision_free(packed: arbiter_packed_decision) {
+    if !packed.data.is_null() {
+        let slice = ptr::slice_from_raw_parts_mut(packed.data.cast_mut(), packed.len);
+        drop(Box::from_raw(slice));
+    }
+}
+
+/// The bytes `pack` writes for `decision`.
+pub(crate) fn packed_len(decision: &Decision) -> usize {
+    let strings = decision.reasons.iter().map(String::len).sum::<usize>()
+        + decision
+            .errors
+            .iter()
+            .map(|e| {
+                e.kind.as_str().len() + e.policy.as_ref().map_or(0, String::len) + e.message.len()
+            })
+            .sum::<usize>();
+    4 * (3 + decision.reasons.len() + 3 * decision.errors.len()) + strings
+}
+
+/// Writes `decision` into `out`, exactly `packed_len(decision)` bytes.
+pub(crate) fn pack(decision: &Decision, out: &mut [u8]) {
+    let mut p = Packer { out, at: 0 };
+    p.number(usize::from(decision.allowed()));
+    p.number(decision.reasons.len());
+    p.number(decision.errors.len());
+    for reason in &decision.reasons {
+        p.string(reason);
+    }
+    for error in &decision.errors {
+        p.string(error.kind.as_str());
+        match &error.policy {
+            Some(policy) => p.string(policy),
+            None => p.bytes(&ARBITER_PACKED_ABSENT.to_ne_bytes()),
+        }
+        p.string(&error.message);
+    }
+}
+
+/// A cursor writing a packed decision.
+struct Packer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Packer<'_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    /// A count or a length (a request's limits keep both far below `u32::MAX`).
+    fn number(&mut self, n: usize) {
+        self.bytes(&u32::try_from(n).unwrap_or(u32::MAX - 1).to_ne_bytes());
+    }
+
+    fn string(&mut self, s: &str) {
+        self.number(s.len());
+        self.bytes(s.as_bytes());
+    }
 }
 
 /// # Safety
@@ -557,6 +653,15 @@ unsafe fn decide_parts(
     engine: *const arbiter_engine,
     request: *const arbiter_request,
 ) -> Result<Box<arbiter_decision>, Failure> {
+    Ok(Box::new(decision_strings(decide_request(engine, request)?)))
+}
+
+/// # Safety
+/// As `arbiter_engine_authorize`.
+unsafe fn decide_request(
+    engine: *const arbiter_engine,
+    request: *const arbiter_request,
+) -> Result<Decision, Failure> {
     let engine = engine_ref(engine)?;
     let request = request.as_ref().ok_or_else(|| Failure::null("request"))?;
     let parts = RequestParts {
@@ -571,7 +676,7 @@ unsafe fn decide_parts(
         token: optional_str(request.token, "token")?,
         request_id: optional_str(request.request_id, "request_id")?,
     };
-    Ok(Box::new(decision_strings(engine.authorize_parts(&parts)?)))
+    Ok(engine.authorize_parts(&parts)?)
 }
 
 fn decision_strings(decision: Decision) -> arbiter_decision {
@@ -1282,20 +1387,23 @@ mod tests {
             arbiter_string_free(json);
             arbiter_decision_free(decision);
 
-            // The decision and its view in one call: the view points into the decision until
-            // it is freed.
-            let (mut decision, mut view) = (ptr::null_mut(), std::mem::zeroed());
-            let code = arbiter_engine_authorize_view(
+            // The decision packed into the caller's buffer, in one call.
+            let mut buf = [0u8; 64];
+            let mut packed = arbiter_packed_decision {
+                data: ptr::null(),
+                len: 0,
+            };
+            let code = arbiter_engine_authorize_packed(
                 engine,
                 &request,
-                &mut decision,
-                &mut view,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut packed,
                 ptr::null_mut(),
             );
             assert_eq!(code, ARBITER_RESULT_OK);
-            assert!(view.allowed);
-            assert_eq!(text(*view.reasons), "owner");
-            arbiter_decision_free(decision);
+            assert_eq!(packed.data, buf.as_ptr());
+            assert_eq!(unpack(&packed), (true, vec!["owner".to_owned()], vec![]));
 
             // A policy that errors: the error's strings, through the view.
             let erring = engine_with_error();
@@ -1316,9 +1424,79 @@ mod tests {
                 "policy_evaluation"
             );
             arbiter_decision_free(decision);
+
+            // Packed, into a buffer too small for it: Arbiter's memory, freed by the caller.
+            let code = arbiter_engine_authorize_packed(
+                erring,
+                &request,
+                buf.as_mut_ptr(),
+                16,
+                &mut packed,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_OK);
+            assert_ne!(packed.data, buf.as_ptr());
+            let (allowed, reasons, errors) = unpack(&packed);
+            assert!(!allowed && reasons.is_empty());
+            assert_eq!(errors.len(), 1);
+            assert_eq!(
+                errors[0][..2],
+                ["policy_evaluation".to_owned(), "bad".to_owned()]
+            );
+            assert!(!errors[0][2].is_empty());
+            arbiter_packed_decision_free(packed);
+            // No buffer at all is a buffer too small; a NULL one with a length is refused.
+            let code = arbiter_engine_authorize_packed(
+                engine,
+                &request,
+                ptr::null_mut(),
+                0,
+                &mut packed,
+                ptr::null_mut(),
+            );
+            assert_eq!(code, ARBITER_RESULT_OK);
+            assert_eq!(unpack(&packed).1, ["owner"]);
+            arbiter_packed_decision_free(packed);
+            let mut err = ptr::null_mut();
+            let code = arbiter_engine_authorize_packed(
+                engine,
+                &request,
+                ptr::null_mut(),
+                8,
+                &mut packed,
+                &mut err,
+            );
+            assert_eq!(code, ARBITER_RESULT_NULL_ARGUMENT);
+            arbiter_error_free(err);
             arbiter_engine_free(erring);
             arbiter_engine_free(engine);
         }
+    }
+
+    /// A packed decision read back: allowed, reasons, and each error's kind, policy (empty when
+    /// absent) and message.
+    unsafe fn unpack(packed: &arbiter_packed_decision) -> (bool, Vec<String>, Vec<[String; 3]>) {
+        fn number(bytes: &[u8], at: &mut usize) -> u32 {
+            *at += 4;
+            u32::from_ne_bytes(bytes[*at - 4..*at].try_into().unwrap())
+        }
+        fn string(bytes: &[u8], at: &mut usize) -> String {
+            let n = number(bytes, at);
+            if n == ARBITER_PACKED_ABSENT {
+                return String::new();
+            }
+            *at += n as usize;
+            String::from_utf8(bytes[*at - n as usize..*at].to_vec()).unwrap()
+        }
+        let bytes = std::slice::from_raw_parts(packed.data, packed.len);
+        let at = &mut 0;
+        let (allowed, reasons, errors) = (number(bytes, at), number(bytes, at), number(bytes, at));
+        let reasons = (0..reasons).map(|_| string(bytes, at)).collect();
+        let errors = (0..errors)
+            .map(|_| [string(bytes, at), string(bytes, at), string(bytes, at)])
+            .collect();
+        assert_eq!(*at, bytes.len(), "the length covers the decision exactly");
+        (allowed == 1, reasons, errors)
     }
 
     fn engine_with_error() -> *mut arbiter_engine {

@@ -178,23 +178,30 @@ static void test_fast_path(const arbiter_engine *engine) {
   arbiter_string_free(json);
   arbiter_decision_free(d);
 
-  /* The decision and its view in one call; the view is written only on success. */
-  d = NULL;
-  memset(&view, 0, sizeof view);
-  CHECK(arbiter_engine_authorize_view(engine, &r, &d, &view, NULL) == ARBITER_RESULT_OK);
-  CHECK(d != NULL && view.allowed && view.reason_count == 1 && strcmp(view.reasons[0], "role-developer") == 0);
-  CHECK(view.error_count == 0 && view.errors == NULL);
-  arbiter_decision_free(d);
+  /* The decision packed into the caller's buffer in one call; written only on success. */
+  uint8_t buf[256];
+  arbiter_packed_decision packed = {NULL, 0};
+  CHECK(arbiter_engine_authorize_packed(engine, &r, buf, sizeof buf, &packed, NULL) == ARBITER_RESULT_OK);
+  static const char role[] = "role-developer";
+  uint32_t words[4];
+  CHECK(packed.data == buf && packed.len == 4 * sizeof(uint32_t) + strlen(role));
+  memcpy(words, packed.data, sizeof words);
+  CHECK(words[0] == 1 && words[1] == 1 && words[2] == 0 && words[3] == strlen(role));
+  CHECK(memcmp(packed.data + sizeof words, role, strlen(role)) == 0);
+  /* Too small a buffer: the same bytes in Arbiter's memory, freed by the caller. */
+  arbiter_packed_decision big = {NULL, 0};
+  CHECK(arbiter_engine_authorize_packed(engine, &r, buf, 8, &big, NULL) == ARBITER_RESULT_OK);
+  CHECK(big.data != buf && big.len == packed.len && memcmp(big.data, buf, big.len) == 0);
+  arbiter_packed_decision_free(big);
   arbiter_request unknown_action = typed_request("alice", "fly", "{}");
   arbiter_error *err = NULL;
-  d = NULL;
-  memset(&view, 0, sizeof view);
-  CHECK(arbiter_engine_authorize_view(engine, &unknown_action, &d, &view, &err) == ARBITER_RESULT_INVALID_REQUEST);
-  CHECK(d == NULL && !view.allowed && view.reasons == NULL && err != NULL);
+  packed = (arbiter_packed_decision){NULL, 0};
+  CHECK(arbiter_engine_authorize_packed(engine, &unknown_action, buf, sizeof buf, &packed, &err) ==
+        ARBITER_RESULT_INVALID_REQUEST);
+  CHECK(packed.data == NULL && err != NULL);
   arbiter_error_free(err);
-  CHECK(arbiter_engine_authorize_view(engine, &r, &d, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
-  CHECK(arbiter_engine_authorize_view(engine, &r, NULL, &view, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
-  CHECK(d == NULL);
+  CHECK(arbiter_engine_authorize_packed(engine, &r, buf, sizeof buf, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_authorize_packed(engine, &r, NULL, 8, &packed, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
 
   /* Per-request entities: alice, blocked for this request only. */
   arbiter_request blocked = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");

@@ -177,25 +177,39 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let (mut decision, mut err) = (ptr::null_mut(), ptr::null_mut());
                 let code = arbiter_engine_authorize(engine, &request, &mut decision, &mut err);
-                // The same request through the one-call variant: the same code, the same view.
-                let (mut other, mut other_view, mut other_err) =
-                    (ptr::null_mut(), std::mem::zeroed(), ptr::null_mut());
-                let other_code = arbiter_engine_authorize_view(
+                // The same request packed, into a buffer that may be too small: the same code,
+                // and the bytes of the same decision.
+                let mut buf = [0u8; 48];
+                let (mut packed, mut packed_err) = (
+                    arbiter_packed_decision {
+                        data: ptr::null(),
+                        len: 0,
+                    },
+                    ptr::null_mut(),
+                );
+                let packed_code = arbiter_engine_authorize_packed(
                     engine,
                     &request,
-                    &mut other,
-                    &mut other_view,
-                    &mut other_err,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut packed,
+                    &mut packed_err,
                 );
-                assert_eq!(code, other_code);
-                if settle(other_code, other, other_err) {
-                    assert_eq!(
-                        view_strings(&other_view),
-                        view_strings(&arbiter_decision_get_view(other))
-                    );
-                    arbiter_decision_free(other);
-                }
+                assert_eq!(code, packed_code);
+                let packed_bytes = match settle(packed_code, packed.data.cast_mut(), packed_err) {
+                    true => {
+                        let bytes = std::slice::from_raw_parts(packed.data, packed.len).to_vec();
+                        if packed.data != buf.as_ptr() {
+                            arbiter_packed_decision_free(packed);
+                        }
+                        Some(bytes)
+                    }
+                    false => None,
+                };
                 if settle(code, decision, err) {
+                    let mut expected = vec![0; packed_len(&(*decision).decision)];
+                    pack(&(*decision).decision, &mut expected);
+                    assert_eq!(packed_bytes, Some(expected));
                     let view = arbiter_decision_get_view(decision);
                     assert_eq!(view.allowed, arbiter_decision_is_allowed(decision));
                     view_strings(&view);
