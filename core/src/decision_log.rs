@@ -5,8 +5,10 @@
 //! the verified token's id (a JWT's `jti`, a macaroon's identifier) and the latency. It never
 //! holds a token or key material, nor an error's message (which may quote a value); the
 //! request's context is included with every attribute the bundle's manifest lists in
-//! `sensitive_attributes` masked, at any depth. Sampling and a rate limit keep the stream to
-//! what the host wants; what they leave out is counted in the engine's metrics.
+//! `sensitive_attributes` masked, at any depth. While a candidate bundle is set (shadow
+//! evaluation), the event also says what the candidate decided and whether it agrees. Sampling
+//! and a rate limit keep the stream to what the host wants; what they leave out is counted in
+//! the engine's metrics.
 //!
 //! The sink runs on the deciding thread, inside the decision call. Hosts that may only run
 //! their own code once the call has returned (Ruby without the GVL, Python without the GIL)
@@ -28,6 +30,7 @@ use time::OffsetDateTime;
 
 use crate::bundle::Bundle;
 use crate::decision::{Decision, Effect};
+use crate::error::RequestError;
 use crate::metrics::{LogOutcome, Metrics};
 
 /// What a masked attribute's value becomes.
@@ -151,6 +154,8 @@ pub(crate) struct Decided<'a> {
     pub(crate) decision: &'a Decision,
     pub(crate) token_id: Option<&'a str>,
     pub(crate) latency: Duration,
+    /// The candidate bundle's answer, while one is set.
+    pub(crate) shadow: Option<&'a Result<Decision, RequestError>>,
 }
 
 impl Decided<'_> {
@@ -184,6 +189,14 @@ impl Decided<'_> {
             token_id: self.token_id,
             latency_us: self.latency.as_nanos() as f64 / 1e3,
             context,
+            shadow: self.shadow.map(|candidate| ShadowEvent {
+                agrees: candidate
+                    .as_ref()
+                    .is_ok_and(|d| d.allowed() == self.decision.allowed()),
+                decision: candidate.as_ref().ok().map(|d| d.decision),
+                reasons: candidate.as_ref().ok().map(|d| d.reasons.as_slice()),
+                error: candidate.as_ref().err().map(RequestError::kind),
+            }),
         };
         serde_json::to_string(&event).unwrap_or_default()
     }
@@ -204,6 +217,21 @@ struct Event<'a> {
     token_id: Option<&'a str>,
     latency_us: f64,
     context: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<ShadowEvent<'a>>,
+}
+
+/// What a candidate bundle made of the same request: its decision and reasons, or the kind of
+/// error it failed with.
+#[derive(Serialize)]
+struct ShadowEvent<'a> {
+    agrees: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<Effect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasons: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
 }
 
 #[derive(Serialize)]

@@ -314,15 +314,17 @@ impl Engine {
         if let Ok(decision) = &result {
             bundle.outcomes.count(&request.action, decision);
         }
-        if let Some(candidate) = self.candidate.load().as_ref() {
+        let shadow = self.candidate.load().as_ref().and_then(|candidate| {
             // The candidate's failure, a panic included, never touches the live answer.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let shadow = contain_decision(|| {
                     decide_uncounted(&candidate.bundle, request, now, &mut Trace::default())
                 });
                 candidate.shadow.compare(request, &result, &shadow);
-            }));
-        }
+                shadow
+            }))
+            .ok()
+        });
         if let (Some(log), Ok(decision)) = (self.decision_log.load().as_ref(), &result) {
             let token = trace.token.as_deref();
             log.record(
@@ -340,6 +342,7 @@ impl Engine {
                     decision,
                     token_id: token.and_then(|t| t.token_id.as_deref()),
                     latency: start.elapsed(),
+                    shadow: shadow.as_ref(),
                 },
             );
         }

@@ -327,3 +327,48 @@ fn held_events_wait_on_their_thread_until_taken() {
     assert!(held[0].contains(r#""decision":"allow""#));
     assert!(take_held_events().is_empty());
 }
+
+#[test]
+fn with_a_candidate_bundle_an_event_says_what_it_decided() {
+    let e = engine();
+    let events = collect(&e, DecisionLogOptions::default());
+    let r = request("ann", json!({"ip": "1"})).to_string();
+    e.authorize_json(&r).unwrap();
+    // A candidate that lets nobody in: it disagrees, and says why.
+    e.set_candidate_from_files([BundleFile::new(
+        "p.cedar",
+        r#"@id("nobody") forbid (principal, action, resource);"#,
+    )])
+    .unwrap();
+    e.authorize_json(&r).unwrap();
+    // One that lets everybody in agrees on ann.
+    e.set_candidate_from_files([BundleFile::new(
+        "p.cedar",
+        r#"@id("all") permit (principal, action, resource);"#,
+    )])
+    .unwrap();
+    e.authorize_json(&r).unwrap();
+    // One whose schema does not know the request: the kind of its error.
+    e.set_candidate_from_files([
+        BundleFile::new("p.cedar", ""),
+        BundleFile::new("schema.cedarschema", "entity Other; action nothing;"),
+    ])
+    .unwrap();
+    e.authorize_json(&r).unwrap();
+
+    let events = events.lock().unwrap();
+    assert_eq!(events[0].get("shadow"), None, "no candidate, no shadow");
+    assert_eq!(
+        events[3]["shadow"],
+        json!({"agrees": false, "error": "invalid_request"})
+    );
+    assert_eq!(
+        events[1]["shadow"],
+        json!({"agrees": false, "decision": "deny", "reasons": ["nobody"]})
+    );
+    assert_eq!(
+        events[2]["shadow"],
+        json!({"agrees": true, "decision": "allow", "reasons": ["all"]})
+    );
+    assert!(events.iter().all(|e| e["decision"] == "allow"));
+}
