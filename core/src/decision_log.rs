@@ -116,9 +116,8 @@ impl DecisionLog {
         } else if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             LogOutcome::RateLimited
         } else {
-            let event = decided.event();
-            // The sink is the host's code: its panic drops the event, never the decision.
-            match catch_unwind(AssertUnwindSafe(|| (self.sink)(&event))) {
+            // The sink is the host's code: a panic drops the event, never the decision.
+            match catch_unwind(AssertUnwindSafe(|| (self.sink)(&decided.event()))) {
                 Ok(()) => LogOutcome::Logged,
                 Err(_) => LogOutcome::SinkPanicked,
             }

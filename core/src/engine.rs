@@ -46,6 +46,7 @@ pub struct Engine {
     metrics: Metrics,
     /// A bundle evaluated beside the live one, for comparison only, with what it has seen.
     candidate: ArcSwapOption<Candidate>,
+    /// Where decisions are logged, when anywhere.
     decision_log: ArcSwapOption<DecisionLog>,
 }
 
