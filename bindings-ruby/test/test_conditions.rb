@@ -61,10 +61,12 @@ class TestConditions < Minitest::Test
   def test_fork_after_loading_decides_in_child_and_parent
     e = Arbiter::Engine.from_files(A)
     assert_equal ["a"], e.authorize(**REQUEST).reasons
+    logged = []
+    e.set_decision_log { |event| logged << event }
     pid = fork do
       ok = e.authorize(**REQUEST).reasons == ["a"] && e.authorize_many([REQUEST] * 10).all?(&:allowed?)
       e.reload_from_files(B)
-      ok &&= e.authorize(**REQUEST).reasons == ["b"]
+      ok &&= e.authorize(**REQUEST).reasons == ["b"] && logged.size == 12
       exit!(ok ? 0 : 1)
     end
     _, status = Process.wait2(pid)
@@ -76,6 +78,8 @@ class TestConditions < Minitest::Test
   def test_gc_stress
     GC.stress = true
     e = Arbiter::Engine.from_files(A)
+    logged = []
+    e.set_decision_log { |event| logged << JSON.parse(event) }
     decisions = Array.new(5) { e.authorize(**REQUEST, context: { n: [1, { "x" => "y" }] }) }
     many = e.authorize_many([REQUEST, { bad: 1 }, REQUEST])
     errors = Arbiter::Engine.from_files("p.cedar" => "permit (") rescue $!
@@ -84,10 +88,14 @@ class TestConditions < Minitest::Test
     assert(decisions.all? { |d| d.reasons == ["a"] })
     assert_equal [true, false, true], many.map { |m| m.is_a?(Arbiter::Decision) }
     assert_instance_of Arbiter::PolicyParseError, errors
+    assert_equal 7, logged.size
+    assert(logged.all? { |event| event["reasons"] == ["a"] })
   end
 
   def test_gc_compact
     e = Arbiter::Engine.from_files(A)
+    logged = []
+    e.set_decision_log { |event| logged << event }
     decisions = Array.new(1000) { e.authorize(**REQUEST) }
     many = e.authorize_many([REQUEST] * 100)
     GC.compact
@@ -95,6 +103,7 @@ class TestConditions < Minitest::Test
     assert(decisions.all? { |d| d.allowed? && d.reasons == ["a"] })
     assert(many.all? { |d| d.allowed? && d.reasons == ["a"] })
     assert_equal ["a"], e.authorize(**REQUEST).reasons
+    assert_equal 1101, logged.size, "the block, moved or not, still gets every event"
   end
 
   def rss_kib
