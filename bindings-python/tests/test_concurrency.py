@@ -35,11 +35,13 @@ def test_threads_share_an_engine_while_it_reloads():
 def test_fork_after_loading_decides_in_child_and_parent():
     engine = arbiter.Engine.from_files(A)
     assert engine.authorize(**REQUEST).reasons == ["a"]
+    logged = []
+    engine.set_decision_log(logged.append)
     pid = os.fork()
     if pid == 0:
         ok = engine.authorize(**REQUEST).reasons == ["a"]
         engine.reload_from_files(B)
-        ok = ok and engine.authorize(**REQUEST).reasons == ["b"]
+        ok = ok and engine.authorize(**REQUEST).reasons == ["b"] and len(logged) == 2
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
