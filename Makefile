@@ -84,6 +84,10 @@ ruby-gem: build
 	cd $(RUBY_GEM_SRC) && gem build arbiter.gemspec
 	CARGO_TARGET_DIR=$(CURDIR)/target gem install --local --no-document \
 		--install-dir target/ruby-gem/home $(RUBY_GEM_SRC)/arbiter-*.gem
+	# Cargo names the gem's core and extension as it names the workspace's (path crates hash
+	# relative to their workspace), so their fingerprints now point at the gem's copies of the
+	# sources: drop them, or later edits in core/ and bindings-ruby/ would go unnoticed.
+	grep -la ruby-gem target/release/.fingerprint/*/dep-* | xargs -r dirname | xargs -r rm -rf
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "3"}, context: {access_level: 30, admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
