@@ -581,19 +581,11 @@ impl Engine {
             .collect::<PyResult<_>>()?;
         let answers = py.detach(|| {
             guarded(|| {
-                let parts: Vec<RequestParts<'_>> =
-                    items.iter().flatten().map(OwnedParts::parts).collect();
-                let mut decided = self.inner.authorize_parts_batch(&parts).into_iter();
-                Ok(items
+                let read: Vec<Result<RequestParts<'_>, Failure>> = items
                     .iter()
-                    .map(|item| match item {
-                        Ok(_) => decided
-                            .next()
-                            .expect("one answer per request read")
-                            .map_err(Failure::from),
-                        Err(failure) => Err(failure.clone()),
-                    })
-                    .collect::<Vec<_>>())
+                    .map(|item| item.as_ref().map(OwnedParts::parts).map_err(Clone::clone))
+                    .collect();
+                Ok(self.inner.authorize_read_batch(&read))
             })
         });
         self.deliver_events(py)?;

@@ -560,19 +560,11 @@ impl Engine {
             requests.into_iter().map(OwnedParts::read_hash).collect();
         let engine = &rb_self.inner;
         let answers = without_gvl(|| {
-            let parts: Vec<RequestParts<'_>> =
-                items.iter().flatten().map(OwnedParts::parts).collect();
-            let mut decided = engine.authorize_parts_batch(&parts).into_iter();
-            Ok(items
+            let read: Vec<Result<RequestParts<'_>, Failure>> = items
                 .iter()
-                .map(|item| match item {
-                    Ok(_) => decided
-                        .next()
-                        .expect("one answer per request read")
-                        .map_err(Failure::from),
-                    Err(failure) => Err(failure.clone()),
-                })
-                .collect::<Vec<_>>())
+                .map(|item| item.as_ref().map(OwnedParts::parts).map_err(Clone::clone))
+                .collect();
+            Ok(engine.authorize_read_batch(&read))
         });
         deliver_events(ruby, rb_self)?;
         let answers = answers.map_err(|e| e.into_error(ruby))?;

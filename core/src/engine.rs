@@ -16,7 +16,7 @@ use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 use crate::decision_log::{Decided, DecisionLog, DecisionLogOptions, InvalidOptions};
 use crate::entities::{push_value_references, validate_entity};
-use crate::error::{one_line, LoadError, RequestError};
+use crate::error::{one_line, CallError, LoadError, RequestError};
 use crate::eval;
 use crate::explain::{explain_policies, Explanation, PolicyExplanation};
 use crate::fault::{contain_decision, contain_load, contain_token, Faults};
@@ -460,6 +460,27 @@ impl Engine {
                     self.limits.check_parts(parts)?;
                     self.decide(&bundle, &Request::from_parts(parts, &reader)?, now, start)
                 })
+            })
+            .collect()
+    }
+
+    /// Decides a batch a binding read element by element: each element read is decided (as by
+    /// [`Engine::authorize_parts_batch`], against one bundle version), each that could not be
+    /// read keeps its error, in place.
+    pub fn authorize_read_batch(
+        &self,
+        items: &[Result<RequestParts<'_>, CallError>],
+    ) -> Vec<Result<Decision, CallError>> {
+        let parts: Vec<RequestParts<'_>> = items.iter().flatten().copied().collect();
+        let mut decided = self.authorize_parts_batch(&parts).into_iter();
+        items
+            .iter()
+            .map(|item| match item {
+                Ok(_) => decided
+                    .next()
+                    .expect("one answer per request read")
+                    .map_err(CallError::from),
+                Err(failure) => Err(failure.clone()),
             })
             .collect()
     }

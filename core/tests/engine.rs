@@ -638,6 +638,13 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
     assert!(answers[0].as_ref().unwrap().allowed());
     assert_eq!(answers[1].as_ref().unwrap_err().kind(), "invalid_context");
     assert!(!answers[2].as_ref().unwrap().allowed());
+    // A batch a binding read: an element it could not read keeps its error, in place.
+    let unread = arbiter::CallError::malformed("`action` is required");
+    let answers = e.authorize_read_batch(&[Ok(denied), Err(unread.clone()), Ok(bad), Ok(parts)]);
+    assert!(!answers[0].as_ref().unwrap().allowed());
+    assert_eq!(answers[1], Err(unread));
+    assert_eq!(answers[2].as_ref().unwrap_err().kind, "invalid_context");
+    assert!(answers[3].as_ref().unwrap().allowed());
 
     // Plain JSON that the schema reads otherwise: the fast reader's string is refused, and
     // Cedar's reader makes an IP address of it.
