@@ -108,6 +108,12 @@ results["rb/decision/slice/declarative_policy"] =
   per_call_ns { DeclarativePolicy.policy_for(alice, project, cache: {}).allowed?(:push_code) }
 results["rb/checks_1000/slice/authorize_many"] = per_call_ns { engine.authorize_many(requests) }
 results["rb/checks_1000/slice/authorize"] = per_call_ns { requests.each { |r| engine.authorize(**r) } }
+# An issue list: ten projects' rows, each asking the same ten abilities of its project.
+repeated = Array.new(1000) { |i| requests[(i % 10 * 10) + (i / 10 % 10)] }
+abort "repeated checks disagree" unless engine.authorize_many(repeated).map(&:allowed?) ==
+                                        repeated.map { |r| engine.authorize(**r).allowed? }
+results["rb/checks_1000_repeated/slice/authorize_many"] = per_call_ns { engine.authorize_many(repeated) }
+results["rb/checks_1000_repeated/slice/authorize"] = per_call_ns { repeated.each { |r| engine.authorize(**r) } }
 results["rb/checks_1000/slice/declarative_policy"] = per_call_ns do
   cache = {} # one request's cache, shared by its checks, as GitLab does
   checks.each { |p, action| DeclarativePolicy.policy_for(alice, p, cache: cache).allowed?(action) }

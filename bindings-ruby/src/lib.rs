@@ -16,7 +16,7 @@ use arbiter_core::{
 };
 use magnus::r_hash::ForEach;
 use magnus::typed_data::Obj;
-use magnus::value::{Lazy, Qfalse, Qtrue, ReprValue};
+use magnus::value::{Lazy, LazyId, Qfalse, Qtrue, ReprValue};
 use magnus::{
     function, method, prelude::*, Error, ExceptionClass, Float, Integer, RArray, RHash, RModule,
     RObject, RString, Ruby, Symbol, TryConvert, Value,
@@ -191,7 +191,17 @@ impl From<CoreDecision> for Decision {
     }
 }
 
+/// How many distinct decisions of one `authorize_many` are looked for among those made.
+const MAX_SHARED_DECISIONS: usize = 16;
+
 impl Decision {
+    /// A frozen Ruby Decision.
+    fn object(ruby: &Ruby, decision: CoreDecision) -> Value {
+        let object = ruby.obj_wrap(Decision::from(decision)).as_value();
+        object.freeze();
+        object
+    }
+
     fn allowed(&self) -> bool {
         self.allowed
     }
@@ -214,8 +224,21 @@ impl Decision {
     }
 }
 
+/// Key names read from Ruby Hashes, with their interned Symbols: a Symbol key is recognized by
+/// its id, without reading its name.
+struct Keys<const N: usize> {
+    names: [&'static str; N],
+    ids: [LazyId; N],
+}
+
+macro_rules! keys {
+    ($($name:literal),* $(,)?) => {
+        Keys { names: [$($name),*], ids: [$(LazyId::new($name)),*] }
+    };
+}
+
 /// The keywords of `authorize`.
-const KEYWORDS: [&str; 7] = [
+static KEYWORDS: Keys<7> = keys!(
     "principal",
     "action",
     "resource",
@@ -223,37 +246,96 @@ const KEYWORDS: [&str; 7] = [
     "entities",
     "token",
     "request_id",
-];
+);
 
-/// A request read from Ruby, owning what `RequestParts` borrows.
-struct OwnedParts {
-    principal: Option<(String, String)>,
-    action: (String, String),
-    resource: (String, String),
-    context: Option<String>,
-    entities: Option<String>,
-    token: Option<String>,
-    request_id: Option<String>,
+/// The keys of an entity reference.
+static REFERENCE_KEYS: Keys<2> = keys!("type", "id");
+
+/// A range of [`Texts`].
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
 }
 
-impl OwnedParts {
-    fn parts(&self) -> RequestParts<'_> {
-        fn pair((t, i): &(String, String)) -> (&str, &str) {
-            (t, i)
-        }
-        RequestParts {
-            principal: self.principal.as_ref().map(pair),
-            action: pair(&self.action),
-            resource: pair(&self.resource),
-            context_json: self.context.as_deref(),
-            entities_json: self.entities.as_deref(),
-            token: self.token.as_deref(),
-            request_id: self.request_id.as_deref(),
+/// Text copied out of Ruby objects into one buffer that all requests of a call share: reading
+/// a request allocates nothing of its own, and deciding, without the GVL, reads no Ruby object.
+#[derive(Default)]
+struct Texts {
+    text: String,
+    /// Scratch space for writing JSON.
+    json: Vec<u8>,
+}
+
+impl Texts {
+    fn push(&mut self, text: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(text);
+        Span {
+            start,
+            end: self.text.len(),
         }
     }
 
-    /// Reads the arguments of `authorize` (nil for a missing optional one).
+    fn get(&self, span: Span) -> &str {
+        &self.text[span.start..span.end]
+    }
+
+    /// A String (or an object that converts to one with `to_str`), copied in.
+    fn string(&mut self, value: Value) -> Option<Span> {
+        if let Some(string) = RString::from_value(value) {
+            // SAFETY: the text is copied before any Ruby code can run.
+            if let Ok(text) = unsafe { string.as_str() } {
+                return Some(self.push(text));
+            }
+        }
+        String::try_convert(value).ok().map(|text| self.push(&text))
+    }
+
+    /// A JSON-like Ruby value (see [`Json`]) written as JSON.
+    fn json(&mut self, name: &str, value: Value) -> Result<Span, Failure> {
+        self.json.clear();
+        serde_json::to_writer(&mut self.json, &Json { value, depth: 0 })
+            .map_err(|e| Failure::malformed(format!("`{name}` is not JSON-like: {e}")))?;
+        let json = std::mem::take(&mut self.json);
+        let span = std::str::from_utf8(&json)
+            .map(|text| self.push(text))
+            .map_err(|_| Failure::internal("JSON written from Ruby is not UTF-8"));
+        self.json = json;
+        span
+    }
+}
+
+/// A request read from Ruby: where its parts are in the call's [`Texts`].
+struct ReadRequest {
+    principal: Option<(Span, Span)>,
+    action: (Span, Span),
+    resource: (Span, Span),
+    context: Option<Span>,
+    entities: Option<Span>,
+    token: Option<Span>,
+    request_id: Option<Span>,
+}
+
+impl ReadRequest {
+    fn parts<'t>(&self, texts: &'t Texts) -> RequestParts<'t> {
+        let pair = |(t, i): (Span, Span)| (texts.get(t), texts.get(i));
+        let text = |span: Option<Span>| span.map(|s| texts.get(s));
+        RequestParts {
+            principal: self.principal.map(pair),
+            action: pair(self.action),
+            resource: pair(self.resource),
+            context_json: text(self.context),
+            entities_json: text(self.entities),
+            token: text(self.token),
+            request_id: text(self.request_id),
+        }
+    }
+
+    /// Reads the arguments of `authorize` (nil for a missing optional one) into `texts`.
+    #[allow(clippy::too_many_arguments)]
     fn read(
+        texts: &mut Texts,
         principal: Value,
         action: Value,
         resource: Value,
@@ -262,33 +344,34 @@ impl OwnedParts {
         token: Value,
         request_id: Value,
     ) -> Result<Self, Failure> {
-        let string = |name: &str, value: Value| {
+        let string = |texts: &mut Texts, name: &str, value: Value| {
             optional(value)
                 .map(|v| {
-                    String::try_convert(v)
-                        .map_err(|_| Failure::malformed(format!("`{name}` must be a String")))
+                    texts
+                        .string(v)
+                        .ok_or_else(|| Failure::malformed(format!("`{name}` must be a String")))
                 })
                 .transpose()
         };
         Ok(Self {
             principal: optional(principal)
-                .map(|p| entity_ref("principal", p))
+                .map(|p| entity_ref(texts, "principal", p))
                 .transpose()?,
-            action: entity_ref("action", action)?,
-            resource: entity_ref("resource", resource)?,
+            action: entity_ref(texts, "action", action)?,
+            resource: entity_ref(texts, "resource", resource)?,
             context: optional(context)
-                .map(|c| to_json("context", c))
+                .map(|c| texts.json("context", c))
                 .transpose()?,
             entities: optional(entities)
-                .map(|e| to_json("entities", e))
+                .map(|e| texts.json("entities", e))
                 .transpose()?,
-            token: string("token", token)?,
-            request_id: string("request_id", request_id)?,
+            token: string(texts, "token", token)?,
+            request_id: string(texts, "request_id", request_id)?,
         })
     }
 
     /// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
-    fn read_hash(request: Value) -> Result<Self, Failure> {
+    fn read_hash(texts: &mut Texts, request: Value) -> Result<Self, Failure> {
         let hash = RHash::from_value(request).ok_or_else(|| {
             Failure::malformed("a request must be a Hash with the keywords of `authorize`")
         })?;
@@ -296,11 +379,12 @@ impl OwnedParts {
             slots(hash, &KEYWORDS).map_err(|key| {
                 Failure::malformed(format!(
                     "unknown key {key} in a request; expected {}",
-                    KEYWORDS.join(", ")
+                    KEYWORDS.names.join(", ")
                 ))
             })?;
         let nil = |v: Option<Value>| v.unwrap_or_else(|| Ruby::get_with(hash).qnil().as_value());
         Self::read(
+            texts,
             nil(principal),
             nil(action),
             nil(resource),
@@ -316,13 +400,16 @@ fn optional(value: Value) -> Option<Value> {
     (!value.is_nil()).then_some(value)
 }
 
-/// The values of a Hash whose keys are among `names` (as Symbols or Strings), in the order of
-/// `names`, read in one pass; an unknown key is answered with its `inspect`.
-fn slots<const N: usize>(hash: RHash, names: &[&str; N]) -> Result<[Option<Value>; N], String> {
+/// The values of a Hash whose keys are among `keys` (as Symbols or Strings), in the order of
+/// `keys`, read in one pass; an unknown key is answered with its `inspect`.
+fn slots<const N: usize>(hash: RHash, keys: &Keys<N>) -> Result<[Option<Value>; N], String> {
     let mut values = [None; N];
     let mut unknown = None;
     let _ = hash.foreach(|key: Value, value: Value| {
-        let slot = with_key_name(key, |name| names.iter().position(|n| *n == name)).flatten();
+        let slot = match Symbol::from_value(key).and_then(|s| s.as_static()) {
+            Some(symbol) => keys.ids.iter().position(|id| *id == symbol),
+            None => with_key_name(key, |name| keys.names.iter().position(|n| *n == name)).flatten(),
+        };
         match slot {
             Some(i) => {
                 values[i] = Some(value);
@@ -352,29 +439,20 @@ fn with_key_name<T>(key: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
 }
 
 /// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
-fn entity_ref(name: &str, value: Value) -> Result<(String, String), Failure> {
+fn entity_ref(texts: &mut Texts, name: &str, value: Value) -> Result<(Span, Span), Failure> {
     let wrong = || Failure::malformed(format!("`{name}` must be {{type: String, id: String}}"));
     let hash = RHash::from_value(value).ok_or_else(wrong)?;
-    let [type_name, id] = slots(hash, &["type", "id"]).map_err(|_| wrong())?;
-    let text = |v: Option<Value>| {
-        v.and_then(|v| String::try_convert(v).ok())
-            .ok_or_else(wrong)
-    };
+    let [type_name, id] = slots(hash, &REFERENCE_KEYS).map_err(|_| wrong())?;
+    let mut text = |v: Option<Value>| v.and_then(|v| texts.string(v)).ok_or_else(wrong);
     Ok((text(type_name)?, text(id)?))
-}
-
-/// A JSON-like Ruby value (Hash with String or Symbol keys, Array, String, Symbol, Integer,
-/// Float, true, false, nil) written as JSON.
-fn to_json(name: &str, value: Value) -> Result<String, Failure> {
-    serde_json::to_string(&Json { value, depth: 0 })
-        .map_err(|e| Failure::malformed(format!("`{name}` is not JSON-like: {e}")))
 }
 
 /// Nesting beyond this is refused (and a Hash that contains itself never recurses forever).
 const MAX_JSON_DEPTH: usize = 64;
 
-/// Serializes a Ruby value as JSON without building an intermediate value. The values stay on
-/// the stack, where Ruby's collector sees them.
+/// A JSON-like Ruby value (Hash with String or Symbol keys, Array, String, Symbol, Integer,
+/// Float, true, false, nil), serialized as JSON without building an intermediate value. The
+/// values stay on the stack, where Ruby's collector sees them.
 struct Json {
     value: Value,
     depth: usize,
@@ -535,13 +613,14 @@ impl Engine {
         entities: Value,
         token: Value,
         request_id: Value,
-    ) -> Result<Decision, Error> {
-        let request = OwnedParts::read(
-            principal, action, resource, context, entities, token, request_id,
+    ) -> Result<Value, Error> {
+        let mut texts = Texts::default();
+        let request = ReadRequest::read(
+            &mut texts, principal, action, resource, context, entities, token, request_id,
         )
         .map_err(|e| e.into_error(ruby))?;
         let engine = &rb_self.inner;
-        let decide = || Ok(engine.authorize_parts(&request.parts())?);
+        let decide = || Ok(engine.authorize_parts(&request.parts(&texts))?);
         // A token may need a signature check, which pays for giving up the GVL.
         let decided = if request.token.is_some() {
             without_gvl(decide)
@@ -549,29 +628,46 @@ impl Engine {
             guarded(decide)
         };
         deliver_events(ruby, rb_self)?;
-        decided.map(Decision::from).map_err(|e| e.into_error(ruby))
+        decided
+            .map(|d| Decision::object(ruby, d))
+            .map_err(|e| e.into_error(ruby))
     }
 
     /// Decides an Array of requests (Hashes with the keywords of `authorize`) against one
     /// bundle version, without the GVL. Answers, in order, a Decision per request or the
     /// `Arbiter::Error` of a request that could not be decided (returned, not raised).
     fn authorize_many(ruby: &Ruby, rb_self: Obj<Self>, requests: RArray) -> Result<RArray, Error> {
-        let items: Vec<Result<OwnedParts, Failure>> =
-            requests.into_iter().map(OwnedParts::read_hash).collect();
+        let mut texts = Texts::default();
+        let items: Vec<Result<ReadRequest, Failure>> = requests
+            .into_iter()
+            .map(|request| ReadRequest::read_hash(&mut texts, request))
+            .collect();
         let engine = &rb_self.inner;
         let answers = without_gvl(|| {
             let read: Vec<Result<RequestParts<'_>, Failure>> = items
                 .iter()
-                .map(|item| item.as_ref().map(OwnedParts::parts).map_err(Clone::clone))
+                .map(|item| item.as_ref().map(|r| r.parts(&texts)).map_err(Clone::clone))
                 .collect();
             Ok(engine.authorize_read_batch(&read))
         });
         deliver_events(ruby, rb_self)?;
         let answers = answers.map_err(|e| e.into_error(ruby))?;
         let out = ruby.ary_new_capa(answers.len());
+        // Equal decisions share one (frozen) Decision: a list page's checks have few distinct
+        // answers. The objects are held by `out`, so the collector keeps them.
+        let mut shared: Vec<(CoreDecision, Value)> = Vec::new();
         for answer in answers {
             match answer {
-                Ok(decision) => out.push(Decision::from(decision))?,
+                Ok(decision) => match shared.iter().find(|(d, _)| *d == decision) {
+                    Some(&(_, object)) => out.push(object)?,
+                    None => {
+                        let object = Decision::object(ruby, decision.clone());
+                        if shared.len() < MAX_SHARED_DECISIONS {
+                            shared.push((decision, object));
+                        }
+                        out.push(object)?
+                    }
+                },
                 Err(failure) => out.push(failure.exception(ruby)?)?,
             }
         }

@@ -102,6 +102,19 @@ class TestApi < Minitest::Test
     assert_equal "invalid_context", answers[3].kind
     assert_equal ["user-blocked"], answers[4].reasons
     assert_equal [], engine.authorize_many([])
+    # Requests with String keys read like those with Symbol keys.
+    stringly = { "principal" => { "type" => "Gitlab::User", "id" => "alice" },
+                 "action" => { "type" => "Gitlab::Action", "id" => "push_code" }, "resource" => { "type" => "Gitlab::Project", "id" => "3" },
+                 "context" => { "access_level" => 30, "admin_mode" => false } }
+    assert_equal ["role-developer"], engine.authorize_many([stringly]).fetch(0).reasons
+    # Decisions are frozen values; a batch hands out one object per distinct decision.
+    again = engine.authorize_many([user_request("alice", "push_code", "3", 30), user_request("bob", "push_code", "3", 30),
+                                   user_request("alice", "push_code", "3", 30), user_request("bob", "push_code", "3", 40)])
+    assert again.all?(&:frozen?)
+    assert_same again[0], again[2]
+    assert_same again[1], again[3]
+    refute_same again[0], again[1]
+    assert engine.authorize(**user_request("alice", "push_code", "3", 30)).frozen?
     raw = JSON.parse(engine.authorize_json_batch(JSON.generate([user_request("alice", "push_code", "3", 30), 7])))
     assert_equal "allow", raw[0]["decision"]
     assert_equal "malformed_request", raw[1]["error"]["kind"]

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use cedar_policy::{EntityTypeName, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy_core::ast::{self, ExprKind, Literal};
 use serde::Deserialize;
 
 use crate::entities::StaticEntities;
@@ -349,7 +350,9 @@ impl Bundle {
             .collect();
         if let Some(schema) = &schema {
             types.extend(schema.entity_types().cloned());
+            types.extend(schema.actions().map(|a| a.type_name().clone()));
         }
+        types.extend(loaded.set.policies().flat_map(|p| named_types(p.as_ref())));
         Ok(Self {
             outcomes: ActionOutcomes::default(),
             signed_at: None,
@@ -419,6 +422,20 @@ pub(crate) fn json_problem(file: &str, e: &serde_json::Error) -> Problem {
         column: (e.column() > 0).then_some(e.column()),
         message,
     }
+}
+
+/// The entity types a policy names, in its scope and its conditions.
+fn named_types(policy: &ast::Policy) -> Vec<EntityTypeName> {
+    policy
+        .condition()
+        .subexpressions()
+        .filter_map(|e| match e.expr_kind() {
+            ExprKind::Lit(Literal::EntityUID(uid)) => Some(uid.entity_type().clone()),
+            ExprKind::Is { entity_type, .. } => Some(entity_type.clone()),
+            _ => None,
+        })
+        .map(EntityTypeName::from)
+        .collect()
 }
 
 #[cfg(test)]

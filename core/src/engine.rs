@@ -1,5 +1,6 @@
 //! The engine: a bundle behind an atomic pointer, and the decision procedure.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +24,7 @@ use crate::fault::{contain_decision, contain_load, contain_token, Faults};
 use crate::index::IndexedPolicy;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::request::{Request, RequestParts};
+use crate::request::{ContextCache, Request, RequestParts};
 use crate::shadow::{CandidateInfo, Shadow, ShadowReport};
 use crate::signing::TrustedKeys;
 use crate::token::{TokenError, TokenInfo, Verified};
@@ -310,8 +311,23 @@ impl Engine {
         now: i64,
         start: Instant,
     ) -> Result<Decision, RequestError> {
+        self.decide_with(bundle, request, now, start, |trace| {
+            decide_uncounted(bundle, request, now, trace)
+        })
+    }
+
+    /// [`Engine::decide`] with the live decision made by `live` (a batch's may be one it has
+    /// already made for an identical request).
+    fn decide_with(
+        &self,
+        bundle: &Bundle,
+        request: &Request,
+        now: i64,
+        start: Instant,
+        live: impl FnOnce(&mut Trace) -> Result<Decision, RequestError>,
+    ) -> Result<Decision, RequestError> {
         let mut trace = Trace::default();
-        let result = decide_uncounted(bundle, request, now, &mut trace);
+        let result = live(&mut trace);
         if let Ok(decision) = &result {
             bundle.outcomes.count(&request.action, decision);
         }
@@ -439,13 +455,16 @@ impl Engine {
         self.guarded(|start| {
             self.limits.check_parts(parts)?;
             let bundle = self.bundle.load();
-            let request = Request::from_parts(parts, &bundle.reader(&self.limits))?;
+            let request = Request::from_parts(parts, &bundle.reader(&self.limits), None)?;
             self.decide(&bundle, &request, self.now(), start)
         })
     }
 
     /// Decides many requests given as borrowed parts against the same bundle version, one
-    /// result per request (the batch call of the language bindings).
+    /// result per request (the batch call of the language bindings). A context given twice is
+    /// read once, and a request given twice (without entities or a token of its own, so the
+    /// same text always gets the same decision) is decided once; each still counts, is logged
+    /// with its own request id, and is compared with a candidate bundle on its own.
     pub fn authorize_parts_batch(
         &self,
         requests: &[RequestParts<'_>],
@@ -453,15 +472,32 @@ impl Engine {
         let bundle = self.bundle.load_full();
         let now = self.now();
         let reader = bundle.reader(&self.limits);
-        requests
-            .iter()
-            .map(|parts| {
-                self.guarded(|start| {
-                    self.limits.check_parts(parts)?;
-                    self.decide(&bundle, &Request::from_parts(parts, &reader)?, now, start)
+        let mut contexts = ContextCache::default();
+        // Requests decided so far, by what decides them, with where their answer is.
+        let mut decided: HashMap<SameDecision<'_, '_>, usize, foldhash::quality::RandomState> =
+            HashMap::default();
+        decided.reserve(requests.len());
+        let mut answers: Vec<Result<Decision, RequestError>> = Vec::with_capacity(requests.len());
+        for parts in requests {
+            let answer = self.guarded(|start| {
+                self.limits.check_parts(parts)?;
+                let request = Request::from_parts(parts, &reader, Some(&mut contexts))?;
+                let same = SameDecision::of(parts);
+                self.decide_with(&bundle, &request, now, start, |trace| {
+                    let earlier = same.as_ref().and_then(|same| decided.get(same));
+                    if let Some(Ok(decision)) = earlier.map(|&n| &answers[n]) {
+                        return Ok(decision.clone());
+                    }
+                    let result = decide_uncounted(&bundle, &request, now, trace);
+                    if let (Some(same), Ok(_)) = (same, &result) {
+                        decided.insert(same, answers.len());
+                    }
+                    result
                 })
-            })
-            .collect()
+            });
+            answers.push(answer);
+        }
+        answers
     }
 
     /// Decides a batch a binding read element by element: each element read is decided (as by
@@ -512,6 +548,44 @@ impl Engine {
             })
             .collect();
         Ok(serde_json::to_string(&answers).unwrap_or_default())
+    }
+}
+
+/// A request that brings neither entities nor a token, compared by what decides it: equal
+/// parts, equal decisions (against one bundle version).
+#[derive(Clone, Copy)]
+struct SameDecision<'a, 'p>(&'a RequestParts<'p>);
+
+impl<'a, 'p> SameDecision<'a, 'p> {
+    fn of(parts: &'a RequestParts<'p>) -> Option<Self> {
+        (parts.entities_json.is_none() && parts.token.is_none()).then_some(Self(parts))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn key(
+        &self,
+    ) -> (
+        Option<(&str, &str)>,
+        (&str, &str),
+        (&str, &str),
+        Option<&str>,
+    ) {
+        let p = self.0;
+        (p.principal, p.action, p.resource, p.context_json)
+    }
+}
+
+impl PartialEq for SameDecision<'_, '_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for SameDecision<'_, '_> {}
+
+impl std::hash::Hash for SameDecision<'_, '_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
     }
 }
 

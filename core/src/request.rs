@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     Context, ContextJsonError, Entity, EntityId, EntityTypeName, EntityUid, Schema,
@@ -37,7 +38,7 @@ pub struct Request {
     pub request_id: Option<String>,
     /// The context JSON, when the fast reader read it: Cedar's reader reads it again if the
     /// schema refuses what the fast reader made of it.
-    pub(crate) plain_context_json: Option<Box<str>>,
+    pub(crate) plain_context_json: Option<Arc<str>>,
 }
 
 impl Request {
@@ -108,10 +109,11 @@ impl Request {
     }
 
     /// Builds a request from borrowed parts (see [`RequestParts`]), read the way
-    /// [`Request::from_json`] reads the same values.
-    pub(crate) fn from_parts(
-        parts: &RequestParts<'_>,
+    /// [`Request::from_json`] reads the same values; a batch passes the contexts it has read.
+    pub(crate) fn from_parts<'p>(
+        parts: &RequestParts<'p>,
         reader: &RequestReader<'_>,
+        contexts: Option<&mut ContextCache<'p>>,
     ) -> Result<Self, RequestError> {
         let schema = reader.schema;
         let principal = parts
@@ -122,9 +124,10 @@ impl Request {
         let resource = reader
             .types
             .uid("resource", parts.resource.0, parts.resource.1)?;
-        let (context, plain_context_json) = match parts.context_json {
-            None => (Context::empty(), None),
-            Some(json) => read_context(json, &action, schema)?,
+        let (context, plain_context_json) = match (parts.context_json, contexts) {
+            (None, _) => (Context::empty(), None),
+            (Some(json), None) => read_context(json, &action, schema)?,
+            (Some(json), Some(cache)) => cache.read(json, &action, schema)?,
         };
         let entities = match parts.entities_json {
             None => Vec::new(),
@@ -176,12 +179,38 @@ fn read_context(
     json: &str,
     action: &EntityUid,
     schema: Option<&Schema>,
-) -> Result<(Context, Option<Box<str>>), RequestError> {
+) -> Result<(Context, Option<Arc<str>>), RequestError> {
     match plain_context(json) {
         Some(context) => Ok((context, schema.map(|_| json.into()))),
         None => Context::from_json_str(json, schema.map(|s| (s, action)))
             .map(|c| (c, None))
             .map_err(context_error),
+    }
+}
+
+/// The contexts a batch has read, by their JSON text: the checks of one page often share one.
+/// Only readings that do not depend on the request's action are kept: the fast reader's, and
+/// any without a schema.
+#[derive(Default)]
+pub(crate) struct ContextCache<'p>(
+    HashMap<&'p str, (Context, Option<Arc<str>>), foldhash::quality::RandomState>,
+);
+
+impl<'p> ContextCache<'p> {
+    fn read(
+        &mut self,
+        json: &'p str,
+        action: &EntityUid,
+        schema: Option<&Schema>,
+    ) -> Result<(Context, Option<Arc<str>>), RequestError> {
+        if let Some(read) = self.0.get(json) {
+            return Ok(read.clone());
+        }
+        let read = read_context(json, action, schema)?;
+        if schema.is_none() || read.1.is_some() {
+            self.0.insert(json, read.clone());
+        }
+        Ok(read)
     }
 }
 
@@ -310,7 +339,7 @@ pub(crate) struct RequestReader<'a> {
 /// Entity type names known to a bundle (its schema's, its entities', its policies'), parsed
 /// once: Cedar's name parser is the costliest step of reading a small request.
 #[derive(Default)]
-pub(crate) struct TypeNames(HashMap<String, EntityTypeName>);
+pub(crate) struct TypeNames(foldhash::HashMap<String, EntityTypeName>);
 
 impl TypeNames {
     pub(crate) fn new(names: impl IntoIterator<Item = EntityTypeName>) -> Self {

@@ -670,6 +670,108 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
     assert_eq!(err.kind(), "invalid_context", "{err}");
 }
 
+/// A batch reads a context given twice once and decides a request given twice once, yet answers,
+/// counts and logs every element as a single call would: the same context text read against
+/// the schema for two actions whose contexts differ, errors, entities and request ids.
+#[test]
+fn a_batch_shares_repeated_work_and_answers_as_single_calls() {
+    let schema = "entity User; entity Doc { owner?: User }; \
+        action read appliesTo { principal: User, resource: Doc, context: { ip: ipaddr } }; \
+        action note appliesTo { principal: User, resource: Doc, context: { ip: String } };";
+    let policies = r#"
+        @id("local") permit (principal, action == Action::"read", resource) when { context.ip.isLoopback() };
+        @id("noted") permit (principal, action == Action::"note", resource) when { context.ip == "127.0.0.1" };
+        @id("owner") permit (principal, action, resource) when { resource has owner && resource.owner == principal };
+    "#;
+    let e = Engine::from_files([
+        BundleFile::new("schema.cedarschema", schema),
+        BundleFile::new("p.cedar", policies),
+    ])
+    .unwrap();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    e.set_decision_log(arbiter::DecisionLogOptions::default(), move |line: &str| {
+        sink.lock().unwrap().push(line.to_owned())
+    })
+    .unwrap();
+    let read = arbiter::RequestParts {
+        principal: Some(("User", "u")),
+        action: ("Action", "read"),
+        resource: ("Doc", "d"),
+        context_json: Some(r#"{"ip": "127.0.0.1"}"#),
+        entities_json: None,
+        token: None,
+        request_id: Some("r1"),
+    };
+    let note = arbiter::RequestParts {
+        action: ("Action", "note"),
+        request_id: Some("r2"),
+        ..read
+    };
+    let far = arbiter::RequestParts {
+        context_json: Some(r#"{"ip": "10.0.0.1"}"#),
+        ..read
+    };
+    let bad = arbiter::RequestParts {
+        context_json: Some(r#"{"ip": 7}"#),
+        ..read
+    };
+    let owned = arbiter::RequestParts {
+        entities_json: Some(
+            r#"[{"uid": {"type": "Doc", "id": "d"}, "attrs": {"owner": {"type": "User", "id": "u"}}, "parents": []}]"#,
+        ),
+        context_json: Some(r#"{"ip": "10.0.0.1"}"#),
+        ..read
+    };
+    let batch = [
+        read,
+        note,
+        far,
+        bad,
+        owned,
+        arbiter::RequestParts {
+            request_id: Some("r3"),
+            ..read
+        },
+        note,
+        far,
+        bad,
+        far,
+        owned,
+    ];
+    let singles: Vec<_> = batch.iter().map(|p| e.authorize_parts(p)).collect();
+    let answers = e.authorize_parts_batch(&batch);
+    assert_eq!(answers.len(), singles.len());
+    for (n, (single, answer)) in singles.iter().zip(&answers).enumerate() {
+        match (single, answer) {
+            (Ok(single), Ok(answer)) => assert_eq!(single, answer, "element {n}"),
+            (Err(single), Err(answer)) => {
+                assert_eq!(single.to_string(), answer.to_string(), "element {n}")
+            }
+            _ => panic!("element {n}: {single:?} alone, {answer:?} in the batch"),
+        }
+    }
+    let allowed: Vec<bool> = answers
+        .iter()
+        .map(|a| a.as_ref().is_ok_and(|d| d.allowed()))
+        .collect();
+    assert_eq!(
+        allowed,
+        [true, true, false, false, true, true, true, false, false, false, true]
+    );
+    // Every decision of both rounds counted and logged, each with its own request id.
+    let decided = singles.iter().filter(|a| a.is_ok()).count() * 2;
+    let counted: u64 = e.metrics().decisions.iter().map(|a| a.allow + a.deny).sum();
+    assert_eq!(counted, decided as u64);
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), decided);
+    assert!(
+        events[decided / 2 + 4].contains(r#""request_id":"r3""#),
+        "{}",
+        events[decided / 2 + 4]
+    );
+}
+
 fn decide_text(engine: &Engine, request: &str) -> (Effect, Vec<String>) {
     let d = engine
         .authorize_json_decision(request)
