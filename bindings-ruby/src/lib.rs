@@ -297,12 +297,14 @@ impl Texts {
         self.json.clear();
         serde_json::to_writer(&mut self.json, &Json { value, depth: 0 })
             .map_err(|e| Failure::malformed(format!("`{name}` is not JSON-like: {e}")))?;
-        let json = std::mem::take(&mut self.json);
-        let span = std::str::from_utf8(&json)
-            .map(|text| self.push(text))
-            .map_err(|_| Failure::internal("JSON written from Ruby is not UTF-8"));
-        self.json = json;
-        span
+        let json = std::str::from_utf8(&self.json)
+            .map_err(|_| Failure::internal("JSON written from Ruby is not UTF-8"))?;
+        let start = self.text.len();
+        self.text.push_str(json);
+        Ok(Span {
+            start,
+            end: self.text.len(),
+        })
     }
 }
 
