@@ -141,7 +141,8 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
                 continue;
             }
         };
-        for request in requests {
+        let mut singles = Vec::new();
+        for request in &requests {
             checked += 1;
             let json = serde_json::json!({
                 "principal": request.principal,
@@ -149,7 +150,9 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
                 "resource": request.resource,
                 "context": request.context,
             });
-            let decision = match engine.authorize_json_decision(&json.to_string()) {
+            let single = engine.authorize_json_decision(&json.to_string());
+            singles.push(single.clone());
+            let decision = match single {
                 Ok(d) => d,
                 Err(e) => {
                     fail(format!("{}: request failed: {e}", request.description));
@@ -182,8 +185,54 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
                 ));
             }
         }
+        agrees_as_a_batch(&engine, &requests, &singles, &fail);
     }
     checked
+}
+
+/// The requests of one engine as parts in one batch, twice over (so the batch meets contexts it
+/// has read and requests it has decided, under the file's schema): each answer must be the one
+/// its single call gave.
+fn agrees_as_a_batch(
+    engine: &Engine,
+    requests: &[&TestRequest],
+    singles: &[Result<arbiter::Decision, arbiter::RequestError>],
+    fail: &dyn Fn(String),
+) {
+    fn pair(uid: &serde_json::Value) -> (&str, &str) {
+        let uid = uid.get("__entity").unwrap_or(uid);
+        (uid["type"].as_str().unwrap(), uid["id"].as_str().unwrap())
+    }
+    let contexts: Vec<String> = requests.iter().map(|r| r.context.to_string()).collect();
+    let parts: Vec<arbiter::RequestParts<'_>> = requests
+        .iter()
+        .zip(&contexts)
+        .map(|(r, context)| arbiter::RequestParts {
+            principal: Some(pair(&r.principal)),
+            action: pair(&r.action),
+            resource: pair(&r.resource),
+            context_json: Some(context),
+            entities_json: None,
+            token: None,
+            request_id: None,
+        })
+        .collect();
+    let batch: Vec<_> = parts.iter().chain(&parts).copied().collect();
+    let answers = engine.authorize_parts_batch(&batch);
+    for (n, answer) in answers.iter().enumerate() {
+        let (request, single) = (requests[n % parts.len()], &singles[n % parts.len()]);
+        let agree = match (single, answer) {
+            (Ok(single), Ok(answer)) => single == answer,
+            (Err(single), Err(answer)) => single.kind() == answer.kind(),
+            _ => false,
+        };
+        if !agree {
+            fail(format!(
+                "{}: alone {single:?}, in a batch {answer:?}",
+                request.description
+            ));
+        }
+    }
 }
 
 #[test]

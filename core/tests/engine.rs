@@ -676,12 +676,15 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
 #[test]
 fn a_batch_shares_repeated_work_and_answers_as_single_calls() {
     let schema = "entity User; entity Doc { owner?: User }; \
-        action read appliesTo { principal: User, resource: Doc, context: { ip: ipaddr } }; \
-        action note appliesTo { principal: User, resource: Doc, context: { ip: String } };";
+        action read appliesTo { principal: User, resource: Doc, context: { ip: ipaddr, who?: User } }; \
+        action note appliesTo { principal: User, resource: Doc, \
+            context: { ip: String, who?: { type: String, id: String } } };";
     let policies = r#"
         @id("local") permit (principal, action == Action::"read", resource) when { context.ip.isLoopback() };
         @id("noted") permit (principal, action == Action::"note", resource) when { context.ip == "127.0.0.1" };
         @id("owner") permit (principal, action, resource) when { resource has owner && resource.owner == principal };
+        @id("self") permit (principal, action == Action::"read", resource) when { context has who && context.who == principal };
+        @id("named") permit (principal, action == Action::"note", resource) when { context has who && context.who.type == "User" };
     "#;
     let e = Engine::from_files([
         BundleFile::new("schema.cedarschema", schema),
@@ -723,7 +726,17 @@ fn a_batch_shares_repeated_work_and_answers_as_single_calls() {
         context_json: Some(r#"{"ip": "10.0.0.1"}"#),
         ..read
     };
+    // Cedar reads this text per action: `who` is an entity for `read`, a record for `note`.
+    let who = Some(r#"{"ip": "127.0.0.1", "who": {"type": "User", "id": "u"}}"#);
     let batch = [
+        arbiter::RequestParts {
+            context_json: who,
+            ..read
+        },
+        arbiter::RequestParts {
+            context_json: who,
+            ..note
+        },
         read,
         note,
         far,
@@ -757,7 +770,15 @@ fn a_batch_shares_repeated_work_and_answers_as_single_calls() {
         .collect();
     assert_eq!(
         allowed,
-        [true, true, false, false, true, true, true, false, false, false, true]
+        [true, true, true, true, false, false, true, true, true, false, false, false, true]
+    );
+    let reasons = |n: usize| answers[n].as_ref().unwrap().reasons.clone();
+    assert_eq!(
+        (reasons(0), reasons(1)),
+        (
+            vec!["local".into(), "self".into()],
+            vec!["named".into(), "noted".into()]
+        )
     );
     // Every decision of both rounds counted and logged, each with its own request id.
     let decided = singles.iter().filter(|a| a.is_ok()).count() * 2;
@@ -765,11 +786,8 @@ fn a_batch_shares_repeated_work_and_answers_as_single_calls() {
     assert_eq!(counted, decided as u64);
     let events = events.lock().unwrap();
     assert_eq!(events.len(), decided);
-    assert!(
-        events[decided / 2 + 4].contains(r#""request_id":"r3""#),
-        "{}",
-        events[decided / 2 + 4]
-    );
+    let r3 = &events[decided / 2 + 6];
+    assert!(r3.contains(r#""request_id":"r3""#), "{r3}");
 }
 
 fn decide_text(engine: &Engine, request: &str) -> (Effect, Vec<String>) {
