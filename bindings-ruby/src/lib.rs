@@ -271,6 +271,11 @@ impl Texts {
     fn push(&mut self, text: &str) -> Span {
         let start = self.text.len();
         self.text.push_str(text);
+        self.since(start)
+    }
+
+    /// The text added from `start` on.
+    fn since(&self, start: usize) -> Span {
         Span {
             start,
             end: self.text.len(),
@@ -301,10 +306,7 @@ impl Texts {
             .map_err(|_| Failure::internal("JSON written from Ruby is not UTF-8"))?;
         let start = self.text.len();
         self.text.push_str(json);
-        Ok(Span {
-            start,
-            end: self.text.len(),
-        })
+        Ok(self.since(start))
     }
 }
 
