@@ -13,6 +13,7 @@ use arbiter_core::{
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -603,18 +604,43 @@ impl Engine {
 
     /// Verifies a token against the bundle's `tokens.json` without deciding anything:
     /// `{"valid": True, "kind", "principal", "claims"}` or `{"valid": False, "error": {...}}`.
-    fn verify_token<'py>(&self, py: Python<'py>, token: &str) -> PyResult<Bound<'py, PyAny>> {
-        let info = py
+    fn verify_token<'py>(&self, py: Python<'py>, token: &str) -> PyResult<Bound<'py, PyDict>> {
+        let verified = py
             .detach(|| {
                 guarded(|| {
-                    Ok(match self.inner.verify_token(token) {
-                        Ok(info) => info.to_json(),
-                        Err(e) => e.to_json(),
-                    })
+                    let verified = self.inner.verify_token(token);
+                    if let Ok(info) = &verified {
+                        info.claims(); // a JWT's payload is parsed here, detached
+                    }
+                    Ok(verified)
                 })
             })
             .map_err(|e| e.into_py(py))?;
-        pythonize(py, &info).map_err(|e| InternalError::new_err(e.to_string()))
+        // The dict `TokenInfo::to_json` or `TokenError::to_json` describes, without a JSON
+        // value between.
+        let report = PyDict::new(py);
+        match verified {
+            Ok(info) => {
+                let uid = info.principal();
+                let principal = PyDict::new(py);
+                principal.set_item(intern!(py, "type"), uid.type_name().to_string())?;
+                principal.set_item(intern!(py, "id"), uid.id().unescaped())?;
+                let claims = pythonize(py, info.claims())
+                    .map_err(|e| InternalError::new_err(e.to_string()))?;
+                report.set_item(intern!(py, "valid"), true)?;
+                report.set_item(intern!(py, "kind"), info.kind())?;
+                report.set_item(intern!(py, "principal"), principal)?;
+                report.set_item(intern!(py, "claims"), claims)?;
+            }
+            Err(e) => {
+                let error = PyDict::new(py);
+                error.set_item(intern!(py, "kind"), e.kind.as_str())?;
+                error.set_item(intern!(py, "message"), e.message)?;
+                report.set_item(intern!(py, "valid"), false)?;
+                report.set_item(intern!(py, "error"), error)?;
+            }
+        }
+        Ok(report)
     }
 
     /// The engine's entities (static ones and the schema's actions) as Cedar entity JSON.

@@ -1,5 +1,9 @@
+import base64
+import hashlib
+import hmac
 import json
 import pathlib
+import time
 
 import pytest
 
@@ -46,7 +50,31 @@ def test_a_token_nobody_configured_is_a_deny_with_its_error(engine):
 
 def test_verify_token(engine):
     info = engine.verify_token("eyJhbGciOiJub25lIn0.e30.")
-    assert info["valid"] is False and info["error"]["kind"]
+    assert list(info) == ["valid", "error"] and info["valid"] is False
+    assert info["error"]["kind"] == "unknown_issuer" and isinstance(info["error"]["message"], str)
+
+
+def hs256(claims, secret):
+    def segment(data):
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    signed = segment({"alg": "HS256", "typ": "JWT"}) + "." + segment(claims)
+    signature = hmac.new(secret, signed.encode(), hashlib.sha256).digest()
+    return signed + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+
+def test_verify_token_reports_what_a_valid_token_says(monkeypatch):
+    secret = b"a secret of thirty-two bytes!!!!"
+    monkeypatch.setenv("ARBITER_TEST_SECRET", secret.decode())
+    issuer = {"issuer": "py", "audiences": ["api"], "algorithms": ["HS256"], "hmac_secret_env": "ARBITER_TEST_SECRET",
+              "principal": {"type": "User"}}
+    engine = arbiter.Engine.from_files(bundle(**{"tokens.json": json.dumps({"jwt": {"issuers": [issuer]}})}))
+    claims = {"iss": "py", "aud": "api", "sub": "42", "exp": int(time.time()) + 60, "groups": ["a", {"b": None}]}
+    info = engine.verify_token(hs256(claims, secret))
+    assert info == {"valid": True, "kind": "jwt", "principal": {"type": "User", "id": "42"}, "claims": claims}
+    assert list(info) == ["valid", "kind", "principal", "claims"]
+    forged = engine.verify_token(hs256(claims, b"another secret"))
+    assert (forged["valid"], forged["error"]["kind"]) == (False, "bad_signature")
 
 
 def test_batches(engine):

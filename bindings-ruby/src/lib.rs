@@ -681,14 +681,15 @@ impl Engine {
     /// Verifies a token without deciding anything: `{"valid" => true, "kind", "principal",
     /// "claims"}` or `{"valid" => false, "error" => {...}}`.
     fn verify_token(ruby: &Ruby, rb_self: &Self, token: String) -> Result<Value, Error> {
-        let info = without_gvl(|| {
-            Ok(match rb_self.inner.verify_token(&token) {
-                Ok(info) => info.to_json(),
-                Err(e) => e.to_json(),
-            })
+        let verified = without_gvl(|| {
+            let verified = rb_self.inner.verify_token(&token);
+            if let Ok(info) = &verified {
+                info.claims(); // a JWT's payload is parsed here, without the GVL
+            }
+            Ok(verified)
         })
         .map_err(|e| e.into_error(ruby))?;
-        serde_magnus::serialize(ruby, &info)
+        token_report(ruby, &verified)
     }
 
     fn entities_json(&self) -> String {
@@ -787,7 +788,58 @@ fn deliver_events(ruby: &Ruby, engine: Obj<Engine>) -> Result<(), Error> {
     Ok(())
 }
 
-/// A report as a Hash with String keys, as JSON would give it (`verify_token`'s shape).
+/// Interned frozen Strings, which a Hash takes as keys without copying them.
+macro_rules! hash_keys {
+    ($($key:ident = $name:literal),* $(,)?) => {
+        $(static $key: Lazy<RString> = Lazy::new(|ruby| ruby.str_new($name).to_interned_str());)*
+    };
+}
+
+hash_keys!(
+    VALID = "valid",
+    KIND = "kind",
+    PRINCIPAL = "principal",
+    TYPE = "type",
+    ID = "id",
+    CLAIMS = "claims",
+    ERROR = "error",
+    MESSAGE = "message"
+);
+
+/// `verify_token`'s answer, the Hash `TokenInfo::to_json` or `TokenError::to_json` describes,
+/// built without a JSON value between.
+fn token_report(
+    ruby: &Ruby,
+    verified: &Result<arbiter_core::TokenInfo, arbiter_core::TokenError>,
+) -> Result<Value, Error> {
+    let key = |key: &Lazy<RString>| ruby.get_inner(key);
+    let report = ruby.hash_new();
+    match verified {
+        Ok(info) => {
+            let uid = info.principal();
+            let principal = ruby.hash_new();
+            principal.aset(key(&TYPE), uid.type_name().to_string())?;
+            principal.aset(key(&ID), uid.id().unescaped())?;
+            report.aset(key(&VALID), true)?;
+            report.aset(key(&KIND), info.kind())?;
+            report.aset(key(&PRINCIPAL), principal)?;
+            report.aset(
+                key(&CLAIMS),
+                serde_magnus::serialize::<_, Value>(ruby, info.claims())?,
+            )?;
+        }
+        Err(e) => {
+            let error = ruby.hash_new();
+            error.aset(key(&KIND), e.kind.as_str())?;
+            error.aset(key(&MESSAGE), e.message.as_str())?;
+            report.aset(key(&VALID), false)?;
+            report.aset(key(&ERROR), error)?;
+        }
+    }
+    Ok(report.as_value())
+}
+
+/// A report as a Hash with String keys, as JSON would give it.
 fn hash(ruby: &Ruby, report: &impl serde::Serialize) -> Result<Value, Error> {
     let json = serde_json::to_value(report)
         .map_err(|e| Failure::internal(e.to_string()).into_error(ruby))?;

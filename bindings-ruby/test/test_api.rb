@@ -72,15 +72,23 @@ class TestApi < Minitest::Test
     ENV["ARBITER_TEST_SECRET"] = secret
     e = Arbiter::Engine.from_files(bundle('@id("t") permit (principal == User::"42", action, resource);',
                                           "tokens.json": JSON.generate(tokens)))
-    token = JWT.encode({ iss: "rails", aud: "api", sub: "42", exp: Time.now.to_i + 60 }, secret, "HS256")
+    exp = Time.now.to_i + 60
+    token = JWT.encode({ iss: "rails", aud: "api", sub: "42", exp: exp }, secret, "HS256")
     info = e.verify_token(token)
-    assert_equal true, info["valid"]
-    assert_equal({ "type" => "User", "id" => "42" }, info["principal"])
+    assert_equal({ "valid" => true, "kind" => "jwt", "principal" => { "type" => "User", "id" => "42" },
+                   "claims" => { "iss" => "rails", "aud" => "api", "sub" => "42", "exp" => exp } }, info)
+    refute info.frozen? # the caller's to keep or change, as JSON.parse would give it
+    info["seen"] = true
+    GC.compact if GC.respond_to?(:compact)
+    assert_equal info.keys - ["seen"], e.verify_token(token).keys
     d = e.authorize(action: { type: "Action", id: "x" }, resource: { type: "R", id: "1" }, token: token)
     assert d.allowed?
     assert_equal ["t"], d.reasons
     forged = JWT.encode({ iss: "rails", aud: "api", sub: "42", exp: Time.now.to_i + 60 }, "another secret", "HS256")
-    assert_equal "bad_signature", e.verify_token(forged).dig("error", "kind")
+    report = e.verify_token(forged)
+    assert_equal [false, "bad_signature"], [report["valid"], report.dig("error", "kind")]
+    assert_kind_of String, report.dig("error", "message")
+    assert_equal %w[valid error], report.keys
     d = e.authorize(action: { type: "Action", id: "x" }, resource: { type: "R", id: "1" }, token: forged)
     refute d.allowed?
     assert_equal "bad_signature", d.errors.fetch(0).kind

@@ -469,6 +469,24 @@ impl Engine {
         &self,
         requests: &[RequestParts<'_>],
     ) -> Vec<Result<Decision, RequestError>> {
+        self.decide_batch(requests.iter().map(Ok))
+    }
+
+    /// Decides a batch a binding read element by element: each element read is decided (as by
+    /// [`Engine::authorize_parts_batch`], against one bundle version), each that could not be
+    /// read keeps its error, in place.
+    pub fn authorize_read_batch(
+        &self,
+        items: &[Result<RequestParts<'_>, CallError>],
+    ) -> Vec<Result<Decision, CallError>> {
+        self.decide_batch(items.iter().map(|item| item.as_ref().map_err(Clone::clone)))
+    }
+
+    /// The batch calls' loop: decides each request given, keeps each error given in place.
+    fn decide_batch<'a, 'p: 'a, E: From<RequestError>>(
+        &self,
+        items: impl ExactSizeIterator<Item = Result<&'a RequestParts<'p>, E>>,
+    ) -> Vec<Result<Decision, E>> {
         let bundle = self.bundle.load_full();
         let now = self.now();
         let reader = bundle.reader(&self.limits);
@@ -476,9 +494,16 @@ impl Engine {
         // Requests decided so far, by what decides them, with where their answer is.
         let mut decided: HashMap<SameDecision<'_, '_>, usize, foldhash::quality::RandomState> =
             HashMap::default();
-        decided.reserve(requests.len());
-        let mut answers: Vec<Result<Decision, RequestError>> = Vec::with_capacity(requests.len());
-        for parts in requests {
+        decided.reserve(items.len());
+        let mut answers: Vec<Result<Decision, E>> = Vec::with_capacity(items.len());
+        for item in items {
+            let parts = match item {
+                Ok(parts) => parts,
+                Err(failure) => {
+                    answers.push(Err(failure));
+                    continue;
+                }
+            };
             let answer = self.guarded(|start| {
                 self.limits.check_parts(parts)?;
                 let request = Request::from_parts(parts, &reader, Some(&mut contexts))?;
@@ -495,30 +520,9 @@ impl Engine {
                     result
                 })
             });
-            answers.push(answer);
+            answers.push(answer.map_err(E::from));
         }
         answers
-    }
-
-    /// Decides a batch a binding read element by element: each element read is decided (as by
-    /// [`Engine::authorize_parts_batch`], against one bundle version), each that could not be
-    /// read keeps its error, in place.
-    pub fn authorize_read_batch(
-        &self,
-        items: &[Result<RequestParts<'_>, CallError>],
-    ) -> Vec<Result<Decision, CallError>> {
-        let parts: Vec<RequestParts<'_>> = items.iter().flatten().copied().collect();
-        let mut decided = self.authorize_parts_batch(&parts).into_iter();
-        items
-            .iter()
-            .map(|item| match item {
-                Ok(_) => decided
-                    .next()
-                    .expect("one answer per request read")
-                    .map_err(CallError::from),
-                Err(failure) => Err(failure.clone()),
-            })
-            .collect()
     }
 
     /// Decides a JSON array of requests against the same bundle version. The answer is an array
