@@ -131,6 +131,12 @@ type authorizeFrame struct {
 // (many errors with long messages) comes back in memory Arbiter allocates.
 const packedRoom = 512
 
+// bytes copies b into the arena, absent when empty.
+func (a *cArena) bytes(b []byte) C.arbiter_str {
+	// A view of b for the copy, not kept: no string copy of the caller's JSON on the heap.
+	return a.str(unsafe.String(unsafe.SliceData(b), len(b)), true)
+}
+
 func (a *cArena) ref(r EntityRef) C.arbiter_entity_ref {
 	return C.arbiter_entity_ref{type_name: a.str(r.Type, false), id: a.str(r.ID, false)}
 }
@@ -138,20 +144,20 @@ func (a *cArena) ref(r EntityRef) C.arbiter_entity_ref {
 // Authorize decides a typed request through the C ABI's fast path: no request JSON; the
 // context and entities, when present, are encoded as JSON.
 func (e *Engine) Authorize(r Request) (Decision, error) {
-	context, entities := string(r.ContextJSON), string(r.EntitiesJSON)
-	if context == "" && r.Context != nil {
+	context, entities := r.ContextJSON, r.EntitiesJSON
+	if len(context) == 0 && r.Context != nil {
 		b, err := json.Marshal(r.Context)
 		if err != nil {
 			return Decision{}, &Error{Code: ErrMalformedRequest.Code, Kind: ErrMalformedRequest.Kind, Message: "context: " + err.Error()}
 		}
-		context = string(b)
+		context = b
 	}
-	if entities == "" && len(r.Entities) > 0 {
+	if len(entities) == 0 && len(r.Entities) > 0 {
 		b, err := json.Marshal(r.Entities)
 		if err != nil {
 			return Decision{}, &Error{Code: ErrInvalidEntities.Code, Kind: ErrInvalidEntities.Kind, Message: "entities: " + err.Error()}
 		}
-		entities = string(b)
+		entities = b
 	}
 	var decision Decision
 	err := e.use(func(ptr *C.arbiter_engine) error {
@@ -174,8 +180,8 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 		}
 		frame.req.action = arena.ref(r.Action)
 		frame.req.resource = arena.ref(r.Resource)
-		frame.req.context_json = arena.str(context, true)
-		frame.req.entities_json = arena.str(entities, true)
+		frame.req.context_json = arena.bytes(context)
+		frame.req.entities_json = arena.bytes(entities)
 		frame.req.token = arena.str(r.Token, true)
 		frame.req.request_id = arena.str(r.RequestID, true)
 		room := unsafe.Add(arena.base, arena.used)
