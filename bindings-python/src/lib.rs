@@ -156,8 +156,8 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
 
 /// An error met while deciding: a policy that failed to evaluate (`policy` set), or a token
 /// that was refused (`kind` is one of the contract's token error kinds).
-#[pyclass(frozen, get_all, module = "arbiter")]
-#[derive(Clone)]
+#[pyclass(frozen, get_all, eq, hash, module = "arbiter")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct DecisionError {
     kind: String,
     policy: Option<String>,
@@ -175,8 +175,9 @@ impl DecisionError {
 }
 
 /// The answer to a request: `allowed`, the ids of the determining policies (`reasons`) and
-/// every error met (`errors`).
-#[pyclass(frozen, get_all, module = "arbiter")]
+/// every error met (`errors`). Equal decisions compare equal and hash alike.
+#[pyclass(frozen, get_all, eq, hash, module = "arbiter")]
+#[derive(PartialEq, Eq, Hash)]
 struct Decision {
     allowed: bool,
     reasons: Vec<String>,

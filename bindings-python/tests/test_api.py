@@ -28,6 +28,21 @@ def test_typed_authorize(engine):
     assert not d.allowed and d.reasons == ["user-blocked"]
 
 
+def test_decisions_compare_by_value(engine):
+    allowed = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    again = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    denied = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    assert allowed is not again and allowed == again and hash(allowed) == hash(again)
+    assert allowed != denied and allowed != "allow" and len({allowed, again, denied}) == 2
+    failing = arbiter.Engine.from_files(bundle('@id("p") permit (principal, action, resource) when { principal.nope };'))
+    request = {"principal": {"type": "User", "id": "1"}, "action": {"type": "Action", "id": "a"}, "resource": {"type": "R", "id": "1"}}
+    [error] = failing.authorize(**request).errors
+    [same] = failing.authorize(**request).errors
+    assert (error.kind, error.policy) == ("policy_evaluation", "p") and error == same and hash(error) == hash(same)
+    [refused] = failing.authorize(**request, token="not-a-token").errors
+    assert refused != error and failing.authorize(**request) != failing.authorize(**request, token="not-a-token")
+
+
 def test_request_entities_replace_static_ones_for_one_request(engine):
     blocked = {
         "uid": {"type": "Gitlab::User", "id": "alice"},

@@ -15,7 +15,7 @@ use arbiter_core::{
     BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts,
 };
 use magnus::r_hash::ForEach;
-use magnus::typed_data::Obj;
+use magnus::typed_data::{self, Obj};
 use magnus::value::{Lazy, LazyId, Qfalse, Qtrue, ReprValue};
 use magnus::{
     function, method, prelude::*, Error, ExceptionClass, Float, Integer, RArray, RHash, RModule,
@@ -137,7 +137,7 @@ where
     size,
     frozen_shareable
 )]
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct DecisionError {
     kind: String,
     policy: Option<String>,
@@ -163,10 +163,20 @@ impl DecisionError {
             self.kind, self.policy, self.message
         )
     }
+
+    /// `{kind:, policy:, message:}`, as the contract's decision JSON has it.
+    fn to_h(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let hash = ruby.hash_new();
+        hash.aset(ruby.to_symbol("kind"), rb_self.kind.as_str())?;
+        hash.aset(ruby.to_symbol("policy"), rb_self.policy.as_deref())?;
+        hash.aset(ruby.to_symbol("message"), rb_self.message.as_str())?;
+        Ok(hash)
+    }
 }
 
 /// The answer to a request.
 #[magnus::wrap(class = "Arbiter::Decision", free_immediately, size, frozen_shareable)]
+#[derive(PartialEq, Eq, Hash)]
 struct Decision {
     allowed: bool,
     reasons: Vec<String>,
@@ -212,6 +222,21 @@ impl Decision {
 
     fn errors(ruby: &Ruby, rb_self: &Self) -> RArray {
         ruby.ary_from_iter(rb_self.errors.iter().cloned())
+    }
+
+    /// `{decision: "allow" | "deny", reasons:, errors: [{kind:, policy:, message:}]}`, the
+    /// contract's decision JSON with Symbol keys.
+    fn to_h(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let errors = ruby.ary_new_capa(rb_self.errors.len());
+        for error in &rb_self.errors {
+            errors.push(DecisionError::to_h(ruby, error)?)?;
+        }
+        let hash = ruby.hash_new();
+        let decision = if rb_self.allowed { "allow" } else { "deny" };
+        hash.aset(ruby.to_symbol("decision"), decision)?;
+        hash.aset(ruby.to_symbol("reasons"), Decision::reasons(ruby, rb_self))?;
+        hash.aset(ruby.to_symbol("errors"), errors)?;
+        Ok(hash)
     }
 
     fn inspect(&self) -> String {
@@ -905,6 +930,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     decision.define_method("reasons", method!(Decision::reasons, 0))?;
     decision.define_method("errors", method!(Decision::errors, 0))?;
     decision.define_method("inspect", method!(Decision::inspect, 0))?;
+    decision.define_method("to_h", method!(Decision::to_h, 0))?;
 
     let error = module.define_class("DecisionError", ruby.class_object())?;
     error.undef_default_alloc_func();
@@ -912,6 +938,20 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     error.define_method("policy", method!(DecisionError::policy, 0))?;
     error.define_method("message", method!(DecisionError::message, 0))?;
     error.define_method("inspect", method!(DecisionError::inspect, 0))?;
+    error.define_method("to_h", method!(DecisionError::to_h, 0))?;
+    // Both are values: equal when every field is.
+    for name in ["==", "eql?"] {
+        decision.define_method(name, method!(<Decision as typed_data::IsEql>::is_eql, 1))?;
+        error.define_method(
+            name,
+            method!(<DecisionError as typed_data::IsEql>::is_eql, 1),
+        )?;
+    }
+    decision.define_method("hash", method!(<Decision as typed_data::Hash>::hash, 0))?;
+    error.define_method(
+        "hash",
+        method!(<DecisionError as typed_data::Hash>::hash, 0),
+    )?;
 
     module.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

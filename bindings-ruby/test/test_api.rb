@@ -25,6 +25,35 @@ class TestApi < Minitest::Test
     assert_equal ["user-blocked"], d.reasons
   end
 
+  def test_decisions_compare_by_value
+    allowed = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    again = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    denied = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    refute_same allowed, again
+    assert_equal allowed, again
+    assert allowed.eql?(again)
+    assert_equal allowed.hash, again.hash
+    refute_equal allowed, denied
+    refute_equal allowed, allowed.to_h
+    assert_equal [allowed, denied], [allowed, again, denied].uniq
+    assert_equal({ decision: "allow", reasons: ["role-developer"], errors: [] }, allowed.to_h)
+    assert_equal({ decision: "deny", reasons: ["user-blocked"], errors: [] }, denied.to_h)
+
+    e = Arbiter::Engine.from_files(bundle('@id("p") permit (principal, action, resource) when { principal.nope };'))
+    request = { principal: { type: "User", id: "1" }, action: { type: "Action", id: "a" }, resource: { type: "R", id: "1" } }
+    failed = e.authorize(**request)
+    error = failed.errors.fetch(0)
+    assert_equal failed, e.authorize(**request)
+    assert_equal error, e.authorize(**request).errors.fetch(0)
+    assert_equal error.hash, e.authorize(**request).errors.fetch(0).hash
+    assert_equal({ kind: "policy_evaluation", policy: "p", message: error.message }, error.to_h)
+    assert_equal({ decision: "deny", reasons: [], errors: [error.to_h] }, failed.to_h)
+    refused = e.authorize(**request, token: "not-a-token")
+    refute_equal failed, refused
+    refute_equal error, refused.errors.fetch(0)
+    assert_nil refused.errors.fetch(0).to_h.fetch(:policy)
+  end
+
   def test_string_keys_and_symbol_values_are_read_too
     request = { "type" => "Gitlab::User", "id" => "alice" }
     d = engine.authorize(principal: request, action: { type: "Gitlab::Action", id: "push_code" },
