@@ -9,11 +9,10 @@ use std::sync::Mutex;
 
 use arbiter_core::decision_log::{hold_event, take_held_events};
 use arbiter_core::{
-    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts,
+    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts, TokenReport,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -617,31 +616,10 @@ impl Engine {
                 })
             })
             .map_err(|e| e.into_py(py))?;
-        // The dict `TokenInfo::to_json` or `TokenError::to_json` describes, without a JSON
-        // value between.
-        let report = PyDict::new(py);
-        match verified {
-            Ok(info) => {
-                let uid = info.principal();
-                let principal = PyDict::new(py);
-                principal.set_item(intern!(py, "type"), uid.type_name().to_string())?;
-                principal.set_item(intern!(py, "id"), uid.id().unescaped())?;
-                let claims = pythonize(py, info.claims())
-                    .map_err(|e| InternalError::new_err(e.to_string()))?;
-                report.set_item(intern!(py, "valid"), true)?;
-                report.set_item(intern!(py, "kind"), info.kind())?;
-                report.set_item(intern!(py, "principal"), principal)?;
-                report.set_item(intern!(py, "claims"), claims)?;
-            }
-            Err(e) => {
-                let error = PyDict::new(py);
-                error.set_item(intern!(py, "kind"), e.kind.as_str())?;
-                error.set_item(intern!(py, "message"), e.message)?;
-                report.set_item(intern!(py, "valid"), false)?;
-                report.set_item(intern!(py, "error"), error)?;
-            }
-        }
-        Ok(report)
+        pythonize(py, &TokenReport::from(&verified))
+            .map_err(|e| InternalError::new_err(e.to_string()))?
+            .cast_into::<PyDict>()
+            .map_err(|e| InternalError::new_err(e.to_string()))
     }
 
     /// The engine's entities (static ones and the schema's actions) as Cedar entity JSON.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use arbiter_core::decision_log::{hold_event, take_held_events};
 use arbiter_core::{
-    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts,
+    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts, TokenReport,
 };
 use magnus::r_hash::ForEach;
 use magnus::typed_data::{self, Obj};
@@ -714,7 +714,7 @@ impl Engine {
             Ok(verified)
         })
         .map_err(|e| e.into_error(ruby))?;
-        token_report(ruby, &verified)
+        serde_magnus::serialize(ruby, &TokenReport::from(&verified))
     }
 
     fn entities_json(&self) -> String {
@@ -811,57 +811,6 @@ fn deliver_events(ruby: &Ruby, engine: Obj<Engine>) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Interned frozen Strings, which a Hash takes as keys without copying them.
-macro_rules! hash_keys {
-    ($($key:ident = $name:literal),* $(,)?) => {
-        $(static $key: Lazy<RString> = Lazy::new(|ruby| ruby.str_new($name).to_interned_str());)*
-    };
-}
-
-hash_keys!(
-    VALID = "valid",
-    KIND = "kind",
-    PRINCIPAL = "principal",
-    TYPE = "type",
-    ID = "id",
-    CLAIMS = "claims",
-    ERROR = "error",
-    MESSAGE = "message"
-);
-
-/// `verify_token`'s answer, the Hash `TokenInfo::to_json` or `TokenError::to_json` describes,
-/// built without a JSON value between.
-fn token_report(
-    ruby: &Ruby,
-    verified: &Result<arbiter_core::TokenInfo, arbiter_core::TokenError>,
-) -> Result<Value, Error> {
-    let key = |key: &Lazy<RString>| ruby.get_inner(key);
-    let report = ruby.hash_new();
-    match verified {
-        Ok(info) => {
-            let uid = info.principal();
-            let principal = ruby.hash_new();
-            principal.aset(key(&TYPE), uid.type_name().to_string())?;
-            principal.aset(key(&ID), uid.id().unescaped())?;
-            report.aset(key(&VALID), true)?;
-            report.aset(key(&KIND), info.kind())?;
-            report.aset(key(&PRINCIPAL), principal)?;
-            report.aset(
-                key(&CLAIMS),
-                serde_magnus::serialize::<_, Value>(ruby, info.claims())?,
-            )?;
-        }
-        Err(e) => {
-            let error = ruby.hash_new();
-            error.aset(key(&KIND), e.kind.as_str())?;
-            error.aset(key(&MESSAGE), e.message.as_str())?;
-            report.aset(key(&VALID), false)?;
-            report.aset(key(&ERROR), error)?;
-        }
-    }
-    Ok(report.as_value())
 }
 
 /// A report as a Hash with String keys, as JSON would give it.

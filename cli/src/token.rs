@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arbiter::{Macaroon, MacaroonFormat, Minter, SigningKey};
+use arbiter::{Macaroon, MacaroonFormat, Minter, SigningKey, TokenReport};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
@@ -101,16 +101,9 @@ pub(crate) fn run(command: TokenCommand) -> Result<u8, String> {
     match command {
         TokenCommand::Verify { bundle, token, now } => {
             let engine = load(bundle.as_deref(), now)?;
-            match engine.verify_token(&token) {
-                Ok(info) => {
-                    println!("{}", info.to_json());
-                    Ok(ALLOW)
-                }
-                Err(e) => {
-                    println!("{}", e.to_json());
-                    Ok(DENY)
-                }
-            }
+            let verified = engine.verify_token(&token);
+            println!("{}", TokenReport::from(&verified).to_json());
+            Ok(if verified.is_ok() { ALLOW } else { DENY })
         }
         TokenCommand::Mint(MintCommand::Jwt {
             issuer,

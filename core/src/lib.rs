@@ -37,7 +37,7 @@ pub use shadow::{CandidateInfo, Disagreement, ShadowReport};
 pub use signing::{BundleSigner, SigningError, TrustedKeys, SIGNATURE_FILE};
 pub use token::macaroon::{Format as MacaroonFormat, Macaroon, MacaroonCaveat};
 pub use token::mint::{MintError, Minter, SigningKey};
-pub use token::{TokenError, TokenInfo};
+pub use token::{TokenError, TokenInfo, TokenReport};
 
 /// Cedar types a typed [`Request`] is built from.
 pub use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid};

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use arbiter::{DecisionErrorKind, Effect, Engine, Minter, SigningKey};
+use arbiter::{DecisionErrorKind, Effect, Engine, Minter, SigningKey, TokenReport};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -125,7 +125,7 @@ fn a_ci_job_token_acts_as_its_job() {
     );
     let info = engine().verify_token(&token).unwrap();
     assert_eq!(
-        info.to_json()["principal"],
+        TokenReport::Valid(&info).to_json()["principal"],
         json!({"type": "Gitlab::CiJob", "id": "100"})
     );
 }

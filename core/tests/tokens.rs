@@ -6,7 +6,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use arbiter::{BundleFile, DecisionErrorKind, Effect, Engine, Macaroon, Minter, SigningKey};
+use arbiter::{
+    BundleFile, DecisionErrorKind, Effect, Engine, Macaroon, Minter, SigningKey, TokenReport,
+};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -150,10 +152,36 @@ fn a_valid_token_supplies_the_principal() {
     let info = e.verify_token(&hs_token(good_claims())).unwrap();
     assert_eq!(info.kind(), "jwt");
     assert_eq!(
-        info.to_json()["principal"],
+        TokenReport::Valid(&info).to_json()["principal"],
         json!({"type": "User", "id": "42"})
     );
     assert_eq!(info.claims()["aud"], "api");
+}
+
+/// The report every interface gives (CLI, C ABI, bindings), whole and in its key order.
+#[test]
+fn the_token_report_has_the_contract_shape() {
+    let e = engine();
+    let token = hs_token(good_claims());
+    let verified = e.verify_token(&token);
+    assert_eq!(
+        serde_json::to_string(&TokenReport::from(&verified)).unwrap(),
+        format!(
+            r#"{{"valid":true,"kind":"jwt","principal":{{"type":"User","id":"42"}},"claims":{}}}"#,
+            good_claims()
+        )
+    );
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let forged = e.verify_token(&format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 32])));
+    let report = serde_json::to_string(&TokenReport::from(&forged)).unwrap();
+    assert!(
+        report.starts_with(r#"{"valid":false,"error":{"kind":"bad_signature","message":""#),
+        "{report}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&report).unwrap(),
+        TokenReport::from(&forged).to_json()
+    );
 }
 
 #[test]
@@ -488,7 +516,7 @@ fn typed_claims_reach_policies_as_context_token() {
     );
     let info = e.verify_token(&ci(json!("true"), json!(7))).unwrap();
     assert_eq!(
-        info.to_json()["principal"],
+        TokenReport::Valid(&info).to_json()["principal"],
         json!({"type": "Job", "id": "99"})
     );
 }
@@ -669,7 +697,10 @@ fn macaroons_verify_and_their_caveats_hold_against_the_request() {
     );
     let info = e.verify_token(&token).unwrap();
     assert_eq!(
-        (info.kind(), info.to_json()["principal"]["id"].clone()),
+        (
+            info.kind(),
+            TokenReport::Valid(&info).to_json()["principal"]["id"].clone()
+        ),
         ("macaroon", json!("42"))
     );
 

@@ -25,7 +25,7 @@ use std::ptr;
 
 use arbiter_core::{
     BundleFile, CallError, Decision, DecisionLogOptions, Engine, LoadError, RequestParts,
-    TrustedKeys,
+    TokenReport, TrustedKeys,
 };
 
 /// Success.
@@ -773,11 +773,9 @@ pub unsafe extern "C" fn arbiter_engine_verify_token(
         (info_out, "info_out"),
         err_out,
         |e, token| {
-            Ok(match e.verify_token(token) {
-                Ok(info) => info.to_json(),
-                Err(e) => e.to_json(),
-            }
-            .to_string())
+            Ok(TokenReport::from(&e.verify_token(token))
+                .to_json()
+                .to_string())
         },
     )
 }

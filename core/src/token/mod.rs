@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::bundle::BundleFile;
@@ -61,11 +62,6 @@ impl TokenError {
             message: self.message,
         }
     }
-
-    /// `{"valid": false, "error": {"kind", "message"}}`.
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({"valid": false, "error": {"kind": self.kind, "message": self.message}})
-    }
 }
 
 /// A verified token, as `arbiter token verify` shows it.
@@ -91,16 +87,67 @@ impl TokenInfo {
     pub fn claims(&self) -> &Value {
         self.0.claims.get()
     }
+}
 
-    /// `{"valid": true, "kind", "principal": {"type", "id"}, "claims"}`.
-    pub fn to_json(&self) -> Value {
-        let principal = self.principal();
-        serde_json::json!({
-            "valid": true,
-            "kind": self.kind(),
-            "principal": {"type": principal.type_name().to_string(), "id": principal.id().unescaped()},
-            "claims": self.claims(),
-        })
+/// What verifying a token reports, in every interface (`arbiter token verify`, the C ABI's
+/// `arbiter_engine_verify_token`, each binding's `verify_token`): `{"valid": true, "kind",
+/// "principal": {"type", "id"}, "claims"}` or `{"valid": false, "error": {"kind", "message"}}`.
+/// Serialized as maps, so a binding's serde serializer gives String-keyed Hashes or dicts
+/// directly.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenReport<'a> {
+    /// The token was accepted.
+    Valid(&'a TokenInfo),
+    /// The token was refused, and why.
+    Invalid(&'a TokenError),
+}
+
+impl<'a> From<&'a Result<TokenInfo, TokenError>> for TokenReport<'a> {
+    fn from(verified: &'a Result<TokenInfo, TokenError>) -> Self {
+        match verified {
+            Ok(info) => Self::Valid(info),
+            Err(e) => Self::Invalid(e),
+        }
+    }
+}
+
+impl TokenReport<'_> {
+    /// The report as a JSON value.
+    pub fn to_json(self) -> Value {
+        // Strings, booleans and a JSON value under string keys always serialize.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl Serialize for TokenReport<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// A two-entry map of strings: the principal, or the error.
+        struct Pair<'a>([(&'static str, &'a str); 2]);
+        impl Serialize for Pair<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0)
+            }
+        }
+        match self {
+            Self::Valid(info) => {
+                let uid = info.principal();
+                let type_name = uid.type_name().to_string();
+                let id = uid.id().unescaped();
+                let mut map = serializer.serialize_map(Some(4))?;
+                map.serialize_entry("valid", &true)?;
+                map.serialize_entry("kind", info.kind())?;
+                map.serialize_entry("principal", &Pair([("type", &type_name), ("id", id)]))?;
+                map.serialize_entry("claims", info.claims())?;
+                map.end()
+            }
+            Self::Invalid(e) => {
+                let error = Pair([("kind", e.kind.as_str()), ("message", &e.message)]);
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("valid", &false)?;
+                map.serialize_entry("error", &error)?;
+                map.end()
+            }
+        }
     }
 }
 
