@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use arbiter_core::decision_log::{hold_event, take_held_events};
 use arbiter_core::{
-    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts, TokenReport,
+    BundleFile, CallError, Decision as CoreDecision, DecisionErrorKind, DecisionLogOptions, Effect,
+    RequestParts, TokenReport,
 };
 use magnus::r_hash::ForEach;
 use magnus::typed_data::{self, Obj};
@@ -139,14 +140,14 @@ where
 )]
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct DecisionError {
-    kind: String,
+    kind: DecisionErrorKind,
     policy: Option<String>,
     message: String,
 }
 
 impl DecisionError {
-    fn kind(&self) -> String {
-        self.kind.clone()
+    fn kind(&self) -> &'static str {
+        self.kind.as_str()
     }
 
     fn policy(&self) -> Option<String> {
@@ -160,7 +161,9 @@ impl DecisionError {
     fn inspect(&self) -> String {
         format!(
             "#<Arbiter::DecisionError kind={:?} policy={:?} message={:?}>",
-            self.kind, self.policy, self.message
+            self.kind.as_str(),
+            self.policy,
+            self.message
         )
     }
 
@@ -178,7 +181,7 @@ impl DecisionError {
 #[magnus::wrap(class = "Arbiter::Decision", free_immediately, size, frozen_shareable)]
 #[derive(PartialEq, Eq, Hash)]
 struct Decision {
-    allowed: bool,
+    decision: Effect,
     reasons: Vec<String>,
     errors: Vec<DecisionError>,
 }
@@ -186,13 +189,13 @@ struct Decision {
 impl From<CoreDecision> for Decision {
     fn from(d: CoreDecision) -> Self {
         Self {
-            allowed: d.allowed(),
+            decision: d.decision,
             reasons: d.reasons,
             errors: d
                 .errors
                 .into_iter()
                 .map(|e| DecisionError {
-                    kind: e.kind.as_str().to_owned(),
+                    kind: e.kind,
                     policy: e.policy,
                     message: e.message,
                 })
@@ -213,7 +216,7 @@ impl Decision {
     }
 
     fn allowed(&self) -> bool {
-        self.allowed
+        self.decision == Effect::Allow
     }
 
     fn reasons(ruby: &Ruby, rb_self: &Self) -> RArray {
@@ -232,8 +235,7 @@ impl Decision {
             errors.push(DecisionError::to_h(ruby, error)?)?;
         }
         let hash = ruby.hash_new();
-        let decision = if rb_self.allowed { "allow" } else { "deny" };
-        hash.aset(ruby.to_symbol("decision"), decision)?;
+        hash.aset(ruby.to_symbol("decision"), rb_self.decision.as_str())?;
         hash.aset(ruby.to_symbol("reasons"), Decision::reasons(ruby, rb_self))?;
         hash.aset(ruby.to_symbol("errors"), errors)?;
         Ok(hash)
@@ -242,7 +244,7 @@ impl Decision {
     fn inspect(&self) -> String {
         format!(
             "#<Arbiter::Decision allowed={} reasons={:?} errors={}>",
-            self.allowed,
+            self.allowed(),
             self.reasons,
             self.errors.len()
         )

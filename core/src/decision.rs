@@ -12,6 +12,16 @@ pub enum Effect {
     Deny,
 }
 
+impl Effect {
+    /// The effect as the contract writes it: `"allow"` or `"deny"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
 /// The kind of an error attached to a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
