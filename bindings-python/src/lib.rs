@@ -15,7 +15,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::{IntoPyObjectExt, PyTraverseError, PyVisit};
 use pythonize::pythonize;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -153,6 +153,11 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
         .unwrap_or_else(|_| Err(Failure::internal("Arbiter panicked; nothing was decided")))
 }
 
+/// `repr(value)`, as Python writes it.
+fn repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> PyResult<String> {
+    Ok(value.into_bound_py_any(py)?.repr()?.to_string())
+}
+
 /// An error met while deciding: a policy that failed to evaluate (`policy` set), or a token
 /// that was refused (`kind` is one of the contract's token error kinds).
 #[pyclass(frozen, get_all, eq, hash, module = "arbiter")]
@@ -165,11 +170,13 @@ struct DecisionError {
 
 #[pymethods]
 impl DecisionError {
-    fn __repr__(&self) -> String {
-        format!(
-            "DecisionError(kind={:?}, policy={:?}, message={:?})",
-            self.kind, self.policy, self.message
-        )
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "DecisionError(kind={}, policy={}, message={})",
+            repr(py, &self.kind)?,
+            repr(py, &self.policy)?,
+            repr(py, &self.message)?
+        ))
     }
 }
 
@@ -203,13 +210,13 @@ impl From<CoreDecision> for Decision {
 
 #[pymethods]
 impl Decision {
-    fn __repr__(&self) -> String {
-        format!(
-            "Decision(allowed={}, reasons={:?}, errors={})",
-            self.allowed,
-            self.reasons,
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Decision(allowed={}, reasons={}, errors={})",
+            repr(py, self.allowed)?,
+            repr(py, &self.reasons)?,
             self.errors.len()
-        )
+        ))
     }
 
     fn __bool__(&self) -> bool {

@@ -23,7 +23,7 @@ def test_authorize_json_speaks_the_contract(engine):
 def test_typed_authorize(engine):
     d = engine.authorize(**user_request("alice", "push_code", "3", 30))
     assert d.allowed and bool(d) and d.reasons == ["role-developer"] and d.errors == []
-    assert "role-developer" in repr(d)
+    assert repr(d) == "Decision(allowed=True, reasons=['role-developer'], errors=0)"
     d = engine.authorize(**user_request("bob", "push_code", "3", 30))
     assert not d.allowed and d.reasons == ["user-blocked"]
 
@@ -41,6 +41,8 @@ def test_decisions_compare_by_value(engine):
     assert (error.kind, error.policy) == ("policy_evaluation", "p") and error == same and hash(error) == hash(same)
     [refused] = failing.authorize(**request, token="not-a-token").errors
     assert refused != error and failing.authorize(**request) != failing.authorize(**request, token="not-a-token")
+    assert repr(error) == f"DecisionError(kind='policy_evaluation', policy='p', message={error.message!r})"
+    assert repr(refused).startswith("DecisionError(kind='unknown_issuer', policy=None, message='")
 
 
 def test_request_entities_replace_static_ones_for_one_request(engine):

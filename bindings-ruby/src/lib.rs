@@ -158,12 +158,13 @@ impl DecisionError {
         self.message.clone()
     }
 
-    fn inspect(&self) -> String {
+    fn inspect(ruby: &Ruby, rb_self: &Self) -> String {
+        let inspect = |value: Value| value.inspect();
         format!(
-            "#<Arbiter::DecisionError kind={:?} policy={:?} message={:?}>",
-            self.kind.as_str(),
-            self.policy,
-            self.message
+            "#<Arbiter::DecisionError kind={} policy={} message={}>",
+            inspect(ruby.into_value(rb_self.kind.as_str())),
+            inspect(ruby.into_value(rb_self.policy.as_deref())),
+            inspect(ruby.into_value(rb_self.message.as_str()))
         )
     }
 
@@ -241,12 +242,12 @@ impl Decision {
         Ok(hash)
     }
 
-    fn inspect(&self) -> String {
+    fn inspect(ruby: &Ruby, rb_self: &Self) -> String {
         format!(
-            "#<Arbiter::Decision allowed={} reasons={:?} errors={}>",
-            self.allowed(),
-            self.reasons,
-            self.errors.len()
+            "#<Arbiter::Decision allowed={} reasons={} errors={}>",
+            rb_self.allowed(),
+            Decision::reasons(ruby, rb_self).inspect(),
+            rb_self.errors.len()
         )
     }
 }

@@ -19,7 +19,7 @@ class TestApi < Minitest::Test
     assert d.allowed?
     assert_equal ["role-developer"], d.reasons
     assert_empty d.errors
-    assert_includes d.inspect, "role-developer"
+    assert_equal '#<Arbiter::Decision allowed=true reasons=["role-developer"] errors=0>', d.inspect
     d = engine.authorize(**user_request("bob", "push_code", "3", 30))
     refute d.allowed?
     assert_equal ["user-blocked"], d.reasons
@@ -52,6 +52,9 @@ class TestApi < Minitest::Test
     refute_equal failed, refused
     refute_equal error, refused.errors.fetch(0)
     assert_nil refused.errors.fetch(0).to_h.fetch(:policy)
+    assert_equal "#<Arbiter::DecisionError kind=\"policy_evaluation\" policy=\"p\" message=#{error.message.inspect}>",
+                 error.inspect
+    assert_match(/\A#<Arbiter::DecisionError kind="unknown_issuer" policy=nil message="/, refused.errors.fetch(0).inspect)
   end
 
   def test_string_keys_and_symbol_values_are_read_too
