@@ -146,5 +146,62 @@ fn slice(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, default_bundle, slice);
+/// The 1,000 checks of the Ruby benchmark's list page (benches/ruby/bench.rb: 100 projects, ten
+/// abilities each, alice's role and the projects' switches varying alike) decided by the core
+/// alone, in one batch: what `authorize_many` costs before Ruby adds anything.
+fn slice_list_page(c: &mut Criterion) {
+    let actions = [
+        "read_project",
+        "read_issue",
+        "create_issue",
+        "download_code",
+        "read_merge_request",
+        "read_pipeline",
+        "push_code",
+        "create_merge_request",
+        "create_pipeline",
+        "admin_project",
+    ];
+    let level = |i: usize| [10, 20, 30, 40, 50][i % 5];
+    let mut entities = vec![
+        json!({"uid": {"type": "User", "id": "alice"}, "attrs": {"state": "active"}, "parents": []}),
+    ];
+    entities.extend((0..100).map(|i| {
+        let repository = if i % 7 == 6 { "disabled" } else { "enabled" };
+        json!({"uid": {"type": "Project", "id": i.to_string()},
+               "attrs": {"archived": i % 10 == 9, "features": {"repository": repository}},
+               "parents": []})
+    }));
+    let engine = Engine::from_files([
+        BundleFile::new("slice.cedar", arbiter_benches::slice_policies()),
+        BundleFile::new("entities.json", json!(entities).to_string()),
+    ])
+    .unwrap();
+    let ids: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let contexts: Vec<String> = (0..100)
+        .map(|i| json!({"access_level": level(i)}).to_string())
+        .collect();
+    let checks: Vec<RequestParts<'_>> = (0..100)
+        .flat_map(|i| actions.map(|action| (i, action)))
+        .map(|(i, action)| RequestParts {
+            principal: Some(("User", "alice")),
+            action: ("Action", action),
+            resource: ("Project", &ids[i]),
+            context_json: Some(&contexts[i]),
+            entities_json: None,
+            token: None,
+            request_id: None,
+        })
+        .collect();
+    let allowed = |d: &Result<arbiter::Decision, _>| d.as_ref().unwrap().allowed();
+    let answers = engine.authorize_parts_batch(&checks);
+    assert!(answers.iter().any(allowed) && !answers.iter().all(allowed));
+    let mut group = c.benchmark_group("batch/slice_1000");
+    group.bench_function("arbiter_parts", |b| {
+        b.iter(|| engine.authorize_parts_batch(black_box(&checks)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, default_bundle, slice, slice_list_page);
 criterion_main!(benches);
