@@ -16,6 +16,7 @@ use arbiter_core::{
     RequestParts, TokenReport,
 };
 use magnus::r_hash::ForEach;
+use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{self, Obj};
 use magnus::value::{Lazy, LazyId, Qfalse, Qtrue, ReprValue};
 use magnus::{
@@ -91,8 +92,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
 }
 
 /// Runs `f` without the GVL, so other Ruby threads run meanwhile. `f` must not touch Ruby
-/// objects; a panic in it becomes an `InternalError`.
-fn without_gvl<T, F>(f: F) -> Result<T, Failure>
+/// objects; a panic in it becomes an `InternalError`. An interrupt Ruby finds pending on the
+/// way in or out (`Thread#raise`, `Thread#kill`, a signal) is the answer instead, raised once
+/// the Rust frames have returned rather than across them.
+fn without_gvl<T, F>(ruby: &Ruby, f: F) -> Result<T, Error>
 where
     T: Send,
     F: FnOnce() -> Result<T, Failure> + Send,
@@ -116,18 +119,24 @@ where
         f: Some(f),
         result: None,
     };
-    // SAFETY: the trampoline matches the callback type; no unblocking function is given, so
-    // Ruby waits for the call to finish (it is bounded work, not I/O).
-    unsafe {
-        rb_sys::rb_thread_call_without_gvl(
-            Some(trampoline::<F, T>),
-            std::ptr::addr_of_mut!(call).cast(),
-            None,
-            std::ptr::null_mut(),
-        );
-    }
+    let data = std::ptr::addr_of_mut!(call).cast();
+    let interrupted = magnus::rb_sys::protect(|| {
+        // SAFETY: the trampoline matches the callback type; no unblocking function is given,
+        // so Ruby waits for the call to finish (it is bounded work, not I/O).
+        unsafe {
+            rb_sys::rb_thread_call_without_gvl(
+                Some(trampoline::<F, T>),
+                data,
+                None,
+                std::ptr::null_mut(),
+            );
+        }
+        ruby.qnil().as_raw()
+    });
+    interrupted?;
     call.result
         .unwrap_or_else(|| Err(Failure::internal("the call did not run")))
+        .map_err(|e| e.into_error(ruby))
 }
 
 /// An error met while deciding: a policy that failed to evaluate (`policy` set), or a token
@@ -576,9 +585,7 @@ fn load(
     ruby: &Ruby,
     f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> Result<Engine, Error> {
-    without_gvl(|| Ok(f()?))
-        .map(|inner| Engine { inner })
-        .map_err(|e| e.into_error(ruby))
+    without_gvl(ruby, || Ok(f()?)).map(|inner| Engine { inner })
 }
 
 impl Engine {
@@ -608,12 +615,12 @@ impl Engine {
     }
 
     fn reload_from_dir(ruby: &Ruby, rb_self: &Self, path: PathBuf) -> Result<(), Error> {
-        without_gvl(|| Ok(rb_self.inner.reload_from_dir(&path)?)).map_err(|e| e.into_error(ruby))
+        without_gvl(ruby, || Ok(rb_self.inner.reload_from_dir(&path)?))
     }
 
     fn reload_from_files(ruby: &Ruby, rb_self: &Self, files: RHash) -> Result<(), Error> {
         let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
-        without_gvl(|| Ok(rb_self.inner.reload_from_files(files)?)).map_err(|e| e.into_error(ruby))
+        without_gvl(ruby, || Ok(rb_self.inner.reload_from_files(files)?))
     }
 
     fn authorize_json(ruby: &Ruby, rb_self: Obj<Self>, request: String) -> Result<String, Error> {
@@ -628,9 +635,9 @@ impl Engine {
         requests: String,
     ) -> Result<String, Error> {
         let engine = &rb_self.inner;
-        let decided = without_gvl(|| Ok(engine.authorize_json_batch(&requests)?));
+        let decided = without_gvl(ruby, || Ok(engine.authorize_json_batch(&requests)?));
         deliver_events(ruby, rb_self)?;
-        decided.map_err(|e| e.into_error(ruby))
+        decided
     }
 
     /// The body of `Engine#authorize` (its keywords are read in lib/arbiter.rb).
@@ -655,14 +662,12 @@ impl Engine {
         let decide = || Ok(engine.authorize_parts(&request.parts(&texts))?);
         // A token may need a signature check, which pays for giving up the GVL.
         let decided = if request.token.is_some() {
-            without_gvl(decide)
+            without_gvl(ruby, decide)
         } else {
-            guarded(decide)
+            guarded(decide).map_err(|e| e.into_error(ruby))
         };
         deliver_events(ruby, rb_self)?;
-        decided
-            .map(|d| Decision::object(ruby, d))
-            .map_err(|e| e.into_error(ruby))
+        decided.map(|d| Decision::object(ruby, d))
     }
 
     /// Decides an Array of requests (Hashes with the keywords of `authorize`) against one
@@ -675,7 +680,7 @@ impl Engine {
             .map(|request| ReadRequest::read_hash(&mut texts, request))
             .collect();
         let engine = &rb_self.inner;
-        let answers = without_gvl(|| {
+        let answers = without_gvl(ruby, || {
             let read: Vec<Result<RequestParts<'_>, Failure>> = items
                 .iter()
                 .map(|item| item.as_ref().map(|r| r.parts(&texts)).map_err(Clone::clone))
@@ -683,19 +688,20 @@ impl Engine {
             Ok(engine.authorize_read_batch(&read))
         });
         deliver_events(ruby, rb_self)?;
-        let answers = answers.map_err(|e| e.into_error(ruby))?;
+        let answers = answers?;
         let out = ruby.ary_new_capa(answers.len());
         // Equal decisions share one (frozen) Decision: a list page's checks have few distinct
-        // answers. The objects are held by `out`, so the collector keeps them.
-        let mut shared: Vec<(CoreDecision, Value)> = Vec::new();
-        for answer in answers {
+        // answers. Each is found again by its place in `out`, which holds it: a reference kept
+        // on the Rust heap would be neither marked nor updated when the collector compacts.
+        let mut shared: Vec<(CoreDecision, isize)> = Vec::new();
+        for (at, answer) in answers.into_iter().enumerate() {
             match answer {
                 Ok(decision) => match shared.iter().find(|(d, _)| *d == decision) {
-                    Some(&(_, object)) => out.push(object)?,
+                    Some(&(_, first)) => out.push(out.entry::<Value>(first)?)?,
                     None => {
                         let object = Decision::object(ruby, decision.clone());
                         if shared.len() < MAX_SHARED_DECISIONS {
-                            shared.push((decision, object));
+                            shared.push((decision, at as isize));
                         }
                         out.push(object)?
                     }
@@ -709,14 +715,13 @@ impl Engine {
     /// Verifies a token without deciding anything: `{"valid" => true, "kind", "principal",
     /// "claims"}` or `{"valid" => false, "error" => {...}}`.
     fn verify_token(ruby: &Ruby, rb_self: &Self, token: String) -> Result<Value, Error> {
-        let verified = without_gvl(|| {
+        let verified = without_gvl(ruby, || {
             let verified = rb_self.inner.verify_token(&token);
             if let Ok(info) = &verified {
                 info.claims(); // a JWT's payload is parsed here, without the GVL
             }
             Ok(verified)
-        })
-        .map_err(|e| e.into_error(ruby))?;
+        })?;
         serde_magnus::serialize(ruby, &TokenReport::from(&verified))
     }
 
@@ -725,14 +730,14 @@ impl Engine {
     }
 
     fn set_candidate_from_dir(ruby: &Ruby, rb_self: &Self, path: PathBuf) -> Result<(), Error> {
-        without_gvl(|| Ok(rb_self.inner.set_candidate_from_dir(&path)?))
-            .map_err(|e| e.into_error(ruby))
+        without_gvl(ruby, || Ok(rb_self.inner.set_candidate_from_dir(&path)?))
     }
 
     fn set_candidate_from_files(ruby: &Ruby, rb_self: &Self, files: RHash) -> Result<(), Error> {
         let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
-        without_gvl(|| Ok(rb_self.inner.set_candidate_from_files(files)?))
-            .map_err(|e| e.into_error(ruby))
+        without_gvl(ruby, || {
+            Ok(rb_self.inner.set_candidate_from_files(files)?)
+        })
     }
 
     fn clear_candidate(&self) {
@@ -919,12 +924,17 @@ mod tests {
         // SAFETY: the only Ruby VM of this test binary, started on this thread.
         let ruby = unsafe { magnus::embed::init() };
         init(&ruby).unwrap();
-        let failures = [
-            guarded(|| -> Result<(), Failure> { panic!("inside") }).unwrap_err(),
-            without_gvl(|| -> Result<(), Failure> { panic!("without the GVL") }).unwrap_err(),
+        let errors = [
+            guarded(|| -> Result<(), Failure> { panic!("inside") })
+                .unwrap_err()
+                .into_error(&ruby),
+            without_gvl(&ruby, || -> Result<(), Failure> {
+                panic!("without the GVL")
+            })
+            .unwrap_err(),
         ];
-        for failure in failures {
-            let exception = failure.exception(&ruby).unwrap();
+        for error in errors {
+            let exception = error.value().expect("an exception");
             let class: magnus::RClass =
                 ruby.get_inner(&ARBITER).const_get("InternalError").unwrap();
             let base: magnus::RClass = ruby.get_inner(&ARBITER).const_get("Error").unwrap();
@@ -934,6 +944,6 @@ mod tests {
                 .unwrap();
             assert_eq!(code, 900);
         }
-        assert_eq!(without_gvl(|| Ok(7)).ok(), Some(7));
+        assert_eq!(without_gvl(&ruby, || Ok(7)).ok(), Some(7));
     }
 }

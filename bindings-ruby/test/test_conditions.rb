@@ -34,6 +34,38 @@ class TestConditions < Minitest::Test
     assert_empty bad
   end
 
+  # Thread#raise (Timeout, Rack::Timeout) lands while a batch runs without the GVL: it is raised
+  # once the call has handed its decision log events to its own engine's block, never left on
+  # the thread for the next engine called there.
+  def test_an_interrupted_batch_keeps_its_events_to_itself
+    interrupted = Class.new(StandardError)
+    first = Arbiter::Engine.from_files(A)
+    second = Arbiter::Engine.from_files(B)
+    to_second = Queue.new
+    second.set_decision_log { |event| to_second << JSON.parse(event)["request_id"] }
+    first.set_decision_log { |_event| nil }
+    batch = Array.new(20_000) { REQUEST.merge(request_id: "first") }
+    10.times do
+      busy = Queue.new
+      worker = Thread.new do
+        begin
+          loop do
+            busy << true
+            first.authorize_many(batch)
+          end
+        rescue interrupted
+          nil
+        end
+        second.authorize(**REQUEST, request_id: "second")
+      end
+      busy.pop
+      sleep 0.002
+      worker.raise(interrupted)
+      worker.join
+    end
+    assert_equal({ "second" => 10 }, Array.new(to_second.size) { to_second.pop }.tally)
+  end
+
   # A ticker thread counts while another thread is inside a long batch: it can only advance
   # during the call if the batch gave up the GVL.
   def test_a_batch_releases_the_gvl
@@ -104,6 +136,23 @@ class TestConditions < Minitest::Test
     assert(many.all? { |d| d.allowed? && d.reasons == ["a"] })
     assert_equal ["a"], e.authorize(**REQUEST).reasons
     assert_equal 1101, logged.size, "the block, moved or not, still gets every event"
+  end
+
+  # Every allocation of the batch's answers (its error objects among them) compacts the heap:
+  # the one Decision the equal answers share must be found wherever it moved.
+  def test_gc_compaction_while_a_batch_answers
+    e = Arbiter::Engine.from_files(A)
+    requests = [REQUEST, { bad: 1 }] * 20
+    GC.auto_compact = true
+    GC.stress = true
+    many = e.authorize_many(requests)
+  ensure
+    GC.stress = false
+    GC.auto_compact = false
+    assert_equal [Arbiter::Decision, Arbiter::MalformedRequestError] * 20, many.map(&:class)
+    decisions = many.each_slice(2).map(&:first)
+    assert(decisions.all? { |d| d.allowed? && d.reasons == ["a"] })
+    assert_equal 1, decisions.map(&:object_id).uniq.size
   end
 
   def rss_kib
