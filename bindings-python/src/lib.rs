@@ -452,6 +452,13 @@ impl Engine {
         self.decision_log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Lets go of the sink outside the lock: dropping it may run its finalizer, Python code that
+    /// may release the GIL to a thread waiting for the lock.
+    fn drop_sink(&self) {
+        let sink = self.sink().take();
+        drop(sink);
+    }
+
     /// Hands the decision log events this thread's call held to the sink, now that the GIL is
     /// held again. A sink that raises an `Exception` is reported through
     /// `sys.unraisablehook` (that event is lost, the decision stands); any other exception
@@ -575,14 +582,22 @@ impl Engine {
         decided.map_err(|e| e.into_py(py))
     }
 
-    /// Decides many requests (dicts with the keys of `authorize`) in one call, against one
-    /// bundle version, without the GIL. Returns, in order, a `Decision` per request, or the
-    /// `ArbiterError` a request that could not be decided raised (returned, not raised).
+    /// Decides many requests (a list or tuple of dicts with the keys of `authorize`) in one
+    /// call, against one bundle version, without the GIL. Returns, in order, a `Decision` per
+    /// request, or the `ArbiterError` a request that could not be decided raised (returned, not
+    /// raised; falsy, like a deny).
     fn authorize_many<'py>(
         &self,
         py: Python<'py>,
         requests: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        // Not any iterable: a dict (one request by mistake) would iterate its keys.
+        if !requests.is_instance_of::<PyList>() && !requests.is_instance_of::<PyTuple>() {
+            return Err(PyTypeError::new_err(format!(
+                "authorize_many takes a list or tuple of request dicts, not {}",
+                requests.get_type().name()?
+            )));
+        }
         let items: Vec<Result<OwnedParts, Failure>> = requests
             .try_iter()?
             .map(|item| Ok(OwnedParts::from_dict(&item?)))
@@ -630,8 +645,8 @@ impl Engine {
     }
 
     /// The engine's entities (static ones and the schema's actions) as Cedar entity JSON.
-    fn entities_json(&self) -> String {
-        self.inner.entities_json()
+    fn entities_json(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| Ok(self.inner.entities_json())).map_err(|e| e.into_py(py))
     }
 
     /// Sets a candidate bundle (directory `path`) beside the live one: decisions are still taken
@@ -656,8 +671,8 @@ impl Engine {
 
     /// How the candidate's decisions compared with the live bundle's, as a dict.
     fn shadow_report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        pythonize(py, &self.inner.shadow_report())
-            .map_err(|e| InternalError::new_err(e.to_string()))
+        let report = guarded(|| Ok(self.inner.shadow_report())).map_err(|e| e.into_py(py))?;
+        pythonize(py, &report).map_err(|e| InternalError::new_err(e.to_string()))
     }
 
     /// Decides one request given as contract JSON and explains it, as a dict: the decision's
@@ -700,18 +715,21 @@ impl Engine {
             sample_rate,
             max_events_per_second,
         };
-        let mut current = self.sink();
-        self.inner
-            .set_decision_log(options, hold_event)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        *current = Some(sink.clone().unbind());
+        let previous = {
+            let mut current = self.sink();
+            self.inner
+                .set_decision_log(options, hold_event)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            current.replace(sink.clone().unbind())
+        };
+        drop(previous); // only now the lock is free: its finalizer may run Python code
         Ok(())
     }
 
     /// Stops logging decisions.
     fn clear_decision_log(&self) {
         self.inner.clear_decision_log();
-        self.sink().take();
+        self.drop_sink();
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -724,17 +742,18 @@ impl Engine {
     }
 
     fn __clear__(&self) {
-        self.sink().take();
+        self.drop_sink();
     }
 
     /// What the engine has counted since it was created (reloads included), as a dict.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        pythonize(py, &self.inner.metrics()).map_err(|e| InternalError::new_err(e.to_string()))
+        let metrics = guarded(|| Ok(self.inner.metrics())).map_err(|e| e.into_py(py))?;
+        pythonize(py, &metrics).map_err(|e| InternalError::new_err(e.to_string()))
     }
 
     /// The same metrics in the Prometheus text exposition format.
-    fn metrics_prometheus(&self) -> String {
-        self.inner.metrics().to_prometheus()
+    fn metrics_prometheus(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| Ok(self.inner.metrics().to_prometheus())).map_err(|e| e.into_py(py))
     }
 
     /// Test builds only (feature `fault-injection`): while `on`, every decision and reload of

@@ -105,6 +105,12 @@ def test_batches(engine):
     assert isinstance(answers[3], arbiter.InvalidContextError) and answers[3].kind == "invalid_context"
     assert isinstance(answers[4], arbiter.Decision) and answers[4].reasons == ["user-blocked"]
     assert engine.authorize_many([]) == []
+    # Truthiness is "allowed": an error in place is falsy, so all() never passes a bad request.
+    assert answers[0] and not answers[1] and not answers[3] and not answers[4]
+    assert not all(engine.authorize_many([{"nonsense": 1}])) and not any(answers[1:4])
+    assert all(engine.authorize_many((user_request("alice", "push_code", "3", 30),)))
+    with pytest.raises(TypeError, match="list or tuple"):
+        engine.authorize_many(user_request("alice", "push_code", "3", 30))
     raw = json.loads(engine.authorize_json_batch(json.dumps([user_request("alice", "push_code", "3", 30), 7])))
     assert raw[0]["decision"] == "allow" and raw[1]["error"]["kind"] == "malformed_request"
 

@@ -91,6 +91,11 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
         .unwrap_or_else(|_| Err(Failure::internal("Arbiter panicked; nothing was decided")))
 }
 
+/// [`guarded`], a failure raised as the `Arbiter::Error` for its kind.
+fn guard<T>(ruby: &Ruby, f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Error> {
+    guarded(f).map_err(|e| e.into_error(ruby))
+}
+
 /// Runs `f` without the GVL, so other Ruby threads run meanwhile. `f` must not touch Ruby
 /// objects; a panic in it becomes an `InternalError`. An interrupt Ruby finds pending on the
 /// way in or out (`Thread#raise`, `Thread#kill`, a signal) is the answer instead, raised once
@@ -323,15 +328,14 @@ impl Texts {
         &self.text[span.start..span.end]
     }
 
-    /// A String (or an object that converts to one with `to_str`), copied in.
+    /// A String (or an object that converts to one with `to_str`), copied in (see
+    /// [`with_text`]).
     fn string(&mut self, value: Value) -> Option<Span> {
-        if let Some(string) = RString::from_value(value) {
-            // SAFETY: the text is copied before any Ruby code can run.
-            if let Ok(text) = unsafe { string.as_str() } {
-                return Some(self.push(text));
-            }
-        }
-        String::try_convert(value).ok().map(|text| self.push(&text))
+        let string = match RString::from_value(value) {
+            Some(string) => string,
+            None => RString::try_convert(value).ok()?,
+        };
+        with_text(string.as_value(), |text| self.push(text))
     }
 
     /// A JSON-like Ruby value (see [`Json`]) written as JSON.
@@ -388,9 +392,9 @@ impl ReadRequest {
         let string = |texts: &mut Texts, name: &str, value: Value| {
             optional(value)
                 .map(|v| {
-                    texts
-                        .string(v)
-                        .ok_or_else(|| Failure::malformed(format!("`{name}` must be a String")))
+                    texts.string(v).ok_or_else(|| {
+                        Failure::malformed(format!("`{name}` must be a String of UTF-8 text"))
+                    })
                 })
                 .transpose()
         };
@@ -417,9 +421,9 @@ impl ReadRequest {
             Failure::malformed("a request must be a Hash with the keywords of `authorize`")
         })?;
         let [principal, action, resource, context, entities, token, request_id] =
-            slots(hash, &KEYWORDS).map_err(|key| {
+            slots(hash, &KEYWORDS).map_err(|wrong| {
                 Failure::malformed(format!(
-                    "unknown key {key} in a request; expected {}",
+                    "{wrong} in a request; expected {}",
                     KEYWORDS.names.join(", ")
                 ))
             })?;
@@ -442,48 +446,79 @@ fn optional(value: Value) -> Option<Value> {
 }
 
 /// The values of a Hash whose keys are among `keys` (as Symbols or Strings), in the order of
-/// `keys`, read in one pass; an unknown key is answered with its `inspect`.
+/// `keys`, read in one pass; an unknown key, or a key given both as a Symbol and a String, is
+/// answered with what is wrong.
 fn slots<const N: usize>(hash: RHash, keys: &Keys<N>) -> Result<[Option<Value>; N], String> {
     let mut values = [None; N];
-    let mut unknown = None;
+    let mut wrong = None;
     let _ = hash.foreach(|key: Value, value: Value| {
         let slot = match Symbol::from_value(key).and_then(|s| s.as_static()) {
             Some(symbol) => keys.ids.iter().position(|id| *id == symbol),
-            None => with_key_name(key, |name| keys.names.iter().position(|n| *n == name)).flatten(),
+            None => with_text(key, |name| keys.names.iter().position(|n| *n == name)).flatten(),
         };
         match slot {
-            Some(i) => {
+            Some(i) if values[i].is_none() => {
                 values[i] = Some(value);
                 Ok(ForEach::Continue)
             }
+            Some(i) => {
+                let name = keys.names[i];
+                wrong = Some(format!(
+                    "key `{name}` given twice (as a Symbol and a String)"
+                ));
+                Ok(ForEach::Stop)
+            }
             None => {
-                unknown = Some(key.inspect());
+                wrong = Some(format!("unknown key {}", key.inspect()));
                 Ok(ForEach::Stop)
             }
         }
     });
-    match unknown {
-        Some(key) => Err(key),
+    match wrong {
+        Some(wrong) => Err(wrong),
         None => Ok(values),
     }
 }
 
-/// Calls `f` with the text of a Symbol or String, without copying it.
-fn with_key_name<T>(key: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
-    if let Some(symbol) = Symbol::from_value(key) {
+/// Calls `f` with the text of a Symbol or String: a UTF-8 (or ASCII) String as it is, a binary
+/// one (as Rack bodies and IO reads are) if its bytes are UTF-8, one in another encoding
+/// converted to UTF-8. `None` for anything else, or bytes that are not text. `f` must not run
+/// Ruby code.
+fn with_text<T>(value: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+    if let Some(symbol) = Symbol::from_value(value) {
         return symbol.name().ok().map(|name| f(&name));
     }
-    let string = RString::from_value(key)?;
+    let string = RString::from_value(value)?;
     // SAFETY: the string is only read, and no Ruby code runs while it is borrowed.
-    let text = unsafe { string.as_str() }.ok()?;
-    Some(f(text))
+    if let Ok(text) = unsafe { string.as_str() } {
+        return Some(f(text));
+    }
+    if string.enc_get() == Ruby::get_with(string).ascii8bit_encindex() {
+        // SAFETY: as above.
+        return std::str::from_utf8(unsafe { string.as_slice() })
+            .ok()
+            .map(f);
+    }
+    string.to_string().ok().map(|text| f(&text))
+}
+
+/// A String argument (or an object with `to_str`) as text (see [`with_text`]), or a
+/// `MalformedRequestError` naming it.
+fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<String, Error> {
+    RString::try_convert(value)
+        .ok()
+        .and_then(|string| with_text(string.as_value(), str::to_owned))
+        .ok_or_else(|| {
+            Failure::malformed(format!("`{name}` must be a String of UTF-8 text")).into_error(ruby)
+        })
 }
 
 /// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
 fn entity_ref(texts: &mut Texts, name: &str, value: Value) -> Result<(Span, Span), Failure> {
     let wrong = || Failure::malformed(format!("`{name}` must be {{type: String, id: String}}"));
     let hash = RHash::from_value(value).ok_or_else(wrong)?;
-    let [type_name, id] = slots(hash, &REFERENCE_KEYS).map_err(|_| wrong())?;
+    let [type_name, id] = slots(hash, &REFERENCE_KEYS)
+        .map_err(|problem| Failure::malformed(format!("`{name}`: {problem}")))?;
     let mut text = |v: Option<Value>| v.and_then(|v| texts.string(v)).ok_or_else(wrong);
     Ok((text(type_name)?, text(id)?))
 }
@@ -520,7 +555,7 @@ impl Serialize for Json {
             let mut map = serializer.serialize_map(Some(hash.len()))?;
             let mut failed = None;
             let _ = hash.foreach(|key: Value, item: Value| {
-                let entry = with_key_name(key, |key| map.serialize_entry(key, &self.nested(item)))
+                let entry = with_text(key, |key| map.serialize_entry(key, &self.nested(item)))
                     .unwrap_or_else(|| {
                         Err(S::Error::custom("Hash keys must be Strings or Symbols"))
                     });
@@ -553,7 +588,7 @@ impl Serialize for Json {
         } else if value.is_nil() {
             serializer.serialize_unit()
         } else if RString::from_value(value).is_some() || Symbol::from_value(value).is_some() {
-            with_key_name(value, |text| serializer.serialize_str(text))
+            with_text(value, |text| serializer.serialize_str(text))
                 .unwrap_or_else(|| Err(S::Error::custom("a String is not valid UTF-8")))
         } else {
             Err(S::Error::custom(format!(
@@ -623,17 +658,19 @@ impl Engine {
         without_gvl(ruby, || Ok(rb_self.inner.reload_from_files(files)?))
     }
 
-    fn authorize_json(ruby: &Ruby, rb_self: Obj<Self>, request: String) -> Result<String, Error> {
-        let decided = guarded(|| Ok(rb_self.inner.authorize_json(&request)?));
+    fn authorize_json(ruby: &Ruby, rb_self: Obj<Self>, request: Value) -> Result<String, Error> {
+        let request = text_argument(ruby, "request", request)?;
+        let decided = guard(ruby, || Ok(rb_self.inner.authorize_json(&request)?));
         deliver_events(ruby, rb_self)?;
-        decided.map_err(|e| e.into_error(ruby))
+        decided
     }
 
     fn authorize_json_batch(
         ruby: &Ruby,
         rb_self: Obj<Self>,
-        requests: String,
+        requests: Value,
     ) -> Result<String, Error> {
+        let requests = text_argument(ruby, "requests", requests)?;
         let engine = &rb_self.inner;
         let decided = without_gvl(ruby, || Ok(engine.authorize_json_batch(&requests)?));
         deliver_events(ruby, rb_self)?;
@@ -654,17 +691,18 @@ impl Engine {
         request_id: Value,
     ) -> Result<Value, Error> {
         let mut texts = Texts::default();
-        let request = ReadRequest::read(
-            &mut texts, principal, action, resource, context, entities, token, request_id,
-        )
-        .map_err(|e| e.into_error(ruby))?;
+        let request = guard(ruby, || {
+            ReadRequest::read(
+                &mut texts, principal, action, resource, context, entities, token, request_id,
+            )
+        })?;
         let engine = &rb_self.inner;
         let decide = || Ok(engine.authorize_parts(&request.parts(&texts))?);
         // A token may need a signature check, which pays for giving up the GVL.
         let decided = if request.token.is_some() {
             without_gvl(ruby, decide)
         } else {
-            guarded(decide).map_err(|e| e.into_error(ruby))
+            guard(ruby, decide)
         };
         deliver_events(ruby, rb_self)?;
         decided.map(|d| Decision::object(ruby, d))
@@ -675,10 +713,12 @@ impl Engine {
     /// `Arbiter::Error` of a request that could not be decided (returned, not raised).
     fn authorize_many(ruby: &Ruby, rb_self: Obj<Self>, requests: RArray) -> Result<RArray, Error> {
         let mut texts = Texts::default();
-        let items: Vec<Result<ReadRequest, Failure>> = requests
-            .into_iter()
-            .map(|request| ReadRequest::read_hash(&mut texts, request))
-            .collect();
+        let items: Vec<Result<ReadRequest, Failure>> = guard(ruby, || {
+            Ok(requests
+                .into_iter()
+                .map(|request| ReadRequest::read_hash(&mut texts, request))
+                .collect())
+        })?;
         let engine = &rb_self.inner;
         let answers = without_gvl(ruby, || {
             let read: Vec<Result<RequestParts<'_>, Failure>> = items
@@ -714,7 +754,12 @@ impl Engine {
 
     /// Verifies a token without deciding anything: `{"valid" => true, "kind", "principal",
     /// "claims"}` or `{"valid" => false, "error" => {...}}`.
-    fn verify_token(ruby: &Ruby, rb_self: &Self, token: String) -> Result<Value, Error> {
+    fn verify_token(ruby: &Ruby, rb_self: &Self, token: RString) -> Result<Value, Error> {
+        // Bytes that are not text are no token: Arbiter reports them malformed, like any other.
+        let token = with_text(token.as_value(), str::to_owned).unwrap_or_else(|| {
+            // SAFETY: the bytes are copied before any Ruby code can run.
+            String::from_utf8_lossy(unsafe { token.as_slice() }).into_owned()
+        });
         let verified = without_gvl(ruby, || {
             let verified = rb_self.inner.verify_token(&token);
             if let Ok(info) = &verified {
@@ -725,8 +770,8 @@ impl Engine {
         serde_magnus::serialize(ruby, &TokenReport::from(&verified))
     }
 
-    fn entities_json(&self) -> String {
-        self.inner.entities_json()
+    fn entities_json(ruby: &Ruby, rb_self: &Self) -> Result<String, Error> {
+        guard(ruby, || Ok(rb_self.inner.entities_json()))
     }
 
     fn set_candidate_from_dir(ruby: &Ruby, rb_self: &Self, path: PathBuf) -> Result<(), Error> {
@@ -745,18 +790,18 @@ impl Engine {
     }
 
     fn shadow_report(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
-        hash(ruby, &rb_self.inner.shadow_report())
+        hash(ruby, &guard(ruby, || Ok(rb_self.inner.shadow_report()))?)
     }
 
-    fn explain(ruby: &Ruby, rb_self: &Self, request: String) -> Result<Value, Error> {
-        let explanation = guarded(|| Ok(rb_self.inner.explain_json(&request)?))
-            .map_err(|e| e.into_error(ruby))?;
+    fn explain(ruby: &Ruby, rb_self: &Self, request: Value) -> Result<Value, Error> {
+        let request = text_argument(ruby, "request", request)?;
+        let explanation = guard(ruby, || Ok(rb_self.inner.explain_json(&request)?))?;
         hash(ruby, &explanation)
     }
 
-    fn explain_text(ruby: &Ruby, rb_self: &Self, request: String) -> Result<String, Error> {
-        guarded(|| Ok(rb_self.inner.explain_json(&request)?.to_text()))
-            .map_err(|e| e.into_error(ruby))
+    fn explain_text(ruby: &Ruby, rb_self: &Self, request: Value) -> Result<String, Error> {
+        let request = text_argument(ruby, "request", request)?;
+        guard(ruby, || Ok(rb_self.inner.explain_json(&request)?.to_text()))
     }
 
     /// The native half of `set_decision_log` (lib/arbiter.rb keeps the block).
@@ -781,11 +826,11 @@ impl Engine {
     }
 
     fn metrics(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
-        hash(ruby, &rb_self.inner.metrics())
+        hash(ruby, &guard(ruby, || Ok(rb_self.inner.metrics()))?)
     }
 
-    fn metrics_prometheus(&self) -> String {
-        self.inner.metrics().to_prometheus()
+    fn metrics_prometheus(ruby: &Ruby, rb_self: &Self) -> Result<String, Error> {
+        guard(ruby, || Ok(rb_self.inner.metrics().to_prometheus()))
     }
 
     #[cfg(feature = "fault-injection")]
@@ -925,9 +970,7 @@ mod tests {
         let ruby = unsafe { magnus::embed::init() };
         init(&ruby).unwrap();
         let errors = [
-            guarded(|| -> Result<(), Failure> { panic!("inside") })
-                .unwrap_err()
-                .into_error(&ruby),
+            guard(&ruby, || -> Result<(), Failure> { panic!("inside") }).unwrap_err(),
             without_gvl(&ruby, || -> Result<(), Failure> {
                 panic!("without the GVL")
             })

@@ -211,6 +211,37 @@ class TestApi < Minitest::Test
     assert_raises(ArgumentError) { engine.authorize(principal: REQUEST[:principal], action: REQUEST[:action]) }
   end
 
+  # Rack bodies and IO reads are binary Strings: their bytes count if they are UTF-8; a String in
+  # another encoding is converted; bytes that are not text are a malformed request.
+  def test_binary_and_other_encodings
+    e = Arbiter::Engine.from_files(bundle('@id("a") permit (principal, action, resource == R::"é") when { context.s == "café" };'))
+    request = REQUEST.merge(resource: { type: "R", id: "é".b }, context: { s: "café".encode("ISO-8859-1") })
+    assert_equal ["a"], e.authorize(**request).reasons
+    assert_equal ["a"], e.authorize_many([request]).fetch(0).reasons
+    json = JSON.generate(REQUEST.merge(resource: { type: "R", id: "é" }, context: { s: "café" }))
+    assert_equal ["a"], JSON.parse(e.authorize_json(json.b))["reasons"]
+    raised = assert_raises(Arbiter::MalformedRequestError) { e.authorize(**REQUEST, resource: { type: "R", id: "\xFF".b }) }
+    assert_equal "`resource` must be {type: String, id: String}", raised.message
+    raised = assert_raises(Arbiter::MalformedRequestError) { e.authorize_json("\xFF".b) }
+    assert_equal "`request` must be a String of UTF-8 text", raised.message
+    raised = assert_raises(Arbiter::MalformedRequestError) { e.authorize(**REQUEST, token: "\xFF".b) }
+    assert_equal "`token` must be a String of UTF-8 text", raised.message
+    assert_equal false, e.verify_token("\xFF".b)["valid"], "bytes that are not text are no token, not an exception"
+  end
+
+  # A key given as both a Symbol and a String is ambiguous: refused, never one of the two picked.
+  def test_a_key_given_twice_is_malformed
+    twice = { type: "Gitlab::User", id: "alice", "id" => "bob" }
+    raised = assert_raises(Arbiter::MalformedRequestError) { engine.authorize(**user_request("x", "push_code", "3", 30), principal: twice) }
+    assert_equal "`principal`: key `id` given twice (as a Symbol and a String)", raised.message
+    request = user_request("alice", "push_code", "3", 30).merge("principal" => { type: "Gitlab::User", id: "bob" })
+    answer = engine.authorize_many([request]).fetch(0)
+    assert_instance_of Arbiter::MalformedRequestError, answer
+    assert_match(/\Akey `principal` given twice/, answer.message)
+    unknown = engine.authorize_many([{ nope: 1 }]).fetch(0)
+    assert_match(/\Aunknown key :nope in a request; expected principal, action/, unknown.message)
+  end
+
   def test_values_that_are_not_json_are_malformed_requests
     e = Arbiter::Engine.from_files(bundle('@id("a") permit (principal, action, resource) when { context.n == [1, 2] };'))
     assert_equal ["a"], e.authorize(**REQUEST, context: { n: [1, 2] }).reasons

@@ -32,6 +32,15 @@ from ._arbiter import (
     __version__,
 )
 
+
+
+def _allows_nothing(self: ArbiterError) -> bool:
+    """An error in place of a decision (``Engine.authorize_many``) is falsy, like a deny."""
+    return False
+
+
+ArbiterError.__bool__ = _allows_nothing  # type: ignore[method-assign]
+
 __all__ = [
     "ArbiterError",
     "BundleIOError",
