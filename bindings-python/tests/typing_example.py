@@ -31,3 +31,13 @@ def load() -> arbiter.Engine:
 def log_decisions(engine: arbiter.Engine, lines: list[str]) -> None:
     engine.set_decision_log(lines.append, sample_rate=0.1, max_events_per_second=100)
     engine.clear_decision_log()
+
+
+def all_allowed(engine: arbiter.Engine, projects: list[str]) -> bool:
+    requests = [
+        {"principal": {"type": "Gitlab::User", "id": "alice"}, "action": {"type": "Gitlab::Action", "id": "read_project"},
+         "resource": {"type": "Gitlab::Project", "id": p}, "context": {"access_level": 10, "admin_mode": False}}
+        for p in projects
+    ]
+    answers: list[Union[arbiter.Decision, arbiter.ArbiterError]] = engine.authorize_many(requests)
+    return all(answers) and all(engine.authorize_many(tuple(requests)))

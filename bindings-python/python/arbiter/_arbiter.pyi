@@ -1,12 +1,14 @@
 """Type stubs of Arbiter's extension module."""
 
 from os import PathLike
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 __version__: str
 
-EntityRef = Mapping[str, str]
+EntityRef = dict[str, str]
 """An entity reference: ``{"type": "Gitlab::User", "id": "42"}``."""
+Dicts = Union[list[dict[str, Any]], tuple[dict[str, Any], ...]]
+"""A list or tuple of dicts: request entities, or the requests of ``authorize_many``."""
 
 class ArbiterError(Exception):
     """An error of an Arbiter call."""
@@ -68,12 +70,12 @@ class Engine:
     @staticmethod
     def gitlab_default() -> Engine: ...
     @staticmethod
-    def from_files(files: Mapping[str, str]) -> Engine: ...
+    def from_files(files: dict[str, str]) -> Engine: ...
     @staticmethod
     def from_signed_bundle_dir(path: Union[str, PathLike[str]], public_keys: Sequence[str]) -> Engine:
         """Loads a signed bundle; the engine then loads only bundles these keys signed."""
     def reload_from_dir(self, path: Union[str, PathLike[str]]) -> None: ...
-    def reload_from_files(self, files: Mapping[str, str]) -> None: ...
+    def reload_from_files(self, files: dict[str, str]) -> None: ...
     def authorize_json(self, request: str) -> str: ...
     def authorize_json_batch(self, requests: str) -> str: ...
     def authorize(
@@ -82,19 +84,17 @@ class Engine:
         principal: Optional[EntityRef] = None,
         action: EntityRef,
         resource: EntityRef,
-        context: Optional[Mapping[str, Any]] = None,
-        entities: Optional[Sequence[Mapping[str, Any]]] = None,
+        context: Optional[dict[str, Any]] = None,
+        entities: Optional[Dicts] = None,
         token: Optional[str] = None,
         request_id: Optional[str] = None,
     ) -> Decision: ...
-    def authorize_many(
-        self, requests: Union[list[dict[str, Any]], tuple[dict[str, Any], ...]]
-    ) -> list[Union[Decision, ArbiterError]]: ...
+    def authorize_many(self, requests: Dicts) -> list[Union[Decision, ArbiterError]]: ...
     def verify_token(self, token: str) -> dict[str, Any]: ...
     def entities_json(self) -> str: ...
     def set_candidate_from_dir(self, path: Union[str, PathLike[str]]) -> None:
         """Sets a candidate bundle beside the live one, decided for comparison only."""
-    def set_candidate_from_files(self, files: Mapping[str, str]) -> None: ...
+    def set_candidate_from_files(self, files: dict[str, str]) -> None: ...
     def clear_candidate(self) -> None: ...
     def shadow_report(self) -> dict[str, Any]:
         """`candidate`, `agreements`, `disagreements` and the `recent` disagreements."""
