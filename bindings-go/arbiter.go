@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -104,9 +105,22 @@ func newEngine(create func(**C.arbiter_engine, **C.arbiter_error) C.uint32_t) (*
 	return e, nil
 }
 
+// cPath copies a directory path into C memory for the caller to free. A NUL byte, where C would
+// see the path end, is refused rather than cutting the path short.
+func cPath(dir string) (*C.char, error) {
+	if strings.IndexByte(dir, 0) >= 0 {
+		return nil, &Error{Code: C.ARBITER_RESULT_INVALID_ARGUMENT, Kind: "invalid_argument",
+			Message: fmt.Sprintf("the path %q contains a NUL byte", dir)}
+	}
+	return C.CString(dir), nil
+}
+
 // NewEngineFromBundleDir loads the bundle in dir.
 func NewEngineFromBundleDir(dir string) (*Engine, error) {
-	cdir := C.CString(dir)
+	cdir, err := cPath(dir)
+	if err != nil {
+		return nil, err
+	}
 	defer C.free(unsafe.Pointer(cdir))
 	return newEngine(func(out **C.arbiter_engine, err **C.arbiter_error) C.uint32_t {
 		return C.arbiter_engine_new_from_bundle_dir(cdir, out, err)
@@ -117,7 +131,10 @@ func NewEngineFromBundleDir(dir string) (*Engine, error) {
 // signature.json by one of the trusted public keys (SPKI PEM) and be exactly the files signed.
 // The engine then loads only bundles so signed, on every reload too.
 func NewEngineFromSignedBundleDir(dir string, publicKeysPEM ...string) (*Engine, error) {
-	cdir := C.CString(dir)
+	cdir, err := cPath(dir)
+	if err != nil {
+		return nil, err
+	}
 	defer C.free(unsafe.Pointer(cdir))
 	strs := make([]C.arbiter_str, len(publicKeysPEM))
 	for i, pem := range publicKeysPEM {
@@ -149,11 +166,11 @@ func cFiles(files map[string]string) (list *C.arbiter_bundle_file, count C.size_
 	size := C.size_t(unsafe.Sizeof(C.arbiter_bundle_file{})) * C.size_t(len(files))
 	list = (*C.arbiter_bundle_file)(C.malloc(size))
 	entries := unsafe.Slice(list, len(files))
-	var strings []*C.char
+	var owned []*C.char
 	i := 0
 	for path, contents := range files {
 		p, c := C.CString(path), C.CString(contents)
-		strings = append(strings, p, c)
+		owned = append(owned, p, c)
 		entries[i] = C.arbiter_bundle_file{
 			path:     C.arbiter_str{ptr: p, len: C.size_t(len(path))},
 			contents: C.arbiter_str{ptr: c, len: C.size_t(len(contents))},
@@ -161,7 +178,7 @@ func cFiles(files map[string]string) (list *C.arbiter_bundle_file, count C.size_
 		i++
 	}
 	return list, C.size_t(len(files)), func() {
-		for _, s := range strings {
+		for _, s := range owned {
 			C.free(unsafe.Pointer(s))
 		}
 		C.free(unsafe.Pointer(list))
@@ -220,7 +237,10 @@ func (e *Engine) ReloadFromFiles(files map[string]string) error {
 
 // dirCall runs a call that takes a bundle directory.
 func (e *Engine) dirCall(dir string, call func(*C.arbiter_engine, *C.char, **C.arbiter_error) C.uint32_t) error {
-	cdir := C.CString(dir)
+	cdir, err := cPath(dir)
+	if err != nil {
+		return err
+	}
 	defer C.free(unsafe.Pointer(cdir))
 	return e.use(func(ptr *C.arbiter_engine) error {
 		var cerr *C.arbiter_error

@@ -119,6 +119,19 @@ func TestErrorsMapToSentinels(t *testing.T) {
 	if _, err := e.Authorize(bad); !errors.As(err, &arbiterErr) || arbiterErr.Kind != "invalid_context" || arbiterErr.Message == "" {
 		t.Fatalf("%v", err)
 	}
+	// C would read a path only up to a NUL byte: refused, never cut short to another bundle.
+	dir := bundleDir + "\x00.next"
+	if _, err := NewEngineFromBundleDir(dir); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "NUL") {
+		t.Fatalf("%v", err)
+	}
+	for _, call := range []func(string) error{e.ReloadFromDir, e.SetCandidateFromDir} {
+		if err := call(dir); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("%v", err)
+		}
+	}
+	if err := e.SetDecisionLog(nil); !errors.Is(err, ErrNullArgument) {
+		t.Fatalf("a nil sink: %v", err)
+	}
 }
 
 func TestBatchAndTokens(t *testing.T) {

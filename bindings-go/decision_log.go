@@ -4,16 +4,23 @@ package arbiter
 #include <stdint.h>
 #include "arbiter.h"
 
-// Defined in decision_log_export.go.
-extern void arbiterGoDecisionLog(void *user_data, char *event, size_t event_len);
-extern void arbiterGoDecisionLogRelease(void *user_data);
+// Defined in decision_log_export.go; they take the cgo.Handle as the integer it is.
+extern void arbiterGoDecisionLog(uintptr_t handle, char *event, size_t event_len);
+extern void arbiterGoDecisionLogRelease(uintptr_t handle);
 
-// The Go callbacks, with a cgo.Handle as their user data.
+// The callbacks Arbiter calls, with its exact types, passing the handle on.
+static void arbiter_go_decision_log(void *user_data, const char *event, size_t event_len) {
+	arbiterGoDecisionLog((uintptr_t)user_data, (char *)event, event_len);
+}
+
+static void arbiter_go_decision_log_release(void *user_data) {
+	arbiterGoDecisionLogRelease((uintptr_t)user_data);
+}
+
 static uint32_t arbiter_go_set_decision_log(const arbiter_engine *engine, double sample_rate,
 		uint32_t max_events_per_second, uintptr_t handle, arbiter_error **err_out) {
 	return arbiter_engine_set_decision_log(engine, sample_rate, max_events_per_second,
-		(arbiter_decision_log_fn)arbiterGoDecisionLog, arbiterGoDecisionLogRelease,
-		(void *)handle, err_out);
+		arbiter_go_decision_log, arbiter_go_decision_log_release, (void *)handle, err_out);
 }
 */
 import "C"
@@ -50,10 +57,17 @@ func MaxEventsPerSecond(n uint32) DecisionLogOption {
 //
 // Tokens and secrets never appear; context attributes the bundle's manifest lists as
 // sensitive_attributes are masked. sink runs on the deciding goroutine, inside the call, from
-// many goroutines at once; the event is the sink's to keep. A sink that panics loses its event,
-// never the decision. SetDecisionLog replaces any earlier sink; an option out of range fails
-// with ErrInvalidArgument and changes nothing.
+// many goroutines at once; the event is the sink's to keep. sink must not call this Engine's
+// methods (the call it runs in holds the engine, and a concurrent Close would wait for both).
+// A sink that panics loses its event, never the decision: the panic is recovered and reported
+// with log.Printf (Arbiter counts the event as logged). SetDecisionLog replaces any earlier
+// sink; a nil sink fails with ErrNullArgument, an option out of range with ErrInvalidArgument,
+// and either changes nothing.
 func (e *Engine) SetDecisionLog(sink func(event []byte), options ...DecisionLogOption) error {
+	if sink == nil {
+		return &Error{Code: C.ARBITER_RESULT_NULL_ARGUMENT, Kind: "null_argument",
+			Message: "SetDecisionLog needs a sink (ClearDecisionLog stops logging)"}
+	}
 	o := decisionLogOptions{sampleRate: 1}
 	for _, option := range options {
 		option(&o)

@@ -5,6 +5,7 @@ package arbiter
 
 /*
 #include <stddef.h>
+#include <stdint.h>
 */
 import "C"
 
@@ -15,8 +16,8 @@ import (
 )
 
 //export arbiterGoDecisionLog
-func arbiterGoDecisionLog(userData unsafe.Pointer, event *C.char, n C.size_t) {
-	sink := cgo.Handle(uintptr(userData)).Value().(func([]byte))
+func arbiterGoDecisionLog(handle C.uintptr_t, event *C.char, n C.size_t) {
+	sink := cgo.Handle(handle).Value().(func([]byte))
 	// A panic must not unwind through Arbiter's frames: the event is lost, the decision stands.
 	defer func() {
 		if r := recover(); r != nil {
@@ -27,6 +28,6 @@ func arbiterGoDecisionLog(userData unsafe.Pointer, event *C.char, n C.size_t) {
 }
 
 //export arbiterGoDecisionLogRelease
-func arbiterGoDecisionLogRelease(userData unsafe.Pointer) {
-	cgo.Handle(uintptr(userData)).Delete()
+func arbiterGoDecisionLogRelease(handle C.uintptr_t) {
+	cgo.Handle(handle).Delete()
 }
