@@ -37,6 +37,11 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("arbiter: %s (%s)", e.Message, e.Kind) }
 
+// with is the sentinel e's code and kind with a message: an error found on the Go side.
+func (e *Error) with(message string) *Error {
+	return &Error{Code: e.Code, Kind: e.Kind, Message: message}
+}
+
 // Is reports whether target is an *Error with the same code.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
@@ -109,8 +114,7 @@ func newEngine(create func(**C.arbiter_engine, **C.arbiter_error) C.uint32_t) (*
 // see the path end, is refused rather than cutting the path short.
 func cPath(dir string) (*C.char, error) {
 	if strings.IndexByte(dir, 0) >= 0 {
-		return nil, &Error{Code: C.ARBITER_RESULT_INVALID_ARGUMENT, Kind: "invalid_argument",
-			Message: fmt.Sprintf("the path %q contains a NUL byte", dir)}
+		return nil, ErrInvalidArgument.with(fmt.Sprintf("the path %q contains a NUL byte", dir))
 	}
 	return C.CString(dir), nil
 }

@@ -65,8 +65,7 @@ func MaxEventsPerSecond(n uint32) DecisionLogOption {
 // and either changes nothing.
 func (e *Engine) SetDecisionLog(sink func(event []byte), options ...DecisionLogOption) error {
 	if sink == nil {
-		return &Error{Code: C.ARBITER_RESULT_NULL_ARGUMENT, Kind: "null_argument",
-			Message: "SetDecisionLog needs a sink (ClearDecisionLog stops logging)"}
+		return ErrNullArgument.with("SetDecisionLog needs a sink (ClearDecisionLog stops logging)")
 	}
 	o := decisionLogOptions{sampleRate: 1}
 	for _, option := range options {

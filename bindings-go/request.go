@@ -148,14 +148,14 @@ func (e *Engine) Authorize(r Request) (Decision, error) {
 	if len(context) == 0 && r.Context != nil {
 		b, err := json.Marshal(r.Context)
 		if err != nil {
-			return Decision{}, &Error{Code: ErrMalformedRequest.Code, Kind: ErrMalformedRequest.Kind, Message: "context: " + err.Error()}
+			return Decision{}, ErrMalformedRequest.with("context: " + err.Error())
 		}
 		context = b
 	}
 	if len(entities) == 0 && len(r.Entities) > 0 {
 		b, err := json.Marshal(r.Entities)
 		if err != nil {
-			return Decision{}, &Error{Code: ErrInvalidEntities.Code, Kind: ErrInvalidEntities.Kind, Message: "entities: " + err.Error()}
+			return Decision{}, ErrInvalidEntities.with("entities: " + err.Error())
 		}
 		entities = b
 	}

@@ -328,14 +328,9 @@ impl Texts {
         &self.text[span.start..span.end]
     }
 
-    /// A String (or an object that converts to one with `to_str`), copied in (see
-    /// [`with_text`]).
+    /// A String (or an object that converts to one with `to_str`), copied in.
     fn string(&mut self, value: Value) -> Option<Span> {
-        let string = match RString::from_value(value) {
-            Some(string) => string,
-            None => RString::try_convert(value).ok()?,
-        };
-        with_text(string.as_value(), |text| self.push(text))
+        with_string_text(value, |text| self.push(text))
     }
 
     /// A JSON-like Ruby value (see [`Json`]) written as JSON.
@@ -502,15 +497,17 @@ fn with_text<T>(value: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
     string.to_string().ok().map(|text| f(&text))
 }
 
-/// A String argument (or an object with `to_str`) as text (see [`with_text`]), or a
-/// `MalformedRequestError` naming it.
+/// [`with_text`] for a String or an object that converts to one with `to_str`.
+fn with_string_text<T>(value: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+    with_text(RString::try_convert(value).ok()?.as_value(), f)
+}
+
+/// A String argument as text (see [`with_string_text`]), or a `MalformedRequestError` naming
+/// it.
 fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<String, Error> {
-    RString::try_convert(value)
-        .ok()
-        .and_then(|string| with_text(string.as_value(), str::to_owned))
-        .ok_or_else(|| {
-            Failure::malformed(format!("`{name}` must be a String of UTF-8 text")).into_error(ruby)
-        })
+    with_string_text(value, str::to_owned).ok_or_else(|| {
+        Failure::malformed(format!("`{name}` must be a String of UTF-8 text")).into_error(ruby)
+    })
 }
 
 /// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
