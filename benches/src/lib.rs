@@ -46,7 +46,7 @@ pub fn file_text(files: &[arbiter::BundleFile], path: &str) -> String {
     files
         .iter()
         .find(|f| f.path == path)
-        .map(|f| f.contents.clone())
+        .map(|f| f.text().expect("bundle files are text").to_owned())
         .unwrap_or_else(|| panic!("the bundle has no {path}"))
 }
 
@@ -55,7 +55,7 @@ pub fn policy_text(files: &[arbiter::BundleFile]) -> String {
     files
         .iter()
         .filter(|f| f.path.ends_with(".cedar"))
-        .map(|f| f.contents.as_str())
+        .map(|f| f.text().expect("policy files are text"))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -14,7 +14,7 @@ use arbiter_core::{
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{IntoPyObjectExt, PyTraverseError, PyVisit};
 use pythonize::pythonize;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
@@ -325,9 +325,16 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
             let path: String = path
                 .extract()
                 .map_err(|_| Failure::malformed("bundle file paths are str"))?;
-            let contents: String = contents
-                .extract()
-                .map_err(|_| Failure::malformed(format!("the contents of `{path}` must be str")))?;
+            // Text as str; a raw secret file's bytes as bytes.
+            let contents: Vec<u8> = match contents.downcast::<PyBytes>() {
+                Ok(bytes) => bytes.as_bytes().to_vec(),
+                Err(_) => contents
+                    .extract::<String>()
+                    .map_err(|_| {
+                        Failure::malformed(format!("the contents of `{path}` must be str or bytes"))
+                    })?
+                    .into(),
+            };
             Ok(BundleFile::new(path, contents))
         })
         .collect()

@@ -72,7 +72,7 @@ pub(crate) enum MintCommand {
     },
     /// Mint a macaroon with first-party caveats (see the caveat language in the README).
     Macaroon {
-        /// File holding the root key (raw bytes; a final newline is dropped).
+        /// File holding the root key (its bytes, exactly, as `secret_encoding: raw` reads them).
         #[arg(long)]
         root_key_file: PathBuf,
         /// The identifier.
@@ -195,13 +195,10 @@ fn signing_key(spec: &str) -> Result<SigningKey, String> {
     SigningKey::from_pem(kid, alg, &pem).map_err(|e| format!("key `{kid}`: {e}"))
 }
 
+/// A secret file's bytes, exactly (a final newline included), as `secret_encoding: raw` reads
+/// it in a bundle.
 fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let mut bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if bytes.ends_with(b"\n") {
-        bytes.pop();
-    }
-    Ok(bytes)
+    std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
 }
 
 fn unix_now() -> i64 {

@@ -388,7 +388,7 @@ fn minted_macaroons_verify_with_their_caveats() {
             "--root-key-file",
             &keys("macaroon.key"),
             "--identifier",
-            "t-1",
+            "user = 42; t-1",
             "--caveat",
             "user = 42",
             "--caveat",

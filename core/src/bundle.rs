@@ -1,8 +1,8 @@
 //! Bundles: a directory (or the same files held in memory) of policies, an optional schema,
 //! static entities, template links and a manifest, loaded into one immutable value.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use cedar_policy::{EntityTypeName, PolicySet, Schema, ValidationMode, Validator};
 use cedar_policy_core::ast::{self, ExprKind, Literal};
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::entities::StaticEntities;
 use crate::error::{LoadError, Problem};
 use crate::index::PolicyIndex;
+use crate::json::unique_keys;
 use crate::limits::Limits;
 use crate::metrics::ActionOutcomes;
 use crate::policies;
@@ -20,23 +21,43 @@ use crate::signing::SIGNATURE_FILE;
 use crate::token::config::TokensConfig;
 use crate::token::Tokens;
 
-/// One file of a bundle: its path relative to the bundle root, with `/` separators, and its text.
+/// One file of a bundle: its path relative to the bundle root, with `/` separators, and its
+/// bytes. Policies, the schema and the JSON files must be UTF-8 text; a raw secret file
+/// (`secret_encoding: raw`) is read as the bytes it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleFile {
     /// Relative path, e.g. `schema.cedarschema` or `policies/roles.cedar`.
     pub path: String,
-    /// The file's contents.
-    pub contents: String,
+    /// The file's bytes.
+    pub contents: Vec<u8>,
 }
 
 impl BundleFile {
-    /// A file at `path` (relative to the bundle root) holding `contents`.
-    pub fn new(path: impl Into<String>, contents: impl Into<String>) -> Self {
+    /// A file at `path` (relative to the bundle root) holding `contents` (text or bytes).
+    pub fn new(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
         Self {
             path: path.into(),
             contents: contents.into(),
         }
     }
+
+    /// The file as UTF-8 text, or the problem naming the file and the first byte that is not.
+    pub fn text(&self) -> Result<&str, Problem> {
+        std::str::from_utf8(&self.contents).map_err(|e| {
+            Problem::in_file(
+                &self.path,
+                format!(
+                    "file is not valid UTF-8 text (byte {} is not)",
+                    e.valid_up_to()
+                ),
+            )
+        })
+    }
+}
+
+/// A bundle file's text, for a loader: a file that is not UTF-8 is an `io` load error.
+pub(crate) fn text(file: &BundleFile) -> Result<&str, LoadError> {
+    file.text().map_err(|p| LoadError::Io(vec![p]))
 }
 
 const SCHEMA: &str = "schema.cedarschema";
@@ -80,7 +101,17 @@ pub(crate) fn read_dir_files(
 ) -> Result<Vec<BundleFile>, LoadError> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    walk(root, "", keep, &mut files, &mut problems);
+    let mut seen = HashMap::new();
+    if let Ok(canonical) = std::fs::canonicalize(root) {
+        seen.insert(canonical, ".".to_owned());
+    }
+    let mut walk = Walk {
+        keep,
+        files: &mut files,
+        problems: &mut problems,
+        seen: &mut seen,
+    };
+    walk.dir(root, "");
     if !problems.is_empty() {
         return Err(LoadError::Io(problems));
     }
@@ -96,7 +127,7 @@ pub fn read_bundle_dir(root: impl AsRef<Path>) -> Result<Vec<BundleFile>, LoadEr
     let referenced: Vec<String> = files
         .iter()
         .find(|f| f.path == TOKENS)
-        .and_then(|f| serde_json::from_str::<TokensConfig>(&f.contents).ok())
+        .and_then(|f| serde_json::from_slice::<TokensConfig>(&f.contents).ok())
         .map(|config| {
             config
                 .referenced_files()
@@ -114,7 +145,7 @@ pub fn read_bundle_dir(root: impl AsRef<Path>) -> Result<Vec<BundleFile>, LoadEr
         if !inside || files.iter().any(|f| f.path == path) {
             continue;
         }
-        match std::fs::read_to_string(root.join(&path)) {
+        match std::fs::read(root.join(&path)) {
             Ok(contents) => files.push(BundleFile { path, contents }),
             Err(e) => problems.push(Problem::in_file(
                 &path,
@@ -129,77 +160,100 @@ pub fn read_bundle_dir(root: impl AsRef<Path>) -> Result<Vec<BundleFile>, LoadEr
     }
 }
 
-fn walk(
-    dir: &Path,
-    prefix: &str,
-    keep: &dyn Fn(&str) -> bool,
-    files: &mut Vec<BundleFile>,
-    problems: &mut Vec<Problem>,
-) {
-    let shown = |p: &Path| p.display().to_string();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            problems.push(Problem::in_file(
-                &shown(dir),
-                format!("cannot read directory: {e}"),
+/// A recursive read of a bundle directory: the files kept, the problems met, and every directory
+/// read so far (by canonical path, with the relative path it was read at).
+struct Walk<'a> {
+    keep: &'a dyn Fn(&str) -> bool,
+    files: &'a mut Vec<BundleFile>,
+    problems: &'a mut Vec<Problem>,
+    seen: &'a mut HashMap<PathBuf, String>,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, prefix: &str) {
+        let shown = |p: &Path| p.display().to_string();
+        // In name order, so that problems are reported alike on every file system.
+        let mut entries: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries.collect(),
+            Err(e) => {
+                self.problems.push(Problem::in_file(
+                    &shown(dir),
+                    format!("cannot read directory: {e}"),
+                ));
+                return;
+            }
+        };
+        entries.sort_by_key(|entry| entry.as_ref().ok().map(std::fs::DirEntry::file_name));
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.problems.push(Problem::in_file(
+                        &shown(dir),
+                        format!("cannot list directory: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let relative = format!("{prefix}{name}");
+            // `metadata` follows symbolic links, so a linked policy file or folder is read too.
+            match std::fs::metadata(&path) {
+                // A directory where a bundle file belongs (`entities.json/`) is a broken bundle,
+                // not one without that file.
+                Ok(meta) if meta.is_dir() && (self.keep)(&relative) => self.problems.push(
+                    Problem::in_file(&relative, "is a directory where a file belongs"),
+                ),
+                Ok(meta) if meta.is_dir() => self.linked_dir(&path, &relative),
+                Ok(_) if !(self.keep)(&relative) => {}
+                Ok(_) => match std::fs::read(&path) {
+                    Ok(contents) => self.files.push(BundleFile {
+                        path: relative,
+                        contents,
+                    }),
+                    Err(e) => self.problems.push(Problem::in_file(
+                        &relative,
+                        format!("cannot read file: {e}"),
+                    )),
+                },
+                Err(e) => self.problems.push(Problem::in_file(
+                    &relative,
+                    format!("cannot read file: {e}"),
+                )),
+            }
+        }
+    }
+
+    /// Reads a subdirectory, unless it is one already read: a symbolic link back to a
+    /// directory above it would loop forever (two such links take time exponential in depth),
+    /// and one linked twice would read its policies twice.
+    fn linked_dir(&mut self, path: &Path, relative: &str) {
+        let canonical = match std::fs::canonicalize(path) {
+            Ok(canonical) => canonical,
+            Err(e) => {
+                self.problems.push(Problem::in_file(
+                    relative,
+                    format!("cannot resolve directory: {e}"),
+                ));
+                return;
+            }
+        };
+        if let Some(first) = self.seen.get(&canonical) {
+            self.problems.push(Problem::in_file(
+                relative,
+                format!(
+                    "is the directory `{first}` again (a symbolic link loop, or a directory \
+                     linked twice); a bundle reads each directory once"
+                ),
             ));
             return;
         }
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                problems.push(Problem::in_file(
-                    &shown(dir),
-                    format!("cannot list directory: {e}"),
-                ));
-                continue;
-            }
-        };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let relative = format!("{prefix}{name}");
-        // `metadata` follows symbolic links, so a linked policy file or folder is read too.
-        match std::fs::metadata(&path) {
-            // A directory where a bundle file belongs (`entities.json/`) is a broken bundle,
-            // not one without that file.
-            Ok(meta) if meta.is_dir() && keep(&relative) => problems.push(Problem::in_file(
-                &relative,
-                "is a directory where a file belongs",
-            )),
-            Ok(meta) if meta.is_dir() => {
-                walk(&path, &format!("{relative}/"), keep, files, problems)
-            }
-            Ok(_) if !keep(&relative) => {}
-            Ok(_) => files.push(BundleFile {
-                contents: match std::fs::read(&path) {
-                    Ok(bytes) => match String::from_utf8(bytes) {
-                        Ok(text) => text,
-                        Err(_) => {
-                            problems.push(Problem::in_file(&relative, "file is not valid UTF-8"));
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        problems.push(Problem::in_file(
-                            &relative,
-                            format!("cannot read file: {e}"),
-                        ));
-                        continue;
-                    }
-                },
-                path: relative,
-            }),
-            Err(e) => problems.push(Problem::in_file(
-                &relative,
-                format!("cannot read file: {e}"),
-            )),
-        }
+        self.seen.insert(canonical, relative.to_owned());
+        self.dir(path, &format!("{relative}/"));
     }
 }
 
@@ -311,16 +365,24 @@ impl Bundle {
                 ),
                 )]))
             }
-            (Some(f), None) => Some(
-                Schema::from_cedarschema_str(&f.contents)
-                    .map(|(schema, _warnings)| schema)
-                    .map_err(|e| {
-                        LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)])
-                    })?,
-            ),
-            (None, Some(f)) => Some(Schema::from_json_str(&f.contents).map_err(|e| {
-                LoadError::Schema(vec![Problem::from_diagnostic(&f.path, &f.contents, &e)])
-            })?),
+            (Some(f), None) => {
+                let source = text(f)?;
+                Some(
+                    Schema::from_cedarschema_str(source)
+                        .map(|(schema, _warnings)| schema)
+                        .map_err(|e| {
+                            LoadError::Schema(vec![Problem::from_diagnostic(&f.path, source, &e)])
+                        })?,
+                )
+            }
+            (None, Some(f)) => {
+                let source = text(f)?;
+                unique_keys(source)
+                    .map_err(|e| LoadError::Schema(vec![json_problem(&f.path, &e)]))?;
+                Some(Schema::from_json_str(source).map_err(|e| {
+                    LoadError::Schema(vec![Problem::from_diagnostic(&f.path, source, &e)])
+                })?)
+            }
             (None, None) => None,
         };
         let policy_files: Vec<&BundleFile> = files
@@ -406,7 +468,10 @@ impl Bundle {
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     file: &BundleFile,
 ) -> Result<T, Vec<Problem>> {
-    serde_json::from_str(&file.contents).map_err(|e| vec![json_problem(&file.path, &e)])
+    let source = file.text().map_err(|p| vec![p])?;
+    unique_keys(source)
+        .and_then(|()| serde_json::from_str(source))
+        .map_err(|e| vec![json_problem(&file.path, &e)])
 }
 
 pub(crate) fn json_problem(file: &str, e: &serde_json::Error) -> Problem {

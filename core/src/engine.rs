@@ -1,17 +1,20 @@
 //! The engine: a bundle behind an atomic pointer, and the decision procedure.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cedar_policy::{Context, RequestValidationError, RestrictedExpression};
-use cedar_policy_core::ast::{self, Effect as PolicyEffect, EntityUID, Literal, ValueKind};
+use cedar_policy_core::ast::{
+    self, Effect as PolicyEffect, EntityUID, Literal, PartialValue, ValueKind,
+};
 use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use smol_str::SmolStr;
 
 use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
@@ -204,8 +207,9 @@ impl Engine {
 
     /// Decides one typed request and explains it (see [`Engine::explain_json`]).
     pub fn explain(&self, request: &Request) -> Result<Explanation, RequestError> {
-        self.limits.check_entities(request.entities.len())?;
-        self.explained(&self.bundle.load(), request)
+        let bundle = self.bundle.load();
+        request.check_entities(&bundle.reader(&self.limits))?;
+        self.explained(&bundle, request)
     }
 
     fn explained(&self, bundle: &Bundle, request: &Request) -> Result<Explanation, RequestError> {
@@ -412,11 +416,13 @@ impl Engine {
         self.bundle.load().info()
     }
 
-    /// Decides one request.
+    /// Decides one request. Its own entities are checked as the JSON path checks them (number,
+    /// schema conformance, no uid given twice differently).
     pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
         self.guarded(|start| {
-            self.limits.check_entities(request.entities.len())?;
-            self.decide(&self.bundle.load(), request, self.now(), start)
+            let bundle = self.bundle.load();
+            request.check_entities(&bundle.reader(&self.limits))?;
+            self.decide(&bundle, request, self.now(), start)
         })
     }
 
@@ -424,11 +430,12 @@ impl Engine {
     pub fn authorize_batch(&self, requests: &[Request]) -> Vec<Result<Decision, RequestError>> {
         let bundle = self.bundle.load_full();
         let now = self.now();
+        let reader = bundle.reader(&self.limits);
         requests
             .iter()
             .map(|r| {
                 self.guarded(|start| {
-                    self.limits.check_entities(r.entities.len())?;
+                    r.check_entities(&reader)?;
                     self.decide(&bundle, r, now, start)
                 })
             })
@@ -528,8 +535,10 @@ impl Engine {
     /// Decides a JSON array of requests against the same bundle version. The answer is an array
     /// of the same length holding, in order, each decision or `{"error": {"kind", "code",
     /// "message"}}` for a request that could not be decided; a bad element does not affect the
-    /// others. Only input that is not a JSON array fails as a whole.
+    /// others. Only input that is not a JSON array, or is larger than `max_batch_bytes`, fails
+    /// as a whole.
     pub fn authorize_json_batch(&self, requests: &str) -> Result<String, RequestError> {
+        self.limits.check_batch(requests)?;
         let items: Vec<&RawValue> = serde_json::from_str(requests).map_err(|e| {
             RequestError::Malformed(format!("expected a JSON array of requests: {e}"))
         })?;
@@ -681,18 +690,37 @@ fn decide_uncounted(
         None => request.context.clone(),
         Some(claims) => token_context(request.context.clone(), claims)?,
     };
-    // A principal entity built from the token's claims replaces any the request brings; like
-    // the request's entities (checked as they were read), it must conform to the schema.
-    let token_entity = token.as_ref().and_then(|v| v.principal.entity.as_ref());
-    if let (Some(entity), Some(schema)) = (token_entity, bundle.request_schema()) {
-        validate_entity(entity.as_ref(), schema, bundle.shapes.as_ref())?;
+    // A principal entity built from the token's claims adds to what the host knows of the
+    // principal (the request's entity with its uid, else the bundle's), never overrides it;
+    // like the request's entities (checked as they were read), it must conform to the schema.
+    let token_entity = match token.as_ref().and_then(|v| v.principal.entity.as_ref()) {
+        None => None,
+        Some(claimed) => {
+            let claimed: &ast::Entity = claimed.as_ref();
+            let host = match request
+                .entities
+                .iter()
+                .find(|e| e.as_ref().uid() == claimed.uid())
+            {
+                Some(given) => Some(given.as_ref()),
+                None => bundle.entities.get(claimed.uid()),
+            };
+            match over_host(claimed, host) {
+                Ok(entity) => Some(entity),
+                Err(e) => return Ok(Decision::denied_by(e.into_decision_error())),
+            }
+        }
+    };
+    if let (Some(entity), Some(schema)) = (&token_entity, bundle.request_schema()) {
+        validate_entity(entity, schema, bundle.shapes.as_ref())?;
     }
+    let token_uid = token_entity.as_ref().map(|t| t.uid().clone());
     let own: Vec<Arc<ast::Entity>> = request
         .entities
         .iter()
-        .filter(|e| token_entity.is_none_or(|t| t.uid() != e.uid()))
-        .chain(token_entity)
+        .filter(|e| token_uid.as_ref() != Some(e.as_ref().uid()))
         .map(|e| Arc::new(e.as_ref().clone()))
+        .chain(token_entity.map(Arc::new))
         .collect();
 
     let schema = bundle.request_schema();
@@ -735,7 +763,7 @@ fn decide_uncounted(
         request.resource.as_ref(),
     );
 
-    let hierarchy_may_change = own.iter().any(|e| e.uid().entity_type().is_action());
+    let hierarchy_may_change = bundle.entities.may_regroup(a, &own);
     let layered;
     let store = if own.is_empty() {
         bundle.entities.store()
@@ -756,6 +784,43 @@ fn decide_uncounted(
         *explain = explain_policies(ast_request, store, &policies);
     }
     Ok(decision)
+}
+
+/// The principal entity a token's claims build, laid over what the host knows of it: the host's
+/// attributes, parents and tags stay, the token adds attributes the host does not have, and an
+/// attribute both give must agree (a token never overrides what the host knows, such as a
+/// blocked account's state).
+fn over_host(claimed: &ast::Entity, host: Option<&ast::Entity>) -> Result<ast::Entity, TokenError> {
+    let Some(host) = host else {
+        return Ok(claimed.clone());
+    };
+    let mut attrs: HashMap<SmolStr, PartialValue> = host
+        .attrs()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    for (name, value) in claimed.attrs() {
+        match attrs.get(name) {
+            None => {
+                attrs.insert(name.clone(), value.clone());
+            }
+            Some(known) if known == value => {}
+            Some(_) => {
+                return Err(TokenError::invalid_claim(format!(
+                    "the token's principal attribute `{name}` disagrees with what the host knows \
+                     of the principal"
+                )))
+            }
+        }
+    }
+    Ok(ast::Entity::new_with_attr_partial_value(
+        host.uid().clone(),
+        attrs,
+        HashSet::new(),
+        host.parents().cloned().collect(),
+        host.tags()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn request_validation_error(e: RequestValidationError) -> RequestError {

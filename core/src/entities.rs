@@ -47,12 +47,17 @@ impl StaticEntities {
         schema: Option<&Schema>,
         shapes: Option<&Shapes>,
     ) -> Result<Self, LoadError> {
-        let (path, text) = file.map_or(("entities.json", "[]"), |f| {
-            (f.path.as_str(), f.contents.as_str())
-        });
+        let (path, text) = match file {
+            Some(f) => (f.path.as_str(), crate::bundle::text(f)?),
+            None => ("entities.json", "[]"),
+        };
         let parsed = match plain_entities(text, schema, shapes) {
             Some(parsed) => parsed,
             None => {
+                // The fast reader refuses duplicate keys; Cedar's parser would keep the last.
+                crate::json::unique_keys(text).map_err(|e| {
+                    LoadError::Entities(vec![crate::bundle::json_problem(path, &e)])
+                })?;
                 let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));
                 EntityJsonParser::new(
                     core_schema.as_ref(),
@@ -97,6 +102,20 @@ impl StaticEntities {
             .filter_map(|e| e.to_json_value().ok())
             .collect();
         serde_json::Value::Array(values).to_string()
+    }
+
+    /// Whether a request's own entities can give `action` other ancestors than this store
+    /// does: one of them is the action itself or one of its (static) ancestors. Whatever the
+    /// entity types, so that it holds without a schema too.
+    pub(crate) fn may_regroup(&self, action: &EntityUID, own: &[Arc<ast::Entity>]) -> bool {
+        let statics = self.by_uid.get(action);
+        own.iter()
+            .any(|e| e.uid() == action || statics.is_some_and(|a| a.is_descendant_of(e.uid())))
+    }
+
+    /// The static entity `uid`, if any.
+    pub(crate) fn get(&self, uid: &EntityUID) -> Option<&ast::Entity> {
+        self.by_uid.get(uid).map(Arc::as_ref)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -5,7 +5,8 @@
 //! policies with an unconstrained action), and within an action under one anchor: its resource
 //! or principal when the scope pins it with `==`, else the entity its resource or principal must
 //! be `in`, else nowhere in particular. A request looks up its action, then the anchors its
-//! principal and resource (and their ancestors) can satisfy. Scope constraints never error, so
+//! principal and resource (and their ancestors) can satisfy. A request whose own entities can
+//! regroup its action is matched against every policy. Scope constraints never error, so
 //! leaving out a policy whose scope cannot match changes neither the decision, nor the reasons,
 //! nor the errors.
 
@@ -92,15 +93,28 @@ impl PolicyIndex {
                 .filter(|uid| uid.entity_type().is_action())
                 .cloned(),
         );
+        let mut groups: BTreeSet<EntityUID> = BTreeSet::new();
         for policy in set.policies() {
             match policy.action_constraint() {
                 ActionConstraint::Any => {}
                 ActionConstraint::Eq(a) => {
                     known.insert(a.as_ref().clone());
                 }
-                ActionConstraint::In(list) => known.extend(list.iter().map(|a| a.as_ref().clone())),
+                ActionConstraint::In(list) => {
+                    groups.extend(list.iter().map(|a| a.as_ref().clone()))
+                }
             }
         }
+        // Without a schema, a request's action may be any entity: one of another type than
+        // `Action` is in a group when the static store says so, and must find those policies.
+        known.extend(
+            entities
+                .store()
+                .iter()
+                .filter(|e| e.ancestors().any(|a| groups.contains(a)))
+                .map(|e| e.uid().clone()),
+        );
+        known.extend(groups);
 
         let mut index = Self {
             policies: Vec::new(),
@@ -206,8 +220,8 @@ impl PolicyIndex {
     /// The policies whose scope can match a request, given the store it is evaluated against
     /// (a policy left out is one whose scope is false for this request, so it neither holds
     /// nor errors), each with the condition to evaluate.
-    /// `hierarchy_may_change` says the request brings entities of an action type, which may
-    /// give its action other ancestors than the static store does.
+    /// `hierarchy_may_change` says the request brings entities that may give its action other
+    /// ancestors than the static store does (see `StaticEntities::may_regroup`).
     pub(crate) fn select(
         &self,
         principal: &EntityUID,

@@ -15,6 +15,7 @@ mod eval;
 mod explain;
 mod fault;
 mod index;
+mod json;
 mod limits;
 mod metrics;
 mod policies;

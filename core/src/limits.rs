@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Largest bundle, all its files together, in bytes (default 64 MiB).
     pub max_bundle_bytes: usize,
+    /// Largest JSON batch of requests, in bytes, checked before the array is parsed (default
+    /// 64 MiB); each request in it is still held to `max_request_bytes`.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +32,7 @@ impl Default for Limits {
             max_request_entities: 1_000,
             max_json_depth: 32,
             max_bundle_bytes: 64 << 20,
+            max_batch_bytes: 64 << 20,
         }
     }
 }
@@ -50,6 +54,18 @@ impl Limits {
             return Err(RequestError::Malformed(format!(
                 "the {what} nests JSON deeper than {} levels (max_json_depth)",
                 self.max_json_depth
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a JSON batch's total size, before it is parsed.
+    pub(crate) fn check_batch(&self, json: &str) -> Result<(), RequestError> {
+        if json.len() > self.max_batch_bytes {
+            return Err(RequestError::Malformed(format!(
+                "the batch is {} bytes; the limit is {} (max_batch_bytes)",
+                json.len(),
+                self.max_batch_bytes
             )));
         }
         Ok(())

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use cedar_policy::{EntityUid, PolicyId, PolicySet, SlotId};
 use serde::Deserialize;
 
-use crate::bundle::{json_problem, BundleFile};
+use crate::bundle::{parse_json, BundleFile};
 use crate::error::{LoadError, Problem};
 
 /// The bundle's policy set, and the file each policy, template and link came from.
@@ -47,14 +47,24 @@ pub(crate) fn load(
     let mut origins = HashMap::new();
     let mut problems = Vec::new();
     let mut position = 0usize;
-    for (file_index, file) in files.iter().enumerate() {
-        let parsed = match PolicySet::from_str(&file.contents) {
+    let sources: Vec<&str> = {
+        let (texts, not_text): (Vec<_>, Vec<_>) =
+            files.iter().map(|f| f.text()).partition(Result::is_ok);
+        if !not_text.is_empty() {
+            return Err(LoadError::Io(
+                not_text.into_iter().filter_map(Result::err).collect(),
+            ));
+        }
+        texts.into_iter().filter_map(Result::ok).collect()
+    };
+    for (file_index, (file, source)) in files.iter().zip(sources.iter().copied()).enumerate() {
+        let parsed = match PolicySet::from_str(source) {
             Ok(parsed) => parsed,
             Err(errors) => {
                 problems.extend(
                     errors
                         .iter()
-                        .map(|e| Problem::from_diagnostic(&file.path, &file.contents, e)),
+                        .map(|e| Problem::from_diagnostic(&file.path, source, e)),
                 );
                 continue;
             }
@@ -96,12 +106,7 @@ pub(crate) fn load(
                         ),
                         None => format!("policy id `{id}` is already used"),
                     };
-                    problems.push(Problem::at_offset(
-                        &file.path,
-                        &file.contents,
-                        offset,
-                        message,
-                    ));
+                    problems.push(Problem::at_offset(&file.path, source, offset, message));
                 }
             }
         }
@@ -116,7 +121,8 @@ pub(crate) fn load(
         set,
         files: files
             .iter()
-            .map(|f| (f.path.clone(), f.contents.clone()))
+            .zip(sources)
+            .map(|(f, source)| (f.path.clone(), source.to_owned()))
             .collect(),
         origins,
     })
@@ -156,8 +162,7 @@ fn link_templates(
     origins: &mut HashMap<PolicyId, usize>,
     file: &BundleFile,
 ) -> Result<(), LoadError> {
-    let links: Vec<Link> = serde_json::from_str(&file.contents)
-        .map_err(|e| LoadError::Links(vec![json_problem(&file.path, &e)]))?;
+    let links: Vec<Link> = parse_json(file).map_err(LoadError::Links)?;
     let mut problems = Vec::new();
     for (n, link) in links.into_iter().enumerate() {
         let at = |message: String| {

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use crate::context::{plain_context, PlainRecord};
 use crate::entities::{parse_entity, validate_entity};
 use crate::error::RequestError;
+use crate::json::unique_keys;
 use crate::limits::Limits;
 use crate::shapes::Shapes;
 
@@ -84,7 +85,7 @@ impl Request {
     /// the way the schema types them (so `__entity` and `__extn` escapes may be implicit).
     pub(crate) fn from_json(json: &str, reader: &RequestReader<'_>) -> Result<Self, RequestError> {
         let schema = reader.schema;
-        let wire: WireRequest =
+        let wire: WireRequest<'_> =
             serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
         let principal = wire
             .principal
@@ -92,7 +93,7 @@ impl Request {
             .transpose()?;
         let action = wire.action.uid("action", reader.types)?;
         let resource = wire.resource.uid("resource", reader.types)?;
-        let (context, plain_context_json) = match &wire.context {
+        let (context, plain_context_json) = match wire.context {
             None => (Context::empty(), None),
             Some(json) => read_context(json.get(), &action, schema)?,
         };
@@ -132,7 +133,7 @@ impl Request {
         let entities = match parts.entities_json {
             None => Vec::new(),
             Some(json) => parse_entities(
-                serde_json::from_str(json).map_err(|e| {
+                serde_json::from_str::<Vec<&RawValue>>(json).map_err(|e| {
                     RequestError::Entities(format!("expected a JSON array of entities: {e}"))
                 })?,
                 reader,
@@ -182,9 +183,13 @@ fn read_context(
 ) -> Result<(Context, Option<Arc<str>>), RequestError> {
     match plain_context(json) {
         Some(context) => Ok((context, schema.map(|_| json.into()))),
-        None => Context::from_json_str(json, schema.map(|s| (s, action)))
-            .map(|c| (c, None))
-            .map_err(context_error),
+        None => {
+            // The fast reader refuses duplicate keys; Cedar's reader would keep the last.
+            unique_keys(json).map_err(|e| RequestError::Context(format!("the context: {e}")))?;
+            Context::from_json_str(json, schema.map(|s| (s, action)))
+                .map(|c| (c, None))
+                .map_err(context_error)
+        }
     }
 }
 
@@ -234,33 +239,83 @@ fn context_error(e: ContextJsonError) -> RequestError {
 /// Per-request entities in Cedar's entity JSON format. Like Cedar, an entity given twice
 /// identically counts once; given twice differently, it is an error.
 fn parse_entities(
-    items: Vec<serde_json::Value>,
+    items: Vec<&RawValue>,
     reader: &RequestReader<'_>,
 ) -> Result<Vec<Entity>, RequestError> {
     reader.limits.check_entities(items.len())?;
-    let mut seen: HashMap<EntityUID, (usize, usize)> = HashMap::new();
+    let mut seen = Seen::default();
     let mut entities: Vec<Entity> = Vec::with_capacity(items.len());
     for (n, json) in items.into_iter().enumerate() {
-        let entity = match plain_entity(&json, reader) {
+        let entity = match plain_entity(json.get(), reader) {
             Some(entity) => entity,
-            None => parse_entity(json, reader.schema)
-                .map_err(|e| RequestError::Entities(format!("entities[{n}]: {}", e.message())))?,
-        };
-        match seen.get(entity.uid()) {
-            Some(&(at, _)) if entities[at].as_ref().deep_eq(&entity) => continue,
-            Some(&(_, first)) => {
-                return Err(RequestError::Entities(format!(
-                "entities[{n}]: entity `{}` is already given, differently, in entities[{first}]",
-                entity.uid()
-            )))
-            }
             None => {
-                seen.insert(entity.uid().clone(), (entities.len(), n));
-                entities.push(Entity::from(entity));
+                // The fast reader refuses duplicate keys; Cedar's parser would keep the last.
+                let refused = |e: &dyn std::fmt::Display| {
+                    RequestError::Entities(format!("entities[{n}]: {e}"))
+                };
+                unique_keys(json.get()).map_err(|e| refused(&e))?;
+                let value: serde_json::Value =
+                    serde_json::from_str(json.get()).map_err(|e| refused(&e))?;
+                parse_entity(value, reader.schema).map_err(|e| at_entity(n, &e))?
             }
+        };
+        if seen.first_time(&entity, n, &entities, entities.len())? {
+            entities.push(Entity::from(entity));
         }
     }
     Ok(entities)
+}
+
+impl Request {
+    /// Checks a typed request's own entities as the JSON path checks what it reads: their
+    /// number, each against the schema (an action entity must be the schema's own, so a request
+    /// cannot regroup actions), and no uid given twice differently.
+    pub(crate) fn check_entities(&self, reader: &RequestReader<'_>) -> Result<(), RequestError> {
+        reader.limits.check_entities(self.entities.len())?;
+        let mut seen = Seen::default();
+        for (n, entity) in self.entities.iter().enumerate() {
+            if let Some(schema) = reader.schema {
+                validate_entity(entity.as_ref(), schema, reader.shapes)
+                    .map_err(|e| at_entity(n, &e))?;
+            }
+            seen.first_time(entity.as_ref(), n, &self.entities, n)?;
+        }
+        Ok(())
+    }
+}
+
+fn at_entity(n: usize, e: &RequestError) -> RequestError {
+    RequestError::Entities(format!("entities[{n}]: {}", e.message()))
+}
+
+/// The uids of a request's entities met so far: where each was first kept, and its position
+/// in the request.
+#[derive(Default)]
+struct Seen(HashMap<EntityUID, (usize, usize)>);
+
+impl Seen {
+    /// Whether `entity` (the `n`th of the request, kept at `kept[at]` if new) is new; `false`
+    /// when an identical one is in `kept` already; an error when a different one with its uid
+    /// is.
+    fn first_time(
+        &mut self,
+        entity: &ast::Entity,
+        n: usize,
+        kept: &[Entity],
+        at: usize,
+    ) -> Result<bool, RequestError> {
+        match self.0.get(entity.uid()) {
+            Some(&(at, _)) if kept[at].as_ref().deep_eq(entity) => Ok(false),
+            Some(&(_, first)) => Err(RequestError::Entities(format!(
+                "entities[{n}]: entity `{}` is already given, differently, in entities[{first}]",
+                entity.uid()
+            ))),
+            None => {
+                self.0.insert(entity.uid().clone(), (at, n));
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// A request entity in Cedar's entity JSON, read without Cedar's entity parser (whose untagged
@@ -268,8 +323,8 @@ fn parse_entities(
 /// are plain JSON (see `context`), whose type names the bundle knows, and which (with a schema)
 /// conforms to the schema: Cedar's schema-guided reading of such JSON is the plain one. `None`
 /// leaves the entity to Cedar's parser, which decides and words any error.
-fn plain_entity(json: &serde_json::Value, reader: &RequestReader<'_>) -> Option<ast::Entity> {
-    let entity = WireEntity::deserialize(json)
+fn plain_entity(json: &str, reader: &RequestReader<'_>) -> Option<ast::Entity> {
+    let entity = serde_json::from_str::<WireEntity>(json)
         .ok()?
         .into_entity(&mut |name| reader.types.0.get(name).cloned())?;
     if let Some(schema) = reader.schema {
@@ -360,18 +415,19 @@ impl TypeNames {
     }
 }
 
-/// The request JSON of the contract.
+/// The request JSON of the contract. A field given twice is refused (serde's derive does), and
+/// so is a key given twice in the context or in an entity (see `crate::json`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireRequest {
+struct WireRequest<'a> {
     #[serde(default)]
     principal: Option<WireRef>,
     action: WireRef,
     resource: WireRef,
-    #[serde(default)]
-    context: Option<Box<RawValue>>,
-    #[serde(default)]
-    entities: Vec<serde_json::Value>,
+    #[serde(default, borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    entities: Vec<&'a RawValue>,
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]

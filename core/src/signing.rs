@@ -209,7 +209,7 @@ impl TrustedKeys {
                 "the bundle is not signed, and this engine accepts only signed bundles".into(),
             ));
         };
-        let signed: SignatureFile = serde_json::from_str(&signature_file.contents)
+        let signed: SignatureFile = serde_json::from_slice(&signature_file.contents)
             .map_err(|e| problem(SIGNATURE_FILE, format!("not a valid signature file: {e}")))?;
         let manifest = &signed.manifest;
         let key = self
@@ -282,8 +282,7 @@ fn digests(files: &[BundleFile]) -> BTreeMap<String, String> {
         .iter()
         .filter(|f| f.path != SIGNATURE_FILE)
         .map(|f| {
-            let digest =
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, f.contents.as_bytes());
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &f.contents);
             (f.path.clone(), hex::encode(digest.as_ref()))
         })
         .collect()

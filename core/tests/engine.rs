@@ -959,6 +959,7 @@ fn limits_refuse_oversized_requests_and_bundles() {
         max_request_entities: 2,
         max_json_depth: 4,
         max_bundle_bytes: 1 << 20,
+        max_batch_bytes: 8_000,
     };
     let engine = engine().with_limits(limits);
     assert_eq!(engine.limits(), limits);
@@ -1005,6 +1006,12 @@ fn limits_refuse_oversized_requests_and_bundles() {
     .unwrap();
     assert_eq!(batch[0]["error"]["kind"], "malformed_request");
     assert_eq!(batch[1]["decision"], "allow");
+    // A batch past max_batch_bytes is refused whole, before its array is parsed.
+    let e = engine
+        .authorize_json_batch(&json!([big, big, big]).to_string())
+        .unwrap_err();
+    assert_eq!(e.kind(), "malformed_request");
+    assert!(e.to_string().contains("max_batch_bytes"), "{e}");
 
     // A bundle past max_bundle_bytes does not load, and a reload past it keeps the old one.
     let small = Limits {
@@ -1320,11 +1327,17 @@ fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
     let mut forged = signed(&ed, POLICIES);
     let last = forged.len() - 1;
     forged[last].contents = forged[last]
-        .contents
-        .replace("\"signature\": \"", "\"signature\": \"AAAA");
+        .text()
+        .unwrap()
+        .replace("\"signature\": \"", "\"signature\": \"AAAA")
+        .into();
     // The manifest claims the other algorithm for the trusted key's id.
     let mut swapped = signed(&ed, POLICIES);
-    swapped[last].contents = swapped[last].contents.replace("\"Ed25519\"", "\"ES256\"");
+    swapped[last].contents = swapped[last]
+        .text()
+        .unwrap()
+        .replace("\"Ed25519\"", "\"ES256\"")
+        .into();
     let mut twice = signed(&ed, POLICIES);
     twice.push(twice[0].clone());
     for (case, files, message) in [

@@ -71,14 +71,8 @@ fn engine_with(tokens: Value) -> Engine {
             "keys/hs256.b64",
             String::from_utf8(fixture("hs256.b64")).unwrap(),
         ),
-        BundleFile::new(
-            "keys/macaroon.key",
-            String::from_utf8(fixture("macaroon.key")).unwrap(),
-        ),
-        BundleFile::new(
-            "keys/gitaly.secret",
-            String::from_utf8(fixture("gitaly.secret")).unwrap(),
-        ),
+        BundleFile::new("keys/macaroon.key", fixture("macaroon.key")),
+        BundleFile::new("keys/gitaly.secret", fixture("gitaly.secret")),
     ])
     .unwrap()
     .with_fixed_time(NOW)
@@ -666,9 +660,7 @@ fn bad_token_configuration_names_the_problem() {
 }
 
 fn macaroon_key() -> Vec<u8> {
-    let mut key = fixture("macaroon.key");
-    key.pop();
-    key
+    fixture("macaroon.key")
 }
 
 #[test]
@@ -676,7 +668,7 @@ fn macaroons_verify_and_their_caveats_hold_against_the_request() {
     let e = engine();
     let mut m = Macaroon::mint(
         &macaroon_key(),
-        "token-1",
+        "user = 42; token-1",
         Some("https://gitlab.example.com"),
     );
     m.add_first_party_caveat("user = 42");
@@ -715,7 +707,7 @@ fn macaroons_verify_and_their_caveats_hold_against_the_request() {
     let later = engine().with_fixed_time(1_800_000_000 + 86_400 * 365);
     assert_eq!(refusal(&later, &token), Some(DecisionErrorKind::Expired));
 
-    let mut unknown = Macaroon::mint(&macaroon_key(), "token-2", None);
+    let mut unknown = Macaroon::mint(&macaroon_key(), "user = 42; token-2", None);
     unknown.add_first_party_caveat("user = 42");
     unknown.add_first_party_caveat("ip = 10.0.0.1");
     assert_eq!(
@@ -723,7 +715,7 @@ fn macaroons_verify_and_their_caveats_hold_against_the_request() {
         Some(DecisionErrorKind::CaveatNotSatisfied)
     );
 
-    let mut forged = Macaroon::mint(b"not the root key", "token-3", None);
+    let mut forged = Macaroon::mint(b"not the root key", "user = 42; token-3", None);
     forged.add_first_party_caveat("user = 42");
     assert_eq!(
         refusal(&e, &forged.serialize(arbiter::MacaroonFormat::V2)),
@@ -740,7 +732,7 @@ fn macaroons_verify_and_their_caveats_hold_against_the_request() {
 #[test]
 fn macaroons_with_third_party_caveats_need_their_bound_discharge() {
     let e = engine();
-    let mut root = Macaroon::mint(&macaroon_key(), "token-5", None);
+    let mut root = Macaroon::mint(&macaroon_key(), "user = 42; token-5", None);
     root.add_first_party_caveat("user = 42");
     root.add_third_party_caveat(
         b"auth service key",
@@ -778,6 +770,60 @@ fn macaroons_with_third_party_caveats_need_their_bound_discharge() {
     assert_eq!(
         refusal(&e, &stack(&too_many)),
         Some(DecisionErrorKind::TooLarge)
+    );
+}
+
+/// The principal is what the minter wrote in the root identifier; a holder, who may append
+/// first-party caveats to the root or to a discharge without any key, can only narrow.
+#[test]
+fn a_macaroon_holder_cannot_choose_its_principal() {
+    let e = engine();
+    let v2 = |m: &Macaroon| m.serialize(arbiter::MacaroonFormat::V2);
+    let principal = |token: &str| {
+        e.verify_token(token)
+            .map(|info| info.principal().id().unescaped().to_owned())
+    };
+
+    // Minted without a principal: appending `user = root` does not make one.
+    let mut nameless = Macaroon::mint(&macaroon_key(), "t-10", None);
+    nameless.add_first_party_caveat("user = root");
+    assert_eq!(
+        refusal(&e, &v2(&nameless)),
+        Some(DecisionErrorKind::MissingClaim)
+    );
+
+    // Minted for 42: appending `user = root` only narrows it to nothing.
+    let mut for_42 = Macaroon::mint(&macaroon_key(), "user = 42; t-11", None);
+    assert_eq!(principal(&v2(&for_42)).unwrap(), "42");
+    let mut widened = for_42.clone();
+    widened.add_first_party_caveat("user = root");
+    assert_eq!(
+        refusal(&e, &v2(&widened)),
+        Some(DecisionErrorKind::CaveatNotSatisfied)
+    );
+    for_42.add_first_party_caveat("user = 42");
+    assert_eq!(principal(&v2(&for_42)).unwrap(), "42");
+
+    // Through a discharge: its caveats are the holder's to append too.
+    let stack = |root: &Macaroon, discharge: &Macaroon| {
+        json!([v2(root), v2(&root.bind(discharge))]).to_string()
+    };
+    for (identifier, refused) in [
+        ("t-12", DecisionErrorKind::MissingClaim),
+        ("user = 42; t-13", DecisionErrorKind::CaveatNotSatisfied),
+    ] {
+        let mut root = Macaroon::mint(&macaroon_key(), identifier, None);
+        root.add_third_party_caveat(b"auth service key", "2fa-done", None);
+        let mut discharge = Macaroon::discharge(b"auth service key", "2fa-done", None);
+        discharge.add_first_party_caveat("user = root");
+        assert_eq!(refusal(&e, &stack(&root, &discharge)), Some(refused));
+    }
+
+    // An identifier naming two principals names none.
+    let twice = Macaroon::mint(&macaroon_key(), "user = 42; user = 43", None);
+    assert_eq!(
+        refusal(&e, &v2(&twice)),
+        Some(DecisionErrorKind::InvalidClaim)
     );
 }
 
@@ -819,7 +865,8 @@ fn gitaly_tokens_are_valid_for_thirty_seconds_either_side() {
 #[test]
 fn revoked_tokens_are_refused_though_they_verify() {
     let mut tokens = tokens_json();
-    tokens["revoked"] = json!({"jwt_ids": ["leaked-1"], "macaroon_identifiers": ["token-9"]});
+    tokens["revoked"] =
+        json!({"jwt_ids": ["leaked-1"], "macaroon_identifiers": ["user = 42; token-9"]});
     let e = engine_with(tokens);
     let mut c = good_claims();
     c["jti"] = json!("leaked-1");
@@ -829,7 +876,7 @@ fn revoked_tokens_are_refused_though_they_verify() {
     );
     c["jti"] = json!("fine-2");
     assert_eq!(refusal(&e, &hs_token(c)), None);
-    let mut m = Macaroon::mint(&macaroon_key(), "token-9", None);
+    let mut m = Macaroon::mint(&macaroon_key(), "user = 42; token-9", None);
     m.add_first_party_caveat("user = 42");
     assert_eq!(
         refusal(&e, &m.serialize(arbiter::MacaroonFormat::V2)),

@@ -153,7 +153,9 @@ pub struct arbiter_request {
     pub request_id: arbiter_str,
 }
 
-/// One file of an in-memory bundle: its path relative to the bundle root and its contents.
+/// One file of an in-memory bundle: its path relative to the bundle root (UTF-8) and its bytes
+/// (policies, the schema and JSON files must be UTF-8 text; a raw secret file may hold any
+/// bytes).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct arbiter_bundle_file {
@@ -232,15 +234,23 @@ unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
     })
 }
 
+/// A pointer-and-length argument of any bytes.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` readable bytes valid for the call.
+unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8], Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(what));
+    }
+    Ok(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+}
+
 /// A pointer-and-length UTF-8 argument.
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes valid for the call.
 unsafe fn bytes_str<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Failure> {
-    if ptr.is_null() {
-        return Err(Failure::null(what));
-    }
-    std::str::from_utf8(std::slice::from_raw_parts(ptr.cast::<u8>(), len)).map_err(|_| {
+    std::str::from_utf8(bytes(ptr, len, what)?).map_err(|_| {
         Failure::new(
             ARBITER_RESULT_INVALID_UTF8,
             "invalid_utf8",
@@ -311,7 +321,7 @@ unsafe fn bundle_files(
         .map(|f| {
             Ok(BundleFile::new(
                 bytes_str(f.path.ptr, f.path.len, "path")?,
-                bytes_str(f.contents.ptr, f.contents.len, "contents")?,
+                bytes(f.contents.ptr, f.contents.len, "contents")?,
             ))
         })
         .collect()

@@ -16,7 +16,7 @@ from pymacaroons.serializers import JsonSerializer
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARBITER = os.environ.get("ARBITER_BIN", str(ROOT / "target" / "release" / "arbiter"))
 KEYS = ROOT / "core" / "tests" / "fixtures" / "keys"
-MACAROON_KEY = (KEYS / "macaroon.key").read_bytes().rstrip(b"\n")
+MACAROON_KEY = (KEYS / "macaroon.key").read_bytes()
 
 
 def arbiter(*args, stdin=None, env=None):
@@ -120,7 +120,7 @@ def test_default_bundle_decides_a_pyjwt_ci_job_token_through_check():
 
 @pytest.mark.parametrize("version,serializer", [(MACAROON_V1, None), (MACAROON_V2, None), (MACAROON_V2, JsonSerializer())])
 def test_pymacaroons_verify_in_arbiter(bundle, version, serializer):
-    m = Macaroon(location="https://gitlab.example.com", identifier="py-1", key=MACAROON_KEY, version=version)
+    m = Macaroon(location="https://gitlab.example.com", identifier="user = 42; py-1", key=MACAROON_KEY, version=version)
     m.add_first_party_caveat("user = 42")
     m.add_first_party_caveat("action = read")
     token = m.serialize(serializer=serializer) if serializer else m.serialize()
@@ -130,7 +130,7 @@ def test_pymacaroons_verify_in_arbiter(bundle, version, serializer):
 
 
 def test_pymacaroons_third_party_caveats_and_discharges_verify_in_arbiter(bundle):
-    root = Macaroon(location="https://gitlab.example.com", identifier="py-2", key=MACAROON_KEY, version=MACAROON_V2)
+    root = Macaroon(location="https://gitlab.example.com", identifier="user = 42; py-2", key=MACAROON_KEY, version=MACAROON_V2)
     root.add_first_party_caveat("user = 42")
     root.add_third_party_caveat("https://auth.example", "auth service key", "2fa-done")
     discharge = Macaroon(location="https://auth.example", identifier="2fa-done", key="auth service key", version=MACAROON_V2)
@@ -147,7 +147,7 @@ def test_pymacaroons_third_party_caveats_and_discharges_verify_in_arbiter(bundle
 def test_arbiter_macaroons_verify_in_pymacaroons(tmp_path, fmt):
     key_file = tmp_path / "root.key"
     key_file.write_bytes(MACAROON_KEY)
-    out = arbiter("token", "mint", "macaroon", "--root-key-file", str(key_file), "--identifier", "rs-1",
+    out = arbiter("token", "mint", "macaroon", "--root-key-file", str(key_file), "--identifier", "user = 42; rs-1",
                   "--location", "https://gitlab.example.com", "--caveat", "user = 42", "--caveat", "action = read", "--format", fmt)
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
@@ -160,3 +160,26 @@ def test_arbiter_macaroons_verify_in_pymacaroons(tmp_path, fmt):
     wrong.satisfy_exact("user = 42")
     with pytest.raises(Exception):
         wrong.verify(m, MACAROON_KEY)
+
+
+@pytest.mark.parametrize("identifier,refused", [("rs-2", "missing_claim"), ("user = 42; rs-3", "caveat_not_satisfied")])
+def test_a_pymacaroons_holder_cannot_choose_the_principal(bundle, tmp_path, identifier, refused):
+    """Anyone holding a macaroon may append caveats without the key: `user = root` appended by
+    the holder (to the root or to a discharge) never names the principal, it only narrows."""
+    key_file = tmp_path / "root.key"
+    key_file.write_bytes(MACAROON_KEY)
+    out = arbiter("token", "mint", "macaroon", "--root-key-file", str(key_file), "--identifier", identifier,
+                  "--location", "https://gitlab.example.com")
+    assert out.returncode == 0, out.stderr
+    attenuated = Macaroon.deserialize(out.stdout.strip())
+    attenuated.add_first_party_caveat("user = root")
+    code, answer = verify(bundle, attenuated.serialize())
+    assert (code, answer["error"]["kind"]) == (1, refused), answer
+
+    root = Macaroon.deserialize(out.stdout.strip())
+    root.add_third_party_caveat("https://auth.example", "auth service key", "2fa-done")
+    discharge = Macaroon(location="https://auth.example", identifier="2fa-done", key="auth service key", version=MACAROON_V2)
+    discharge.add_first_party_caveat("user = root")
+    bound = root.prepare_for_request(discharge)
+    code, answer = verify(bundle, json.dumps([root.serialize(), bound.serialize()]))
+    assert (code, answer["error"]["kind"]) == (1, refused), answer

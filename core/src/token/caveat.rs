@@ -2,7 +2,7 @@
 //!
 //! | caveat | holds when |
 //! |---|---|
-//! | `user = 42` | always; names the principal (`id_caveat`); every such caveat must agree |
+//! | `user = 42` | the principal is `42` (named `id_caveat`); the principal itself comes from the root identifier (or a fixed `id`), so this caveat only narrows |
 //! | `action = push_code` | the request's action id is `push_code` (or its uid, if written in full) |
 //! | `action in download_code,push_code` | the action is one of the listed ones |
 //! | `resource = Gitlab::Project::"7"` | the request's resource is exactly that entity |
@@ -23,7 +23,7 @@ use crate::decision::DecisionErrorKind;
 /// A parsed first-party caveat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Caveat {
-    /// `<name> = <value>` naming the principal (`name` is the configured `id_caveat`).
+    /// `<name> = <value>`: holds only for that principal (`name` is the configured `id_caveat`).
     Principal(String),
     /// The action must be one of these (ids, or uids written in full).
     Action(Vec<String>),
@@ -42,7 +42,7 @@ impl Caveat {
     pub(crate) fn parse(predicate: &[u8], principal_name: &str) -> Result<Self, TokenError> {
         let text = std::str::from_utf8(predicate)
             .map_err(|_| unsatisfied("a caveat is not UTF-8 text".into()))?;
-        let unknown = || unsatisfied(format!("unknown caveat `{}`", text.escape_debug()));
+        let unknown = || unsatisfied("a caveat is not one this verifier understands".into());
         let (name, rest) = text.trim().split_once(' ').ok_or_else(unknown)?;
         let rest = rest.trim_start();
         let (op, value) = rest
@@ -60,10 +60,12 @@ impl Caveat {
             )),
             ("resource", "=") => EntityUid::from_str(value)
                 .map(Self::Resource)
-                .map_err(|_| unsatisfied(format!("caveat `{text}`: not an entity uid"))),
+                .map_err(|_| unsatisfied("a `resource = ...` caveat names no entity uid".into())),
             ("expires", "<") => OffsetDateTime::parse(value, &Rfc3339)
                 .map(|t| Self::Expires(t.unix_timestamp()))
-                .map_err(|_| unsatisfied(format!("caveat `{text}`: not an RFC 3339 time"))),
+                .map_err(|_| {
+                    unsatisfied("an `expires < ...` caveat is not an RFC 3339 time".into())
+                }),
             _ => Err(unknown()),
         }
     }
@@ -83,7 +85,9 @@ impl Caveat {
                 }
             }
             Self::Resource(uid) if uid == resource => Ok(()),
-            Self::Resource(uid) => Err(unsatisfied(format!("the token is limited to `{uid}`"))),
+            Self::Resource(_) => Err(unsatisfied(
+                "the token is limited to another resource".into(),
+            )),
             Self::Principal(_) | Self::Expires(_) => Ok(()),
         }
     }

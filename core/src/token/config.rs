@@ -118,8 +118,8 @@ pub(crate) struct KeySource {
     pub(crate) hmac_secret_file: Option<String>,
     #[serde(default)]
     pub(crate) hmac_secret_env: Option<String>,
-    /// How a secret file or variable is encoded: `raw` (default; a final newline is dropped)
-    /// or `base64`.
+    /// How a secret file or variable is encoded: `raw` (default: its bytes, exactly, a final
+    /// newline included) or `base64` (text; surrounding whitespace is ignored).
     #[serde(default)]
     pub(crate) secret_encoding: SecretEncoding,
 }
@@ -154,6 +154,10 @@ pub(crate) struct IssuerConfig {
     /// When set, `iat` is required and may be at most this old.
     #[serde(default)]
     pub(crate) max_age_seconds: Option<u64>,
+    /// Accepted `typ` header values (RFC 8725 explicit typing, e.g. `at+jwt`); when given, a
+    /// token must carry one of them. Compared case-insensitively, `application/` optional.
+    #[serde(default)]
+    pub(crate) types: Vec<String>,
     /// A prefix the presented token carries before the JWT itself (e.g. `glcbt-`).
     #[serde(default)]
     pub(crate) token_prefix: Option<String>,

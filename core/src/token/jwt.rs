@@ -24,7 +24,6 @@ use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde::de::{Deserializer as _, MapAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -282,18 +281,9 @@ pub(crate) struct Compact<'a> {
     signature: Vec<u8>,
     alg: String,
     kid: Option<String>,
+    /// The header's `typ`, when it has one.
+    pub(crate) typ: Option<String>,
     pub(crate) payload: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: Value,
-    #[serde(default)]
-    kid: Option<Value>,
-    #[serde(default)]
-    crit: Option<Value>,
-    #[serde(default)]
-    b64: Option<Value>,
 }
 
 /// Deepest JSON nesting accepted in a header or payload.
@@ -315,8 +305,9 @@ fn segment(name: &str, text: &str) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::malformed(format!("the {name} is not unpadded base64url")))
 }
 
-/// Splits and decodes a compact JWS: exactly three base64url segments, a JSON object header
-/// with a string `alg`, no `crit`.
+/// Splits and decodes a compact JWS: exactly three base64url segments and a header that is a
+/// JSON object (no member twice) with a string `alg`, a string `kid` and `typ` if any, and no
+/// `crit` or `b64` at all (not even `null`).
 pub(crate) fn parse_compact(token: &str) -> Result<Compact<'_>, TokenError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
@@ -327,44 +318,32 @@ pub(crate) fn parse_compact(token: &str) -> Result<Compact<'_>, TokenError> {
         ));
     };
     let header_bytes = segment("header", header)?;
-    check_depth("header", &header_bytes)?;
-    let header_json: Header = serde_json::from_slice(&header_bytes).map_err(|e| {
-        TokenError::malformed(format!("the header is not a valid JOSE header: {e}"))
-    })?;
-    let alg = match header_json.alg {
-        Value::String(alg) => alg,
-        other => {
+    let members = Members::parse("header", &header_bytes)?;
+    for name in ["crit", "b64"] {
+        if members.contains(name) {
             return Err(TokenError::malformed(format!(
-                "`alg` must be a string, got {}",
+                "header parameter `{name}` is not supported: no JWS extension is"
+            )));
+        }
+    }
+    let string = |name: &str| -> Result<Option<String>, TokenError> {
+        match members.value(name)? {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(TokenError::malformed(format!(
+                "`{name}` must be a string, got {}",
                 describe(&other)
-            )))
+            ))),
         }
     };
-    if header_json.crit.is_some() {
-        return Err(TokenError::malformed(
-            "critical header parameters (`crit`) are not supported",
-        ));
-    }
-    if header_json.b64.is_some() {
-        return Err(TokenError::malformed(
-            "unencoded payloads (`b64`) are not supported",
-        ));
-    }
-    let kid = match header_json.kid {
-        None => None,
-        Some(Value::String(kid)) => Some(kid),
-        Some(other) => {
-            return Err(TokenError::malformed(format!(
-                "`kid` must be a string, got {}",
-                describe(&other)
-            )))
-        }
-    };
+    let alg = string("alg")?.ok_or_else(|| TokenError::malformed("the header has no `alg`"))?;
+    let (kid, typ) = (string("kid")?, string("typ")?);
     Ok(Compact {
         signing_input: &token[..header.len() + 1 + payload.len()],
         signature: segment("signature", signature)?,
         alg,
         kid,
+        typ,
         payload: segment("payload", payload)?,
     })
 }
@@ -382,15 +361,23 @@ impl Compact<'_> {
         keys: &[BoundKey],
         allowed: &[Algorithm],
     ) -> Result<Algorithm, TokenError> {
-        let alg = Algorithm::from_str(self.alg())
-            .ok()
-            .filter(|a| allowed.contains(a))
-            .ok_or_else(|| {
-                TokenError::new(
+        // The message names an algorithm only when it is one of jsonwebtoken's names, never
+        // the token's own text.
+        let alg = match Algorithm::from_str(self.alg()) {
+            Ok(alg) if allowed.contains(&alg) => alg,
+            Ok(alg) => {
+                return Err(TokenError::new(
                     DecisionErrorKind::AlgorithmNotAllowed,
-                    format!("algorithm `{}` is not allowed", self.alg()),
-                )
-            })?;
+                    format!("algorithm {alg:?} is not allowed"),
+                ))
+            }
+            Err(_) => {
+                return Err(TokenError::new(
+                    DecisionErrorKind::AlgorithmNotAllowed,
+                    "the token's `alg` is not a supported algorithm",
+                ))
+            }
+        };
         let candidates: Vec<&BoundKey> = keys
             .iter()
             // A key without a `kid` (an HMAC secret, say) serves tokens with any `kid`.
@@ -402,7 +389,7 @@ impl Compact<'_> {
             return Err(TokenError::new(
                 DecisionErrorKind::UnknownKey,
                 match &self.kid {
-                    Some(kid) => format!("no {alg:?} key with kid `{kid}`"),
+                    Some(_) => format!("no {alg:?} key with the token's `kid`"),
                     None => format!("no {alg:?} key"),
                 },
             ));
@@ -429,9 +416,20 @@ pub(crate) struct Issuer {
     leeway: i64,
     required: Vec<String>,
     max_age: Option<i64>,
+    /// Accepted `typ` values, normalized (see [`media_type`]); any `typ` when empty.
+    types: Vec<String>,
     pub(crate) prefix: Option<String>,
     principal: PrincipalMap,
     claims: BTreeMap<String, ClaimType>,
+}
+
+/// A `typ` value as compared: lowercase, without an `application/` prefix (RFC 7515 4.1.9).
+fn media_type(typ: &str) -> String {
+    let typ = typ.to_ascii_lowercase();
+    match typ.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => typ,
+    }
 }
 
 impl Issuer {
@@ -451,9 +449,29 @@ impl Issuer {
             max_age: config
                 .max_age_seconds
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            types: config.types.iter().map(|t| media_type(t)).collect(),
             prefix: config.token_prefix.clone(),
             principal,
             claims: config.claims.clone(),
+        }
+    }
+}
+
+impl Issuer {
+    /// Explicit typing: with `types` configured, the header's `typ` must be one of them.
+    fn check_type(&self, typ: Option<&str>) -> Result<(), TokenError> {
+        if self.types.is_empty() {
+            return Ok(());
+        }
+        match typ {
+            Some(typ) if self.types.contains(&media_type(typ)) => Ok(()),
+            Some(_) => Err(TokenError::invalid_claim(
+                "the token's type (`typ`) is not one this issuer accepts",
+            )),
+            None => Err(TokenError::new(
+                DecisionErrorKind::MissingClaim,
+                "the token has no `typ` header, which this issuer requires",
+            )),
         }
     }
 }
@@ -472,7 +490,7 @@ impl Jwt {
         now: i64,
     ) -> Result<Verified, TokenError> {
         let compact = parse_compact(token)?;
-        let claims = ClaimSet::parse(&compact.payload)?;
+        let claims = Members::parse("payload", &compact.payload)?;
         let iss = match claims.value("iss")? {
             None => {
                 return Err(TokenError::new(
@@ -495,10 +513,11 @@ impl Jwt {
             .ok_or_else(|| {
                 TokenError::new(
                     DecisionErrorKind::UnknownIssuer,
-                    format!("issuer `{iss}` is not trusted"),
+                    "the token's issuer (`iss`) is not trusted",
                 )
             })?;
         compact.verify(&issuer.keys, &issuer.algorithms)?;
+        issuer.check_type(compact.typ.as_deref())?;
         let verified = check_claims(issuer, &claims, now)?;
         Ok(Verified {
             claims: ClaimsJson::Payload(
@@ -510,7 +529,7 @@ impl Jwt {
     }
 }
 
-fn numeric_date(claims: &ClaimSet<'_>, name: &str) -> Result<Option<i64>, TokenError> {
+fn numeric_date(claims: &Members<'_>, name: &str) -> Result<Option<i64>, TokenError> {
     match claims.value(name)? {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
@@ -531,37 +550,48 @@ fn numeric_date(claims: &ClaimSet<'_>, name: &str) -> Result<Option<i64>, TokenE
     }
 }
 
-/// A JWT's claims as written: each name with its raw JSON, parsed only when read. Duplicate
-/// names are refused (a parser that kept the first and one that kept the last would disagree).
-pub(crate) struct ClaimSet<'a>(Vec<(&'a str, &'a RawValue)>);
+/// A JWT header's or payload's members as written: each name with its raw JSON, parsed only
+/// when read. It must be a JSON object, and a name given twice is refused (a parser that kept
+/// the first and one that kept the last would disagree).
+pub(crate) struct Members<'a>(Vec<(&'a str, &'a RawValue)>);
 
-impl<'a> ClaimSet<'a> {
-    pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, TokenError> {
-        check_depth("payload", payload)?;
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = ClaimSet<'de>;
+impl<'a> Members<'a> {
+    /// Reads the `part` (`header` or `payload`); errors name the problem and where, never the
+    /// token's text.
+    pub(crate) fn parse(part: &str, json: &'a [u8]) -> Result<Self, TokenError> {
+        check_depth(part, json)?;
+        /// Notes in `twice` that a name came twice (serde's error would quote it).
+        struct Visit<'t>(&'t std::cell::Cell<bool>);
+        impl<'de> Visitor<'de> for Visit<'_> {
+            type Value = Members<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object of claims")
+                f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut claims: Vec<(&'de str, &'de RawValue)> = Vec::new();
+                let mut members: Vec<(&'de str, &'de RawValue)> = Vec::new();
                 while let Some((name, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
-                    if claims.iter().any(|(n, _)| *n == name) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "claim `{name}` appears twice"
-                        )));
+                    if members.iter().any(|(n, _)| *n == name) {
+                        self.0.set(true);
+                        return Err(serde::de::Error::custom("a member appears twice"));
                     }
-                    claims.push((name, value));
+                    members.push((name, value));
                 }
-                Ok(ClaimSet(claims))
+                Ok(Members(members))
             }
         }
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        de.deserialize_map(Visit)
-            .and_then(|claims| de.end().map(|()| claims))
+        let twice = std::cell::Cell::new(false);
+        let mut de = serde_json::Deserializer::from_slice(json);
+        de.deserialize_map(Visit(&twice))
+            .and_then(|members| de.end().map(|()| members))
             .map_err(|e| {
-                TokenError::malformed(format!("the payload is not a JSON object of claims: {e}"))
+                let (line, column) = (e.line(), e.column());
+                TokenError::malformed(if twice.get() {
+                    format!("the {part} gives a member twice (line {line}, column {column})")
+                } else if e.is_data() {
+                    format!("the {part} is not a JSON object")
+                } else {
+                    format!("the {part} is not valid JSON (line {line}, column {column})")
+                })
             })
     }
 
@@ -575,7 +605,7 @@ impl<'a> ClaimSet<'a> {
             None => Ok(None),
             Some((_, raw)) => serde_json::from_str(raw.get())
                 .map(Some)
-                .map_err(|e| TokenError::malformed(format!("claim `{name}`: {e}"))),
+                .map_err(|_| TokenError::malformed(format!("claim `{name}` cannot be read"))),
         }
     }
 
@@ -592,7 +622,7 @@ impl<'a> ClaimSet<'a> {
 
 /// Registered claims, the principal and the policy-facing claims of a token whose signature
 /// has been checked.
-fn check_claims(issuer: &Issuer, claims: &ClaimSet<'_>, now: i64) -> Result<Verified, TokenError> {
+fn check_claims(issuer: &Issuer, claims: &Members<'_>, now: i64) -> Result<Verified, TokenError> {
     for name in &issuer.required {
         if !claims.contains(name) {
             return Err(TokenError::new(
@@ -692,7 +722,7 @@ impl Issuer {
     /// `context.token`: the configured claims, typed.
     fn claims_context(
         &self,
-        claims: &ClaimSet<'_>,
+        claims: &Members<'_>,
     ) -> Result<Option<HashMap<String, cedar_policy::RestrictedExpression>>, TokenError> {
         if self.claims.is_empty() {
             return Ok(None);
@@ -711,7 +741,7 @@ impl Issuer {
 }
 
 impl PrincipalMap {
-    fn principal_of(&self, claims: &ClaimSet<'_>) -> Result<super::Principal, TokenError> {
+    fn principal_of(&self, claims: &Members<'_>) -> Result<super::Principal, TokenError> {
         let id = match &self.fixed_id {
             Some(id) => id.clone(),
             None => {

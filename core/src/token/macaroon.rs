@@ -77,6 +77,12 @@ fn bind_signature(root: &[u8; 32], discharge: &[u8; 32]) -> [u8; 32] {
     hash2(&[0u8; 32], root, discharge)
 }
 
+/// JSON that no other reader could read differently: a member given twice is refused.
+fn strict_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TokenError> {
+    crate::json::unique_keys(text).map_err(|_| bad_format("a JSON member is given twice"))?;
+    serde_json::from_str(text).map_err(|_| bad_format("invalid JSON"))
+}
+
 fn bad_format(message: &str) -> TokenError {
     TokenError::malformed(format!("not a macaroon: {message}"))
 }
@@ -275,8 +281,7 @@ impl Macaroon {
     pub fn deserialize(text: &str) -> Result<Self, TokenError> {
         let text = text.trim();
         if text.starts_with('{') {
-            let value: Value =
-                serde_json::from_str(text).map_err(|_| bad_format("invalid JSON"))?;
+            let value: Value = strict_json(text)?;
             return Self::from_v2_json(&value);
         }
         let bytes = decode_base64(text).ok_or_else(|| bad_format("not base64"))?;
@@ -673,9 +678,15 @@ impl Macaroons {
                     "the macaroon's signature does not verify",
                 )
             })?;
+        // The principal comes only from what the minter alone could write: the configured
+        // fixed id, or the root macaroon's identifier. Caveats (which any holder may append,
+        // to the root or to a discharge) only narrow: one naming the principal must agree.
         let principal_name = self.principal.id_caveat.as_deref().unwrap_or("user");
+        let id = match &self.principal.fixed_id {
+            Some(id) => id.clone(),
+            None => identifier_principal(&root.identifier, principal_name)?,
+        };
         let mut caveats = Vec::new();
-        let mut principal_id: Option<String> = self.principal.fixed_id.clone();
         let mut valid_until: Option<i64> = None;
         let mut texts = Vec::new();
         for predicate in &predicates {
@@ -683,24 +694,20 @@ impl Macaroons {
                 String::from_utf8_lossy(predicate).into_owned(),
             ));
             match Caveat::parse(predicate, principal_name)? {
-                Caveat::Principal(id) => match &principal_id {
-                    Some(existing) if *existing != id => {
-                        return Err(TokenError::invalid_claim(
-                            "the macaroon names two different principals",
-                        ))
-                    }
-                    _ => principal_id = Some(id),
-                },
+                Caveat::Principal(named) if named == id => {}
+                Caveat::Principal(_) => {
+                    return Err(TokenError::new(
+                        DecisionErrorKind::CaveatNotSatisfied,
+                        format!(
+                            "a `{principal_name} = ...` caveat limits the macaroon to another \
+                             principal than its identifier names"
+                        ),
+                    ))
+                }
                 Caveat::Expires(t) => valid_until = Some(valid_until.map_or(t, |v| v.min(t))),
                 other => caveats.push(other),
             }
         }
-        let id = principal_id.ok_or_else(|| {
-            TokenError::new(
-                DecisionErrorKind::MissingClaim,
-                format!("the macaroon has no `{principal_name} = ...` caveat"),
-            )
-        })?;
         let verified = Verified {
             kind: VerifiedKind::Macaroon,
             token_id: Some(String::from_utf8_lossy(&root.identifier).into_owned()),
@@ -721,11 +728,31 @@ impl Macaroons {
     }
 }
 
+/// The principal a root macaroon's identifier names: the identifier is `;`-separated fields,
+/// exactly one of them `<name> = <id>` (e.g. `user = 42; nonce = 8f3a`); the other fields are
+/// the minter's own (a nonce, a key id) and are not read.
+fn identifier_principal(identifier: &[u8], name: &str) -> Result<String, TokenError> {
+    let text = std::str::from_utf8(identifier).unwrap_or_default();
+    let mut named = text.split(';').filter_map(|field| {
+        let (field_name, id) = field.split_once('=')?;
+        (field_name.trim() == name).then(|| id.trim())
+    });
+    match (named.next(), named.next()) {
+        (Some(id), None) if !id.is_empty() => Ok(id.to_owned()),
+        (None, _) => Err(TokenError::new(
+            DecisionErrorKind::MissingClaim,
+            format!("the macaroon's identifier names no principal (`{name} = ...`)"),
+        )),
+        _ => Err(TokenError::invalid_claim(format!(
+            "the macaroon's identifier must name one principal (`{name} = ...`) with an id"
+        ))),
+    }
+}
+
 /// One macaroon, or a JSON array of a root macaroon and its discharges.
 fn parse_stack(token: &str, limits: &TokenLimits) -> Result<Vec<Macaroon>, TokenError> {
     let stack = if token.starts_with('[') {
-        let items: Vec<Value> =
-            serde_json::from_str(token).map_err(|_| bad_format("invalid JSON array"))?;
+        let items: Vec<Value> = strict_json(token)?;
         if items.len() > limits.max_discharges + 1 {
             return Err(TokenError::new(
                 DecisionErrorKind::TooLarge,

@@ -314,8 +314,8 @@ impl PrincipalMap {
             None
         } else {
             Some(
-                Entity::new(uid.clone(), attributes, HashSet::new()).map_err(|e| {
-                    TokenError::invalid_claim(format!("the principal's attributes: {e}"))
+                Entity::new(uid.clone(), attributes, HashSet::new()).map_err(|_| {
+                    TokenError::invalid_claim("the principal's attributes cannot be built")
                 })?,
             )
         };
@@ -341,7 +341,7 @@ fn secret(
     env: Option<&str>,
     encoding: SecretEncoding,
 ) -> Result<Option<Vec<u8>>, String> {
-    let text = match (file, env) {
+    let bytes = match (file, env) {
         (Some(_), Some(_)) => {
             return Err("give a secret file or an environment variable, not both".into())
         }
@@ -350,25 +350,23 @@ fn secret(
             .find(|f| f.path == path)
             .map(|f| f.contents.clone())
             .ok_or_else(|| format!("secret file `{path}` is not in the bundle"))?,
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(value) => value,
-            Err(_) => return Ok(None),
+        (None, Some(var)) => match std::env::var_os(var) {
+            Some(value) => value.into_encoded_bytes(),
+            None => return Ok(None),
         },
         (None, None) => return Ok(None),
     };
-    decode_secret(&text, encoding).map(Some)
+    decode_secret(bytes, encoding).map(Some)
 }
 
-fn decode_secret(text: &str, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
+/// A secret's bytes: `raw` is exactly what the file or variable holds (a final newline is part
+/// of the secret); `base64` is text, surrounding whitespace (a final newline) ignored.
+fn decode_secret(bytes: Vec<u8>, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
     let bytes = match encoding {
-        SecretEncoding::Raw => text
-            .strip_suffix('\n')
-            .map_or(text, |t| t.strip_suffix('\r').unwrap_or(t))
-            .as_bytes()
-            .to_vec(),
+        SecretEncoding::Raw => bytes,
         SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
+            .decode(bytes.trim_ascii())
             .map_err(|_| "the secret is not valid base64".to_owned())?,
     };
     if bytes.is_empty() {
@@ -525,7 +523,7 @@ fn load_issuer(config: &config::IssuerConfig, files: &[BundleFile]) -> Result<jw
                 .find(|f| &f.path == path)
                 .ok_or_else(|| format!("key file `{path}` is not in the bundle"))?;
             Some(
-                serde_json::from_str(&file.contents)
+                serde_json::from_slice(&file.contents)
                     .map_err(|e| format!("`{path}` is not JSON: {e}"))?,
             )
         }
