@@ -90,6 +90,49 @@ func TestAuthorizeTypedRequests(t *testing.T) {
 	}
 }
 
+// What a security review found the typed Rust path letting through: an attribute of the wrong
+// type (which made the fail-closed `archived-read-only` forbid error out and be skipped) and an
+// action entity regrouping actions (which let a job token remove a project). Both are
+// ErrInvalidEntities here, and a key given twice in request JSON is refused.
+func TestEntitiesTheSchemaRefusesAreErrorsNeverSkippedForbids(t *testing.T) {
+	e := gitlab(t)
+	features := map[string]any{"repository": "enabled", "issues": "enabled", "merge_requests": "enabled",
+		"builds": "enabled", "container_registry": "enabled", "package_registry": "enabled"}
+	project := func(archived any) Entity {
+		return Entity{UID: EntityRef{Type: "Gitlab::Project", ID: "3"},
+			Attrs:   map[string]any{"visibility": "private", "archived": archived, "features": features, "job_token_allowlist": []any{}},
+			Parents: []EntityRef{{Type: "Gitlab::Group", ID: "acme/platform"}}}
+	}
+	push := func(archived any) Request {
+		r := userRequest("alice", "push_code", "3", 30)
+		r.Entities = []Entity{project(archived)}
+		return r
+	}
+	if d, err := e.Authorize(push(false)); err != nil || !d.Allowed {
+		t.Fatalf("%+v %v", d, err)
+	}
+	if d, err := e.Authorize(push(true)); err != nil || d.Allowed || d.Reasons[0] != "archived-read-only" {
+		t.Fatalf("%+v %v", d, err)
+	}
+	job := userRequest("100", "remove_project", "3", 50)
+	job.Principal = &EntityRef{Type: "Gitlab::CiJob", ID: "100"}
+	if d, err := e.Authorize(job); err != nil || d.Allowed {
+		t.Fatalf("%+v %v", d, err)
+	}
+	job.Entities = []Entity{{UID: EntityRef{Type: "Gitlab::Action", ID: "remove_project"}, Attrs: map[string]any{},
+		Parents: []EntityRef{{Type: "Gitlab::Action", ID: "job_token"}}}}
+	for _, r := range []Request{push("true"), job} {
+		if d, err := e.Authorize(r); !errors.Is(err, ErrInvalidEntities) {
+			t.Fatalf("%+v %v", d, err)
+		}
+	}
+	twice := userRequest("eve", "push_code", "3", 0)
+	twice.ContextJSON = []byte(`{"access_level": 0, "admin_mode": false, "access_level": 50}`)
+	if d, err := e.Authorize(twice); !errors.Is(err, ErrInvalidContext) {
+		t.Fatalf("%+v %v", d, err)
+	}
+}
+
 func TestErrorsMapToSentinels(t *testing.T) {
 	if _, err := NewEngineFromBundleDir("/nonexistent/bundle"); !errors.Is(err, ErrBundleIO) || !strings.Contains(err.Error(), "/nonexistent/bundle") {
 		t.Fatalf("%v", err)

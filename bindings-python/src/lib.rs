@@ -326,7 +326,7 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
                 .extract()
                 .map_err(|_| Failure::malformed("bundle file paths are str"))?;
             // Text as str; a raw secret file's bytes as bytes.
-            let contents: Vec<u8> = match contents.downcast::<PyBytes>() {
+            let contents: Vec<u8> = match contents.cast::<PyBytes>() {
                 Ok(bytes) => bytes.as_bytes().to_vec(),
                 Err(_) => contents
                     .extract::<String>()

@@ -94,6 +94,36 @@ def test_verify_token_reports_what_a_valid_token_says(monkeypatch):
     assert (forged["valid"], forged["error"]["kind"]) == (False, "bad_signature")
 
 
+FEATURES = {"repository": "enabled", "issues": "enabled", "merge_requests": "enabled", "builds": "enabled",
+            "container_registry": "enabled", "package_registry": "enabled"}
+
+
+def test_entities_the_schema_refuses_are_errors_never_skipped_forbids(engine):
+    """What a security review found the typed Rust path letting through: an attribute of the wrong
+    type (which made the fail-closed `archived-read-only` forbid error out and be skipped) and an
+    action entity regrouping actions (which let a job token remove a project). Both are
+    InvalidEntitiesError here, single and in a batch; a key given twice in request JSON is refused."""
+    def project(archived):
+        return {"uid": {"type": "Gitlab::Project", "id": "3"}, "parents": [{"type": "Gitlab::Group", "id": "acme/platform"}],
+                "attrs": {"visibility": "private", "archived": archived, "features": FEATURES, "job_token_allowlist": []}}
+    assert engine.authorize(**user_request("alice", "push_code", "3", 30, entities=[project(False)])).allowed
+    denied = engine.authorize(**user_request("alice", "push_code", "3", 30, entities=[project(True)]))
+    assert denied.reasons == ["archived-read-only"]
+    regroup = {"uid": {"type": "Gitlab::Action", "id": "remove_project"}, "attrs": {},
+               "parents": [{"type": "Gitlab::Action", "id": "job_token"}]}
+    job = {**user_request("100", "remove_project", "3", 50), "principal": {"type": "Gitlab::CiJob", "id": "100"}}
+    assert not engine.authorize(**job).allowed
+    for request in [user_request("alice", "push_code", "3", 30, entities=[project("true")]), {**job, "entities": [regroup]}]:
+        with pytest.raises(arbiter.InvalidEntitiesError) as raised:
+            engine.authorize(**request)
+        assert raised.value.kind == "invalid_entities"
+        assert isinstance(engine.authorize_many([request])[0], arbiter.InvalidEntitiesError)
+    twice = ('{"principal": {"type": "Gitlab::User", "id": "eve"}, "action": {"type": "Gitlab::Action", "id": "push_code"}, '
+             '"resource": {"type": "Gitlab::Project", "id": "3"}, "context": {"access_level": 0, "admin_mode": false, "access_level": 50}}')
+    with pytest.raises(arbiter.InvalidContextError):
+        engine.authorize_json(twice)
+
+
 def test_batches(engine):
     bad_context = {**user_request("alice", "push_code", "3", 30), "context": {"access_level": "thirty"}}
     answers = engine.authorize_many(

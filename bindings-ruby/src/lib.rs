@@ -599,8 +599,14 @@ impl Serialize for Json {
 fn bundle_files(files: RHash) -> Result<Vec<BundleFile>, Failure> {
     let mut out = Vec::new();
     files
-        .foreach(|path: String, contents: String| {
-            out.push(BundleFile::new(path, contents));
+        .foreach(|path: String, contents: RString| {
+            // Bytes as they are: text files must be UTF-8 (the load says so, naming the file),
+            // a raw secret file (a binary String) need not be.
+            // SAFETY: the string is only read, and copied before any Ruby code runs.
+            out.push(BundleFile::new(
+                path,
+                unsafe { contents.as_slice() }.to_vec(),
+            ));
             Ok(ForEach::Continue)
         })
         .map_err(|_| Failure::malformed("bundle files map String paths to String contents"))?;

@@ -128,6 +128,36 @@ class TestApi < Minitest::Test
     ENV.delete("ARBITER_TEST_SECRET")
   end
 
+  FEATURES = { repository: "enabled", issues: "enabled", merge_requests: "enabled", builds: "enabled",
+               container_registry: "enabled", package_registry: "enabled" }.freeze
+
+  # What a security review found the typed Rust path letting through: an attribute of the wrong
+  # type (which made the fail-closed `archived-read-only` forbid error out and be skipped) and an
+  # action entity regrouping actions (which let a job token remove a project). Both are
+  # InvalidEntitiesError here, single and in a batch; a key given twice in request JSON is refused.
+  def test_entities_the_schema_refuses_are_errors_never_skipped_forbids
+    project = ->(archived) do
+      { uid: { type: "Gitlab::Project", id: "3" }, parents: [{ type: "Gitlab::Group", id: "acme/platform" }],
+        attrs: { visibility: "private", archived: archived, features: FEATURES, job_token_allowlist: [] } }
+    end
+    assert engine.authorize(**user_request("alice", "push_code", "3", 30, entities: [project.(false)])).allowed?
+    assert_equal ["archived-read-only"],
+                 engine.authorize(**user_request("alice", "push_code", "3", 30, entities: [project.(true)])).reasons
+    regroup = { uid: { type: "Gitlab::Action", id: "remove_project" }, attrs: {},
+                parents: [{ type: "Gitlab::Action", id: "job_token" }] }
+    job = user_request("100", "remove_project", "3", 50).merge(principal: { type: "Gitlab::CiJob", id: "100" })
+    refute engine.authorize(**job).allowed?
+    [user_request("alice", "push_code", "3", 30, entities: [project.("true")]),
+     job.merge(entities: [regroup])].each do |request|
+      error = assert_raises(Arbiter::InvalidEntitiesError) { engine.authorize(**request) }
+      assert_equal "invalid_entities", error.kind
+      assert_instance_of Arbiter::InvalidEntitiesError, engine.authorize_many([request]).fetch(0)
+    end
+    twice = '{"principal": {"type": "Gitlab::User", "id": "eve"}, "action": {"type": "Gitlab::Action", "id": "push_code"}, ' \
+            '"resource": {"type": "Gitlab::Project", "id": "3"}, "context": {"access_level": 0, "admin_mode": false, "access_level": 50}}'
+    assert_raises(Arbiter::InvalidContextError) { engine.authorize_json(twice) }
+  end
+
   def test_authorize_many_answers_in_place
     bad_context = user_request("alice", "push_code", "3", 30).merge(context: { access_level: "thirty" })
     answers = engine.authorize_many([user_request("alice", "push_code", "3", 30), { nonsense: 1 }, 7, bad_context,

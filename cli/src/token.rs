@@ -75,13 +75,15 @@ pub(crate) enum MintCommand {
         /// File holding the root key (its bytes, exactly, as `secret_encoding: raw` reads them).
         #[arg(long)]
         root_key_file: PathBuf,
-        /// The identifier.
+        /// The identifier, which names the principal: `;`-separated fields, one of them
+        /// `<id_caveat> = <id>`, e.g. "user = 42; t-1" (caveats cannot name it: any holder may
+        /// add them).
         #[arg(long)]
         identifier: String,
         /// The location.
         #[arg(long)]
         location: Option<String>,
-        /// A first-party caveat, e.g. "user = 42"; repeat for several.
+        /// A first-party caveat, e.g. "action = push_code"; repeat for several.
         #[arg(long = "caveat")]
         caveats: Vec<String>,
         /// Serialization format.
@@ -195,10 +197,19 @@ fn signing_key(spec: &str) -> Result<SigningKey, String> {
     SigningKey::from_pem(kid, alg, &pem).map_err(|e| format!("key `{kid}`: {e}"))
 }
 
-/// A secret file's bytes, exactly (a final newline included), as `secret_encoding: raw` reads
-/// it in a bundle.
+/// A secret file's bytes, exactly, as `secret_encoding: raw` reads it in a bundle (which also
+/// refuses text ending in a newline: the newline would be part of the key).
 fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if bytes.ends_with(b"\n") && std::str::from_utf8(&bytes).is_ok() {
+        return Err(format!(
+            "`{}` is text ending in a newline, which would be part of the key: write it \
+             without one (`printf`)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
 }
 
 fn unix_now() -> i64 {

@@ -315,6 +315,10 @@ pub struct BundleInfo {
     pub validate_policies: bool,
     /// Whether requests are validated against the schema.
     pub validate_requests: bool,
+    /// When its signature says it was signed (Unix seconds), for an engine that trusts signing
+    /// keys: what a host persists to keep rollback protection across restarts (see
+    /// [`crate::TrustedKeys::signed_no_earlier_than`]).
+    pub signed_at: Option<i64>,
 }
 
 /// A loaded bundle. Immutable: a reload builds a new one and swaps it in whole.
@@ -443,6 +447,7 @@ impl Bundle {
             has_schema: self.schema.is_some(),
             validate_policies: self.manifest.validate_policies,
             validate_requests: self.manifest.validate_requests,
+            signed_at: self.signed_at,
         }
     }
 

@@ -27,7 +27,7 @@ use crate::fault::{contain_decision, contain_load, contain_token, Faults};
 use crate::index::IndexedPolicy;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::request::{ContextCache, Request, RequestParts};
+use crate::request::{ContextCache, Request, RequestParts, RequestReader};
 use crate::shadow::{CandidateInfo, Shadow, ShadowReport};
 use crate::signing::TrustedKeys;
 use crate::token::{TokenError, TokenInfo, Verified};
@@ -202,23 +202,32 @@ impl Engine {
         self.limits.check_json("request", &[request])?;
         let bundle = self.bundle.load();
         let request = Request::from_json(request, &bundle.reader(&self.limits))?;
-        self.explained(&bundle, &request)
+        self.explained(&bundle, &request, None)
     }
 
     /// Decides one typed request and explains it (see [`Engine::explain_json`]).
     pub fn explain(&self, request: &Request) -> Result<Explanation, RequestError> {
         let bundle = self.bundle.load();
-        request.check_entities(&bundle.reader(&self.limits))?;
-        self.explained(&bundle, request)
+        self.explained(&bundle, request, Some(&bundle.reader(&self.limits)))
     }
 
-    fn explained(&self, bundle: &Bundle, request: &Request) -> Result<Explanation, RequestError> {
+    /// Explains `request`; a typed one (with the reader to check its entities) is checked first.
+    fn explained(
+        &self,
+        bundle: &Bundle,
+        request: &Request,
+        typed: Option<&RequestReader<'_>>,
+    ) -> Result<Explanation, RequestError> {
         let mut trace = Trace {
             explain: Some(Vec::new()),
             token: None,
         };
-        let decision =
-            contain_decision(|| decide_uncounted(bundle, request, self.now(), &mut trace))?;
+        let decision = contain_decision(|| {
+            if let Some(reader) = typed {
+                request.check_entities(reader)?;
+            }
+            decide_uncounted(bundle, request, self.now(), &mut trace)
+        })?;
         Ok(Explanation {
             decision,
             policies: trace.explain.unwrap_or_default(),
@@ -686,10 +695,6 @@ fn decide_uncounted(
             ))
         }
     };
-    let context = match token.as_ref().and_then(|v| v.context.clone()) {
-        None => request.context.clone(),
-        Some(claims) => token_context(request.context.clone(), claims)?,
-    };
     // A principal entity built from the token's claims adds to what the host knows of the
     // principal (the request's entity with its uid, else the bundle's), never overrides it;
     // like the request's entities (checked as they were read), it must conform to the schema.
@@ -711,8 +716,16 @@ fn decide_uncounted(
             }
         }
     };
+    // Cedar's conformance error would quote the claims, so the deny names the problem alone.
     if let (Some(entity), Some(schema)) = (&token_entity, bundle.request_schema()) {
-        validate_entity(entity, schema, bundle.shapes.as_ref())?;
+        if validate_entity(entity, schema, bundle.shapes.as_ref()).is_err() {
+            return Ok(Decision::denied_by(
+                TokenError::invalid_claim(
+                    "the principal the token's claims build does not conform to the schema",
+                )
+                .into_decision_error(),
+            ));
+        }
     }
     let token_uid = token_entity.as_ref().map(|t| t.uid().clone());
     let own: Vec<Arc<ast::Entity>> = request
@@ -738,23 +751,44 @@ fn decide_uncounted(
             schema.filter(|_| !vouched),
         )
     };
-    let cedar_request = match new_request(context) {
+    // The request, its context carrying the token's claims (if any) as `token`.
+    let build = |claims: Option<&HashMap<String, RestrictedExpression>>| {
+        let with_claims = |context: Context| match claims {
+            None => Ok(context),
+            Some(claims) => token_context(context, claims.clone()),
+        };
+        match new_request(with_claims(request.context.clone())?) {
+            Ok(r) => Ok(r),
+            // The fast reader's context failed the schema: Cedar's reader decides, as always.
+            Err(
+                e @ (RequestValidationError::InvalidContext(_)
+                | RequestValidationError::TypeOfContext(_)),
+            ) => match schema.and_then(|s| request.reread_context(s)) {
+                None => Err(request_validation_error(e)),
+                Some(reread) => {
+                    new_request(with_claims(reread?)?).map_err(request_validation_error)
+                }
+            },
+            Err(e) => Err(request_validation_error(e)),
+        }
+    };
+    let claims = token.as_ref().and_then(|v| v.context.as_ref());
+    let cedar_request = match build(claims) {
         Ok(r) => r,
-        // The fast reader's context failed the schema: Cedar's reader decides, as always.
-        Err(
-            e @ (RequestValidationError::InvalidContext(_)
-            | RequestValidationError::TypeOfContext(_)),
-        ) => match schema.and_then(|s| request.reread_context(s)) {
-            None => return Err(request_validation_error(e)),
-            Some(reread) => {
-                let reread = match token.as_ref().and_then(|v| v.context.clone()) {
-                    None => reread?,
-                    Some(claims) => token_context(reread?, claims)?,
-                };
-                new_request(reread).map_err(request_validation_error)?
-            }
-        },
-        Err(e) => return Err(request_validation_error(e)),
+        // Cedar's message would quote the claims. When the host's own context conforms, the
+        // claims are what does not: a deny naming the problem alone.
+        Err(RequestError::Context(_)) if claims.is_some() => {
+            build(None)?;
+            // A request that sets `token` itself is refused as before.
+            token_context(request.context.clone(), HashMap::new())?;
+            return Ok(Decision::denied_by(
+                TokenError::invalid_claim(
+                    "the token's claims do not conform to the schema's `token` context",
+                )
+                .into_decision_error(),
+            ));
+        }
+        Err(e) => return Err(e),
     };
     let ast_request: &ast::Request = cedar_request.as_ref();
     let (p, a, r): (&EntityUID, &EntityUID, &EntityUID) = (

@@ -144,9 +144,13 @@ struct TrustedKey {
     spki: Vec<u8>,
 }
 
-/// The public keys an engine trusts to sign its bundles.
+/// The public keys an engine trusts to sign its bundles, and the oldest signing time it
+/// accepts.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedKeys(Vec<TrustedKey>);
+pub struct TrustedKeys {
+    keys: Vec<TrustedKey>,
+    not_before: Option<i64>,
+}
 
 impl TrustedKeys {
     /// Ed25519 or ECDSA P-256 public keys, each in SPKI PEM (`-----BEGIN PUBLIC KEY-----`); at
@@ -187,7 +191,19 @@ impl TrustedKeys {
                 })
             })
             .collect::<Result<_, _>>()
-            .map(Self)
+            .map(|keys| Self {
+                keys,
+                not_before: None,
+            })
+    }
+
+    /// Accepts only bundles signed at `unix_seconds` or later, the first one loaded included.
+    /// An engine never goes back to a bundle older than the one it serves; a host that persists
+    /// what it last served ([`crate::BundleInfo::signed_at`]) and passes it here keeps that
+    /// rollback protection across restarts.
+    pub fn signed_no_earlier_than(mut self, unix_seconds: i64) -> Self {
+        self.not_before = Some(unix_seconds);
+        self
     }
 
     /// Checks that `files` carry a valid signature by one of these keys and are exactly the
@@ -213,7 +229,7 @@ impl TrustedKeys {
             .map_err(|e| problem(SIGNATURE_FILE, format!("not a valid signature file: {e}")))?;
         let manifest = &signed.manifest;
         let key = self
-            .0
+            .keys
             .iter()
             .find(|k| k.key_id == manifest.key_id && k.algorithm == manifest.algorithm)
             .ok_or_else(|| {
@@ -251,6 +267,16 @@ impl TrustedKeys {
             problems.push(Problem::in_file(
                 path,
                 "removed since the bundle was signed",
+            ));
+        }
+        if let Some(not_before) = self.not_before.filter(|t| manifest.signed_at < *t) {
+            problems.push(Problem::in_file(
+                SIGNATURE_FILE,
+                format!(
+                    "signed at {}, before {not_before}, the oldest signing time this engine \
+                     accepts: an engine does not go back to an older bundle",
+                    manifest.signed_at
+                ),
             ));
         }
         match problems.is_empty() {

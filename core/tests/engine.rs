@@ -1390,6 +1390,22 @@ fn an_engine_that_trusts_keys_loads_only_bundles_they_signed() {
     assert_eq!(decide(&engine, &probe), (Effect::Allow, vec!["all".into()]));
     assert!(engine.reload_from_files(signed(&ed, POLICIES)).is_err());
     assert_eq!(engine.metrics().bundle.reload_failures, 10);
+
+    // Across a restart: the host persists what it served and refuses older bundles from the
+    // first load on.
+    let served = engine.info().signed_at.unwrap();
+    assert_eq!(served, 2_000);
+    let restarted = || trust_ed().signed_no_earlier_than(served);
+    let err = Engine::from_signed_files(signed(&ed, POLICIES), restarted())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("does not go back to an older bundle"),
+        "{err}"
+    );
+    let engine = Engine::from_signed_files(signed_at(&ed, all, 2_000), restarted()).unwrap();
+    assert!(engine.reload_from_files(signed(&ed, POLICIES)).is_err());
 }
 
 #[test]

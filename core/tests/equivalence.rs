@@ -40,12 +40,42 @@ fn doc(i: usize) -> Value {
 }
 
 fn action(i: usize) -> Value {
-    // a0..a3 are actions, ag0 and ag1 action groups, a9 an action nobody declares.
+    // a0..a3 are actions, ag0 and ag1 action groups, a9 an action nobody declares; without a
+    // schema an action may be of any type: Op::"o0" is a static entity in action groups
+    // (directly or through Mid::"m0"), Op::"o1" only ever comes with a request.
     match i {
         0..4 => uid("Action", format!("a{i}")),
         4 | 5 => uid("Action", format!("ag{}", i - 4)),
-        _ => uid("Action", "a9".into()),
+        6 => uid("Action", "a9".into()),
+        7 => uid("Op", "o0".into()),
+        _ => uid("Op", "o1".into()),
     }
+}
+
+/// Actions a request may name: every kind `action` makes.
+const REQUEST_ACTIONS: usize = 9;
+
+fn mid() -> Value {
+    uid("Mid", "m0".into())
+}
+
+/// An action of another type than `Action` (`Op::"o0"` or `Op::"o1"`), in action groups and
+/// now and then in `Mid::"m0"`.
+fn op_entity(i: usize) -> impl Strategy<Value = Value> {
+    (subset(2), any::<bool>()).prop_map(move |(groups, in_mid)| {
+        let mut parents: Vec<Value> = groups.into_iter().map(|g| action(4 + g)).collect();
+        if in_mid {
+            parents.push(mid());
+        }
+        json!({"uid": action(7 + i), "attrs": {}, "parents": parents})
+    })
+}
+
+/// `Mid::"m0"`, an entity of a third type between an action and its groups.
+fn mid_entity() -> impl Strategy<Value = Value> {
+    subset(2).prop_map(|groups| {
+        json!({"uid": mid(), "attrs": {}, "parents": groups.into_iter().map(|g| action(4 + g)).collect::<Vec<_>>()})
+    })
 }
 
 fn principal_scope() -> impl Strategy<Value = String> {
@@ -183,14 +213,15 @@ fn action_entity(i: usize) -> impl Strategy<Value = Value> {
 }
 
 /// Static entities: users u0..u4 (u5 only ever comes with a request), groups in a DAG, docs,
-/// actions in action groups.
+/// actions in action groups, `Op::"o0"` and `Mid::"m0"`.
 fn static_entities() -> impl Strategy<Value = Vec<Value>> {
     let users: Vec<_> = (0..USERS - 1).map(user_entity).collect();
     let groups: Vec<_> = (0..GROUPS).map(|i| group_entity(i, i)).collect();
     let docs: Vec<_> = (0..DOCS).map(doc_entity).collect();
     let actions: Vec<_> = (0..ACTIONS).map(action_entity).collect();
-    (users, groups, docs, actions).prop_map(|(u, g, d, a)| {
+    (users, groups, docs, actions, op_entity(0), mid_entity()).prop_map(|(u, g, d, a, op, m)| {
         let mut all: Vec<Value> = u.into_iter().chain(g).chain(d).chain(a).collect();
+        all.extend([op, m]);
         all.push(json!({"uid": action(4), "attrs": {}, "parents": []}));
         all.push(json!({"uid": action(5), "attrs": {}, "parents": []}));
         all
@@ -198,13 +229,16 @@ fn static_entities() -> impl Strategy<Value = Vec<Value>> {
 }
 
 /// Entities a request may bring: new or replacing users, groups (possibly closing a cycle),
-/// docs, and now and then an action with other groups.
+/// docs, and now and then an action (of either type) or `Mid::"m0"` with other groups.
 fn request_entity() -> impl Strategy<Value = Value> {
     prop_oneof![
         4 => (0..USERS).prop_flat_map(user_entity),
         2 => (0..GROUPS + 1).prop_flat_map(|i| group_entity(i, GROUPS)),
         2 => (0..DOCS + 1).prop_flat_map(doc_entity),
         3 => (0..ACTIONS).prop_flat_map(action_entity),
+        // Actions of another type, and the entity between them and their groups.
+        2 => (0..2usize).prop_flat_map(op_entity),
+        1 => mid_entity(),
         // New entities only (no replacement): the store is built without Cedar's upsert.
         3 => user_entity(USERS - 1),
         2 => group_entity(GROUPS, GROUPS),
@@ -227,7 +261,7 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(
             (
                 0..USERS + GROUPS,
-                0..ACTIONS + 3,
+                0..REQUEST_ACTIONS,
                 0..DOCS + GROUPS,
                 0..4i64,
                 0..USERS + 1,
@@ -338,6 +372,26 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         .unwrap();
         let expected = reference(&set, &case.entities, own, &request);
         let got = engine.authorize_json_decision(&json_request.to_string());
+        // The typed path answers as the JSON path does (entities Cedar's builder refuses, such
+        // as a cycle, cannot be given to it).
+        let typed: Result<Vec<cedar_policy::Entity>, _> = own
+            .iter()
+            .map(|e| cedar_policy::Entity::from_json_value(e.clone(), None))
+            .collect();
+        if let Ok(typed) = typed {
+            let typed = arbiter::Request::new(
+                EntityUid::from_json(p.clone()).unwrap(),
+                EntityUid::from_json(a.clone()).unwrap(),
+                EntityUid::from_json(r.clone()).unwrap(),
+            )
+            .with_context(Context::from_json_value(json_request["context"].clone(), None).unwrap())
+            .with_entities(typed);
+            match (engine.authorize(&typed), &got) {
+                (Ok(t), Ok(j)) => prop_assert_eq!(&t, j, "typed and JSON: {}", json_request),
+                (Err(t), Err(j)) => prop_assert_eq!(t.kind(), j.kind(), "{}", json_request),
+                (t, j) => prop_assert!(false, "typed {:?}, JSON {:?}: {}", t, j, json_request),
+            }
+        }
         match (expected, got) {
             (None, Err(e)) => prop_assert_eq!(e.kind(), "invalid_entities"),
             (None, Ok(d)) => prop_assert!(

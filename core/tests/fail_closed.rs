@@ -383,31 +383,48 @@ const SECRET: [u8; 32] = [
 const TOKEN_POLICIES: &str = r#"
 @id("active-users") permit (principal is User, action, resource) when { principal.state == "active" };
 @id("only-from-gitlab") forbid (principal is User, action, resource) unless { principal has email };
+@id("banned") forbid (principal in Team::"banned", action, resource);
+@id("flagged") forbid (principal is User, action, resource) when { principal.hasTag("flagged") };
 "#;
 
 /// A bundle directory trusting HS256 tokens signed with [`SECRET`], whose principal's `email`
-/// (and, when `state_from_claim`, `state`) come from claims; user 42 is blocked.
-fn token_bundle(state_from_claim: bool) -> tempfile::TempDir {
+/// (and, when `state_from_claim`, `state`) come from claims, its issuer set up with `extra`
+/// too; user 42 is blocked, 43 in the banned team, 44 tagged `flagged`.
+fn token_bundle_with(state_from_claim: bool, extra: Value) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut attributes = json!({"email": {"claim": "email", "as": "string"}});
     if state_from_claim {
         attributes["state"] = json!({"claim": "state", "as": "string"});
     }
-    let tokens = json!({"jwt": {"issuers": [{
+    let mut issuer = json!({
         "issuer": "https://hs.example", "algorithms": ["HS256"], "hmac_secret_file": "keys/raw",
-        "secret_encoding": "raw", "types": ["at+jwt"],
-        "principal": {"type": "User", "id_claim": "sub", "attributes": attributes}}]}});
+        "secret_encoding": "raw",
+        "principal": {"type": "User", "id_claim": "sub", "attributes": attributes}});
+    issuer
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let tokens = json!({"jwt": {"issuers": [issuer]}});
     std::fs::create_dir(dir.path().join("keys")).unwrap();
     std::fs::write(dir.path().join("keys/raw"), SECRET).unwrap();
     std::fs::write(dir.path().join("tokens.json"), tokens.to_string()).unwrap();
     std::fs::write(dir.path().join("p.cedar"), TOKEN_POLICIES).unwrap();
-    std::fs::write(
-        dir.path().join("entities.json"),
-        json!([{"uid": {"type": "User", "id": "42"}, "attrs": {"state": "blocked"}, "parents": []}])
-            .to_string(),
-    )
-    .unwrap();
+    let user = |id: &str, parents: Value, tags: Value| {
+        let state = if id == "42" { "blocked" } else { "active" };
+        json!({"uid": {"type": "User", "id": id}, "attrs": {"state": state}, "parents": parents, "tags": tags})
+    };
+    let entities = json!([
+        user("42", json!([]), json!({})),
+        user("43", json!([{"type": "Team", "id": "banned"}]), json!({})),
+        user("44", json!([]), json!({"flagged": "yes"})),
+    ]);
+    std::fs::write(dir.path().join("entities.json"), entities.to_string()).unwrap();
     dir
+}
+
+/// [`token_bundle_with`] nothing more.
+fn token_bundle(state_from_claim: bool) -> tempfile::TempDir {
+    token_bundle_with(state_from_claim, json!({}))
 }
 
 /// A compact JWS of `header` and `payload` (JSON text, as written) signed with `key`.
@@ -447,7 +464,8 @@ fn refusal(engine: &Engine, token: &str) -> Option<DecisionErrorKind> {
 }
 
 /// The secret is the file's bytes exactly: a token signed with them verifies, one signed with
-/// them less the final newline byte does not.
+/// them less the final newline byte does not. A text secret ending in a newline (written by an
+/// editor or `echo`) is refused at load, naming the problem, rather than keyed with the newline.
 #[test]
 fn a_raw_secret_file_is_its_bytes() {
     let dir = token_bundle(false);
@@ -465,6 +483,14 @@ fn a_raw_secret_file_is_its_bytes() {
         ),
         Some(DecisionErrorKind::BadSignature)
     );
+    std::fs::write(
+        dir.path().join("keys/raw"),
+        "a text secret of thirty-two bytes\n",
+    )
+    .unwrap();
+    let e = Engine::from_bundle_dir(dir.path()).err().unwrap();
+    assert_eq!(e.kind(), "tokens");
+    assert!(e.to_string().contains("text ending in a newline"), "{e}");
 }
 
 /// Claims may add to what the host knows of the principal, never override it: the bundle's
@@ -501,6 +527,16 @@ fn a_token_never_overrides_what_the_host_knows_of_its_principal() {
     let d = decide(&engine, &blocked, json!([]));
     assert_eq!((d.decision, d.errors), (Effect::Deny, vec![]));
 
+    // The host's parents and tags stay: 43's team and 44's tag still forbid.
+    for (user, forbidden_by) in [("43", "banned"), ("44", "flagged")] {
+        let d = decide(&engine, &active(user), json!([]));
+        assert_eq!(
+            (d.decision, &d.reasons),
+            (Effect::Deny, &vec![forbidden_by.to_owned()]),
+            "{user}: {d:?}"
+        );
+    }
+
     // Without `state` among the claims, the host's blocked state stays and `email` is added.
     let dir = token_bundle(false);
     let engine = Engine::from_bundle_dir(dir.path())
@@ -521,7 +557,7 @@ fn a_token_never_overrides_what_the_host_knows_of_its_principal() {
 /// `null` included; explicit typing holds when the issuer asks for it.
 #[test]
 fn jwt_headers_are_strict_json_objects() {
-    let dir = token_bundle(false);
+    let dir = token_bundle_with(false, json!({"types": ["at+jwt"]}));
     let engine = Engine::from_bundle_dir(dir.path())
         .unwrap()
         .with_fixed_time(NOW);
@@ -586,7 +622,7 @@ fn jwt_headers_are_strict_json_objects() {
 #[test]
 fn token_errors_never_quote_the_token() {
     const CANARY: &str = "Cz9canary";
-    let dir = token_bundle(false);
+    let dir = token_bundle_with(false, json!({"types": ["at+jwt"]}));
     std::fs::write(dir.path().join("keys/macaroon"), b"macaroon root key").unwrap();
     let mut tokens: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("tokens.json")).unwrap()).unwrap();
@@ -669,5 +705,65 @@ fn token_errors_never_quote_the_token() {
         if let Err(report) = engine.verify_token(token) {
             assert!(!report.message.contains(CANARY), "{}", report.message);
         }
+    }
+}
+
+/// When a token's claims do not fit the schema (the principal they build, or `context.token`),
+/// the request is denied with `invalid_claim` and a message that quotes none of them; a host
+/// context that does not fit is still the host's error, worded by Cedar.
+#[test]
+fn claims_that_do_not_fit_the_schema_deny_without_quoting_them() {
+    const CANARY: &str = "Cz9canary";
+    let schema = r#"
+        entity User = { email?: Long };
+        entity Doc;
+        action read appliesTo { principal: User, resource: Doc,
+                                context: { level?: Long, token?: { ref?: Long } } };
+    "#;
+    let issuer = |iss: &str, extra: Value| {
+        let mut issuer = json!({"issuer": iss, "algorithms": ["HS256"],
+                                "hmac_secret_file": "keys/raw", "principal": {"type": "User"}});
+        issuer
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        issuer
+    };
+    let tokens = json!({"jwt": {"issuers": [
+        issuer("entity", json!({"principal": {"type": "User", "attributes": {"email": {"claim": "email", "as": "string"}}}})),
+        issuer("context", json!({"claims": {"ref": "string"}})),
+    ]}});
+    let engine = Engine::from_files([
+        BundleFile::new("schema.cedarschema", schema),
+        BundleFile::new("p.cedar", "permit (principal, action, resource);"),
+        BundleFile::new("tokens.json", tokens.to_string()),
+        BundleFile::new("keys/raw", SECRET.to_vec()),
+    ])
+    .unwrap()
+    .with_fixed_time(NOW);
+    for iss in ["entity", "context"] {
+        let token = jws(
+            r#"{"alg": "HS256"}"#,
+            &json!({"iss": iss, "sub": "7", "exp": NOW + 60, "email": CANARY, "ref": CANARY})
+                .to_string(),
+            &SECRET,
+        );
+        let d = decide(&engine, &token, json!([]));
+        assert_eq!(d.decision, Effect::Deny, "{iss}");
+        assert_eq!(d.errors[0].kind, DecisionErrorKind::InvalidClaim, "{iss}");
+        assert!(
+            !d.errors[0].message.contains(CANARY),
+            "{}",
+            d.errors[0].message
+        );
+        if iss == "entity" {
+            continue;
+        }
+        // The host's own context that does not fit: the host's error, as ever.
+        let request = json!({"action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d"},
+                             "context": {"level": "high"}, "token": token});
+        let e = engine.authorize_json(&request.to_string()).unwrap_err();
+        assert_eq!(e.kind(), "invalid_context", "{iss}: {e}");
+        assert!(!e.to_string().contains(CANARY), "{e}");
     }
 }

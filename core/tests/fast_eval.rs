@@ -448,6 +448,10 @@ fn request_entities() -> impl Strategy<Value = Value> {
     ];
     let other = prop_oneof![
         Just(json!({"uid": {"type": "Action", "id": "view"}, "attrs": {}, "parents": []})),
+        // An action entity that regroups the action: the schema's own says otherwise.
+        Just(
+            json!({"uid": {"type": "Action", "id": "view"}, "attrs": {}, "parents": [{"type": "Action", "id": "other"}]})
+        ),
         Just(json!({"uid": {"type": "Color", "id": "red"}, "attrs": {}, "parents": []})),
         Just(json!({"uid": user(1), "attrs": {"level": 9}, "parents": [g(0)]})),
         Just(json!({"uid": {"type": "Nope", "id": "n"}, "attrs": {}, "parents": []})),
@@ -496,6 +500,37 @@ fn check_shapes(
     let json_request = json!({"principal": principal, "action": {"type": "Action", "id": action},
                               "resource": resource, "context": context, "entities": entities});
     let got = engine.authorize_json_decision(&json_request.to_string());
+
+    // The typed path, with entities built as a host may build them (without the schema, so
+    // nothing has checked them): never a decision where the JSON path refuses, never another.
+    let typed_entities = entities
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| cedar_policy::Entity::from_json_value(e.clone(), None))
+        .collect::<Result<Vec<_>, _>>();
+    let typed_context = Context::from_json_value(context.clone(), Some((&schema, &action_uid)));
+    if let (Ok(typed_entities), Ok(typed_context)) = (typed_entities, typed_context) {
+        let typed = arbiter::Request::new(
+            EntityUid::from_json(principal.clone()).unwrap(),
+            action_uid.clone(),
+            EntityUid::from_json(resource.clone()).unwrap(),
+        )
+        .with_context(typed_context)
+        .with_entities(typed_entities);
+        if let Ok(typed) = engine.authorize(&typed) {
+            match &got {
+                Ok(d) => prop_assert_eq!(&typed, d, "typed and JSON: {}", json_request),
+                Err(e) => prop_assert!(
+                    false,
+                    "typed path decided {:?}, the JSON path refuses ({}): {}",
+                    typed,
+                    e,
+                    json_request
+                ),
+            }
+        }
+    }
     match (cedar.and_then(|r| store.map(|s| (r, s))), got) {
         (Ok((request, store)), Ok(d)) => {
             let set = PolicySet::from_str(policies).unwrap();

@@ -214,6 +214,31 @@ static void test_fast_path(const arbiter_engine *engine) {
   CHECK(strcmp(arbiter_decision_reason(d, 0), "user-blocked") == 0);
   arbiter_decision_free(d);
 
+  /* Entities the schema refuses are an error of the call, never a skipped forbid: an attribute of
+     the wrong type (`archived: "true"` made the fail-closed `archived-read-only` forbid error out,
+     so the push was allowed), an action entity that regroups actions, and a key given twice. */
+  arbiter_request archived = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  archived.entities_json = str(
+      "[{\"uid\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"}, \"parents\": [{\"type\": \"Gitlab::Group\","
+      " \"id\": \"acme/platform\"}], \"attrs\": {\"visibility\": \"private\", \"archived\": \"true\", \"job_token_allowlist\": [],"
+      " \"features\": {\"repository\": \"enabled\", \"issues\": \"enabled\", \"merge_requests\": \"enabled\","
+      " \"builds\": \"enabled\", \"container_registry\": \"enabled\", \"package_registry\": \"enabled\"}}}]");
+  arbiter_request regroup = typed_request("alice", "remove_project", "{\"access_level\": 50, \"admin_mode\": false}");
+  regroup.principal.type_name = str("Gitlab::CiJob");
+  regroup.principal.id = str("100");
+  regroup.entities_json = str(
+      "[{\"uid\": {\"type\": \"Gitlab::Action\", \"id\": \"remove_project\"}, \"attrs\": {},"
+      " \"parents\": [{\"type\": \"Gitlab::Action\", \"id\": \"job_token\"}]}]");
+  arbiter_request twice = typed_request("eve", "push_code", "{\"access_level\": 0, \"admin_mode\": false, \"access_level\": 50}");
+  const arbiter_request *refused[] = {&archived, &regroup, &twice};
+  const uint32_t refused_codes[] = {ARBITER_RESULT_INVALID_ENTITIES, ARBITER_RESULT_INVALID_ENTITIES,
+                                    ARBITER_RESULT_INVALID_CONTEXT};
+  for (size_t i = 0; i < 3; i++) {
+    d = NULL;
+    CHECK(arbiter_engine_authorize(engine, refused[i], &d, NULL) == refused_codes[i]);
+    CHECK(d == NULL);
+  }
+
   /* A token nobody configured: a deny with an error, not a failed call. */
   arbiter_request token = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
   token.principal.type_name.ptr = NULL;

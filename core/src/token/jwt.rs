@@ -605,7 +605,7 @@ impl<'a> Members<'a> {
             None => Ok(None),
             Some((_, raw)) => serde_json::from_str(raw.get())
                 .map(Some)
-                .map_err(|_| TokenError::malformed(format!("claim `{name}` cannot be read"))),
+                .map_err(|_| TokenError::malformed(format!("`{name}` cannot be read"))),
         }
     }
 

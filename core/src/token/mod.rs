@@ -359,11 +359,20 @@ fn secret(
     decode_secret(bytes, encoding).map(Some)
 }
 
-/// A secret's bytes: `raw` is exactly what the file or variable holds (a final newline is part
-/// of the secret); `base64` is text, surrounding whitespace (a final newline) ignored.
+/// A secret's bytes: `raw` is exactly what the file or variable holds; `base64` is text,
+/// surrounding whitespace (a final newline) ignored. A raw secret that is text ending in a
+/// newline is refused: it was written by an editor or `echo`, and the newline would silently be
+/// part of the key (random bytes are not text, so they may end in a newline byte).
 fn decode_secret(bytes: Vec<u8>, encoding: SecretEncoding) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
     let bytes = match encoding {
+        SecretEncoding::Raw if bytes.ends_with(b"\n") && std::str::from_utf8(&bytes).is_ok() => {
+            return Err(
+                "the raw secret is text ending in a newline, which would be part of \
+                        the key: write it without one (`printf`), or give it as `base64`"
+                    .into(),
+            )
+        }
         SecretEncoding::Raw => bytes,
         SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD
             .decode(bytes.trim_ascii())
@@ -522,13 +531,13 @@ fn load_issuer(config: &config::IssuerConfig, files: &[BundleFile]) -> Result<jw
                 .iter()
                 .find(|f| &f.path == path)
                 .ok_or_else(|| format!("key file `{path}` is not in the bundle"))?;
-            Some(
-                serde_json::from_slice(&file.contents)
-                    .map_err(|e| format!("`{path}` is not JSON: {e}"))?,
-            )
+            let text = file.text().map_err(|p| p.message)?;
+            crate::json::unique_keys(text).map_err(|e| format!("`{path}`: {e}"))?;
+            Some(serde_json::from_str(text).map_err(|e| format!("`{path}` is not JSON: {e}"))?)
         }
         (_, _, Some(var)) => match std::env::var(var) {
             Ok(text) => {
+                crate::json::unique_keys(&text).map_err(|e| format!("${var}: {e}"))?;
                 Some(serde_json::from_str(&text).map_err(|e| format!("${var} is not JSON: {e}"))?)
             }
             Err(_) => None,
