@@ -507,10 +507,10 @@ fn check_shapes(
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| cedar_policy::Entity::from_json_value(e.clone(), None))
-        .collect::<Result<Vec<_>, _>>();
+        .map(|e| cedar_policy::Entity::from_json_value(e.clone(), None).ok())
+        .collect::<Option<Vec<_>>>();
     let typed_context = Context::from_json_value(context.clone(), Some((&schema, &action_uid)));
-    if let (Ok(typed_entities), Ok(typed_context)) = (typed_entities, typed_context) {
+    if let (Some(typed_entities), Ok(typed_context)) = (typed_entities, typed_context) {
         let typed = arbiter::Request::new(
             EntityUid::from_json(principal.clone()).unwrap(),
             action_uid.clone(),
