@@ -132,7 +132,9 @@ typedef struct arbiter_str {
 } arbiter_str;
 
 /**
- * One file of an in-memory bundle: its path relative to the bundle root and its contents.
+ * One file of an in-memory bundle: its path relative to the bundle root (UTF-8) and its bytes
+ * (policies, the schema and JSON files must be UTF-8 text; a raw secret file may hold any
+ * bytes).
  */
 typedef struct arbiter_bundle_file {
   struct arbiter_str path;
