@@ -64,7 +64,7 @@ python-test: build
 	target/py-test-venv/bin/mypy --strict bindings-python/tests/typing_example.py
 
 # minitest: the API, every error class, threads, the GVL, fork, GC.stress and GC.compact, a
-# million decisions, the bundle tests and the Cedar corpus.
+# million decisions, the shared error spec and the bundle tests through the typed calls.
 ruby-test: build
 	ruby -w -I bindings-ruby/lib -I target/ruby/lib \
 		-e 'ARGV.each { |f| require File.expand_path(f) }' bindings-ruby/test/test_*.rb
@@ -78,9 +78,9 @@ ruby-gem: build
 	mkdir -p $(RUBY_GEM_SRC)/core $(RUBY_GEM_SRC)/policies $(RUBY_GEM_SRC)/bindings-ruby
 	sed 's/^members = .*/members = ["core", "bindings-ruby"]/' Cargo.toml > $(RUBY_GEM_SRC)/Cargo.toml
 	cp Cargo.lock README.md bindings-ruby/arbiter.gemspec $(RUBY_GEM_SRC)/
-	cp -r core/Cargo.toml core/build.rs core/src $(RUBY_GEM_SRC)/core/
+	cp -r core/Cargo.toml core/build.rs core/README.md core/src $(RUBY_GEM_SRC)/core/
 	cp -r policies/gitlab $(RUBY_GEM_SRC)/policies/
-	cp -r bindings-ruby/Cargo.toml bindings-ruby/src bindings-ruby/lib bindings-ruby/ext $(RUBY_GEM_SRC)/bindings-ruby/
+	cp -r bindings-ruby/Cargo.toml bindings-ruby/README.md bindings-ruby/src bindings-ruby/lib bindings-ruby/ext $(RUBY_GEM_SRC)/bindings-ruby/
 	cd $(RUBY_GEM_SRC) && gem build arbiter.gemspec
 	CARGO_TARGET_DIR=$(CURDIR)/target gem install --local --no-document \
 		--install-dir target/ruby-gem/home $(RUBY_GEM_SRC)/arbiter-*.gem

@@ -12,10 +12,13 @@ Gem::Specification.new do |spec|
   spec.authors = ["The Arbiter developers"]
   spec.license = "Apache-2.0"
   spec.required_ruby_version = ">= 3.1"
-  spec.files = Dir.glob(%w[README.md Cargo.toml Cargo.lock core/Cargo.toml core/build.rs core/src/**/*.rs
-                           policies/gitlab/**/* bindings-ruby/Cargo.toml bindings-ruby/src/**/*.rs
+  spec.files = Dir.glob(%w[README.md Cargo.toml Cargo.lock core/Cargo.toml core/build.rs core/README.md
+                           core/src/**/*.rs policies/gitlab/**/* bindings-ruby/README.md
+                           bindings-ruby/Cargo.toml bindings-ruby/src/**/*.rs
                            bindings-ruby/lib/**/*.rb bindings-ruby/ext/**/*.rb], base: __dir__)
                  .select { |f| File.file?(File.join(__dir__, f)) }
+  spec.extra_rdoc_files = ["bindings-ruby/README.md"]
+  spec.rdoc_options = ["--main", "bindings-ruby/README.md"]
   spec.require_paths = ["bindings-ruby/lib"]
   spec.extensions = ["bindings-ruby/ext/arbiter_ruby/extconf.rb"]
 end

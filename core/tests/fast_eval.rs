@@ -596,20 +596,43 @@ proptest! {
     }
 }
 
-/// The generators reach the fast path's interesting cases: allow, deny by forbid, errors.
+/// The condition generator reaches the fast path's interesting outcomes: with conditions drawn
+/// from it (as the property test draws them), some requests are allowed, some denied by a
+/// forbid, and some policies error. A generator that lost one of these would let the property
+/// test pass without ever comparing that outcome with Cedar.
 #[test]
-fn generated_conditions_cover_values_and_errors() {
-    let conditions = [
-        (
-            true,
-            r#"principal.level + 1 > 3 && principal.tags.contains("a")"#.to_owned(),
-        ),
-        (true, "principal.level + resource.level > 0".to_owned()),
-        (
-            true,
-            r#"principal in Group::"g1" && principal.hasTag("t")"#.to_owned(),
-        ),
-        (false, "resource.missing".to_owned()),
-    ];
-    check_conditions(&conditions).unwrap();
+fn the_condition_generator_reaches_allows_forbids_and_errors() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut allowed, mut forbidden, mut erred) = (0, 0, 0);
+    for _ in 0..200 {
+        let condition = condition().new_tree(&mut runner).unwrap().current();
+        let text = format!(
+            "@id(\"p\") permit(principal, action, resource);\n@id(\"f\") forbid(principal, action, resource) when {{ {condition} }};"
+        );
+        let Ok(engine) = Engine::from_files([
+            BundleFile::new("policies.cedar", text),
+            BundleFile::new("entities.json", entities().to_string()),
+        ]) else {
+            continue;
+        };
+        for context in contexts() {
+            let request = json!({"principal": user(0), "action": {"type": "Action", "id": "view"},
+                                 "resource": user(1), "context": context});
+            let d = engine
+                .authorize_json_decision(&request.to_string())
+                .unwrap();
+            match (d.decision, d.reasons.as_slice(), d.errors.is_empty()) {
+                (_, _, false) => erred += 1,
+                (Effect::Allow, _, _) => allowed += 1,
+                (Effect::Deny, [forbid], _) if forbid == "f" => forbidden += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        allowed > 0 && forbidden > 0 && erred > 0,
+        "allowed {allowed}, forbidden {forbidden}, erred {erred}"
+    );
 }

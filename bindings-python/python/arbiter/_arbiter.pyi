@@ -11,73 +11,128 @@ Dicts = Union[list[dict[str, Any]], tuple[dict[str, Any], ...]]
 """A list or tuple of dicts: request entities, or the requests of ``authorize_many``."""
 
 class ArbiterError(Exception):
-    """An error of an Arbiter call."""
+    """An error of an Arbiter call; ``code`` and ``kind`` say which."""
 
     code: int
     """Stable numeric code (100-108 bundle loading, 200-203 requests, 900 internal)."""
     kind: str
     """Stable snake_case kind, e.g. ``"policy_parse"`` or ``"invalid_request"``."""
     message: str
+    """What went wrong, on one line."""
     def __bool__(self) -> bool:
         """Always false: an error returned in place of a decision allows nothing."""
 
-class BundleIOError(ArbiterError): ...
-class ManifestError(ArbiterError): ...
-class PolicyParseError(ArbiterError): ...
-class PolicyValidationError(ArbiterError): ...
-class SchemaError(ArbiterError): ...
-class EntitiesError(ArbiterError): ...
-class LinksError(ArbiterError): ...
-class TokensError(ArbiterError): ...
-class SignatureError(ArbiterError): ...
-class MalformedRequestError(ArbiterError): ...
-class InvalidRequestError(ArbiterError): ...
-class InvalidContextError(ArbiterError): ...
-class InvalidEntitiesError(ArbiterError): ...
-class InternalError(ArbiterError): ...
+class BundleIOError(ArbiterError):
+    """A bundle file or directory could not be read (kind ``io``, code 100)."""
+
+class ManifestError(ArbiterError):
+    """``manifest.json`` is invalid (kind ``manifest``, code 101)."""
+
+class PolicyParseError(ArbiterError):
+    """A policy does not parse (kind ``policy_parse``, code 102)."""
+
+class PolicyValidationError(ArbiterError):
+    """Policies do not validate against the schema (kind ``policy_validation``, code 103)."""
+
+class SchemaError(ArbiterError):
+    """The schema is invalid (kind ``schema``, code 104)."""
+
+class EntitiesError(ArbiterError):
+    """``entities.json`` is invalid (kind ``entities``, code 105)."""
+
+class LinksError(ArbiterError):
+    """``links.json`` is invalid (kind ``links``, code 106)."""
+
+class TokensError(ArbiterError):
+    """``tokens.json`` is invalid (kind ``tokens``, code 107)."""
+
+class SignatureError(ArbiterError):
+    """The bundle's signature is missing, not trusted, or does not match its files (kind
+    ``signature``, code 108)."""
+
+class MalformedRequestError(ArbiterError):
+    """The request is malformed: bad JSON, a key given twice, over a limit (kind
+    ``malformed_request``, code 200)."""
+
+class InvalidRequestError(ArbiterError):
+    """The request does not fit the schema, e.g. an undeclared action (kind ``invalid_request``,
+    code 201)."""
+
+class InvalidContextError(ArbiterError):
+    """The context does not fit the schema (kind ``invalid_context``, code 202)."""
+
+class InvalidEntitiesError(ArbiterError):
+    """A request entity is invalid (kind ``invalid_entities``, code 203)."""
+
+class InternalError(ArbiterError):
+    """Arbiter failed inside (a contained panic); nothing was allowed (kind ``internal``, code
+    900)."""
 
 class DecisionError:
-    """A policy that failed to evaluate (``policy`` set) or a refused token."""
+    """An error met while deciding: a policy that failed to evaluate (``policy`` set), or a
+    token that was refused (``kind`` is one of the token error kinds)."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """Snake_case kind, e.g. ``"policy_evaluation"`` or ``"expired"``."""
     @property
-    def policy(self) -> Optional[str]: ...
+    def policy(self) -> Optional[str]:
+        """Id of the policy whose evaluation failed, else ``None``."""
     @property
-    def message(self) -> str: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
+    def message(self) -> str:
+        """What went wrong, on one line; never the token's content."""
+    def __eq__(self, other: object) -> bool:
+        """Equal when kind, policy and message are equal."""
+    def __hash__(self) -> int:
+        """Hashes alike when equal."""
 
 class Decision:
-    """The answer to a request."""
+    """The answer to a request: ``allowed``, ``reasons`` and ``errors``. Equal decisions
+    compare equal and hash alike."""
 
     @property
-    def allowed(self) -> bool: ...
+    def allowed(self) -> bool:
+        """True for allow, false for deny."""
     @property
     def reasons(self) -> list[str]:
         """Ids of the determining policies."""
     @property
-    def errors(self) -> list[DecisionError]: ...
-    def __bool__(self) -> bool: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
+    def errors(self) -> list[DecisionError]:
+        """Every error met while deciding (policies skipped, tokens refused)."""
+    def __bool__(self) -> bool:
+        """The same as ``allowed``."""
+    def __eq__(self, other: object) -> bool:
+        """Equal when allowed, reasons and errors are equal."""
+    def __hash__(self) -> int:
+        """Hashes alike when equal."""
 
 class Engine:
-    """Decides requests against one bundle at a time; safe to share between threads."""
+    """Decides requests against one bundle at a time. Safe to share between threads, reloads
+    included; a forked child keeps a working copy."""
 
     @staticmethod
-    def from_bundle_dir(path: Union[str, PathLike[str]]) -> Engine: ...
+    def from_bundle_dir(path: Union[str, PathLike[str]]) -> Engine:
+        """Loads the bundle in directory ``path``."""
     @staticmethod
-    def gitlab_default() -> Engine: ...
+    def gitlab_default() -> Engine:
+        """Loads the default GitLab bundle embedded in the library."""
     @staticmethod
-    def from_files(files: dict[str, str | bytes]) -> Engine: ...
+    def from_files(files: dict[str, str | bytes]) -> Engine:
+        """Loads a bundle held in memory: relative path -> contents."""
     @staticmethod
     def from_signed_bundle_dir(path: Union[str, PathLike[str]], public_keys: Sequence[str]) -> Engine:
-        """Loads a signed bundle; the engine then loads only bundles these keys signed."""
-    def reload_from_dir(self, path: Union[str, PathLike[str]]) -> None: ...
-    def reload_from_files(self, files: dict[str, str | bytes]) -> None: ...
-    def authorize_json(self, request: str) -> str: ...
-    def authorize_json_batch(self, requests: str) -> str: ...
+        """Loads the signed bundle in directory ``path``; ``public_keys`` are the trusted signing
+        keys (SPKI PEM). The engine then loads only bundles these keys signed, on every reload
+        too."""
+    def reload_from_dir(self, path: Union[str, PathLike[str]]) -> None:
+        """Replaces the bundle with the one in ``path``; on failure the old one keeps serving."""
+    def reload_from_files(self, files: dict[str, str | bytes]) -> None:
+        """Replaces the bundle with one held in memory; on failure the old one keeps serving."""
+    def authorize_json(self, request: str) -> str:
+        """Decides one request given as contract JSON; returns the decision JSON."""
+    def authorize_json_batch(self, requests: str) -> str:
+        """Decides a JSON array of requests; returns a JSON array with a decision, or
+        ``{"error": {...}}``, per request."""
     def authorize(
         self,
         *,
@@ -88,19 +143,36 @@ class Engine:
         entities: Optional[Dicts] = None,
         token: Optional[str] = None,
         request_id: Optional[str] = None,
-    ) -> Decision: ...
-    def authorize_many(self, requests: Dicts) -> list[Union[Decision, ArbiterError]]: ...
-    def verify_token(self, token: str) -> dict[str, Any]: ...
-    def entities_json(self) -> str: ...
+    ) -> Decision:
+        """Decides one request. ``principal`` may be left out when a ``token`` is given;
+        ``entities`` are Cedar entity dicts layered over the bundle's for this request only;
+        ``request_id``, the host's id for the request, goes into the decision log. Raises an
+        ``ArbiterError`` subclass when the request cannot be decided."""
+    def authorize_many(self, requests: Dicts) -> list[Union[Decision, ArbiterError]]:
+        """Decides many requests (dicts with the keywords of ``authorize``) in one call, against
+        one bundle version, without the GIL. Returns, in order, a ``Decision`` per request, or
+        the ``ArbiterError`` of a request that could not be decided (returned, not raised;
+        falsy, like a deny)."""
+    def verify_token(self, token: str) -> dict[str, Any]:
+        """Verifies a token against the bundle's ``tokens.json`` without deciding anything:
+        ``{"valid": True, "kind", "principal", "claims"}`` or ``{"valid": False, "error":
+        {...}}``."""
+    def entities_json(self) -> str:
+        """The engine's entities (static ones and the schema's actions) as Cedar entity JSON."""
     def set_candidate_from_dir(self, path: Union[str, PathLike[str]]) -> None:
-        """Sets a candidate bundle beside the live one, decided for comparison only."""
-    def set_candidate_from_files(self, files: dict[str, str | bytes]) -> None: ...
-    def clear_candidate(self) -> None: ...
+        """Sets a candidate bundle beside the live one: decisions still come from the live
+        bundle, and the candidate decides each request too, for comparison
+        (``shadow_report``). Replaces any earlier candidate; on failure nothing changes."""
+    def set_candidate_from_files(self, files: dict[str, str | bytes]) -> None:
+        """Sets a candidate bundle held in memory: relative path -> contents."""
+    def clear_candidate(self) -> None:
+        """Drops the candidate bundle."""
     def shadow_report(self) -> dict[str, Any]:
-        """`candidate`, `agreements`, `disagreements` and the `recent` disagreements."""
+        """How the candidate's decisions compared with the live bundle's: ``candidate``,
+        ``agreements``, ``disagreements`` and the ``recent`` disagreements."""
     def explain(self, request: str) -> dict[str, Any]:
         """Decides one request (contract JSON) and explains it: the decision's fields plus
-        `policies`, each with `id`, `effect`, `outcome`, `condition` and `error`."""
+        ``policies``, each with ``id``, ``effect``, ``outcome``, ``condition`` and ``error``."""
     def explain_text(self, request: str) -> str:
         """The same explanation as text for a person."""
     def set_decision_log(
@@ -110,9 +182,13 @@ class Engine:
         sample_rate: float = 1.0,
         max_events_per_second: Optional[int] = None,
     ) -> None:
-        """Passes every decision to `sink` as one JSON line (sampled, rate limited, sensitive
-        attributes masked), on the calling thread once the deciding call is done."""
-    def clear_decision_log(self) -> None: ...
+        """Passes every decision (of every call but ``explain``) to ``sink`` as one JSON line
+        (sampled, rate limited, sensitive attributes masked, never a token), on the calling
+        thread once the deciding call is done. ``sample_rate`` (0.0 to 1.0) logs that
+        fraction, decisions with the same ``request_id`` alike; ``max_events_per_second`` caps
+        the rate; out-of-range options raise ``ValueError``. Replaces any earlier sink."""
+    def clear_decision_log(self) -> None:
+        """Stops logging decisions."""
     def metrics(self) -> dict[str, Any]:
         """What the engine has counted since it was created: decisions by action, request
         errors and token failures by kind, policy errors, a latency histogram, the bundle,
