@@ -31,14 +31,21 @@ fn every_request_error_of_the_spec_is_reported_alike_by_every_path() {
             _ => case["request"].to_string(),
         };
         let e = engine.authorize_json(&text).unwrap_err();
-        assert_eq!((e.kind().to_owned(), u64::from(e.code())), want, "{name}: {e}");
+        assert_eq!(
+            (e.kind().to_owned(), u64::from(e.code())),
+            want,
+            "{name}: {e}"
+        );
         if serde_json::from_str::<Value>(&text).is_ok() {
             let batch: Value =
                 serde_json::from_str(&engine.authorize_json_batch(&format!("[{text}]")).unwrap())
                     .unwrap();
             let error = &batch[0]["error"];
             assert_eq!(
-                (error["kind"].as_str().unwrap().to_owned(), error["code"].as_u64().unwrap()),
+                (
+                    error["kind"].as_str().unwrap().to_owned(),
+                    error["code"].as_u64().unwrap()
+                ),
                 want,
                 "{name}: {batch}"
             );
@@ -63,9 +70,16 @@ fn every_request_error_of_the_spec_is_reported_alike_by_every_path() {
             request_id: None,
         };
         let single = engine.authorize_parts(&parts).unwrap_err();
-        let batch = engine.authorize_parts_batch(&[parts]).remove(0).unwrap_err();
+        let batch = engine
+            .authorize_parts_batch(&[parts])
+            .remove(0)
+            .unwrap_err();
         for e in [single, batch] {
-            assert_eq!((e.kind().to_owned(), u64::from(e.code())), want, "{name}: {e}");
+            assert_eq!(
+                (e.kind().to_owned(), u64::from(e.code())),
+                want,
+                "{name}: {e}"
+            );
         }
     }
 }
