@@ -1,0 +1,13 @@
+//! Core's integration tests, in one binary so that it links once: each module tests one part
+//! of the public behaviour.
+
+mod conformance;
+mod decision_log;
+mod engine;
+mod equivalence;
+mod fail_closed;
+mod fast_eval;
+mod gitlab_tokens;
+mod spec;
+mod token_properties;
+mod tokens;
