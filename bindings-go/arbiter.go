@@ -48,32 +48,33 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
-// Sentinel errors, one per result code of the C ABI.
+// Sentinel errors, one per kind of core's error table, named after it (kind policy_parse is
+// ErrPolicyParse, code C.ARBITER_RESULT_POLICY_PARSE); a test walks the table.
 var (
 	ErrNullArgument     = &Error{Code: C.ARBITER_RESULT_NULL_ARGUMENT, Kind: "null_argument"}
-	ErrInvalidUTF8      = &Error{Code: C.ARBITER_RESULT_INVALID_UTF8, Kind: "invalid_utf8"}
+	ErrInvalidUtf8      = &Error{Code: C.ARBITER_RESULT_INVALID_UTF8, Kind: "invalid_utf8"}
 	ErrInvalidArgument  = &Error{Code: C.ARBITER_RESULT_INVALID_ARGUMENT, Kind: "invalid_argument"}
-	ErrBundleIO         = &Error{Code: C.ARBITER_RESULT_BUNDLE_IO, Kind: "io"}
-	ErrBundleManifest   = &Error{Code: C.ARBITER_RESULT_BUNDLE_MANIFEST, Kind: "manifest"}
+	ErrIo               = &Error{Code: C.ARBITER_RESULT_IO, Kind: "io"}
+	ErrManifest         = &Error{Code: C.ARBITER_RESULT_MANIFEST, Kind: "manifest"}
 	ErrPolicyParse      = &Error{Code: C.ARBITER_RESULT_POLICY_PARSE, Kind: "policy_parse"}
 	ErrPolicyValidation = &Error{Code: C.ARBITER_RESULT_POLICY_VALIDATION, Kind: "policy_validation"}
 	ErrSchema           = &Error{Code: C.ARBITER_RESULT_SCHEMA, Kind: "schema"}
 	ErrEntities         = &Error{Code: C.ARBITER_RESULT_ENTITIES, Kind: "entities"}
 	ErrLinks            = &Error{Code: C.ARBITER_RESULT_LINKS, Kind: "links"}
 	ErrTokens           = &Error{Code: C.ARBITER_RESULT_TOKENS, Kind: "tokens"}
-	ErrBundleSignature  = &Error{Code: C.ARBITER_RESULT_BUNDLE_SIGNATURE, Kind: "signature"}
+	ErrSignature        = &Error{Code: C.ARBITER_RESULT_SIGNATURE, Kind: "signature"}
 	ErrMalformedRequest = &Error{Code: C.ARBITER_RESULT_MALFORMED_REQUEST, Kind: "malformed_request"}
 	ErrInvalidRequest   = &Error{Code: C.ARBITER_RESULT_INVALID_REQUEST, Kind: "invalid_request"}
 	ErrInvalidContext   = &Error{Code: C.ARBITER_RESULT_INVALID_CONTEXT, Kind: "invalid_context"}
 	ErrInvalidEntities  = &Error{Code: C.ARBITER_RESULT_INVALID_ENTITIES, Kind: "invalid_entities"}
-	ErrPanic            = &Error{Code: C.ARBITER_RESULT_PANIC, Kind: "internal"}
+	ErrInternal         = &Error{Code: C.ARBITER_RESULT_INTERNAL, Kind: "internal"}
 	ErrClosed           = errors.New("arbiter: the engine is closed")
 )
 
 // takeError turns a C error into a Go error at once, freeing the C object.
 func takeError(code C.uint32_t, cerr *C.arbiter_error) error {
 	if cerr == nil {
-		return &Error{Code: uint32(code), Kind: "unknown", Message: "no error details"}
+		return &Error{Code: uint32(code), Kind: resultKind(uint32(code)), Message: "no error details"}
 	}
 	defer C.arbiter_error_free(cerr)
 	return &Error{
@@ -87,6 +88,14 @@ func takeError(code C.uint32_t, cerr *C.arbiter_error) error {
 func takeString(s *C.char) []byte {
 	defer C.arbiter_string_free(s)
 	return []byte(C.GoString(s))
+}
+
+// resultKind is the kind the C library gives a result code (core's error table), or "" for none.
+func resultKind(code uint32) string {
+	if kind := C.arbiter_result_kind(C.uint32_t(code)); kind != nil {
+		return C.GoString(kind)
+	}
+	return ""
 }
 
 // Version is the version of the Arbiter library linked in.

@@ -134,7 +134,7 @@ func TestEntitiesTheSchemaRefusesAreErrorsNeverSkippedForbids(t *testing.T) {
 }
 
 func TestErrorsMapToSentinels(t *testing.T) {
-	if _, err := NewEngineFromBundleDir("/nonexistent/bundle"); !errors.Is(err, ErrBundleIO) || !strings.Contains(err.Error(), "/nonexistent/bundle") {
+	if _, err := NewEngineFromBundleDir("/nonexistent/bundle"); !errors.Is(err, ErrIo) || !strings.Contains(err.Error(), "/nonexistent/bundle") {
 		t.Fatalf("%v", err)
 	}
 	if _, err := NewEngineFromFiles(map[string]string{"p.cedar": "permit (principal,"}); !errors.Is(err, ErrPolicyParse) {
@@ -147,7 +147,7 @@ func TestErrorsMapToSentinels(t *testing.T) {
 	if _, err := e.AuthorizeJSON(nil); !errors.Is(err, ErrMalformedRequest) {
 		t.Fatalf("%v", err)
 	}
-	if _, err := e.AuthorizeJSON([]byte("\xff")); !errors.Is(err, ErrInvalidUTF8) {
+	if _, err := e.AuthorizeJSON([]byte("\xff")); !errors.Is(err, ErrInvalidUtf8) {
 		t.Fatalf("%v", err)
 	}
 	if _, err := e.Authorize(userRequest("alice", "fly", "3", 30)); !errors.Is(err, ErrInvalidRequest) {

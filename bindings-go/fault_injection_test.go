@@ -11,7 +11,7 @@ import (
 )
 
 // A panic inside Arbiter reaches Go as a deny carrying an "internal" error (every way of
-// deciding, from many goroutines), and a reload that panics as ErrPanic with the old bundle
+// deciding, from many goroutines), and a reload that panics as ErrInternal with the old bundle
 // kept; disarmed, the engine decides as before.
 func TestInjectedPanicsAreDeniesAndReloadErrors(t *testing.T) {
 	e, err := NewEngineFromFiles(map[string]string{"p.cedar": `@id("all") permit (principal, action, resource);`})
@@ -61,8 +61,8 @@ func TestInjectedPanicsAreDeniesAndReloadErrors(t *testing.T) {
 	internalDeny(Decision{Allowed: answer.Decision != "deny", Errors: answer.Errors}, nil)
 
 	err = e.ReloadFromFiles(map[string]string{"p.cedar": "forbid (principal, action, resource);"})
-	if !errors.Is(err, ErrPanic) || !strings.Contains(err.Error(), "fault injected while reloading") {
-		t.Fatalf("reload: want ErrPanic, got %v", err)
+	if !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "fault injected while reloading") {
+		t.Fatalf("reload: want ErrInternal, got %v", err)
 	}
 
 	e.injectPanics(false)

@@ -26,16 +26,16 @@ func TestSignedBundles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := NewEngineFromSignedBundleDir(dir); !errors.Is(err, ErrBundleSignature) {
+	if _, err := NewEngineFromSignedBundleDir(dir); !errors.Is(err, ErrSignature) {
 		t.Fatalf("no trusted key: %v", err)
 	}
-	if _, err := NewEngineFromSignedBundleDir(dir, "not a key"); !errors.Is(err, ErrBundleSignature) {
+	if _, err := NewEngineFromSignedBundleDir(dir, "not a key"); !errors.Is(err, ErrSignature) {
 		t.Fatalf("a bad key: %v", err)
 	}
 	if err := os.WriteFile(policy, []byte(`@id("changed") forbid (principal, action, resource);`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ReloadFromDir(dir); !errors.Is(err, ErrBundleSignature) {
+	if err := e.ReloadFromDir(dir); !errors.Is(err, ErrSignature) {
 		t.Fatalf("a changed bundle reloaded: %v", err)
 	}
 	req := Request{Principal: &EntityRef{Type: "U", ID: "1"}, Action: EntityRef{Type: "A", ID: "x"}, Resource: EntityRef{Type: "R", ID: "1"}}

@@ -3,18 +3,21 @@
 //! trip and keep it. Decision log events wait on the deciding thread (`hold_event`) until the
 //! call has the GIL again, and then go to the engine's sink.
 
+use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use arbiter_core::decision_log::{hold_event, take_held_events};
 use arbiter_core::{
-    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, RequestParts, TokenReport,
+    BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, ErrorKind, RequestParts,
+    TokenReport,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{IntoPyObjectExt, PyTraverseError, PyVisit};
 use pythonize::pythonize;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
@@ -26,90 +29,35 @@ create_exception!(
     PyException,
     "An error of an Arbiter call; `code` and `kind` say which."
 );
-create_exception!(
-    arbiter,
-    BundleIOError,
-    ArbiterError,
-    "A bundle file or directory could not be read (kind `io`)."
-);
-create_exception!(
-    arbiter,
-    ManifestError,
-    ArbiterError,
-    "`manifest.json` is invalid (kind `manifest`)."
-);
-create_exception!(
-    arbiter,
-    PolicyParseError,
-    ArbiterError,
-    "A policy does not parse (kind `policy_parse`)."
-);
-create_exception!(
-    arbiter,
-    PolicyValidationError,
-    ArbiterError,
-    "Policies do not validate (kind `policy_validation`)."
-);
-create_exception!(
-    arbiter,
-    SchemaError,
-    ArbiterError,
-    "The schema is invalid (kind `schema`)."
-);
-create_exception!(
-    arbiter,
-    EntitiesError,
-    ArbiterError,
-    "`entities.json` is invalid (kind `entities`)."
-);
-create_exception!(
-    arbiter,
-    LinksError,
-    ArbiterError,
-    "`links.json` is invalid (kind `links`)."
-);
-create_exception!(
-    arbiter,
-    TokensError,
-    ArbiterError,
-    "`tokens.json` is invalid (kind `tokens`)."
-);
-create_exception!(
-    arbiter,
-    SignatureError,
-    ArbiterError,
-    "The bundle's signature is missing, not trusted, or does not match its files (kind `signature`)."
-);
-create_exception!(
-    arbiter,
-    MalformedRequestError,
-    ArbiterError,
-    "The request is malformed (kind `malformed_request`)."
-);
-create_exception!(
-    arbiter,
-    InvalidRequestError,
-    ArbiterError,
-    "The request does not fit the schema (kind `invalid_request`)."
-);
-create_exception!(
-    arbiter,
-    InvalidContextError,
-    ArbiterError,
-    "The context does not fit the schema (kind `invalid_context`)."
-);
-create_exception!(
-    arbiter,
-    InvalidEntitiesError,
-    ArbiterError,
-    "A request entity is invalid (kind `invalid_entities`)."
-);
-create_exception!(
-    arbiter,
-    InternalError,
-    ArbiterError,
-    "Arbiter failed inside; nothing was decided (kind `internal`)."
-);
+/// One `ArbiterError` subclass per kind of core's error table, named after it
+/// (`PolicyParseError` for `policy_parse`), made at import in the table's order.
+static ERROR_TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+
+/// Makes the error classes of [`ERROR_TYPES`] and adds them to the module, with the table
+/// itself as `ERROR_KINDS`: `(code, kind, class name)` tuples, which the tests walk.
+fn add_error_types(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let base = py.get_type::<ArbiterError>();
+    let mut types = Vec::with_capacity(ErrorKind::ALL.len());
+    let mut table = Vec::with_capacity(ErrorKind::ALL.len());
+    for kind in ErrorKind::ALL {
+        let name = format!("{}Error", kind.name());
+        let qualified = CString::new(format!("arbiter.{name}"))?;
+        let doc = CString::new(format!(
+            "{} (kind `{kind}`, code {}).",
+            kind.doc(),
+            kind.code()
+        ))?;
+        let class = PyErr::new_type(py, &qualified, Some(&doc), Some(&base), None)?;
+        m.add(name.as_str(), class.bind(py))?;
+        table.push((kind.code(), kind.as_str(), name));
+        types.push(class);
+    }
+    m.add("ERROR_KINDS", PyTuple::new(py, table)?)?;
+    ERROR_TYPES
+        .set(py, types)
+        .map_err(|_| PyTypeError::new_err("the arbiter module was initialized twice"))
+}
 
 /// An error before it becomes a Python exception.
 type Failure = CallError;
@@ -122,26 +70,19 @@ trait IntoPyErr {
 impl IntoPyErr for Failure {
     fn into_py(self, py: Python<'_>) -> PyErr {
         let message = self.message.clone();
-        let err = match self.kind {
-            "io" => BundleIOError::new_err(message),
-            "manifest" => ManifestError::new_err(message),
-            "policy_parse" => PolicyParseError::new_err(message),
-            "policy_validation" => PolicyValidationError::new_err(message),
-            "schema" => SchemaError::new_err(message),
-            "entities" => EntitiesError::new_err(message),
-            "links" => LinksError::new_err(message),
-            "tokens" => TokensError::new_err(message),
-            "signature" => SignatureError::new_err(message),
-            "malformed_request" => MalformedRequestError::new_err(message),
-            "invalid_request" => InvalidRequestError::new_err(message),
-            "invalid_context" => InvalidContextError::new_err(message),
-            "invalid_entities" => InvalidEntitiesError::new_err(message),
-            _ => InternalError::new_err(message),
+        let class = ERROR_TYPES.get(py).and_then(|types| {
+            let at = ErrorKind::ALL.iter().position(|k| *k == self.kind)?;
+            Some(types[at].bind(py).clone())
+        });
+        let err = match class {
+            Some(class) => PyErr::from_type(class, message),
+            // Only before the module is initialized, when nothing can call here.
+            None => ArbiterError::new_err(message),
         };
         let value = err.value(py);
         // Setting plain attributes on a fresh exception cannot fail.
-        let _ = value.setattr("code", self.code);
-        let _ = value.setattr("kind", self.kind);
+        let _ = value.setattr("code", self.code());
+        let _ = value.setattr("kind", self.kind.as_str());
         let _ = value.setattr("message", self.message);
         err
     }
@@ -646,9 +587,9 @@ impl Engine {
             })
             .map_err(|e| e.into_py(py))?;
         pythonize(py, &TokenReport::from(&verified))
-            .map_err(|e| InternalError::new_err(e.to_string()))?
+            .map_err(|e| Failure::internal(e.to_string()).into_py(py))?
             .cast_into::<PyDict>()
-            .map_err(|e| InternalError::new_err(e.to_string()))
+            .map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// The engine's entities (static ones and the schema's actions) as Cedar entity JSON.
@@ -679,7 +620,7 @@ impl Engine {
     /// How the candidate's decisions compared with the live bundle's, as a dict.
     fn shadow_report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let report = guarded(|| Ok(self.inner.shadow_report())).map_err(|e| e.into_py(py))?;
-        pythonize(py, &report).map_err(|e| InternalError::new_err(e.to_string()))
+        pythonize(py, &report).map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// Decides one request given as contract JSON and explains it, as a dict: the decision's
@@ -688,7 +629,7 @@ impl Engine {
         let explanation = py
             .detach(|| guarded(|| Ok(self.inner.explain_json(request)?)))
             .map_err(|e| e.into_py(py))?;
-        pythonize(py, &explanation).map_err(|e| InternalError::new_err(e.to_string()))
+        pythonize(py, &explanation).map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// The same explanation as text for a person.
@@ -755,7 +696,7 @@ impl Engine {
     /// What the engine has counted since it was created (reloads included), as a dict.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let metrics = guarded(|| Ok(self.inner.metrics())).map_err(|e| e.into_py(py))?;
-        pythonize(py, &metrics).map_err(|e| InternalError::new_err(e.to_string()))
+        pythonize(py, &metrics).map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// The same metrics in the Prometheus text exposition format.
@@ -777,34 +718,8 @@ fn _arbiter(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_class::<Decision>()?;
     m.add_class::<DecisionError>()?;
-    for (name, class) in [
-        ("ArbiterError", py.get_type::<ArbiterError>()),
-        ("BundleIOError", py.get_type::<BundleIOError>()),
-        ("ManifestError", py.get_type::<ManifestError>()),
-        ("PolicyParseError", py.get_type::<PolicyParseError>()),
-        (
-            "PolicyValidationError",
-            py.get_type::<PolicyValidationError>(),
-        ),
-        ("SchemaError", py.get_type::<SchemaError>()),
-        ("EntitiesError", py.get_type::<EntitiesError>()),
-        ("LinksError", py.get_type::<LinksError>()),
-        ("TokensError", py.get_type::<TokensError>()),
-        ("SignatureError", py.get_type::<SignatureError>()),
-        (
-            "MalformedRequestError",
-            py.get_type::<MalformedRequestError>(),
-        ),
-        ("InvalidRequestError", py.get_type::<InvalidRequestError>()),
-        ("InvalidContextError", py.get_type::<InvalidContextError>()),
-        (
-            "InvalidEntitiesError",
-            py.get_type::<InvalidEntitiesError>(),
-        ),
-        ("InternalError", py.get_type::<InternalError>()),
-    ] {
-        m.add(name, class)?;
-    }
+    m.add("ArbiterError", py.get_type::<ArbiterError>())?;
+    add_error_types(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

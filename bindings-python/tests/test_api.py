@@ -3,12 +3,13 @@ import hashlib
 import hmac
 import json
 import pathlib
+import re
 import time
 
 import pytest
 
 import arbiter
-from conftest import BUNDLE, user_request
+from conftest import BUNDLE, ROOT, user_request
 
 
 def test_version():
@@ -173,7 +174,7 @@ def test_each_load_error_has_its_class(files, error, kind, code):
 
 
 def test_missing_bundle_dir():
-    with pytest.raises(arbiter.BundleIOError) as raised:
+    with pytest.raises(arbiter.IoError) as raised:
         arbiter.Engine.from_bundle_dir("/nonexistent/bundle")
     assert "/nonexistent/bundle" in str(raised.value) and raised.value.code == 100
 
@@ -205,9 +206,21 @@ def test_json_request_errors(engine):
         engine.authorize_json(json.dumps(user_request("alice", "fly", "3", 30)))
 
 
-def test_internal_error_is_an_arbiter_error():
-    assert issubclass(arbiter.InternalError, arbiter.ArbiterError)
+def test_every_kind_of_the_error_table_has_its_class():
+    """Each kind of core's error table has its ``ArbiterError`` subclass, named after the kind
+    (``PolicyParseError`` for ``policy_parse``), exported and declared in the stubs; the table is
+    the C header's, code for code."""
     assert issubclass(arbiter.ArbiterError, Exception)
+    header = (ROOT / "ffi-c" / "include" / "arbiter.h").read_text()
+    c_codes = {name.lower(): int(code) for name, code in re.findall(r"ARBITER_RESULT_(\w+) = (\d+)", header)}
+    del c_codes["ok"]
+    assert {kind: code for code, kind, _ in arbiter.ERROR_KINDS} == c_codes
+    stubs = (pathlib.Path(arbiter.__file__).parent / "_arbiter.pyi").read_text()
+    for code, kind, name in arbiter.ERROR_KINDS:
+        assert name == "".join(word.capitalize() for word in kind.split("_")) + "Error"
+        assert issubclass(getattr(arbiter, name), arbiter.ArbiterError) and name in arbiter.__all__
+        assert f"class {name}(ArbiterError):" in stubs, name
+        assert f"kind ``{kind}``, code {code}" in " ".join(stubs.split()), name
 
 
 def test_reload_keeps_the_old_bundle_on_failure(tmp_path):
@@ -216,7 +229,7 @@ def test_reload_keeps_the_old_bundle_on_failure(tmp_path):
     assert engine.authorize(**request).reasons == ["a"]
     with pytest.raises(arbiter.PolicyParseError):
         engine.reload_from_files(bundle("permit ("))
-    with pytest.raises(arbiter.BundleIOError):
+    with pytest.raises(arbiter.IoError):
         engine.reload_from_dir(tmp_path / "missing")
     assert engine.authorize(**request).reasons == ["a"]
     (tmp_path / "p.cedar").write_text('@id("b") permit (principal, action, resource);')

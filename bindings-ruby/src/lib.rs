@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use arbiter_core::decision_log::{hold_event, take_held_events};
 use arbiter_core::{
     BundleFile, CallError, Decision as CoreDecision, DecisionErrorKind, DecisionLogOptions, Effect,
-    RequestParts, TokenReport,
+    ErrorKind, RequestParts, TokenReport,
 };
 use magnus::r_hash::ForEach;
 use magnus::rb_sys::AsRawValue;
@@ -26,24 +26,11 @@ use magnus::{
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-/// The error classes under `Arbiter`, by the kind they stand for. `Arbiter::Error` is their
-/// superclass; every one carries `#code` and `#kind`.
-const ERROR_CLASSES: [(&str, &str); 14] = [
-    ("io", "BundleIOError"),
-    ("manifest", "ManifestError"),
-    ("policy_parse", "PolicyParseError"),
-    ("policy_validation", "PolicyValidationError"),
-    ("schema", "SchemaError"),
-    ("entities", "EntitiesError"),
-    ("links", "LinksError"),
-    ("tokens", "TokensError"),
-    ("signature", "SignatureError"),
-    ("malformed_request", "MalformedRequestError"),
-    ("invalid_request", "InvalidRequestError"),
-    ("invalid_context", "InvalidContextError"),
-    ("invalid_entities", "InvalidEntitiesError"),
-    ("internal", "InternalError"),
-];
+/// The `Arbiter::Error` subclass of a kind of core's error table: `PolicyParseError` for
+/// `policy_parse`. Every kind has one, defined at load from the table.
+fn error_class_name(kind: ErrorKind) -> String {
+    format!("{}Error", kind.name())
+}
 
 static ARBITER: Lazy<RModule> = Lazy::new(|ruby| {
     ruby.class_object()
@@ -63,15 +50,13 @@ trait RubyError {
 impl RubyError for Failure {
     /// The exception object: the class for the kind, with `@code` and `@kind` set.
     fn exception(&self, ruby: &Ruby) -> Result<Value, Error> {
-        let name = ERROR_CLASSES
-            .iter()
-            .find(|(kind, _)| *kind == self.kind)
-            .map_or("InternalError", |(_, name)| name);
-        let class: ExceptionClass = ruby.get_inner(&ARBITER).const_get(name)?;
+        let class: ExceptionClass = ruby
+            .get_inner(&ARBITER)
+            .const_get(error_class_name(self.kind))?;
         let exception = class.new_instance((self.message.as_str(),))?;
         let object = RObject::from_value(exception.as_value()).expect("exceptions are objects");
-        object.ivar_set("@code", self.code)?;
-        object.ivar_set("@kind", self.kind)?;
+        object.ivar_set("@code", self.code())?;
+        object.ivar_set("@kind", self.kind.as_str())?;
         Ok(exception.as_value())
     }
 
@@ -880,9 +865,22 @@ fn hash(ruby: &Ruby, report: &impl serde::Serialize) -> Result<Value, Error> {
 fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Arbiter")?;
     let base = module.define_error("Error", ruby.exception_standard_error())?;
-    for (_, name) in ERROR_CLASSES {
-        module.define_error(name, base)?;
+    // One class per kind of core's error table, and the table itself ([code, kind, class name]),
+    // which the tests walk.
+    let table = ruby.ary_new();
+    for kind in ErrorKind::ALL {
+        let name = error_class_name(kind);
+        module.define_error(name.as_str(), base)?;
+        let row = ruby.ary_new_from_values(&[
+            ruby.into_value(kind.code()),
+            ruby.into_value(kind.as_str()),
+            ruby.into_value(name.as_str()),
+        ]);
+        row.freeze();
+        table.push(row)?;
     }
+    table.freeze();
+    module.const_set("ERROR_KINDS", table)?;
 
     let engine = module.define_class("Engine", ruby.class_object())?;
     engine.undef_default_alloc_func();

@@ -48,7 +48,7 @@ class TestShadow < Minitest::Test
   def test_a_candidate_bundle_is_compared_but_never_decides
     e = Arbiter::Engine.from_files(bundle('@id("live") permit (principal, action, resource);'))
     e.set_candidate_from_files(bundle('@id("candidate") forbid (principal, action, resource);'))
-    assert_raises(Arbiter::BundleIOError) { e.set_candidate_from_dir("/nonexistent") }
+    assert_raises(Arbiter::IoError) { e.set_candidate_from_dir("/nonexistent") }
     assert_equal ["live"], e.authorize(**REQUEST).reasons
     report = e.shadow_report
     assert_equal [0, 1], report.values_at("agreements", "disagreements")

@@ -1,9 +1,135 @@
 //! Errors of the two operations a host performs: loading a bundle and asking for a decision.
 //!
-//! Every error has a stable numeric `code()` and a short snake_case `kind()` that every language
-//! binding exposes unchanged. Codes come in blocks: 1xx loading, 2xx requests, 9xx internal.
+//! Every error has one [`ErrorKind`]: a stable numeric code and a short snake_case kind that
+//! every language binding exposes unchanged, and a name each binding derives its own error
+//! from. Codes come in blocks: 1-3 a C argument, 1xx loading, 2xx requests, 9xx internal.
 
 use std::fmt;
+
+/// Every kind of failed call, in one table. Each binding names its error after the kind:
+/// `ARBITER_RESULT_POLICY_PARSE` in C, `ErrPolicyParse` in Go, `Arbiter::PolicyParseError` in
+/// Ruby, `arbiter.PolicyParseError` in Python; each binding's tests walk [`ErrorKind::ALL`], so a
+/// kind added here and missing there fails them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A required pointer argument was NULL (C).
+    NullArgument,
+    /// A string argument is not valid UTF-8 (C).
+    InvalidUtf8,
+    /// An argument is out of its range (a decision log's sample rate, ...).
+    InvalidArgument,
+    /// A bundle file or directory could not be read.
+    Io,
+    /// `manifest.json` is invalid.
+    Manifest,
+    /// A policy does not parse, or two policies share an id.
+    PolicyParse,
+    /// Policies do not validate against the schema.
+    PolicyValidation,
+    /// The schema is invalid.
+    Schema,
+    /// `entities.json` is invalid.
+    Entities,
+    /// `links.json` is invalid.
+    Links,
+    /// `tokens.json` is invalid, or a key it names is missing or unusable.
+    Tokens,
+    /// The bundle's signature is missing, by an untrusted key, older than the bundle served, or
+    /// does not match its files.
+    Signature,
+    /// The request is not valid JSON, lacks a field, or names an entity badly.
+    MalformedRequest,
+    /// The request does not conform to the bundle's schema.
+    InvalidRequest,
+    /// The context does not conform to the schema.
+    InvalidContext,
+    /// A per-request entity is invalid.
+    InvalidEntities,
+    /// Arbiter failed inside (a caught panic): nothing was decided or changed.
+    Internal,
+}
+
+/// The table behind [`ErrorKind`]: kind, code, snake_case kind, name, one-line doc, in
+/// declaration order.
+const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 17] = [
+    (ErrorKind::NullArgument, 1, "null_argument", "NullArgument", "a required pointer argument was NULL"),
+    (ErrorKind::InvalidUtf8, 2, "invalid_utf8", "InvalidUtf8", "a string argument is not valid UTF-8"),
+    (ErrorKind::InvalidArgument, 3, "invalid_argument", "InvalidArgument", "an argument is out of its range"),
+    (ErrorKind::Io, 100, "io", "Io", "a bundle file or directory could not be read"),
+    (ErrorKind::Manifest, 101, "manifest", "Manifest", "`manifest.json` is invalid"),
+    (ErrorKind::PolicyParse, 102, "policy_parse", "PolicyParse", "a policy does not parse, or two share an id"),
+    (ErrorKind::PolicyValidation, 103, "policy_validation", "PolicyValidation", "policies do not validate against the schema"),
+    (ErrorKind::Schema, 104, "schema", "Schema", "the schema is invalid"),
+    (ErrorKind::Entities, 105, "entities", "Entities", "`entities.json` is invalid"),
+    (ErrorKind::Links, 106, "links", "Links", "`links.json` is invalid"),
+    (ErrorKind::Tokens, 107, "tokens", "Tokens", "`tokens.json` is invalid or names a key that is missing or unusable"),
+    (ErrorKind::Signature, 108, "signature", "Signature", "the bundle's signature is missing, untrusted, older than the bundle served, or does not match its files"),
+    (ErrorKind::MalformedRequest, 200, "malformed_request", "MalformedRequest", "the request is not valid JSON, lacks a field, or names an entity badly"),
+    (ErrorKind::InvalidRequest, 201, "invalid_request", "InvalidRequest", "the request does not conform to the bundle's schema"),
+    (ErrorKind::InvalidContext, 202, "invalid_context", "InvalidContext", "the context does not conform to the schema"),
+    (ErrorKind::InvalidEntities, 203, "invalid_entities", "InvalidEntities", "a per-request entity is invalid"),
+    (ErrorKind::Internal, 900, "internal", "Internal", "Arbiter failed inside (a caught panic): nothing was decided or changed"),
+];
+
+impl ErrorKind {
+    /// Every kind, in code order.
+    pub const ALL: [Self; 17] = [
+        Self::NullArgument,
+        Self::InvalidUtf8,
+        Self::InvalidArgument,
+        Self::Io,
+        Self::Manifest,
+        Self::PolicyParse,
+        Self::PolicyValidation,
+        Self::Schema,
+        Self::Entities,
+        Self::Links,
+        Self::Tokens,
+        Self::Signature,
+        Self::MalformedRequest,
+        Self::InvalidRequest,
+        Self::InvalidContext,
+        Self::InvalidEntities,
+        Self::Internal,
+    ];
+
+    fn entry(self) -> &'static (ErrorKind, u32, &'static str, &'static str, &'static str) {
+        &ERROR_KINDS[self as usize]
+    }
+
+    /// The stable numeric code (the C result code).
+    pub fn code(self) -> u32 {
+        self.entry().1
+    }
+
+    /// The stable snake_case kind, e.g. `"policy_parse"`.
+    pub fn as_str(self) -> &'static str {
+        self.entry().2
+    }
+
+    /// The name bindings derive theirs from, e.g. `"PolicyParse"` (`ErrPolicyParse`,
+    /// `PolicyParseError`).
+    pub fn name(self) -> &'static str {
+        self.entry().3
+    }
+
+    /// What it means, on one line.
+    pub fn doc(self) -> &'static str {
+        self.entry().4
+    }
+
+    /// The kind with this code, if any.
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where in a bundle a problem sits: a file, and a line and column when they are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,36 +279,30 @@ fn join(problems: &[Problem]) -> String {
 }
 
 impl LoadError {
+    /// Its kind in the error table.
+    pub fn error_kind(&self) -> ErrorKind {
+        match self {
+            Self::Io(_) => ErrorKind::Io,
+            Self::Manifest(_) => ErrorKind::Manifest,
+            Self::PolicyParse(_) => ErrorKind::PolicyParse,
+            Self::PolicyValidation(_) => ErrorKind::PolicyValidation,
+            Self::Schema(_) => ErrorKind::Schema,
+            Self::Entities(_) => ErrorKind::Entities,
+            Self::Links(_) => ErrorKind::Links,
+            Self::Tokens(_) => ErrorKind::Tokens,
+            Self::Signature(_) => ErrorKind::Signature,
+            Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
     /// Stable numeric code.
     pub fn code(&self) -> u32 {
-        match self {
-            Self::Io(_) => 100,
-            Self::Manifest(_) => 101,
-            Self::PolicyParse(_) => 102,
-            Self::PolicyValidation(_) => 103,
-            Self::Schema(_) => 104,
-            Self::Entities(_) => 105,
-            Self::Links(_) => 106,
-            Self::Tokens(_) => 107,
-            Self::Signature(_) => 108,
-            Self::Internal(_) => 900,
-        }
+        self.error_kind().code()
     }
 
     /// Stable snake_case kind.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Io(_) => "io",
-            Self::Manifest(_) => "manifest",
-            Self::PolicyParse(_) => "policy_parse",
-            Self::PolicyValidation(_) => "policy_validation",
-            Self::Schema(_) => "schema",
-            Self::Entities(_) => "entities",
-            Self::Links(_) => "links",
-            Self::Tokens(_) => "tokens",
-            Self::Signature(_) => "signature",
-            Self::Internal(_) => "internal",
-        }
+        self.error_kind().as_str()
     }
 
     /// Every problem found, each naming its file (and line when known).
@@ -222,31 +342,36 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// Every kind a request error has, in code order (`index` gives a position in it).
+    pub const KINDS: [ErrorKind; 4] = [
+        ErrorKind::MalformedRequest,
+        ErrorKind::InvalidRequest,
+        ErrorKind::InvalidContext,
+        ErrorKind::InvalidEntities,
+    ];
+
+    /// Its kind in the error table.
+    pub fn error_kind(&self) -> ErrorKind {
+        Self::KINDS[self.index()]
+    }
+
     /// Stable numeric code.
     pub fn code(&self) -> u32 {
-        match self {
-            Self::Malformed(_) => 200,
-            Self::Invalid(_) => 201,
-            Self::Context(_) => 202,
-            Self::Entities(_) => 203,
-        }
+        self.error_kind().code()
     }
 
     /// Stable snake_case kind.
     pub fn kind(&self) -> &'static str {
-        Self::KINDS[self.index()]
+        self.error_kind().as_str()
     }
 
-    /// Every kind, in code order (`code() - 200` indexes it).
-    pub const KINDS: [&'static str; 4] = [
-        "malformed_request",
-        "invalid_request",
-        "invalid_context",
-        "invalid_entities",
-    ];
-
     pub(crate) fn index(&self) -> usize {
-        (self.code() - 200) as usize
+        match self {
+            Self::Malformed(_) => 0,
+            Self::Invalid(_) => 1,
+            Self::Context(_) => 2,
+            Self::Entities(_) => 3,
+        }
     }
 
     /// The message without the kind prefix.
@@ -290,6 +415,27 @@ mod tests {
     }
 
     #[test]
+    fn the_error_table_is_in_declaration_order_with_unique_codes_kinds_and_names() {
+        for (n, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, n);
+            assert_eq!(ERROR_KINDS[n].0, kind);
+            assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
+            // The name is the kind in CamelCase: what every binding's names are built from.
+            let camel: String = kind
+                .as_str()
+                .split('_')
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect();
+            assert_eq!(kind.name(), camel);
+            assert!(!kind.doc().is_empty());
+        }
+        let mut codes: Vec<u32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+        assert!(codes.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
     fn problems_print_file_line_and_column() {
         let p = Problem::at_offset("a.cedar", "x\ny", 2, "bad token");
         assert_eq!(p.to_string(), "a.cedar:2:1: bad token");
@@ -300,23 +446,20 @@ mod tests {
     }
 }
 
-/// A failed call as every binding reports it: the contract's code and kind, and a one-line
+/// A failed call as every binding reports it: its kind (code and snake_case kind) and a one-line
 /// message. The C ABI, the Python package and the Ruby gem each turn it into their own error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
-    /// The contract's result code (100-108 loading, 200-203 requests, 900 internal).
-    pub code: u32,
-    /// The contract's error kind, e.g. `policy_parse` or `invalid_context`.
-    pub kind: &'static str,
+    /// Its kind in the error table.
+    pub kind: ErrorKind,
     /// What went wrong, on one line.
     pub message: String,
 }
 
 impl CallError {
-    /// An error with the given code and kind.
-    pub fn new(code: u32, kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            code,
             kind,
             message: message.into(),
         }
@@ -324,23 +467,28 @@ impl CallError {
 
     /// A request a binding could not read (`malformed_request`, 200).
     pub fn malformed(message: impl Into<String>) -> Self {
-        RequestError::Malformed(message.into()).into()
+        Self::new(ErrorKind::MalformedRequest, message)
     }
 
     /// A failure inside Arbiter, such as a caught panic (`internal`, 900): nothing was decided.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(900, "internal", message)
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// The contract's result code.
+    pub fn code(&self) -> u32 {
+        self.kind.code()
     }
 }
 
 impl From<LoadError> for CallError {
     fn from(e: LoadError) -> Self {
-        Self::new(e.code(), e.kind(), e.to_string().replace('\n', "; "))
+        Self::new(e.error_kind(), e.to_string().replace('\n', "; "))
     }
 }
 
 impl From<RequestError> for CallError {
     fn from(e: RequestError) -> Self {
-        Self::new(e.code(), e.kind(), e.message())
+        Self::new(e.error_kind(), e.message())
     }
 }

@@ -29,7 +29,7 @@ pub use bundle::{read_bundle_dir, BundleFile, BundleInfo, Manifest};
 pub use decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 pub use decision_log::{DecisionLogOptions, InvalidOptions};
 pub use engine::Engine;
-pub use error::{CallError, LoadError, Problem, RequestError};
+pub use error::{CallError, ErrorKind, LoadError, Problem, RequestError};
 pub use explain::{Explanation, Outcome, PolicyExplanation};
 pub use limits::Limits;
 pub use metrics::{ActionDecisions, BundleMetrics, Latency, LatencyBucket, MetricsSnapshot};

@@ -233,7 +233,7 @@ impl Metrics {
             request_errors: RequestError::KINDS
                 .iter()
                 .zip(&self.request_errors)
-                .map(|(kind, n)| (*kind, n.load(Relaxed)))
+                .map(|(kind, n)| (kind.as_str(), n.load(Relaxed)))
                 .collect(),
             token_failures: DecisionErrorKind::ALL
                 .iter()

@@ -8,101 +8,103 @@
 #include <stdint.h>
 
 /**
- * Success.
- */
-#define ARBITER_RESULT_OK 0
-
-/**
- * A required pointer argument was NULL.
- */
-#define ARBITER_RESULT_NULL_ARGUMENT 1
-
-/**
- * A string argument is not valid UTF-8.
- */
-#define ARBITER_RESULT_INVALID_UTF8 2
-
-/**
- * An argument is out of its range (a decision log's sample rate, ...).
- */
-#define ARBITER_RESULT_INVALID_ARGUMENT 3
-
-/**
- * A bundle file or directory could not be read.
- */
-#define ARBITER_RESULT_BUNDLE_IO 100
-
-/**
- * `manifest.json` is invalid.
- */
-#define ARBITER_RESULT_BUNDLE_MANIFEST 101
-
-/**
- * A policy does not parse, or two share an id.
- */
-#define ARBITER_RESULT_POLICY_PARSE 102
-
-/**
- * Policies do not validate against the schema.
- */
-#define ARBITER_RESULT_POLICY_VALIDATION 103
-
-/**
- * The schema is invalid.
- */
-#define ARBITER_RESULT_SCHEMA 104
-
-/**
- * `entities.json` is invalid.
- */
-#define ARBITER_RESULT_ENTITIES 105
-
-/**
- * `links.json` is invalid.
- */
-#define ARBITER_RESULT_LINKS 106
-
-/**
- * `tokens.json` is invalid or names a missing key.
- */
-#define ARBITER_RESULT_TOKENS 107
-
-/**
- * The bundle's signature is missing, by an untrusted key, or does not match its files (or a
- * trusted key is unusable).
- */
-#define ARBITER_RESULT_BUNDLE_SIGNATURE 108
-
-/**
- * The request is not valid JSON, lacks a field, or names an entity badly.
- */
-#define ARBITER_RESULT_MALFORMED_REQUEST 200
-
-/**
- * The request does not conform to the bundle's schema.
- */
-#define ARBITER_RESULT_INVALID_REQUEST 201
-
-/**
- * The context does not conform to the schema.
- */
-#define ARBITER_RESULT_INVALID_CONTEXT 202
-
-/**
- * A per-request entity is invalid.
- */
-#define ARBITER_RESULT_INVALID_ENTITIES 203
-
-/**
- * Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing changed.
- * A panic while deciding is a deny with an `internal` error instead.
- */
-#define ARBITER_RESULT_PANIC 900
-
-/**
  * The length of an absent string in a packed decision.
  */
 #define ARBITER_PACKED_ABSENT 4294967295
+
+/**
+ * What every fallible call returns (as `uint32_t`): `ARBITER_RESULT_OK` (0), or the code of
+ * the error's kind, one constant per kind of core's error table (`arbiter::ErrorKind`), named
+ * after it: kind `policy_parse` is `ARBITER_RESULT_POLICY_PARSE`. A test checks this enum
+ * against the table.
+ */
+enum arbiter_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Success.
+   */
+  ARBITER_RESULT_OK = 0,
+  /**
+   * A required pointer argument was NULL.
+   */
+  ARBITER_RESULT_NULL_ARGUMENT = 1,
+  /**
+   * A string argument is not valid UTF-8.
+   */
+  ARBITER_RESULT_INVALID_UTF8 = 2,
+  /**
+   * An argument is out of its range (a decision log's sample rate, ...).
+   */
+  ARBITER_RESULT_INVALID_ARGUMENT = 3,
+  /**
+   * A bundle file or directory could not be read.
+   */
+  ARBITER_RESULT_IO = 100,
+  /**
+   * `manifest.json` is invalid.
+   */
+  ARBITER_RESULT_MANIFEST = 101,
+  /**
+   * A policy does not parse, or two share an id.
+   */
+  ARBITER_RESULT_POLICY_PARSE = 102,
+  /**
+   * Policies do not validate against the schema.
+   */
+  ARBITER_RESULT_POLICY_VALIDATION = 103,
+  /**
+   * The schema is invalid.
+   */
+  ARBITER_RESULT_SCHEMA = 104,
+  /**
+   * `entities.json` is invalid.
+   */
+  ARBITER_RESULT_ENTITIES = 105,
+  /**
+   * `links.json` is invalid.
+   */
+  ARBITER_RESULT_LINKS = 106,
+  /**
+   * `tokens.json` is invalid or names a key that is missing or unusable.
+   */
+  ARBITER_RESULT_TOKENS = 107,
+  /**
+   * The bundle's signature is missing, by an untrusted key, older than the bundle served, or
+   * does not match its files (or a trusted key is unusable).
+   */
+  ARBITER_RESULT_SIGNATURE = 108,
+  /**
+   * The request is not valid JSON, lacks a field, or names an entity badly.
+   */
+  ARBITER_RESULT_MALFORMED_REQUEST = 200,
+  /**
+   * The request does not conform to the bundle's schema.
+   */
+  ARBITER_RESULT_INVALID_REQUEST = 201,
+  /**
+   * The context does not conform to the schema.
+   */
+  ARBITER_RESULT_INVALID_CONTEXT = 202,
+  /**
+   * A per-request entity is invalid.
+   */
+  ARBITER_RESULT_INVALID_ENTITIES = 203,
+  /**
+   * Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing
+   * changed. A panic while deciding is a deny with an `internal` error instead.
+   */
+  ARBITER_RESULT_INTERNAL = 900,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum arbiter_result arbiter_result;
+#else
+typedef uint32_t arbiter_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * A decision of `arbiter_engine_authorize`. Owned by the caller; free it with
@@ -526,7 +528,7 @@ uint32_t arbiter_engine_metrics_prometheus(const struct arbiter_engine *engine,
  * Test builds only (feature `fault-injection`; the header declares it when
  * `ARBITER_FAULT_INJECTION` is defined): while `on`, every decision and reload of `engine`
  * panics inside Arbiter, so a test can see how it surfaces (a deny with an `internal` error; a
- * reload failing with `ARBITER_RESULT_PANIC`). NULL does nothing.
+ * reload failing with `ARBITER_RESULT_INTERNAL`). NULL does nothing.
  *
  * # Safety
  * `engine` is NULL or a live engine.
@@ -660,6 +662,13 @@ const char *arbiter_error_message(const struct arbiter_error *err);
  * `err` is NULL or an error from an Arbiter `err_out` parameter, not freed before.
  */
 void arbiter_error_free(struct arbiter_error *err);
+
+/**
+ * The snake_case kind of a result code (`"policy_parse"` for `ARBITER_RESULT_POLICY_PARSE`),
+ * or NULL for `ARBITER_RESULT_OK` and any code that is not one of Arbiter's. Static; never
+ * freed; may be called from any thread.
+ */
+const char *arbiter_result_kind(uint32_t code);
 
 /**
  * The library's version, e.g. `"0.1.0"`. Static; never freed.

@@ -11,7 +11,7 @@
 //!   (`arbiter_str`, `request` with `request_len`). Strings handed out are NUL-terminated.
 //! - A panic inside Arbiter never unwinds into C and never yields an allow: while deciding, the
 //!   decision is a deny with an `internal` error; anywhere else the call fails with
-//!   `ARBITER_RESULT_PANIC` (a reload that fails so keeps the old bundle).
+//!   `ARBITER_RESULT_INTERNAL` (a reload that fails so keeps the old bundle).
 //! - A `const arbiter_engine *` may be used from many threads at once, a reload included.
 //!
 //! Result codes come in blocks: 1-99 misuse of the ABI, 100-199 bundle loading (the `kind`s of
@@ -24,48 +24,67 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use arbiter_core::{
-    BundleFile, CallError, Decision, DecisionLogOptions, Engine, LoadError, RequestParts,
-    TokenReport, TrustedKeys,
+    BundleFile, CallError, Decision, DecisionLogOptions, Engine, ErrorKind, LoadError,
+    RequestParts, TokenReport, TrustedKeys,
 };
 
-/// Success.
-pub const ARBITER_RESULT_OK: u32 = 0;
-/// A required pointer argument was NULL.
-pub const ARBITER_RESULT_NULL_ARGUMENT: u32 = 1;
-/// A string argument is not valid UTF-8.
-pub const ARBITER_RESULT_INVALID_UTF8: u32 = 2;
-/// An argument is out of its range (a decision log's sample rate, ...).
-pub const ARBITER_RESULT_INVALID_ARGUMENT: u32 = 3;
-/// A bundle file or directory could not be read.
-pub const ARBITER_RESULT_BUNDLE_IO: u32 = 100;
-/// `manifest.json` is invalid.
-pub const ARBITER_RESULT_BUNDLE_MANIFEST: u32 = 101;
-/// A policy does not parse, or two share an id.
-pub const ARBITER_RESULT_POLICY_PARSE: u32 = 102;
-/// Policies do not validate against the schema.
-pub const ARBITER_RESULT_POLICY_VALIDATION: u32 = 103;
-/// The schema is invalid.
-pub const ARBITER_RESULT_SCHEMA: u32 = 104;
-/// `entities.json` is invalid.
-pub const ARBITER_RESULT_ENTITIES: u32 = 105;
-/// `links.json` is invalid.
-pub const ARBITER_RESULT_LINKS: u32 = 106;
-/// `tokens.json` is invalid or names a missing key.
-pub const ARBITER_RESULT_TOKENS: u32 = 107;
-/// The bundle's signature is missing, by an untrusted key, or does not match its files (or a
-/// trusted key is unusable).
-pub const ARBITER_RESULT_BUNDLE_SIGNATURE: u32 = 108;
-/// The request is not valid JSON, lacks a field, or names an entity badly.
-pub const ARBITER_RESULT_MALFORMED_REQUEST: u32 = 200;
-/// The request does not conform to the bundle's schema.
-pub const ARBITER_RESULT_INVALID_REQUEST: u32 = 201;
-/// The context does not conform to the schema.
-pub const ARBITER_RESULT_INVALID_CONTEXT: u32 = 202;
-/// A per-request entity is invalid.
-pub const ARBITER_RESULT_INVALID_ENTITIES: u32 = 203;
-/// Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing changed.
-/// A panic while deciding is a deny with an `internal` error instead.
-pub const ARBITER_RESULT_PANIC: u32 = 900;
+/// What every fallible call returns (as `uint32_t`): `ARBITER_RESULT_OK` (0), or the code of
+/// the error's kind, one constant per kind of core's error table (`arbiter::ErrorKind`), named
+/// after it: kind `policy_parse` is `ARBITER_RESULT_POLICY_PARSE`. A test checks this enum
+/// against the table.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum arbiter_result {
+    /// Success.
+    ARBITER_RESULT_OK = 0,
+    /// A required pointer argument was NULL.
+    ARBITER_RESULT_NULL_ARGUMENT = 1,
+    /// A string argument is not valid UTF-8.
+    ARBITER_RESULT_INVALID_UTF8 = 2,
+    /// An argument is out of its range (a decision log's sample rate, ...).
+    ARBITER_RESULT_INVALID_ARGUMENT = 3,
+    /// A bundle file or directory could not be read.
+    ARBITER_RESULT_IO = 100,
+    /// `manifest.json` is invalid.
+    ARBITER_RESULT_MANIFEST = 101,
+    /// A policy does not parse, or two share an id.
+    ARBITER_RESULT_POLICY_PARSE = 102,
+    /// Policies do not validate against the schema.
+    ARBITER_RESULT_POLICY_VALIDATION = 103,
+    /// The schema is invalid.
+    ARBITER_RESULT_SCHEMA = 104,
+    /// `entities.json` is invalid.
+    ARBITER_RESULT_ENTITIES = 105,
+    /// `links.json` is invalid.
+    ARBITER_RESULT_LINKS = 106,
+    /// `tokens.json` is invalid or names a key that is missing or unusable.
+    ARBITER_RESULT_TOKENS = 107,
+    /// The bundle's signature is missing, by an untrusted key, older than the bundle served, or
+    /// does not match its files (or a trusted key is unusable).
+    ARBITER_RESULT_SIGNATURE = 108,
+    /// The request is not valid JSON, lacks a field, or names an entity badly.
+    ARBITER_RESULT_MALFORMED_REQUEST = 200,
+    /// The request does not conform to the bundle's schema.
+    ARBITER_RESULT_INVALID_REQUEST = 201,
+    /// The context does not conform to the schema.
+    ARBITER_RESULT_INVALID_CONTEXT = 202,
+    /// A per-request entity is invalid.
+    ARBITER_RESULT_INVALID_ENTITIES = 203,
+    /// Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing
+    /// changed. A panic while deciding is a deny with an `internal` error instead.
+    ARBITER_RESULT_INTERNAL = 900,
+}
+
+use arbiter_result::*;
+
+/// Success, as the `uint32_t` every fallible call returns.
+const OK: u32 = ARBITER_RESULT_OK as u32;
+
+impl PartialEq<arbiter_result> for u32 {
+    fn eq(&self, result: &arbiter_result) -> bool {
+        *self == *result as u32
+    }
+}
 
 /// An engine: a loaded bundle that decides requests. Create it with one of the
 /// `arbiter_engine_new_*` functions; free it with `arbiter_engine_free`.
@@ -174,25 +193,21 @@ trait Report: Sized {
 
 impl Report for Failure {
     fn null(what: &str) -> Self {
-        Self::new(
-            ARBITER_RESULT_NULL_ARGUMENT,
-            "null_argument",
-            format!("`{what}` is NULL"),
-        )
+        Self::new(ErrorKind::NullArgument, format!("`{what}` is NULL"))
     }
 
     /// Hands the error to `err_out` (if given) and returns its code.
     fn report(self, err_out: *mut *mut arbiter_error) -> u32 {
         if !err_out.is_null() {
             let error = Box::new(arbiter_error {
-                code: self.code,
-                kind: c_string(self.kind),
+                code: self.code(),
+                kind: c_string(self.kind.as_str()),
                 message: c_string(&self.message),
             });
             // SAFETY: the caller passes either NULL (checked above) or a pointer it owns.
             unsafe { *err_out = Box::into_raw(error) };
         }
-        self.code
+        self.code()
     }
 }
 
@@ -206,14 +221,9 @@ fn c_string(text: &str) -> CString {
 /// `arbiter_error`.
 fn boundary(err_out: *mut *mut arbiter_error, body: impl FnOnce() -> Result<(), Failure>) -> u32 {
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => ARBITER_RESULT_OK,
+        Ok(Ok(())) => OK,
         Ok(Err(failure)) => failure.report(err_out),
-        Err(_) => Failure::new(
-            ARBITER_RESULT_PANIC,
-            "internal",
-            "Arbiter panicked; nothing was decided",
-        )
-        .report(err_out),
+        Err(_) => Failure::internal("Arbiter panicked; nothing was decided").report(err_out),
     }
 }
 
@@ -225,13 +235,9 @@ unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if s.is_null() {
         return Err(Failure::null(what));
     }
-    CStr::from_ptr(s).to_str().map_err(|_| {
-        Failure::new(
-            ARBITER_RESULT_INVALID_UTF8,
-            "invalid_utf8",
-            format!("`{what}` is not UTF-8"),
-        )
-    })
+    CStr::from_ptr(s)
+        .to_str()
+        .map_err(|_| Failure::new(ErrorKind::InvalidUtf8, format!("`{what}` is not UTF-8")))
 }
 
 /// A pointer-and-length argument of any bytes.
@@ -250,13 +256,8 @@ unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes valid for the call.
 unsafe fn bytes_str<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Failure> {
-    std::str::from_utf8(bytes(ptr, len, what)?).map_err(|_| {
-        Failure::new(
-            ARBITER_RESULT_INVALID_UTF8,
-            "invalid_utf8",
-            format!("`{what}` is not UTF-8"),
-        )
-    })
+    std::str::from_utf8(bytes(ptr, len, what)?)
+        .map_err(|_| Failure::new(ErrorKind::InvalidUtf8, format!("`{what}` is not UTF-8")))
 }
 
 /// An optional `arbiter_str`: `None` when its pointer is NULL.
@@ -916,13 +917,7 @@ pub unsafe extern "C" fn arbiter_engine_set_decision_log(
         };
         engine
             .set_decision_log(options, move |event| sink.log(event))
-            .map_err(|e| {
-                Failure::new(
-                    ARBITER_RESULT_INVALID_ARGUMENT,
-                    "invalid_argument",
-                    e.to_string(),
-                )
-            })
+            .map_err(|e| Failure::new(ErrorKind::InvalidArgument, e.to_string()))
     })
 }
 
@@ -1080,7 +1075,7 @@ unsafe fn engine_string(
 /// Test builds only (feature `fault-injection`; the header declares it when
 /// `ARBITER_FAULT_INJECTION` is defined): while `on`, every decision and reload of `engine`
 /// panics inside Arbiter, so a test can see how it surfaces (a deny with an `internal` error; a
-/// reload failing with `ARBITER_RESULT_PANIC`). NULL does nothing.
+/// reload failing with `ARBITER_RESULT_INTERNAL`). NULL does nothing.
 ///
 /// # Safety
 /// `engine` is NULL or a live engine.
@@ -1245,7 +1240,7 @@ pub unsafe extern "C" fn arbiter_string_free(s: *mut c_char) {
 /// `err` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_error_code(err: *const arbiter_error) -> u32 {
-    err.as_ref().map_or(ARBITER_RESULT_OK, |e| e.code)
+    err.as_ref().map_or(OK, |e| e.code)
 }
 
 /// The error's kind, e.g. `"policy_parse"` (`""` for NULL). Valid until `arbiter_error_free`.
@@ -1277,6 +1272,27 @@ pub unsafe extern "C" fn arbiter_error_free(err: *mut arbiter_error) {
     }
 }
 
+/// The snake_case kind of a result code (`"policy_parse"` for `ARBITER_RESULT_POLICY_PARSE`),
+/// or NULL for `ARBITER_RESULT_OK` and any code that is not one of Arbiter's. Static; never
+/// freed; may be called from any thread.
+#[no_mangle]
+pub extern "C" fn arbiter_result_kind(code: u32) -> *const c_char {
+    static KINDS: std::sync::LazyLock<Vec<(u32, CString)>> = std::sync::LazyLock::new(|| {
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (k.code(), c_string(k.as_str())))
+            .collect()
+    });
+    // Nothing here can panic but the first use's allocation; a NULL then is "unknown".
+    catch_unwind(|| {
+        KINDS
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(ptr::null(), |(_, kind)| kind.as_ptr())
+    })
+    .unwrap_or(ptr::null())
+}
+
 /// The library's version, e.g. `"0.1.0"`. Static; never freed.
 #[no_mangle]
 pub extern "C" fn arbiter_version() -> *const c_char {
@@ -1294,6 +1310,36 @@ pub extern "C" fn arbiter_version() -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header's result codes are core's error table, each named after its kind: a kind
+    /// added to core and missing here (or misnamed) fails this test.
+    #[test]
+    fn the_header_has_one_result_code_per_error_kind_named_after_it() {
+        let header = include_str!("../include/arbiter.h");
+        let mut declared: Vec<(String, u32)> = header
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.trim().trim_end_matches(',').split_once(" = ")?;
+                let kind = name.strip_prefix("ARBITER_RESULT_")?;
+                Some((kind.to_lowercase(), value.parse().ok()?))
+            })
+            .collect();
+        declared.sort_by_key(|(_, code)| *code);
+        let mut table: Vec<(String, u32)> = ErrorKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_owned(), k.code()))
+            .collect();
+        table.insert(0, ("ok".to_owned(), 0));
+        assert_eq!(declared, table);
+        for kind in ErrorKind::ALL {
+            let report = Failure::new(kind, "x").report(ptr::null_mut());
+            assert_eq!(report, kind.code());
+            let name = unsafe { CStr::from_ptr(arbiter_result_kind(kind.code())) };
+            assert_eq!(name.to_str().unwrap(), kind.as_str());
+        }
+        assert!(arbiter_result_kind(0).is_null());
+        assert!(arbiter_result_kind(999).is_null());
+    }
 
     const POLICIES: &str = r#"@id("owner") permit (principal, action, resource) when { resource.owner == principal };"#;
     const ENTITIES: &str = r#"[{"uid": {"type": "Doc", "id": "d1"}, "attrs": {"owner": {"__entity": {"type": "User", "id": "ann"}}}, "parents": []}]"#;
@@ -1596,7 +1642,7 @@ mod tests {
     ) -> Option<String> {
         let (mut out, mut err) = (ptr::null_mut(), ptr::null_mut());
         match call(&mut out, &mut err) {
-            ARBITER_RESULT_OK => Some(unsafe { CString::from_raw(out) }.into_string().unwrap()),
+            OK => Some(unsafe { CString::from_raw(out) }.into_string().unwrap()),
             _ => {
                 unsafe { arbiter_error_free(err) };
                 None

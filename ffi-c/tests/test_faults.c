@@ -1,6 +1,6 @@
 /* A panic inside Arbiter, injected through the test-only hook (a library built with the
  * `fault-injection` feature), as C sees it: every way of deciding answers a deny carrying an
- * `internal` error, a reload fails with ARBITER_RESULT_PANIC and keeps the old bundle, and the
+ * `internal` error, a reload fails with ARBITER_RESULT_INTERNAL and keeps the old bundle, and the
  * engine decides normally once disarmed. Under AddressSanitizer (`make fault-test`). */
 
 #define ARBITER_FAULT_INJECTION
@@ -81,10 +81,10 @@ int main(void) {
   CHECK(first != NULL && strstr(first + 1, "\"internal\"") != NULL);
   arbiter_string_free(answers);
 
-  /* A reload panics: ARBITER_RESULT_PANIC, and the old bundle stays. */
+  /* A reload panics: ARBITER_RESULT_INTERNAL, and the old bundle stays. */
   arbiter_bundle_file forbid = {str("p.cedar"), str("forbid (principal, action, resource);")};
-  CHECK(arbiter_engine_reload_from_files(engine, &forbid, 1, &err) == ARBITER_RESULT_PANIC);
-  CHECK(err != NULL && arbiter_error_code(err) == ARBITER_RESULT_PANIC);
+  CHECK(arbiter_engine_reload_from_files(engine, &forbid, 1, &err) == ARBITER_RESULT_INTERNAL);
+  CHECK(err != NULL && arbiter_error_code(err) == ARBITER_RESULT_INTERNAL);
   CHECK(err != NULL && strcmp(arbiter_error_kind(err), "internal") == 0);
   CHECK(err != NULL && strstr(arbiter_error_message(err), "fault injected while reloading") != NULL);
   arbiter_error_free(err);

@@ -22,7 +22,19 @@ class ArbiterError(Exception):
     def __bool__(self) -> bool:
         """Always false: an error returned in place of a decision allows nothing."""
 
-class BundleIOError(ArbiterError):
+ERROR_KINDS: tuple[tuple[int, str, str], ...]
+"""Core's error table: ``(code, kind, class name)`` for every error class below."""
+
+class NullArgumentError(ArbiterError):
+    """A required pointer argument was NULL (kind ``null_argument``, code 1; C only)."""
+
+class InvalidUtf8Error(ArbiterError):
+    """A string argument is not valid UTF-8 (kind ``invalid_utf8``, code 2; C only)."""
+
+class InvalidArgumentError(ArbiterError):
+    """An argument is out of its range (kind ``invalid_argument``, code 3)."""
+
+class IoError(ArbiterError):
     """A bundle file or directory could not be read (kind ``io``, code 100)."""
 
 class ManifestError(ArbiterError):

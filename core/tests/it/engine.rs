@@ -643,7 +643,10 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
     let answers = e.authorize_read_batch(&[Ok(denied), Err(unread.clone()), Ok(bad), Ok(parts)]);
     assert!(!answers[0].as_ref().unwrap().allowed());
     assert_eq!(answers[1], Err(unread));
-    assert_eq!(answers[2].as_ref().unwrap_err().kind, "invalid_context");
+    assert_eq!(
+        answers[2].as_ref().unwrap_err().kind.as_str(),
+        "invalid_context"
+    );
     assert!(answers[3].as_ref().unwrap().allowed());
 
     // Plain JSON that the schema reads otherwise: the fast reader's string is refused, and
