@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::TokenError;
-use crate::decision::DecisionErrorKind;
+use crate::wire::decision::DecisionErrorKind;
 
 /// A parsed first-party caveat.
 #[derive(Debug, Clone, PartialEq, Eq)]

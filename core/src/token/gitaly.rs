@@ -7,7 +7,7 @@ use serde_json::json;
 use super::config::GitalyConfig;
 use super::{secret, ClaimsJson, PrincipalMap, TokenError, Verified, VerifiedKind};
 use crate::bundle::BundleFile;
-use crate::decision::DecisionErrorKind;
+use crate::wire::decision::DecisionErrorKind;
 
 pub(crate) struct Gitaly {
     key: Option<hmac::Key>,

@@ -5,6 +5,9 @@
 //! the bundle is reloaded); what depends on the request (a macaroon's action and resource
 //! caveats) is checked on every use. Any failure is a deny carrying one of the contract's error
 //! kinds; it is never cached.
+//!
+//! Long: the verifiers' shared parts (errors, the verified token, principals, secrets, the
+//! dispatch by token shape) are what makes them one verifier.
 
 mod cache;
 mod caveat;
@@ -24,8 +27,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::bundle::BundleFile;
-use crate::decision::{DecisionError, DecisionErrorKind};
-use crate::error::{LoadError, Problem};
+use crate::wire::decision::{DecisionError, DecisionErrorKind};
+use crate::wire::error::{LoadError, Problem};
 use cache::Cache;
 pub(crate) use caveat::Caveat;
 use config::{ClaimType, PrincipalConfig, SecretEncoding, TokenLimits, TokensConfig};
@@ -532,12 +535,12 @@ fn load_issuer(config: &config::IssuerConfig, files: &[BundleFile]) -> Result<jw
                 .find(|f| &f.path == path)
                 .ok_or_else(|| format!("key file `{path}` is not in the bundle"))?;
             let text = file.text().map_err(|p| p.message)?;
-            crate::json::unique_keys(text).map_err(|e| format!("`{path}`: {e}"))?;
+            crate::wire::json::unique_keys(text).map_err(|e| format!("`{path}`: {e}"))?;
             Some(serde_json::from_str(text).map_err(|e| format!("`{path}` is not JSON: {e}"))?)
         }
         (_, _, Some(var)) => match std::env::var(var) {
             Ok(text) => {
-                crate::json::unique_keys(&text).map_err(|e| format!("${var}: {e}"))?;
+                crate::wire::json::unique_keys(&text).map_err(|e| format!("${var}: {e}"))?;
                 Some(serde_json::from_str(&text).map_err(|e| format!("${var} is not JSON: {e}"))?)
             }
             Err(_) => None,

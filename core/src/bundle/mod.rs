@@ -1,5 +1,14 @@
 //! Bundles: a directory (or the same files held in memory) of policies, an optional schema,
 //! static entities, template links and a manifest, loaded into one immutable value.
+//!
+//! Long: reading a bundle directory (links, loops, key files) and loading its files are one
+//! concept, what a bundle is.
+
+pub mod bundle_tests;
+pub(crate) mod default_bundle;
+pub(crate) mod entities;
+pub(crate) mod policies;
+pub(crate) mod signing;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,18 +17,17 @@ use cedar_policy::{EntityTypeName, PolicySet, Schema, ValidationMode, Validator}
 use cedar_policy_core::ast::{self, ExprKind, Literal};
 use serde::Deserialize;
 
-use crate::entities::StaticEntities;
-use crate::error::{LoadError, Problem};
-use crate::index::PolicyIndex;
-use crate::json::unique_keys;
-use crate::limits::Limits;
-use crate::metrics::ActionOutcomes;
-use crate::policies;
-use crate::request::{RequestReader, TypeNames};
-use crate::shapes::Shapes;
-use crate::signing::SIGNATURE_FILE;
+use crate::bundle::entities::StaticEntities;
+use crate::bundle::signing::SIGNATURE_FILE;
+use crate::engine::limits::Limits;
+use crate::evaluation::index::PolicyIndex;
+use crate::evaluation::shapes::Shapes;
+use crate::operations::metrics::ActionOutcomes;
 use crate::token::config::TokensConfig;
 use crate::token::Tokens;
+use crate::wire::error::{LoadError, Problem};
+use crate::wire::json::unique_keys;
+use crate::wire::request::{RequestReader, TypeNames};
 
 /// One file of a bundle: its path relative to the bundle root, with `/` separators, and its
 /// bytes. Policies, the schema and the JSON files must be UTF-8 text; a raw secret file

@@ -2,6 +2,8 @@
 //! be decided by kind, token failures by kind, evaluation errors by policy, contained panics, a
 //! latency histogram, and the serving bundle's name, version and load time.
 //!
+//! Long: the counters and their Prometheus text are one table each way, kept side by side.
+//!
 //! The hot path only bumps atomics: per-action counters are looked up in a map the bundle built
 //! at load (no lock), the rest are fixed arrays. Counters belong to the engine and survive
 //! reloads. [`Engine::metrics`](crate::Engine::metrics) takes a [`MetricsSnapshot`], which
@@ -17,8 +19,8 @@ use cedar_policy::{ActionConstraint, EntityUid, PolicySet, Schema};
 use serde::Serialize;
 
 use crate::bundle::Bundle;
-use crate::decision::{Decision, DecisionErrorKind, Effect};
-use crate::error::RequestError;
+use crate::wire::decision::{Decision, DecisionErrorKind, Effect};
+use crate::wire::error::RequestError;
 
 /// The label of decisions whose action the bundle does not know (its schema's actions, or
 /// without a schema the actions its policies name): what a request may name is unbounded, the

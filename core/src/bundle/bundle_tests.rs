@@ -19,9 +19,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::bundle::{is_test_file, parse_json, read_dir_files, BundleFile};
-use crate::decision::{DecisionErrorKind, Effect};
 use crate::engine::Engine;
-use crate::error::{LoadError, Problem};
+use crate::wire::decision::{DecisionErrorKind, Effect};
+use crate::wire::error::{LoadError, Problem};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,7 +109,7 @@ impl TestSuite {
     pub fn gitlab_default() -> Result<Self, LoadError> {
         Ok(Self {
             engine: Engine::gitlab_default()?,
-            files: crate::default_bundle::test_files(),
+            files: crate::bundle::default_bundle::test_files(),
         })
     }
 

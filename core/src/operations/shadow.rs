@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decision::Decision;
-use crate::error::RequestError;
-use crate::request::Request;
+use crate::wire::decision::Decision;
+use crate::wire::error::RequestError;
+use crate::wire::request::Request;
 
 /// How many disagreements a shadow report keeps (the most recent).
 const KEPT_DISAGREEMENTS: usize = 100;

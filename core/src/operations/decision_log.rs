@@ -29,9 +29,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::bundle::Bundle;
-use crate::decision::{Decision, Effect};
-use crate::error::RequestError;
-use crate::metrics::{LogOutcome, Metrics};
+use crate::operations::metrics::{LogOutcome, Metrics};
+use crate::wire::decision::{Decision, Effect};
+use crate::wire::error::RequestError;
 
 /// What a masked attribute's value becomes.
 pub const MASKED: &str = "[masked]";

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::BundleFile;
-use crate::error::{LoadError, Problem};
+use crate::wire::error::{LoadError, Problem};
 
 /// The file at a bundle's root that holds its signature.
 pub const SIGNATURE_FILE: &str = "signature.json";

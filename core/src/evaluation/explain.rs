@@ -11,9 +11,9 @@ use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use serde::Serialize;
 
-use crate::decision::{Decision, Effect};
-use crate::error::one_line;
-use crate::index::IndexedPolicy;
+use crate::evaluation::index::IndexedPolicy;
+use crate::wire::decision::{Decision, Effect};
+use crate::wire::error::one_line;
 
 /// A decision and the policies behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,12 +11,12 @@ use cedar_policy_core::ast::{self, EntityUID, PartialValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::context::{plain_context, PlainRecord};
-use crate::entities::{parse_entity, validate_entity};
-use crate::error::RequestError;
-use crate::json::unique_keys;
-use crate::limits::Limits;
-use crate::shapes::Shapes;
+use crate::bundle::entities::{parse_entity, validate_entity};
+use crate::engine::limits::Limits;
+use crate::evaluation::context::{plain_context, PlainRecord};
+use crate::evaluation::shapes::Shapes;
+use crate::wire::error::RequestError;
+use crate::wire::json::unique_keys;
 
 /// A request for a decision.
 #[derive(Debug, Clone)]
@@ -416,7 +416,7 @@ impl TypeNames {
 }
 
 /// The request JSON of the contract. A field given twice is refused (serde's derive does), and
-/// so is a key given twice in the context or in an entity (see `crate::json`).
+/// so is a key given twice in the context or in an entity (see `crate::wire::json`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireRequest<'a> {

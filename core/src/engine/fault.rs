@@ -10,9 +10,9 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::decision::{Decision, DecisionError, DecisionErrorKind};
-use crate::error::{LoadError, RequestError};
 use crate::token::TokenError;
+use crate::wire::decision::{Decision, DecisionError, DecisionErrorKind};
+use crate::wire::error::{LoadError, RequestError};
 
 /// An engine's switch for injected panics: zero-sized and inert without `fault-injection`.
 #[derive(Debug, Default)]

@@ -25,9 +25,9 @@ use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::CoreSchema;
 
 use crate::bundle::BundleFile;
-use crate::error::{LoadError, Problem, RequestError};
-use crate::request::WireEntity;
-use crate::shapes::Shapes;
+use crate::evaluation::shapes::Shapes;
+use crate::wire::error::{LoadError, Problem, RequestError};
+use crate::wire::request::WireEntity;
 
 /// The bundle's entities (including the schema's action entities), closed under `in`.
 pub(crate) struct StaticEntities {
@@ -55,7 +55,7 @@ impl StaticEntities {
             Some(parsed) => parsed,
             None => {
                 // The fast reader refuses duplicate keys; Cedar's parser would keep the last.
-                crate::json::unique_keys(text).map_err(|e| {
+                crate::wire::json::unique_keys(text).map_err(|e| {
                     LoadError::Entities(vec![crate::bundle::json_problem(path, &e)])
                 })?;
                 let core_schema = schema.map(|s| CoreSchema::new(s.as_ref()));

@@ -17,7 +17,7 @@ use cedar_policy::{ActionConstraint, PolicySet, PrincipalConstraint, ResourceCon
 use cedar_policy_core::ast::{self, EntityType, EntityUID, ExprKind, Literal};
 use cedar_policy_core::entities::{Dereference, Entities};
 
-use crate::entities::StaticEntities;
+use crate::bundle::entities::StaticEntities;
 
 #[derive(Clone, Copy)]
 enum Anchor {

@@ -7,7 +7,7 @@ use cedar_policy::{EntityUid, PolicyId, PolicySet, SlotId};
 use serde::Deserialize;
 
 use crate::bundle::{parse_json, BundleFile};
-use crate::error::{LoadError, Problem};
+use crate::wire::error::{LoadError, Problem};
 
 /// The bundle's policy set, and the file each policy, template and link came from.
 pub(crate) struct LoadedPolicies {
@@ -23,7 +23,10 @@ impl LoadedPolicies {
     pub(crate) fn locate(&self, id: &PolicyId, diagnostic: &dyn miette::Diagnostic) -> Problem {
         match self.origins.get(id).map(|&i| &self.files[i]) {
             Some((file, text)) => Problem::from_diagnostic(file, text, diagnostic),
-            None => Problem::in_file("policies", crate::error::one_line(&diagnostic.to_string())),
+            None => Problem::in_file(
+                "policies",
+                crate::wire::error::one_line(&diagnostic.to_string()),
+            ),
         }
     }
 }
@@ -198,7 +201,7 @@ fn link_templates(
                     origins.insert(link_id, origin);
                 }
             }
-            Err(e) => problems.push(at(crate::error::one_line(&e.to_string()))),
+            Err(e) => problems.push(at(crate::wire::error::one_line(&e.to_string()))),
         }
     }
     if problems.is_empty() {

@@ -4,8 +4,8 @@
 //! per engine ([`crate::Engine::with_limits`], [`crate::Engine::from_files_with_limits`]).
 
 use crate::bundle::BundleFile;
-use crate::error::{LoadError, Problem, RequestError};
-use crate::request::RequestParts;
+use crate::wire::error::{LoadError, Problem, RequestError};
+use crate::wire::request::RequestParts;
 
 /// Limits an engine enforces. The defaults suit a web request's authorization checks; raise
 /// them for batch jobs that bring large entity sets.

@@ -1,0 +1,495 @@
+//! The engine: a bundle behind an atomic pointer, loads and reloads, single decisions and what
+//! an operator sets on it; the decision procedure is in `decide`, batches in `batch`.
+
+mod batch;
+mod decide;
+pub(crate) mod fault;
+pub(crate) mod limits;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::bundle::signing::TrustedKeys;
+use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
+use crate::engine::fault::{contain_decision, contain_load, contain_token, Faults};
+use crate::engine::limits::Limits;
+use crate::evaluation::explain::Explanation;
+use crate::operations::decision_log::{Decided, DecisionLog, DecisionLogOptions, InvalidOptions};
+use crate::operations::metrics::{Metrics, MetricsSnapshot};
+use crate::operations::shadow::{CandidateInfo, Shadow, ShadowReport};
+use crate::token::{TokenError, TokenInfo};
+use crate::wire::decision::Decision;
+use crate::wire::error::{LoadError, RequestError};
+use crate::wire::request::{Request, RequestParts, RequestReader};
+use decide::{decide_uncounted, verify_token, Trace};
+
+/// Decides requests against one bundle at a time.
+///
+/// `Engine` is `Send + Sync`: share it (in an `Arc` or a static) between threads. Decisions
+/// never block each other or a reload; each sees one whole bundle, the one current when it
+/// started. A panic inside (a bug) never reaches the caller: a decision that panics is a deny
+/// with an `internal` error, a token check that panics is a `TokenError` of kind `internal`, a
+/// load or reload that panics is [`LoadError::Internal`].
+pub struct Engine {
+    bundle: ArcSwap<Bundle>,
+    /// A fixed time (Unix seconds) for every token check, or the system clock when `None`.
+    fixed_time: Option<i64>,
+    limits: Limits,
+    /// When set, only bundles signed by one of these keys load.
+    trusted: Option<TrustedKeys>,
+    faults: Faults,
+    metrics: Metrics,
+    /// A bundle evaluated beside the live one, for comparison only, with what it has seen.
+    candidate: ArcSwapOption<Candidate>,
+    /// Where decisions are logged, when anywhere.
+    decision_log: ArcSwapOption<DecisionLog>,
+}
+
+/// A candidate bundle and its comparison counters, set and dropped together.
+struct Candidate {
+    bundle: Bundle,
+    shadow: Shadow,
+}
+
+impl Engine {
+    /// Loads the bundle in directory `path`.
+    pub fn from_bundle_dir(path: impl AsRef<Path>) -> Result<Self, LoadError> {
+        Self::from_files(read_bundle_dir(path.as_ref())?)
+    }
+
+    /// Loads a bundle held in memory, one [`BundleFile`] per file.
+    pub fn from_files(files: impl IntoIterator<Item = BundleFile>) -> Result<Self, LoadError> {
+        Self::from_files_with_limits(files, Limits::default())
+    }
+
+    /// Loads a bundle held in memory under `limits` (which then also hold for its requests and
+    /// reloads).
+    pub fn from_files_with_limits(
+        files: impl IntoIterator<Item = BundleFile>,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        Self::build(files.into_iter().collect(), limits, None)
+    }
+
+    /// Loads the signed bundle in directory `path`: it must carry a valid `signature.json` by
+    /// one of `keys` and be exactly the files signed. The engine then accepts only bundles so
+    /// signed, on every reload (and for a candidate); a refused one leaves it as it was.
+    pub fn from_signed_bundle_dir(
+        path: impl AsRef<Path>,
+        keys: TrustedKeys,
+    ) -> Result<Self, LoadError> {
+        Self::from_signed_files(read_bundle_dir(path.as_ref())?, keys)
+    }
+
+    /// Loads a signed bundle held in memory (see [`Engine::from_signed_bundle_dir`]).
+    pub fn from_signed_files(
+        files: impl IntoIterator<Item = BundleFile>,
+        keys: TrustedKeys,
+    ) -> Result<Self, LoadError> {
+        Self::build(files.into_iter().collect(), Limits::default(), Some(keys))
+    }
+
+    fn build(
+        files: Vec<BundleFile>,
+        limits: Limits,
+        trusted: Option<TrustedKeys>,
+    ) -> Result<Self, LoadError> {
+        limits.check_bundle(&files)?;
+        let signed_at = trusted
+            .as_ref()
+            .map(|keys| keys.verify(&files))
+            .transpose()?;
+        let (metrics, faults) = (Metrics::default(), Faults::default());
+        let bundle = load(&metrics, &faults, files, signed_at, false)?;
+        Ok(Self {
+            bundle: ArcSwap::from_pointee(bundle),
+            fixed_time: None,
+            limits,
+            trusted,
+            faults,
+            metrics,
+            candidate: ArcSwapOption::empty(),
+            decision_log: ArcSwapOption::empty(),
+        })
+    }
+
+    /// Checks what every bundle must pass before it loads: the size limit and, for an engine
+    /// that trusts signing keys, the signature, signed no earlier than the serving bundle (no
+    /// rollback to an older one). Answers when it was signed.
+    fn admit(&self, files: &[BundleFile]) -> Result<Option<i64>, LoadError> {
+        self.limits.check_bundle(files)?;
+        let Some(keys) = &self.trusted else {
+            return Ok(None);
+        };
+        let signed_at = keys.verify(files)?;
+        let serving = self.bundle.load().signed_at.unwrap_or(i64::MIN);
+        if signed_at < serving {
+            return Err(LoadError::Signature(vec![
+                crate::wire::error::Problem::in_file(
+                    crate::bundle::signing::SIGNATURE_FILE,
+                    format!(
+                        "signed at {signed_at}, before the serving bundle (signed at {serving}): \
+                     an engine does not go back to an older bundle"
+                    ),
+                ),
+            ]));
+        }
+        Ok(Some(signed_at))
+    }
+
+    /// Enforces `limits` on later requests and reloads.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this engine enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The default GitLab bundle embedded in this library (`policies/gitlab`).
+    pub fn gitlab_default() -> Result<Self, LoadError> {
+        Self::from_files(crate::bundle::default_bundle::engine_files())
+    }
+
+    /// Replaces the bundle with the one in directory `path`. On any error the current bundle
+    /// keeps serving, untouched.
+    pub fn reload_from_dir(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
+        match read_bundle_dir(path.as_ref()) {
+            Ok(files) => self.reload_from_files(files),
+            Err(e) => {
+                self.metrics.reload_failed();
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the bundle with one held in memory. On any error the current bundle keeps
+    /// serving, untouched.
+    pub fn reload_from_files(
+        &self,
+        files: impl IntoIterator<Item = BundleFile>,
+    ) -> Result<(), LoadError> {
+        let files: Vec<BundleFile> = files.into_iter().collect();
+        let loaded = self
+            .admit(&files)
+            .and_then(|signed_at| load(&self.metrics, &self.faults, files, signed_at, true));
+        match loaded {
+            Ok(bundle) => {
+                self.bundle.store(Arc::new(bundle));
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.reload_failed();
+                Err(e)
+            }
+        }
+    }
+
+    /// Decides one request given as contract JSON, like [`Engine::authorize_json_decision`],
+    /// and explains it: every policy whose scope matched, and whether its conditions were
+    /// satisfied, not satisfied or errored, with the condition that decided it. Not counted in
+    /// the metrics.
+    pub fn explain_json(&self, request: &str) -> Result<Explanation, RequestError> {
+        self.limits.check_json("request", &[request])?;
+        let bundle = self.bundle.load();
+        let request = Request::from_json(request, &bundle.reader(&self.limits))?;
+        self.explained(&bundle, &request, None)
+    }
+
+    /// Decides one typed request and explains it (see [`Engine::explain_json`]).
+    pub fn explain(&self, request: &Request) -> Result<Explanation, RequestError> {
+        let bundle = self.bundle.load();
+        self.explained(&bundle, request, Some(&bundle.reader(&self.limits)))
+    }
+
+    /// Explains `request`; a typed one (with the reader to check its entities) is checked first.
+    fn explained(
+        &self,
+        bundle: &Bundle,
+        request: &Request,
+        typed: Option<&RequestReader<'_>>,
+    ) -> Result<Explanation, RequestError> {
+        let mut trace = Trace {
+            explain: Some(Vec::new()),
+            token: None,
+        };
+        let decision = contain_decision(|| {
+            if let Some(reader) = typed {
+                request.check_entities(reader)?;
+            }
+            decide_uncounted(bundle, request, self.now(), &mut trace)
+        })?;
+        Ok(Explanation {
+            decision,
+            policies: trace.explain.unwrap_or_default(),
+        })
+    }
+
+    /// Sets a candidate bundle (from directory `path`) beside the live one: every decision is
+    /// still taken from the live bundle, and the candidate decides the same request too (the
+    /// request as read for the live bundle); [`Engine::shadow_report`] counts where they
+    /// disagree. Replaces any earlier candidate and starts counting afresh. On error nothing
+    /// changes.
+    pub fn set_candidate_from_dir(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
+        self.set_candidate_from_files(read_bundle_dir(path.as_ref())?)
+    }
+
+    /// Sets a candidate bundle held in memory (see [`Engine::set_candidate_from_dir`]).
+    pub fn set_candidate_from_files(
+        &self,
+        files: impl IntoIterator<Item = BundleFile>,
+    ) -> Result<(), LoadError> {
+        let files: Vec<BundleFile> = files.into_iter().collect();
+        self.admit(&files)?;
+        let bundle = contain_load(|| Bundle::load(files))?;
+        self.candidate.store(Some(Arc::new(Candidate {
+            bundle,
+            shadow: Shadow::default(),
+        })));
+        Ok(())
+    }
+
+    /// Drops the candidate bundle; decisions go on from the live one alone.
+    pub fn clear_candidate(&self) {
+        self.candidate.store(None);
+    }
+
+    /// What shadow evaluation has seen since the candidate was set: agreements,
+    /// disagreements, and the most recent disagreements.
+    pub fn shadow_report(&self) -> ShadowReport {
+        match self.candidate.load().as_ref() {
+            Some(c) => c.shadow.report(Some(CandidateInfo {
+                name: c.bundle.manifest.name.clone(),
+                version: c.bundle.manifest.version.clone(),
+            })),
+            None => Shadow::default().report(None),
+        }
+    }
+
+    /// Logs decisions from now on: every decision (of every call but `explain`) is offered to
+    /// `sink` as one JSON event, subject to `options`' sampling and rate limit (see
+    /// [`crate::operations::decision_log`]). `sink` runs on the deciding thread, inside the call, possibly
+    /// on many threads at once; a panic in it drops the event, never the decision. Replaces
+    /// any earlier sink; decisions already under way may still reach that one.
+    pub fn set_decision_log(
+        &self,
+        options: DecisionLogOptions,
+        sink: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<(), InvalidOptions> {
+        let log = DecisionLog::new(options, Box::new(sink))?;
+        self.decision_log.store(Some(Arc::new(log)));
+        Ok(())
+    }
+
+    /// Stops logging decisions (the sink is dropped once no decision under way holds it).
+    pub fn clear_decision_log(&self) {
+        self.decision_log.store(None);
+    }
+
+    /// What this engine has counted since it was created (reloads included): decisions by
+    /// action and outcome, failed requests, token failures, evaluation errors by policy, a
+    /// latency histogram and the serving bundle. See [`MetricsSnapshot::to_prometheus`].
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let bundle = self.bundle.load();
+        let shadow = self.candidate.load();
+        let (agreements, disagreements) = shadow.as_ref().map_or((0, 0), |c| c.shadow.counts());
+        self.metrics.snapshot(&bundle, agreements, disagreements)
+    }
+
+    /// Test builds only (feature `fault-injection`): while `on`, every decision and every reload
+    /// of this engine panics inside the engine, to check how a host sees it (a deny with an
+    /// `internal` error; a reload error with the old bundle kept).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panics(&self, on: bool) {
+        self.faults.arm(on);
+    }
+
+    /// Decides `request` with `bundle` and counts the outcome under its action; with a
+    /// candidate bundle set, the candidate decides it too and the two are compared (the
+    /// decision's latency then includes the candidate's). With a decision log set, the
+    /// decision is offered to it, with its latency since `start`.
+    fn decide(
+        &self,
+        bundle: &Bundle,
+        request: &Request,
+        now: i64,
+        start: Instant,
+    ) -> Result<Decision, RequestError> {
+        self.decide_with(bundle, request, now, start, |trace| {
+            decide_uncounted(bundle, request, now, trace)
+        })
+    }
+
+    /// [`Engine::decide`] with the live decision made by `live` (a batch's may be one it has
+    /// already made for an identical request).
+    fn decide_with(
+        &self,
+        bundle: &Bundle,
+        request: &Request,
+        now: i64,
+        start: Instant,
+        live: impl FnOnce(&mut Trace) -> Result<Decision, RequestError>,
+    ) -> Result<Decision, RequestError> {
+        let mut trace = Trace::default();
+        let result = live(&mut trace);
+        if let Ok(decision) = &result {
+            bundle.outcomes.count(&request.action, decision);
+        }
+        let shadow = self.candidate.load().as_ref().and_then(|candidate| {
+            // The candidate's failure, a panic included, never touches the live answer.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let shadow = contain_decision(|| {
+                    decide_uncounted(&candidate.bundle, request, now, &mut Trace::default())
+                });
+                candidate.shadow.compare(request, &result, &shadow);
+                shadow
+            }))
+            .ok()
+        });
+        if let (Some(log), Ok(decision)) = (self.decision_log.load().as_ref(), &result) {
+            let token = trace.token.as_deref();
+            log.record(
+                &self.metrics,
+                Decided {
+                    bundle,
+                    request_id: request.request_id.as_deref(),
+                    principal: request
+                        .principal
+                        .as_ref()
+                        .or(token.map(|t| &t.principal.uid)),
+                    action: &request.action,
+                    resource: &request.resource,
+                    context: &request.context,
+                    decision,
+                    token_id: token.and_then(|t| t.token_id.as_deref()),
+                    latency: start.elapsed(),
+                    shadow: shadow.as_ref(),
+                },
+            );
+        }
+        result
+    }
+
+    /// Runs one decision inside the panic boundary, and counts it. `decide` gets the time the
+    /// call started.
+    fn guarded(
+        &self,
+        decide: impl FnOnce(Instant) -> Result<Decision, RequestError>,
+    ) -> Result<Decision, RequestError> {
+        let start = Instant::now();
+        let result = contain_decision(|| {
+            self.faults.trip("deciding");
+            decide(start)
+        });
+        self.metrics.record(&result, start.elapsed());
+        result
+    }
+
+    /// Checks tokens as of `unix_seconds` instead of the system clock (for replaying requests
+    /// and for tests; `arbiter check --now`).
+    pub fn with_fixed_time(mut self, unix_seconds: i64) -> Self {
+        self.fixed_time = Some(unix_seconds);
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.fixed_time.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// Verifies a token on its own (no request): what `arbiter token verify` prints.
+    pub fn verify_token(&self, token: &str) -> Result<TokenInfo, TokenError> {
+        contain_token(|| verify_token(&self.bundle.load(), token, self.now())).map(TokenInfo::new)
+    }
+
+    /// The current bundle's entities (its static entities and the schema's action entities),
+    /// as Cedar entity JSON with explicit `__entity`/`__extn` escapes.
+    pub fn entities_json(&self) -> String {
+        self.bundle.load().entities.to_json()
+    }
+
+    /// What the current bundle holds.
+    pub fn info(&self) -> BundleInfo {
+        self.bundle.load().info()
+    }
+
+    /// Decides one request. Its own entities are checked as the JSON path checks them (number,
+    /// schema conformance, no uid given twice differently).
+    pub fn authorize(&self, request: &Request) -> Result<Decision, RequestError> {
+        self.guarded(|start| {
+            let bundle = self.bundle.load();
+            request.check_entities(&bundle.reader(&self.limits))?;
+            self.decide(&bundle, request, self.now(), start)
+        })
+    }
+
+    /// Decides one request given as contract JSON, answering with decision JSON.
+    pub fn authorize_json(&self, request: &str) -> Result<String, RequestError> {
+        self.authorize_json_decision(request).map(|d| d.to_json())
+    }
+
+    /// Decides one request given as contract JSON, answering with a typed [`Decision`].
+    pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
+        self.guarded(|start| {
+            self.limits.check_json("request", &[request])?;
+            let bundle = self.bundle.load();
+            let request = Request::from_json(request, &bundle.reader(&self.limits))?;
+            self.decide(&bundle, &request, self.now(), start)
+        })
+    }
+
+    /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
+    pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
+        self.guarded(|start| {
+            self.limits.check_parts(parts)?;
+            let bundle = self.bundle.load();
+            let request = Request::from_parts(parts, &bundle.reader(&self.limits), None)?;
+            self.decide(&bundle, &request, self.now(), start)
+        })
+    }
+}
+
+/// Loads a bundle inside the panic boundary (a reload trips an injected fault first), wires it
+/// to the engine's per-action counters and records when and how fast it loaded.
+fn load(
+    metrics: &Metrics,
+    faults: &Faults,
+    files: Vec<BundleFile>,
+    signed_at: Option<i64>,
+    reload: bool,
+) -> Result<Bundle, LoadError> {
+    let start = Instant::now();
+    let mut bundle = contain_load(|| {
+        if reload {
+            faults.trip("reloading");
+        }
+        Bundle::load(files)
+    })?;
+    bundle.outcomes = metrics.outcomes_for(bundle.schema.as_ref(), &bundle.policies);
+    bundle.signed_at = signed_at;
+    bundle.load_seconds = start.elapsed().as_secs_f64();
+    if reload {
+        metrics.reloaded();
+    }
+    Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        assert_send_sync::<Engine>();
+    }
+}
