@@ -4,11 +4,11 @@
 //! call has the GIL again, and then go to the engine's sink.
 
 use std::ffi::CString;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use arbiter_core::decision_log::{hold_event, take_held_events};
+use arbiter_core::ffi::{self, guarded, RequestText, Span, SpannedRequest};
 use arbiter_core::{
     BundleFile, CallError, Decision as CoreDecision, DecisionLogOptions, ErrorKind, RequestParts,
     TokenReport,
@@ -88,12 +88,6 @@ impl IntoPyErr for Failure {
     }
 }
 
-/// Runs `f`, turning a panic into an `InternalError` (never an allow, never a crash).
-fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
-    catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err(Failure::internal("Arbiter panicked; nothing was decided")))
-}
-
 /// `repr(value)`, as Python writes it.
 fn repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> PyResult<String> {
     Ok(value.into_bound_py_any(py)?.repr()?.to_string())
@@ -166,37 +160,44 @@ impl Decision {
 }
 
 /// `{"type": str, "id": str}`, read straight from the dict.
-fn entity_ref(field: &str, obj: &Bound<'_, PyAny>) -> Result<(String, String), Failure> {
+fn entity_ref(
+    text: &mut RequestText,
+    field: &str,
+    obj: &Bound<'_, PyAny>,
+) -> Result<(Span, Span), Failure> {
     let wrong = || Failure::malformed(format!("`{field}` must be {{\"type\": str, \"id\": str}}"));
     let dict = obj.cast::<PyDict>().map_err(|_| wrong())?;
     if dict.len() != 2 {
         return Err(wrong());
     }
-    let text = |key: &str| {
+    let mut read = |key: &str| {
         let value = dict.get_item(key).ok().flatten().ok_or_else(wrong)?;
-        let text = value.cast::<PyString>().map_err(|_| wrong())?;
-        text.to_str().map(str::to_owned).map_err(|_| wrong())
+        let value = value.cast::<PyString>().map_err(|_| wrong())?;
+        value.to_str().map(|s| text.push(s)).map_err(|_| wrong())
     };
-    Ok((text("type")?, text("id")?))
+    Ok((read("type")?, read("id")?))
 }
 
 /// A JSON-like Python value (dict with str keys, list, tuple, str, bool, int, float, None)
-/// written as JSON.
-fn to_json(field: &str, obj: &Bound<'_, PyAny>) -> Result<String, Failure> {
-    serde_json::to_string(&Json {
-        value: obj,
-        depth: 0,
-    })
-    .map_err(|e| Failure::malformed(format!("`{field}` is not JSON-like: {e}")))
+/// written into `text` as JSON.
+fn push_json(text: &mut RequestText, field: &str, obj: &Bound<'_, PyAny>) -> Result<Span, Failure> {
+    let max_depth = text.max_json_depth();
+    text.push_json(
+        field,
+        &Json {
+            value: obj,
+            depth: 0,
+            max_depth,
+        },
+    )
 }
-
-/// Nesting beyond this is refused (and a dict that contains itself never recurses forever).
-const MAX_JSON_DEPTH: usize = 64;
 
 /// Serializes a Python value as JSON without building an intermediate value.
 struct Json<'a, 'py> {
     value: &'a Bound<'py, PyAny>,
     depth: usize,
+    /// The engine's `max_json_depth`.
+    max_depth: usize,
 }
 
 impl<'py> Json<'_, 'py> {
@@ -204,6 +205,7 @@ impl<'py> Json<'_, 'py> {
         Json {
             value,
             depth: self.depth + 1,
+            max_depth: self.max_depth,
         }
     }
 }
@@ -211,10 +213,8 @@ impl<'py> Json<'_, 'py> {
 impl Serialize for Json<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let value = self.value;
-        if self.depth > MAX_JSON_DEPTH {
-            return Err(S::Error::custom(format!(
-                "nested deeper than {MAX_JSON_DEPTH} levels"
-            )));
+        if self.depth > self.max_depth {
+            return Err(ffi::too_deep(self.max_depth));
         }
         if let Ok(dict) = value.cast::<PyDict>() {
             let mut map = serializer.serialize_map(Some(dict.len()))?;
@@ -281,17 +281,6 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
         .collect()
 }
 
-/// A request read from Python, owning what `RequestParts` borrows.
-struct OwnedParts {
-    principal: Option<(String, String)>,
-    action: (String, String),
-    resource: (String, String),
-    context: Option<String>,
-    entities: Option<String>,
-    token: Option<String>,
-    request_id: Option<String>,
-}
-
 /// The keywords of `authorize`, in its order.
 const KEYWORDS: [&str; 7] = [
     "principal",
@@ -303,75 +292,68 @@ const KEYWORDS: [&str; 7] = [
     "request_id",
 ];
 
-impl OwnedParts {
-    /// Reads the arguments of `authorize`; `None` for one left out.
-    fn read(args: [Option<&Bound<'_, PyAny>>; 7]) -> Result<Self, Failure> {
-        let [principal, action, resource, context, entities, token, request_id] = args;
-        let required = |name: &str, value: Option<&Bound<'_, PyAny>>| {
-            value
-                .map(|v| entity_ref(name, v))
-                .unwrap_or_else(|| Err(Failure::malformed(format!("`{name}` is required"))))
-        };
-        let string = |name: &str, value: Option<&Bound<'_, PyAny>>| {
-            value
-                .map(|v| {
-                    v.cast::<PyString>()
-                        .ok()
-                        .and_then(|v| v.to_str().ok().map(str::to_owned))
-                        .ok_or_else(|| Failure::malformed(format!("`{name}` must be a str")))
-                })
-                .transpose()
-        };
-        Ok(Self {
-            principal: principal.map(|p| entity_ref("principal", p)).transpose()?,
-            action: required("action", action)?,
-            resource: required("resource", resource)?,
-            context: context.map(|c| to_json("context", c)).transpose()?,
-            entities: entities.map(|e| to_json("entities", e)).transpose()?,
-            token: string("token", token)?,
-            request_id: string("request_id", request_id)?,
-        })
-    }
+/// Reads the arguments of `authorize` into `text`; `None` for one left out.
+fn read_request(
+    text: &mut RequestText,
+    args: [Option<&Bound<'_, PyAny>>; 7],
+) -> Result<SpannedRequest, Failure> {
+    let [principal, action, resource, context, entities, token, request_id] = args;
+    let required = |text: &mut RequestText, name: &str, value: Option<&Bound<'_, PyAny>>| {
+        value
+            .map(|v| entity_ref(text, name, v))
+            .unwrap_or_else(|| Err(Failure::malformed(format!("`{name}` is required"))))
+    };
+    let string = |text: &mut RequestText, name: &str, value: Option<&Bound<'_, PyAny>>| {
+        value
+            .map(|v| {
+                v.cast::<PyString>()
+                    .ok()
+                    .and_then(|v| v.to_str().ok().map(|s| text.push(s)))
+                    .ok_or_else(|| Failure::malformed(format!("`{name}` must be a str")))
+            })
+            .transpose()
+    };
+    Ok(SpannedRequest {
+        principal: principal
+            .map(|p| entity_ref(text, "principal", p))
+            .transpose()?,
+        action: required(text, "action", action)?,
+        resource: required(text, "resource", resource)?,
+        context: context.map(|c| push_json(text, "context", c)).transpose()?,
+        entities: entities
+            .map(|e| push_json(text, "entities", e))
+            .transpose()?,
+        token: string(text, "token", token)?,
+        request_id: string(text, "request_id", request_id)?,
+    })
+}
 
-    /// Reads a request of `authorize_many`: a dict with the keywords of `authorize`.
-    fn from_dict(obj: &Bound<'_, PyAny>) -> Result<Self, Failure> {
-        let dict = obj.cast::<PyDict>().map_err(|_| {
-            Failure::malformed("a request must be a dict with the keywords of `authorize`")
-        })?;
-        for key in dict.keys() {
-            let known = key
-                .cast::<PyString>()
-                .ok()
-                .and_then(|k| k.to_str().ok())
-                .is_some_and(|k| KEYWORDS.contains(&k));
-            if !known {
-                return Err(Failure::malformed(format!(
-                    "unknown key {key} in a request; expected {}",
-                    KEYWORDS.join(", ")
-                )));
-            }
-        }
-        let values: Vec<Option<Bound<'_, PyAny>>> = KEYWORDS
-            .iter()
-            .map(|k| dict.get_item(k).ok().flatten().filter(|v| !v.is_none()))
-            .collect();
-        Self::read(std::array::from_fn(|i| values[i].as_ref()))
-    }
-
-    fn parts(&self) -> RequestParts<'_> {
-        fn pair((t, i): &(String, String)) -> (&str, &str) {
-            (t, i)
-        }
-        RequestParts {
-            principal: self.principal.as_ref().map(pair),
-            action: pair(&self.action),
-            resource: pair(&self.resource),
-            context_json: self.context.as_deref(),
-            entities_json: self.entities.as_deref(),
-            token: self.token.as_deref(),
-            request_id: self.request_id.as_deref(),
+/// Reads a request of `authorize_many`: a dict with the keywords of `authorize`.
+fn read_request_dict(
+    text: &mut RequestText,
+    obj: &Bound<'_, PyAny>,
+) -> Result<SpannedRequest, Failure> {
+    let dict = obj.cast::<PyDict>().map_err(|_| {
+        Failure::malformed("a request must be a dict with the keywords of `authorize`")
+    })?;
+    for key in dict.keys() {
+        let known = key
+            .cast::<PyString>()
+            .ok()
+            .and_then(|k| k.to_str().ok())
+            .is_some_and(|k| KEYWORDS.contains(&k));
+        if !known {
+            return Err(Failure::malformed(format!(
+                "unknown key {key} in a request; expected {}",
+                KEYWORDS.join(", ")
+            )));
         }
     }
+    let values: Vec<Option<Bound<'_, PyAny>>> = KEYWORDS
+        .iter()
+        .map(|k| dict.get_item(k).ok().flatten().filter(|v| !v.is_none()))
+        .collect();
+    read_request(text, std::array::from_fn(|i| values[i].as_ref()))
 }
 
 /// Decides requests against one bundle at a time. Safe to share between threads, reloads
@@ -513,17 +495,21 @@ impl Engine {
         request_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         let decided = guarded(|| {
-            let request = OwnedParts::read([
-                principal,
-                Some(action),
-                Some(resource),
-                context,
-                entities,
-                token,
-                request_id,
-            ])?;
+            let mut text = RequestText::new(&self.inner);
+            let request = read_request(
+                &mut text,
+                [
+                    principal,
+                    Some(action),
+                    Some(resource),
+                    context,
+                    entities,
+                    token,
+                    request_id,
+                ],
+            )?;
             Ok(Decision::from(
-                self.inner.authorize_parts(&request.parts())?,
+                self.inner.authorize_parts(&request.parts(&text))?,
             ))
         });
         self.deliver_events(py)?;
@@ -546,17 +532,18 @@ impl Engine {
                 requests.get_type().name()?
             )));
         }
-        let items: Vec<Result<OwnedParts, Failure>> = requests
+        let mut text = RequestText::new(&self.inner);
+        let items: Vec<Result<SpannedRequest, Failure>> = requests
             .try_iter()?
-            .map(|item| Ok(OwnedParts::from_dict(&item?)))
+            .map(|item| Ok(read_request_dict(&mut text, &item?)))
             .collect::<PyResult<_>>()?;
         let answers = py.detach(|| {
             guarded(|| {
                 let read: Vec<Result<RequestParts<'_>, Failure>> = items
                     .iter()
-                    .map(|item| item.as_ref().map(OwnedParts::parts).map_err(Clone::clone))
+                    .map(|item| item.as_ref().map(|r| r.parts(&text)).map_err(Clone::clone))
                     .collect();
-                Ok(self.inner.authorize_read_batch(&read))
+                Ok(ffi::authorize_read_batch(&self.inner, &read))
             })
         });
         self.deliver_events(py)?;

@@ -7,10 +7,10 @@
 //! the deciding thread (`hold_event`) until the call has the GVL again, and then go to the block.
 
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use arbiter_core::decision_log::{hold_event, take_held_events};
+use arbiter_core::ffi::{self, guarded, RequestText, Span, SpannedRequest};
 use arbiter_core::{
     BundleFile, CallError, Decision as CoreDecision, DecisionErrorKind, DecisionLogOptions, Effect,
     ErrorKind, RequestParts, TokenReport,
@@ -68,12 +68,6 @@ impl RubyError for Failure {
             Err(e) => e,
         }
     }
-}
-
-/// Runs `f`, turning a panic into an `InternalError` (never an allow, never a crash).
-fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
-    catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err(Failure::internal("Arbiter panicked; nothing was decided")))
 }
 
 /// [`guarded`], a failure raised as the `Arbiter::Error` for its kind.
@@ -278,147 +272,85 @@ static KEYWORDS: Keys<7> = keys!(
 /// The keys of an entity reference.
 static REFERENCE_KEYS: Keys<2> = keys!("type", "id");
 
-/// A range of [`Texts`].
-#[derive(Clone, Copy)]
-struct Span {
-    start: usize,
-    end: usize,
+/// A String (or an object that converts to one with `to_str`), copied into `text`.
+fn push_string(text: &mut RequestText, value: Value) -> Option<Span> {
+    with_string_text(value, |s| text.push(s))
 }
 
-/// Text copied out of Ruby objects into one buffer that all requests of a call share: reading
-/// a request allocates nothing of its own, and deciding, without the GVL, reads no Ruby object.
-#[derive(Default)]
-struct Texts {
-    text: String,
-    /// Scratch space for writing JSON.
-    json: Vec<u8>,
+/// A JSON-like Ruby value (see [`Json`]) written into `text` as JSON.
+fn push_json(text: &mut RequestText, name: &str, value: Value) -> Result<Span, Failure> {
+    let max_depth = text.max_json_depth();
+    text.push_json(
+        name,
+        &Json {
+            value,
+            depth: 0,
+            max_depth,
+        },
+    )
 }
 
-impl Texts {
-    fn push(&mut self, text: &str) -> Span {
-        let start = self.text.len();
-        self.text.push_str(text);
-        self.since(start)
-    }
-
-    /// The text added from `start` on.
-    fn since(&self, start: usize) -> Span {
-        Span {
-            start,
-            end: self.text.len(),
-        }
-    }
-
-    fn get(&self, span: Span) -> &str {
-        &self.text[span.start..span.end]
-    }
-
-    /// A String (or an object that converts to one with `to_str`), copied in.
-    fn string(&mut self, value: Value) -> Option<Span> {
-        with_string_text(value, |text| self.push(text))
-    }
-
-    /// A JSON-like Ruby value (see [`Json`]) written as JSON.
-    fn json(&mut self, name: &str, value: Value) -> Result<Span, Failure> {
-        self.json.clear();
-        serde_json::to_writer(&mut self.json, &Json { value, depth: 0 })
-            .map_err(|e| Failure::malformed(format!("`{name}` is not JSON-like: {e}")))?;
-        let json = std::str::from_utf8(&self.json)
-            .map_err(|_| Failure::internal("JSON written from Ruby is not UTF-8"))?;
-        let start = self.text.len();
-        self.text.push_str(json);
-        Ok(self.since(start))
-    }
-}
-
-/// A request read from Ruby: where its parts are in the call's [`Texts`].
-struct ReadRequest {
-    principal: Option<(Span, Span)>,
-    action: (Span, Span),
-    resource: (Span, Span),
-    context: Option<Span>,
-    entities: Option<Span>,
-    token: Option<Span>,
-    request_id: Option<Span>,
-}
-
-impl ReadRequest {
-    fn parts<'t>(&self, texts: &'t Texts) -> RequestParts<'t> {
-        let pair = |(t, i): (Span, Span)| (texts.get(t), texts.get(i));
-        let text = |span: Option<Span>| span.map(|s| texts.get(s));
-        RequestParts {
-            principal: self.principal.map(pair),
-            action: pair(self.action),
-            resource: pair(self.resource),
-            context_json: text(self.context),
-            entities_json: text(self.entities),
-            token: text(self.token),
-            request_id: text(self.request_id),
-        }
-    }
-
-    /// Reads the arguments of `authorize` (nil for a missing optional one) into `texts`.
-    #[allow(clippy::too_many_arguments)]
-    fn read(
-        texts: &mut Texts,
-        principal: Value,
-        action: Value,
-        resource: Value,
-        context: Value,
-        entities: Value,
-        token: Value,
-        request_id: Value,
-    ) -> Result<Self, Failure> {
-        let string = |texts: &mut Texts, name: &str, value: Value| {
-            optional(value)
-                .map(|v| {
-                    texts.string(v).ok_or_else(|| {
-                        Failure::malformed(format!("`{name}` must be a String of UTF-8 text"))
-                    })
+/// Reads the arguments of `authorize` (nil for a missing optional one) into `text`.
+#[allow(clippy::too_many_arguments)]
+fn read_request(
+    text: &mut RequestText,
+    principal: Value,
+    action: Value,
+    resource: Value,
+    context: Value,
+    entities: Value,
+    token: Value,
+    request_id: Value,
+) -> Result<SpannedRequest, Failure> {
+    let string = |text: &mut RequestText, name: &str, value: Value| {
+        optional(value)
+            .map(|v| {
+                push_string(text, v).ok_or_else(|| {
+                    Failure::malformed(format!("`{name}` must be a String of UTF-8 text"))
                 })
-                .transpose()
-        };
-        Ok(Self {
-            principal: optional(principal)
-                .map(|p| entity_ref(texts, "principal", p))
-                .transpose()?,
-            action: entity_ref(texts, "action", action)?,
-            resource: entity_ref(texts, "resource", resource)?,
-            context: optional(context)
-                .map(|c| texts.json("context", c))
-                .transpose()?,
-            entities: optional(entities)
-                .map(|e| texts.json("entities", e))
-                .transpose()?,
-            token: string(texts, "token", token)?,
-            request_id: string(texts, "request_id", request_id)?,
-        })
-    }
+            })
+            .transpose()
+    };
+    Ok(SpannedRequest {
+        principal: optional(principal)
+            .map(|p| entity_ref(text, "principal", p))
+            .transpose()?,
+        action: entity_ref(text, "action", action)?,
+        resource: entity_ref(text, "resource", resource)?,
+        context: optional(context)
+            .map(|c| push_json(text, "context", c))
+            .transpose()?,
+        entities: optional(entities)
+            .map(|e| push_json(text, "entities", e))
+            .transpose()?,
+        token: string(text, "token", token)?,
+        request_id: string(text, "request_id", request_id)?,
+    })
+}
 
-    /// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
-    fn read_hash(texts: &mut Texts, request: Value) -> Result<Self, Failure> {
-        let hash = RHash::from_value(request).ok_or_else(|| {
-            Failure::malformed("a request must be a Hash with the keywords of `authorize`")
+/// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
+fn read_request_hash(text: &mut RequestText, request: Value) -> Result<SpannedRequest, Failure> {
+    let hash = RHash::from_value(request).ok_or_else(|| {
+        Failure::malformed("a request must be a Hash with the keywords of `authorize`")
+    })?;
+    let [principal, action, resource, context, entities, token, request_id] =
+        slots(hash, &KEYWORDS).map_err(|wrong| {
+            Failure::malformed(format!(
+                "{wrong} in a request; expected {}",
+                KEYWORDS.names.join(", ")
+            ))
         })?;
-        let [principal, action, resource, context, entities, token, request_id] =
-            slots(hash, &KEYWORDS).map_err(|wrong| {
-                Failure::malformed(format!(
-                    "{wrong} in a request; expected {}",
-                    KEYWORDS.names.join(", ")
-                ))
-            })?;
-        let nil = |v: Option<Value>| v.unwrap_or_else(|| Ruby::get_with(hash).qnil().as_value());
-        Self::read(
-            texts,
-            nil(principal),
-            nil(action),
-            nil(resource),
-            nil(context),
-            nil(entities),
-            nil(token),
-            nil(request_id),
-        )
-    }
+    let nil = |v: Option<Value>| v.unwrap_or_else(|| Ruby::get_with(hash).qnil().as_value());
+    read_request(
+        text,
+        nil(principal),
+        nil(action),
+        nil(resource),
+        nil(context),
+        nil(entities),
+        nil(token),
+        nil(request_id),
+    )
 }
 
 fn optional(value: Value) -> Option<Value> {
@@ -496,17 +428,14 @@ fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<String, Error>
 }
 
 /// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
-fn entity_ref(texts: &mut Texts, name: &str, value: Value) -> Result<(Span, Span), Failure> {
+fn entity_ref(text: &mut RequestText, name: &str, value: Value) -> Result<(Span, Span), Failure> {
     let wrong = || Failure::malformed(format!("`{name}` must be {{type: String, id: String}}"));
     let hash = RHash::from_value(value).ok_or_else(wrong)?;
     let [type_name, id] = slots(hash, &REFERENCE_KEYS)
         .map_err(|problem| Failure::malformed(format!("`{name}`: {problem}")))?;
-    let mut text = |v: Option<Value>| v.and_then(|v| texts.string(v)).ok_or_else(wrong);
-    Ok((text(type_name)?, text(id)?))
+    let mut read = |v: Option<Value>| v.and_then(|v| push_string(text, v)).ok_or_else(wrong);
+    Ok((read(type_name)?, read(id)?))
 }
-
-/// Nesting beyond this is refused (and a Hash that contains itself never recurses forever).
-const MAX_JSON_DEPTH: usize = 64;
 
 /// A JSON-like Ruby value (Hash with String or Symbol keys, Array, String, Symbol, Integer,
 /// Float, true, false, nil), serialized as JSON without building an intermediate value. The
@@ -514,6 +443,8 @@ const MAX_JSON_DEPTH: usize = 64;
 struct Json {
     value: Value,
     depth: usize,
+    /// The engine's `max_json_depth`.
+    max_depth: usize,
 }
 
 impl Json {
@@ -521,6 +452,7 @@ impl Json {
         Self {
             value,
             depth: self.depth + 1,
+            max_depth: self.max_depth,
         }
     }
 }
@@ -528,10 +460,8 @@ impl Json {
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let value = self.value;
-        if self.depth > MAX_JSON_DEPTH {
-            return Err(S::Error::custom(format!(
-                "nested deeper than {MAX_JSON_DEPTH} levels"
-            )));
+        if self.depth > self.max_depth {
+            return Err(ffi::too_deep(self.max_depth));
         }
         if let Some(hash) = RHash::from_value(value) {
             let mut map = serializer.serialize_map(Some(hash.len()))?;
@@ -678,14 +608,14 @@ impl Engine {
         token: Value,
         request_id: Value,
     ) -> Result<Value, Error> {
-        let mut texts = Texts::default();
+        let engine = &rb_self.inner;
+        let mut text = RequestText::new(engine);
         let request = guard(ruby, || {
-            ReadRequest::read(
-                &mut texts, principal, action, resource, context, entities, token, request_id,
+            read_request(
+                &mut text, principal, action, resource, context, entities, token, request_id,
             )
         })?;
-        let engine = &rb_self.inner;
-        let decide = || Ok(engine.authorize_parts(&request.parts(&texts))?);
+        let decide = || Ok(engine.authorize_parts(&request.parts(&text))?);
         // A token may need a signature check, which pays for giving up the GVL.
         let decided = if request.token.is_some() {
             without_gvl(ruby, decide)
@@ -700,20 +630,20 @@ impl Engine {
     /// bundle version, without the GVL. Answers, in order, a Decision per request or the
     /// `Arbiter::Error` of a request that could not be decided (returned, not raised).
     fn authorize_many(ruby: &Ruby, rb_self: Obj<Self>, requests: RArray) -> Result<RArray, Error> {
-        let mut texts = Texts::default();
-        let items: Vec<Result<ReadRequest, Failure>> = guard(ruby, || {
+        let engine = &rb_self.inner;
+        let mut text = RequestText::new(engine);
+        let items: Vec<Result<SpannedRequest, Failure>> = guard(ruby, || {
             Ok(requests
                 .into_iter()
-                .map(|request| ReadRequest::read_hash(&mut texts, request))
+                .map(|request| read_request_hash(&mut text, request))
                 .collect())
         })?;
-        let engine = &rb_self.inner;
         let answers = without_gvl(ruby, || {
             let read: Vec<Result<RequestParts<'_>, Failure>> = items
                 .iter()
-                .map(|item| item.as_ref().map(|r| r.parts(&texts)).map_err(Clone::clone))
+                .map(|item| item.as_ref().map(|r| r.parts(&text)).map_err(Clone::clone))
                 .collect();
-            Ok(engine.authorize_read_batch(&read))
+            Ok(ffi::authorize_read_batch(engine, &read))
         });
         deliver_events(ruby, rb_self)?;
         let answers = answers?;

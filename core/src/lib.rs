@@ -12,6 +12,8 @@ mod token;
 mod wire;
 // What an operator sees: metrics, decision logs, shadow comparison.
 mod operations;
+// What every language binding needs beside the engine.
+pub mod ffi;
 
 pub use bundle::bundle_tests;
 pub use operations::decision_log;

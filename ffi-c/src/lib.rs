@@ -220,10 +220,9 @@ fn c_string(text: &str) -> CString {
 /// Runs `body` inside the panic boundary: its error, or a panic, becomes a result code and an
 /// `arbiter_error`.
 fn boundary(err_out: *mut *mut arbiter_error, body: impl FnOnce() -> Result<(), Failure>) -> u32 {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => OK,
-        Ok(Err(failure)) => failure.report(err_out),
-        Err(_) => Failure::internal("Arbiter panicked; nothing was decided").report(err_out),
+    match arbiter_core::ffi::guarded(body) {
+        Ok(()) => OK,
+        Err(failure) => failure.report(err_out),
     }
 }
 

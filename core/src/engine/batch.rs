@@ -42,10 +42,8 @@ impl Engine {
         self.decide_batch(requests.iter().map(Ok))
     }
 
-    /// Decides a batch a binding read element by element: each element read is decided (as by
-    /// [`Engine::authorize_parts_batch`], against one bundle version), each that could not be
-    /// read keeps its error, in place.
-    pub fn authorize_read_batch(
+    /// Decides a batch a binding read element by element (see [`crate::ffi::authorize_read_batch`]).
+    pub(crate) fn decide_read_batch(
         &self,
         items: &[Result<RequestParts<'_>, CallError>],
     ) -> Vec<Result<Decision, CallError>> {

@@ -640,7 +640,10 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
     assert!(!answers[2].as_ref().unwrap().allowed());
     // A batch a binding read: an element it could not read keeps its error, in place.
     let unread = arbiter::CallError::malformed("`action` is required");
-    let answers = e.authorize_read_batch(&[Ok(denied), Err(unread.clone()), Ok(bad), Ok(parts)]);
+    let answers = arbiter::ffi::authorize_read_batch(
+        &e,
+        &[Ok(denied), Err(unread.clone()), Ok(bad), Ok(parts)],
+    );
     assert!(!answers[0].as_ref().unwrap().allowed());
     assert_eq!(answers[1], Err(unread));
     assert_eq!(

@@ -1,0 +1,194 @@
+//! What every language binding needs beside the [`Engine`], in one place (in the spirit of
+//! cedar-policy's own `ffi` module), so that a binding only converts its language's values and
+//! errors: panic containment, the buffer a call's requests are read into, and the batch call
+//! that keeps each element's error in place.
+//!
+//! A binding reads a call's requests into one [`RequestText`] (every entity reference, token
+//! and id copied in once, contexts and entities written as JSON with the engine's nesting
+//! limit), then decides [`SpannedRequest::parts`] of it, without touching a host object.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::Serialize;
+
+use crate::engine::limits::Limits;
+use crate::engine::Engine;
+use crate::wire::decision::Decision;
+use crate::wire::error::CallError;
+use crate::wire::request::RequestParts;
+
+/// Runs `f`, turning a panic into a [`CallError`] of kind `internal`: never an allow, never an
+/// unwind into the host.
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallError> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(CallError::internal("Arbiter panicked; nothing was decided")))
+}
+
+/// Decides a batch a binding read element by element, against one bundle version: each
+/// request read is decided (a context given twice is read once, a request given twice decided
+/// once, as [`Engine::authorize_parts_batch`] does), each element that could not be read keeps
+/// its error, in place.
+pub fn authorize_read_batch(
+    engine: &Engine,
+    items: &[Result<RequestParts<'_>, CallError>],
+) -> Vec<Result<Decision, CallError>> {
+    engine.decide_read_batch(items)
+}
+
+/// The error a host value serializer gives for a value nested deeper than `max_json_depth`
+/// (see [`RequestText::max_json_depth`]), so that a self-containing Hash or dict never recurses
+/// forever.
+pub fn too_deep<E: serde::ser::Error>(max_json_depth: usize) -> E {
+    E::custom(format_args!(
+        "nested deeper than {max_json_depth} levels (max_json_depth)"
+    ))
+}
+
+/// A range of a [`RequestText`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// The text of a call's requests, copied out of a host language's objects into one buffer that
+/// all the call's requests share: reading a request allocates nothing of its own, and deciding
+/// (without the host's lock) reads no host object.
+#[derive(Debug)]
+pub struct RequestText {
+    text: String,
+    /// Scratch space for writing JSON.
+    json: Vec<u8>,
+    max_json_depth: usize,
+}
+
+impl RequestText {
+    /// An empty buffer for requests to `engine`, whose nesting limit JSON written here keeps.
+    pub fn new(engine: &Engine) -> Self {
+        Self::with_limits(&engine.limits())
+    }
+
+    /// An empty buffer whose JSON keeps `limits`' nesting limit.
+    pub fn with_limits(limits: &Limits) -> Self {
+        Self {
+            text: String::new(),
+            json: Vec::new(),
+            max_json_depth: limits.max_json_depth,
+        }
+    }
+
+    /// Copies `text` in.
+    pub fn push(&mut self, text: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(text);
+        self.since(start)
+    }
+
+    /// Writes a host value as JSON (`value` serializes it, refusing nesting past
+    /// [`RequestText::max_json_depth`] with [`too_deep`]); `name` names it in the error of a
+    /// value that is not JSON-like.
+    pub fn push_json(&mut self, name: &str, value: &impl Serialize) -> Result<Span, CallError> {
+        self.json.clear();
+        serde_json::to_writer(&mut self.json, value)
+            .map_err(|e| CallError::malformed(format!("`{name}` is not JSON-like: {e}")))?;
+        let json = std::str::from_utf8(&self.json)
+            .map_err(|_| CallError::internal("JSON written from host values is not UTF-8"))?;
+        let start = self.text.len();
+        self.text.push_str(json);
+        Ok(self.since(start))
+    }
+
+    /// The nesting a host value serializer may go to before [`too_deep`]: the engine's
+    /// `max_json_depth`, which the engine then holds the JSON written to exactly.
+    pub fn max_json_depth(&self) -> usize {
+        self.max_json_depth
+    }
+
+    /// The text of `span`.
+    pub fn get(&self, span: Span) -> &str {
+        &self.text[span.start..span.end]
+    }
+
+    fn since(&self, start: usize) -> Span {
+        Span {
+            start,
+            end: self.text.len(),
+        }
+    }
+}
+
+/// A request read into a [`RequestText`]: where each of its parts is.
+#[derive(Debug, Clone, Copy)]
+pub struct SpannedRequest {
+    /// `(type, id)` of the principal, when given.
+    pub principal: Option<(Span, Span)>,
+    /// `(type, id)` of the action.
+    pub action: (Span, Span),
+    /// `(type, id)` of the resource.
+    pub resource: (Span, Span),
+    /// The context as JSON, when given.
+    pub context: Option<Span>,
+    /// The request's entities as a JSON array, when given.
+    pub entities: Option<Span>,
+    /// The token, when given.
+    pub token: Option<Span>,
+    /// The host's request id, when given.
+    pub request_id: Option<Span>,
+}
+
+impl SpannedRequest {
+    /// The request as parts borrowed from `text`.
+    pub fn parts<'t>(&self, text: &'t RequestText) -> RequestParts<'t> {
+        let pair = |(t, i): (Span, Span)| (text.get(t), text.get(i));
+        let span = |s: Option<Span>| s.map(|s| text.get(s));
+        RequestParts {
+            principal: self.principal.map(pair),
+            action: pair(self.action),
+            resource: pair(self.resource),
+            context_json: span(self.context),
+            entities_json: span(self.entities),
+            token: span(self.token),
+            request_id: span(self.request_id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_read_into_one_text_give_their_parts_back() {
+        let mut text = RequestText::with_limits(&Limits::default());
+        let (user, alice) = (text.push("User"), text.push("alice"));
+        let read = text.push("read");
+        let context = text
+            .push_json("context", &serde_json::json!({"n": 1}))
+            .unwrap();
+        let request = SpannedRequest {
+            principal: Some((user, alice)),
+            action: (text.push("Action"), read),
+            resource: (user, alice),
+            context: Some(context),
+            entities: None,
+            token: None,
+            request_id: None,
+        };
+        let parts = request.parts(&text);
+        assert_eq!(parts.principal, Some(("User", "alice")));
+        assert_eq!(parts.action, ("Action", "read"));
+        assert_eq!(parts.context_json, Some(r#"{"n":1}"#));
+        assert_eq!(text.max_json_depth(), 32);
+        let deep: serde_json::Error = too_deep(text.max_json_depth());
+        assert!(
+            deep.to_string().contains("32 levels (max_json_depth)"),
+            "{deep}"
+        );
+    }
+
+    #[test]
+    fn a_panic_is_an_internal_error() {
+        let e = guarded::<()>(|| panic!("boom")).unwrap_err();
+        assert_eq!(e.kind.as_str(), "internal");
+    }
+}
