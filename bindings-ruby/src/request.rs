@@ -1,0 +1,281 @@
+//! Reading `authorize`'s keywords and `authorize_many`'s Hashes into core's request buffer:
+//! entity references, tokens and ids copied in, contexts and entities written as JSON.
+
+use crate::error::{Failure, RubyError};
+use arbiter_core::ffi::{self, RequestText, Span, SpannedRequest};
+use magnus::r_hash::ForEach;
+use magnus::value::{LazyId, Qfalse, Qtrue, ReprValue};
+use magnus::{
+    prelude::*, Error, Float, Integer, RArray, RHash, RString, Ruby, Symbol, TryConvert, Value,
+};
+use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+/// Key names read from Ruby Hashes, with their interned Symbols: a Symbol key is recognized by
+/// its id, without reading its name.
+struct Keys<const N: usize> {
+    names: [&'static str; N],
+    ids: [LazyId; N],
+}
+
+macro_rules! keys {
+    ($($name:literal),* $(,)?) => {
+        Keys { names: [$($name),*], ids: [$(LazyId::new($name)),*] }
+    };
+}
+
+/// The keywords of `authorize`.
+static KEYWORDS: Keys<7> = keys!(
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "entities",
+    "token",
+    "request_id",
+);
+
+/// The keys of an entity reference.
+static REFERENCE_KEYS: Keys<2> = keys!("type", "id");
+
+/// A String (or an object that converts to one with `to_str`), copied into `text`.
+fn push_string(text: &mut RequestText, value: Value) -> Option<Span> {
+    with_string_text(value, |s| text.push(s))
+}
+
+/// A JSON-like Ruby value (see [`Json`]) written into `text` as JSON.
+fn push_json(text: &mut RequestText, name: &str, value: Value) -> Result<Span, Failure> {
+    let max_depth = text.max_json_depth();
+    text.push_json(
+        name,
+        &Json {
+            value,
+            depth: 0,
+            max_depth,
+        },
+    )
+}
+
+/// Reads the arguments of `authorize` (nil for a missing optional one) into `text`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_request(
+    text: &mut RequestText,
+    principal: Value,
+    action: Value,
+    resource: Value,
+    context: Value,
+    entities: Value,
+    token: Value,
+    request_id: Value,
+) -> Result<SpannedRequest, Failure> {
+    let string = |text: &mut RequestText, name: &str, value: Value| {
+        optional(value)
+            .map(|v| {
+                push_string(text, v).ok_or_else(|| {
+                    Failure::malformed(format!("`{name}` must be a String of UTF-8 text"))
+                })
+            })
+            .transpose()
+    };
+    Ok(SpannedRequest {
+        principal: optional(principal)
+            .map(|p| entity_ref(text, "principal", p))
+            .transpose()?,
+        action: entity_ref(text, "action", action)?,
+        resource: entity_ref(text, "resource", resource)?,
+        context: optional(context)
+            .map(|c| push_json(text, "context", c))
+            .transpose()?,
+        entities: optional(entities)
+            .map(|e| push_json(text, "entities", e))
+            .transpose()?,
+        token: string(text, "token", token)?,
+        request_id: string(text, "request_id", request_id)?,
+    })
+}
+
+/// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
+pub(crate) fn read_request_hash(
+    text: &mut RequestText,
+    request: Value,
+) -> Result<SpannedRequest, Failure> {
+    let hash = RHash::from_value(request).ok_or_else(|| {
+        Failure::malformed("a request must be a Hash with the keywords of `authorize`")
+    })?;
+    let [principal, action, resource, context, entities, token, request_id] =
+        slots(hash, &KEYWORDS).map_err(|wrong| {
+            Failure::malformed(format!(
+                "{wrong} in a request; expected {}",
+                KEYWORDS.names.join(", ")
+            ))
+        })?;
+    let nil = |v: Option<Value>| v.unwrap_or_else(|| Ruby::get_with(hash).qnil().as_value());
+    read_request(
+        text,
+        nil(principal),
+        nil(action),
+        nil(resource),
+        nil(context),
+        nil(entities),
+        nil(token),
+        nil(request_id),
+    )
+}
+
+fn optional(value: Value) -> Option<Value> {
+    (!value.is_nil()).then_some(value)
+}
+
+/// The values of a Hash whose keys are among `keys` (as Symbols or Strings), in the order of
+/// `keys`, read in one pass; an unknown key, or a key given both as a Symbol and a String, is
+/// answered with what is wrong.
+fn slots<const N: usize>(hash: RHash, keys: &Keys<N>) -> Result<[Option<Value>; N], String> {
+    let mut values = [None; N];
+    let mut wrong = None;
+    let _ = hash.foreach(|key: Value, value: Value| {
+        let slot = match Symbol::from_value(key).and_then(|s| s.as_static()) {
+            Some(symbol) => keys.ids.iter().position(|id| *id == symbol),
+            None => with_text(key, |name| keys.names.iter().position(|n| *n == name)).flatten(),
+        };
+        match slot {
+            Some(i) if values[i].is_none() => {
+                values[i] = Some(value);
+                Ok(ForEach::Continue)
+            }
+            Some(i) => {
+                let name = keys.names[i];
+                wrong = Some(format!(
+                    "key `{name}` given twice (as a Symbol and a String)"
+                ));
+                Ok(ForEach::Stop)
+            }
+            None => {
+                wrong = Some(format!("unknown key {}", key.inspect()));
+                Ok(ForEach::Stop)
+            }
+        }
+    });
+    match wrong {
+        Some(wrong) => Err(wrong),
+        None => Ok(values),
+    }
+}
+
+/// Calls `f` with the text of a Symbol or String: a UTF-8 (or ASCII) String as it is, a binary
+/// one (as Rack bodies and IO reads are) if its bytes are UTF-8, one in another encoding
+/// converted to UTF-8. `None` for anything else, or bytes that are not text. `f` must not run
+/// Ruby code.
+pub(crate) fn with_text<T>(value: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+    if let Some(symbol) = Symbol::from_value(value) {
+        return symbol.name().ok().map(|name| f(&name));
+    }
+    let string = RString::from_value(value)?;
+    // SAFETY: the string is only read, and no Ruby code runs while it is borrowed.
+    if let Ok(text) = unsafe { string.as_str() } {
+        return Some(f(text));
+    }
+    if string.enc_get() == Ruby::get_with(string).ascii8bit_encindex() {
+        // SAFETY: as above.
+        return std::str::from_utf8(unsafe { string.as_slice() })
+            .ok()
+            .map(f);
+    }
+    string.to_string().ok().map(|text| f(&text))
+}
+
+/// [`with_text`] for a String or an object that converts to one with `to_str`.
+fn with_string_text<T>(value: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+    with_text(RString::try_convert(value).ok()?.as_value(), f)
+}
+
+/// A String argument as text (see [`with_string_text`]), or a `MalformedRequestError` naming
+/// it.
+pub(crate) fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<String, Error> {
+    with_string_text(value, str::to_owned).ok_or_else(|| {
+        Failure::malformed(format!("`{name}` must be a String of UTF-8 text")).into_error(ruby)
+    })
+}
+
+/// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
+fn entity_ref(text: &mut RequestText, name: &str, value: Value) -> Result<(Span, Span), Failure> {
+    let wrong = || Failure::malformed(format!("`{name}` must be {{type: String, id: String}}"));
+    let hash = RHash::from_value(value).ok_or_else(wrong)?;
+    let [type_name, id] = slots(hash, &REFERENCE_KEYS)
+        .map_err(|problem| Failure::malformed(format!("`{name}`: {problem}")))?;
+    let mut read = |v: Option<Value>| v.and_then(|v| push_string(text, v)).ok_or_else(wrong);
+    Ok((read(type_name)?, read(id)?))
+}
+
+/// A JSON-like Ruby value (Hash with String or Symbol keys, Array, String, Symbol, Integer,
+/// Float, true, false, nil), serialized as JSON without building an intermediate value. The
+/// values stay on the stack, where Ruby's collector sees them.
+struct Json {
+    value: Value,
+    depth: usize,
+    /// The engine's `max_json_depth`.
+    max_depth: usize,
+}
+
+impl Json {
+    fn nested(&self, value: Value) -> Self {
+        Self {
+            value,
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = self.value;
+        if self.depth > self.max_depth {
+            return Err(ffi::too_deep(self.max_depth));
+        }
+        if let Some(hash) = RHash::from_value(value) {
+            let mut map = serializer.serialize_map(Some(hash.len()))?;
+            let mut failed = None;
+            let _ = hash.foreach(|key: Value, item: Value| {
+                let entry = with_text(key, |key| map.serialize_entry(key, &self.nested(item)))
+                    .unwrap_or_else(|| {
+                        Err(S::Error::custom("Hash keys must be Strings or Symbols"))
+                    });
+                Ok(match entry {
+                    Ok(()) => ForEach::Continue,
+                    Err(e) => {
+                        failed = Some(e);
+                        ForEach::Stop
+                    }
+                })
+            });
+            match failed {
+                Some(e) => Err(e),
+                None => map.end(),
+            }
+        } else if let Some(array) = RArray::from_value(value) {
+            let mut seq = serializer.serialize_seq(Some(array.len()))?;
+            for item in array {
+                seq.serialize_element(&self.nested(item))?;
+            }
+            seq.end()
+        } else if let Some(int) = Integer::from_value(value) {
+            serializer.serialize_i64(int.to_i64().map_err(S::Error::custom)?)
+        } else if let Some(float) = Float::from_value(value) {
+            serializer.serialize_f64(float.to_f64())
+        } else if Qtrue::from_value(value).is_some() {
+            serializer.serialize_bool(true)
+        } else if Qfalse::from_value(value).is_some() {
+            serializer.serialize_bool(false)
+        } else if value.is_nil() {
+            serializer.serialize_unit()
+        } else if RString::from_value(value).is_some() || Symbol::from_value(value).is_some() {
+            with_text(value, |text| serializer.serialize_str(text))
+                .unwrap_or_else(|| Err(S::Error::custom("a String is not valid UTF-8")))
+        } else {
+            Err(S::Error::custom(format!(
+                "a {} is not JSON-like",
+                value.class().inspect()
+            )))
+        }
+    }
+}
