@@ -1,0 +1,386 @@
+//! `Engine`: loading, deciding, batches, tokens and what an operator sets on it.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::decision::Decision;
+use crate::error::{Failure, IntoPyErr};
+use crate::request::{read_request, read_request_dict};
+use arbiter_core::decision_log::{hold_event, take_held_events};
+use arbiter_core::ffi::{self, guarded, RequestText, SpannedRequest};
+use arbiter_core::{BundleFile, DecisionLogOptions, RequestParts, TokenReport};
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+use pythonize::pythonize;
+
+fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
+    files
+        .iter()
+        .map(|(path, contents)| {
+            let path: String = path
+                .extract()
+                .map_err(|_| Failure::malformed("bundle file paths are str"))?;
+            // Text as str; a raw secret file's bytes as bytes.
+            let contents: Vec<u8> = match contents.cast::<PyBytes>() {
+                Ok(bytes) => bytes.as_bytes().to_vec(),
+                Err(_) => contents
+                    .extract::<String>()
+                    .map_err(|_| {
+                        Failure::malformed(format!("the contents of `{path}` must be str or bytes"))
+                    })?
+                    .into(),
+            };
+            Ok(BundleFile::new(path, contents))
+        })
+        .collect()
+}
+
+/// Decides requests against one bundle at a time. Safe to share between threads, reloads
+/// included; a forked child keeps a working copy.
+#[pyclass(frozen, module = "arbiter")]
+struct Engine {
+    inner: arbiter_core::Engine,
+    /// The decision log's sink, while one is set.
+    decision_log: Mutex<Option<Py<PyAny>>>,
+}
+
+fn load(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
+) -> PyResult<Engine> {
+    py.detach(|| guarded(|| Ok(f()?)))
+        .map(|inner| Engine {
+            inner,
+            decision_log: Mutex::new(None),
+        })
+        .map_err(|e| e.into_py(py))
+}
+
+impl Engine {
+    fn sink(&self) -> std::sync::MutexGuard<'_, Option<Py<PyAny>>> {
+        self.decision_log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets go of the sink outside the lock: dropping it may run its finalizer, Python code that
+    /// may release the GIL to a thread waiting for the lock.
+    fn drop_sink(&self) {
+        let sink = self.sink().take();
+        drop(sink);
+    }
+
+    /// Hands the decision log events this thread's call held to the sink, now that the GIL is
+    /// held again. A sink that raises an `Exception` is reported through
+    /// `sys.unraisablehook` (that event is lost, the decision stands); any other exception
+    /// (`KeyboardInterrupt`, ...) propagates.
+    fn deliver_events(&self, py: Python<'_>) -> PyResult<()> {
+        let events = take_held_events();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let Some(sink) = self.sink().as_ref().map(|s| s.clone_ref(py)) else {
+            return Ok(());
+        };
+        for event in events {
+            if let Err(e) = sink.call1(py, (event,)) {
+                if !e.is_instance_of::<PyException>(py) {
+                    return Err(e);
+                }
+                e.write_unraisable(py, Some(sink.bind(py)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Engine {
+    /// Loads the bundle in directory `path`.
+    #[staticmethod]
+    fn from_bundle_dir(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        load(py, move || arbiter_core::Engine::from_bundle_dir(&path))
+    }
+
+    /// Loads the default GitLab bundle embedded in the library.
+    #[staticmethod]
+    fn gitlab_default(py: Python<'_>) -> PyResult<Self> {
+        load(py, arbiter_core::Engine::gitlab_default)
+    }
+
+    /// Loads the signed bundle in directory `path`; `public_keys` are the trusted signing keys
+    /// (SPKI PEM). The engine then loads only bundles they signed, on every reload too.
+    #[staticmethod]
+    fn from_signed_bundle_dir(
+        py: Python<'_>,
+        path: PathBuf,
+        public_keys: Vec<String>,
+    ) -> PyResult<Self> {
+        let keys = arbiter_core::TrustedKeys::from_pems(&public_keys)
+            .map_err(|e| Failure::from(arbiter_core::LoadError::from(e)).into_py(py))?;
+        load(py, move || {
+            arbiter_core::Engine::from_signed_bundle_dir(&path, keys)
+        })
+    }
+
+    /// Loads a bundle held in memory: relative path -> contents.
+    #[staticmethod]
+    fn from_files(py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let files = bundle_files(files).map_err(|e| e.into_py(py))?;
+        load(py, move || arbiter_core::Engine::from_files(files))
+    }
+
+    /// Replaces the bundle with the one in `path`; on failure the old one keeps serving.
+    fn reload_from_dir(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| guarded(|| Ok(self.inner.reload_from_dir(&path)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Replaces the bundle with one held in memory; on failure the old one keeps serving.
+    fn reload_from_files(&self, py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<()> {
+        let files = bundle_files(files).map_err(|e| e.into_py(py))?;
+        py.detach(|| guarded(|| Ok(self.inner.reload_from_files(files)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Decides one request given as contract JSON; returns the decision JSON.
+    fn authorize_json(&self, py: Python<'_>, request: &str) -> PyResult<String> {
+        let decided = guarded(|| Ok(self.inner.authorize_json(request)?));
+        self.deliver_events(py)?;
+        decided.map_err(|e| e.into_py(py))
+    }
+
+    /// Decides a JSON array of requests; returns a JSON array with a decision, or
+    /// `{"error": {...}}`, per request.
+    fn authorize_json_batch(&self, py: Python<'_>, requests: &str) -> PyResult<String> {
+        let decided = py.detach(|| guarded(|| Ok(self.inner.authorize_json_batch(requests)?)));
+        self.deliver_events(py)?;
+        decided.map_err(|e| e.into_py(py))
+    }
+
+    /// Decides one request. Entity references are `{"type": ..., "id": ...}` dicts; `context`
+    /// a dict and `entities` a list of Cedar entity dicts; `principal` may be left out when a
+    /// `token` is given. `request_id`, the host's id for the request, goes into the decision
+    /// log.
+    #[pyo3(signature = (*, principal=None, action, resource, context=None, entities=None, token=None, request_id=None))]
+    #[allow(clippy::too_many_arguments)] // the keywords of the contract's `authorize`
+    fn authorize(
+        &self,
+        py: Python<'_>,
+        principal: Option<&Bound<'_, PyAny>>,
+        action: &Bound<'_, PyAny>,
+        resource: &Bound<'_, PyAny>,
+        context: Option<&Bound<'_, PyAny>>,
+        entities: Option<&Bound<'_, PyAny>>,
+        token: Option<&Bound<'_, PyAny>>,
+        request_id: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Decision> {
+        let decided = guarded(|| {
+            let mut text = RequestText::new(&self.inner);
+            let request = read_request(
+                &mut text,
+                [
+                    principal,
+                    Some(action),
+                    Some(resource),
+                    context,
+                    entities,
+                    token,
+                    request_id,
+                ],
+            )?;
+            Ok(Decision::from(
+                self.inner.authorize_parts(&request.parts(&text))?,
+            ))
+        });
+        self.deliver_events(py)?;
+        decided.map_err(|e| e.into_py(py))
+    }
+
+    /// Decides many requests (a list or tuple of dicts with the keys of `authorize`) in one
+    /// call, against one bundle version, without the GIL. Returns, in order, a `Decision` per
+    /// request, or the `ArbiterError` a request that could not be decided raised (returned, not
+    /// raised; falsy, like a deny).
+    fn authorize_many<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        // Not any iterable: a dict (one request by mistake) would iterate its keys.
+        if !requests.is_instance_of::<PyList>() && !requests.is_instance_of::<PyTuple>() {
+            return Err(PyTypeError::new_err(format!(
+                "authorize_many takes a list or tuple of request dicts, not {}",
+                requests.get_type().name()?
+            )));
+        }
+        let mut text = RequestText::new(&self.inner);
+        let items: Vec<Result<SpannedRequest, Failure>> = requests
+            .try_iter()?
+            .map(|item| Ok(read_request_dict(&mut text, &item?)))
+            .collect::<PyResult<_>>()?;
+        let answers = py.detach(|| {
+            guarded(|| {
+                let read: Vec<Result<RequestParts<'_>, Failure>> = items
+                    .iter()
+                    .map(|item| item.as_ref().map(|r| r.parts(&text)).map_err(Clone::clone))
+                    .collect();
+                Ok(ffi::authorize_read_batch(&self.inner, &read))
+            })
+        });
+        self.deliver_events(py)?;
+        let answers = answers.map_err(|e| e.into_py(py))?;
+        answers
+            .into_iter()
+            .map(|answer| {
+                Ok(match answer {
+                    Ok(decision) => Bound::new(py, Decision::from(decision))?.into_any(),
+                    Err(failure) => failure.into_py(py).into_value(py).into_bound(py).into_any(),
+                })
+            })
+            .collect()
+    }
+
+    /// Verifies a token against the bundle's `tokens.json` without deciding anything:
+    /// `{"valid": True, "kind", "principal", "claims"}` or `{"valid": False, "error": {...}}`.
+    fn verify_token<'py>(&self, py: Python<'py>, token: &str) -> PyResult<Bound<'py, PyDict>> {
+        let verified = py
+            .detach(|| {
+                guarded(|| {
+                    let verified = self.inner.verify_token(token);
+                    if let Ok(info) = &verified {
+                        info.claims(); // a JWT's payload is parsed here, detached
+                    }
+                    Ok(verified)
+                })
+            })
+            .map_err(|e| e.into_py(py))?;
+        pythonize(py, &TokenReport::from(&verified))
+            .map_err(|e| Failure::internal(e.to_string()).into_py(py))?
+            .cast_into::<PyDict>()
+            .map_err(|e| Failure::internal(e.to_string()).into_py(py))
+    }
+
+    /// The engine's entities (static ones and the schema's actions) as Cedar entity JSON.
+    fn entities_json(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| Ok(self.inner.entities_json())).map_err(|e| e.into_py(py))
+    }
+
+    /// Sets a candidate bundle (directory `path`) beside the live one: decisions are still taken
+    /// from the live bundle, and the candidate decides each request too, for comparison
+    /// (`shadow_report`). Replaces any earlier candidate; on failure nothing changes.
+    fn set_candidate_from_dir(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| guarded(|| Ok(self.inner.set_candidate_from_dir(&path)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Sets a candidate bundle held in memory: relative path -> contents.
+    fn set_candidate_from_files(&self, py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<()> {
+        let files = bundle_files(files).map_err(|e| e.into_py(py))?;
+        py.detach(|| guarded(|| Ok(self.inner.set_candidate_from_files(files)?)))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Drops the candidate bundle.
+    fn clear_candidate(&self) {
+        self.inner.clear_candidate();
+    }
+
+    /// How the candidate's decisions compared with the live bundle's, as a dict.
+    fn shadow_report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let report = guarded(|| Ok(self.inner.shadow_report())).map_err(|e| e.into_py(py))?;
+        pythonize(py, &report).map_err(|e| Failure::internal(e.to_string()).into_py(py))
+    }
+
+    /// Decides one request given as contract JSON and explains it, as a dict: the decision's
+    /// fields plus `policies` (`id`, `effect`, `outcome`, `condition`, `error` each).
+    fn explain<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
+        let explanation = py
+            .detach(|| guarded(|| Ok(self.inner.explain_json(request)?)))
+            .map_err(|e| e.into_py(py))?;
+        pythonize(py, &explanation).map_err(|e| Failure::internal(e.to_string()).into_py(py))
+    }
+
+    /// The same explanation as text for a person.
+    fn explain_text(&self, py: Python<'_>, request: &str) -> PyResult<String> {
+        py.detach(|| guarded(|| Ok(self.inner.explain_json(request)?.to_text())))
+            .map_err(|e| e.into_py(py))
+    }
+
+    /// Logs decisions from now on: every decision (of every call but `explain`) is passed to
+    /// `sink` as one JSON `str`, a line to ship as is (request id, bundle, principal, action,
+    /// resource, decision, policy ids, error kinds, token id, latency, context with the
+    /// manifest's `sensitive_attributes` masked; never a token). `sink` runs on the calling
+    /// thread once the deciding call is done, with the GIL; an exception it raises goes to
+    /// `sys.unraisablehook` and loses only its event. `sample_rate` (0.0 to 1.0) logs that
+    /// fraction, decisions with the same `request_id` alike; `max_events_per_second` caps the
+    /// rate. Out-of-range options raise `ValueError` and change nothing. Replaces any earlier
+    /// sink.
+    #[pyo3(signature = (sink, *, sample_rate=1.0, max_events_per_second=None))]
+    fn set_decision_log(
+        &self,
+        sink: &Bound<'_, PyAny>,
+        sample_rate: f64,
+        max_events_per_second: Option<u32>,
+    ) -> PyResult<()> {
+        if !sink.is_callable() {
+            return Err(PyTypeError::new_err(
+                "the decision log sink must be callable",
+            ));
+        }
+        let options = DecisionLogOptions {
+            sample_rate,
+            max_events_per_second,
+        };
+        let previous = {
+            let mut current = self.sink();
+            self.inner
+                .set_decision_log(options, hold_event)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            current.replace(sink.clone().unbind())
+        };
+        drop(previous); // only now the lock is free: its finalizer may run Python code
+        Ok(())
+    }
+
+    /// Stops logging decisions.
+    fn clear_decision_log(&self) {
+        self.inner.clear_decision_log();
+        self.drop_sink();
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(sink) = self.decision_log.try_lock() {
+            if let Some(sink) = sink.as_ref() {
+                visit.call(sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.drop_sink();
+    }
+
+    /// What the engine has counted since it was created (reloads included), as a dict.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let metrics = guarded(|| Ok(self.inner.metrics())).map_err(|e| e.into_py(py))?;
+        pythonize(py, &metrics).map_err(|e| Failure::internal(e.to_string()).into_py(py))
+    }
+
+    /// The same metrics in the Prometheus text exposition format.
+    fn metrics_prometheus(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| Ok(self.inner.metrics().to_prometheus())).map_err(|e| e.into_py(py))
+    }
+
+    /// Test builds only (feature `fault-injection`): while `on`, every decision and reload of
+    /// this engine panics inside Arbiter.
+    #[cfg(feature = "fault-injection")]
+    fn _inject_panics(&self, on: bool) {
+        self.inner.inject_panics(on);
+    }
+}
+
+/// Adds `Engine` to the module.
+pub(crate) fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()
+}
