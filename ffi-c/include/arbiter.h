@@ -134,16 +134,6 @@ typedef struct arbiter_str {
 } arbiter_str;
 
 /**
- * One file of an in-memory bundle: its path relative to the bundle root (UTF-8) and its bytes
- * (policies, the schema and JSON files must be UTF-8 text; a raw secret file may hold any
- * bytes).
- */
-typedef struct arbiter_bundle_file {
-  struct arbiter_str path;
-  struct arbiter_str contents;
-} arbiter_bundle_file;
-
-/**
  * An entity reference: its type (`Gitlab::User`) and id (`42`).
  */
 typedef struct arbiter_entity_ref {
@@ -215,9 +205,168 @@ typedef void (*arbiter_decision_log_fn)(void *user_data, const char *event, size
  */
 typedef void (*arbiter_release_fn)(void *user_data);
 
+/**
+ * One file of an in-memory bundle: its path relative to the bundle root (UTF-8) and its bytes
+ * (policies, the schema and JSON files must be UTF-8 text; a raw secret file may hold any
+ * bytes).
+ */
+typedef struct arbiter_bundle_file {
+  struct arbiter_str path;
+  struct arbiter_str contents;
+} arbiter_bundle_file;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Decides like `arbiter_engine_authorize` and packs the decision into the caller's buffer
+ * `buf` (`buf_len` bytes), for bindings where each call into the library and each allocation
+ * costs: one call, and nothing to free when the decision fits. On success `*packed_out`
+ * describes it (layout at `arbiter_packed_decision`): `data` is `buf` when it fits, else memory
+ * Arbiter allocated, which the caller frees with `arbiter_packed_decision_free`.
+ *
+ * # Safety
+ * As `arbiter_engine_authorize`; `buf` is NULL (with `buf_len` 0) or `buf_len` writable bytes;
+ * `packed_out` is NULL or writable.
+ */
+uint32_t arbiter_engine_authorize_packed(const struct arbiter_engine *engine,
+                                         const struct arbiter_request *request,
+                                         uint8_t *buf,
+                                         size_t buf_len,
+                                         struct arbiter_packed_decision *packed_out,
+                                         struct arbiter_error **err_out);
+
+/**
+ * Frees a packed decision Arbiter allocated (one whose `data` is not the caller's buffer).
+ * A NULL `data` does nothing.
+ *
+ * # Safety
+ * `packed` is from `arbiter_engine_authorize_packed`, its `data` not the caller's buffer, not
+ * freed before.
+ */
+void arbiter_packed_decision_free(struct arbiter_packed_decision packed);
+
+/**
+ * The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
+ * the library costs. A NULL decision is a deny with nothing in it.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+struct arbiter_decision_view arbiter_decision_get_view(const struct arbiter_decision *decision);
+
+/**
+ * Whether the decision allows the request. NULL is a deny.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+bool arbiter_decision_is_allowed(const struct arbiter_decision *decision);
+
+/**
+ * How many determining policies the decision names (0 for NULL).
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+size_t arbiter_decision_reason_count(const struct arbiter_decision *decision);
+
+/**
+ * The id of the `index`th determining policy, or NULL when out of range. Valid until the
+ * decision is freed.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+const char *arbiter_decision_reason(const struct arbiter_decision *decision, size_t index);
+
+/**
+ * How many errors the decision carries (0 for NULL).
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+size_t arbiter_decision_error_count(const struct arbiter_decision *decision);
+
+/**
+ * The kind of the `index`th error (`"policy_evaluation"`, `"expired"`, ...), or NULL when out
+ * of range. Valid until the decision is freed.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+const char *arbiter_decision_error_kind(const struct arbiter_decision *decision, size_t index);
+
+/**
+ * The policy of the `index`th error, or NULL when it names none or is out of range. Valid
+ * until the decision is freed.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+const char *arbiter_decision_error_policy(const struct arbiter_decision *decision, size_t index);
+
+/**
+ * The message of the `index`th error, or NULL when out of range. Valid until the decision is
+ * freed.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision.
+ */
+const char *arbiter_decision_error_message(const struct arbiter_decision *decision, size_t index);
+
+/**
+ * The decision as contract JSON. On success `*json_out` receives a string the caller frees
+ * with `arbiter_string_free`.
+ *
+ * # Safety
+ * `decision` is NULL or a live decision; `json_out` and `err_out` are NULL or writable.
+ */
+uint32_t arbiter_decision_to_json(const struct arbiter_decision *decision,
+                                  char **json_out,
+                                  struct arbiter_error **err_out);
+
+/**
+ * Frees a decision. NULL does nothing.
+ *
+ * # Safety
+ * `decision` is NULL or a decision from `arbiter_engine_authorize`, not freed before.
+ */
+void arbiter_decision_free(struct arbiter_decision *decision);
+
+/**
+ * Logs the engine's decisions from now on: each decision (of every call but explain) is
+ * offered as one JSON event (see the README's decision logs) to `log`, which runs on the
+ * deciding thread inside the deciding call, from many threads at once. `sample_rate` (0 to 1)
+ * is the fraction logged (decisions with the same `request_id` alike); at most
+ * `max_events_per_second` are logged (0: no limit). Replaces any earlier log. An out-of-range
+ * option fails with `ARBITER_RESULT_INVALID_ARGUMENT` and changes nothing.
+ *
+ * `release` (may be NULL) is called exactly once, when Arbiter is done with `user_data`: when
+ * this log is replaced or cleared and no decision under way still uses it, when the engine is
+ * freed, or before this call returns if it fails.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `log` and `release` are safe to call with `user_data`
+ * from any thread, `log` concurrently; `err_out` is NULL or writable.
+ */
+uint32_t arbiter_engine_set_decision_log(const struct arbiter_engine *engine,
+                                         double sample_rate,
+                                         uint32_t max_events_per_second,
+                                         arbiter_decision_log_fn log,
+                                         arbiter_release_fn release,
+                                         void *user_data,
+                                         struct arbiter_error **err_out);
+
+/**
+ * Stops logging decisions (the log's `release` runs once no decision under way uses it). NULL
+ * does nothing.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+void arbiter_engine_clear_decision_log(const struct arbiter_engine *engine);
 
 /**
  * Loads the bundle in directory `path` (NUL-terminated UTF-8). On success `*engine_out`
@@ -337,43 +486,6 @@ uint32_t arbiter_engine_authorize(const struct arbiter_engine *engine,
                                   struct arbiter_error **err_out);
 
 /**
- * Decides like `arbiter_engine_authorize` and packs the decision into the caller's buffer
- * `buf` (`buf_len` bytes), for bindings where each call into the library and each allocation
- * costs: one call, and nothing to free when the decision fits. On success `*packed_out`
- * describes it (layout at `arbiter_packed_decision`): `data` is `buf` when it fits, else memory
- * Arbiter allocated, which the caller frees with `arbiter_packed_decision_free`.
- *
- * # Safety
- * As `arbiter_engine_authorize`; `buf` is NULL (with `buf_len` 0) or `buf_len` writable bytes;
- * `packed_out` is NULL or writable.
- */
-uint32_t arbiter_engine_authorize_packed(const struct arbiter_engine *engine,
-                                         const struct arbiter_request *request,
-                                         uint8_t *buf,
-                                         size_t buf_len,
-                                         struct arbiter_packed_decision *packed_out,
-                                         struct arbiter_error **err_out);
-
-/**
- * Frees a packed decision Arbiter allocated (one whose `data` is not the caller's buffer).
- * A NULL `data` does nothing.
- *
- * # Safety
- * `packed` is from `arbiter_engine_authorize_packed`, its `data` not the caller's buffer, not
- * freed before.
- */
-void arbiter_packed_decision_free(struct arbiter_packed_decision packed);
-
-/**
- * The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
- * the library costs. A NULL decision is a deny with nothing in it.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-struct arbiter_decision_view arbiter_decision_get_view(const struct arbiter_decision *decision);
-
-/**
  * Verifies a token against the engine's `tokens.json` without deciding anything. On success
  * `*info_out` receives JSON, `{"valid": true, "kind", "principal", "claims"}` or
  * `{"valid": false, "error": {"kind", "message"}}`, which the caller frees with
@@ -420,39 +532,6 @@ uint32_t arbiter_engine_set_candidate_from_files(const struct arbiter_engine *en
  * `engine` is NULL or a live engine.
  */
 void arbiter_engine_clear_candidate(const struct arbiter_engine *engine);
-
-/**
- * Logs the engine's decisions from now on: each decision (of every call but explain) is
- * offered as one JSON event (see the README's decision logs) to `log`, which runs on the
- * deciding thread inside the deciding call, from many threads at once. `sample_rate` (0 to 1)
- * is the fraction logged (decisions with the same `request_id` alike); at most
- * `max_events_per_second` are logged (0: no limit). Replaces any earlier log. An out-of-range
- * option fails with `ARBITER_RESULT_INVALID_ARGUMENT` and changes nothing.
- *
- * `release` (may be NULL) is called exactly once, when Arbiter is done with `user_data`: when
- * this log is replaced or cleared and no decision under way still uses it, when the engine is
- * freed, or before this call returns if it fails.
- *
- * # Safety
- * `engine` is NULL or a live engine; `log` and `release` are safe to call with `user_data`
- * from any thread, `log` concurrently; `err_out` is NULL or writable.
- */
-uint32_t arbiter_engine_set_decision_log(const struct arbiter_engine *engine,
-                                         double sample_rate,
-                                         uint32_t max_events_per_second,
-                                         arbiter_decision_log_fn log,
-                                         arbiter_release_fn release,
-                                         void *user_data,
-                                         struct arbiter_error **err_out);
-
-/**
- * Stops logging decisions (the log's `release` runs once no decision under way uses it). NULL
- * does nothing.
- *
- * # Safety
- * `engine` is NULL or a live engine.
- */
-void arbiter_engine_clear_decision_log(const struct arbiter_engine *engine);
 
 /**
  * What shadow evaluation has seen since the candidate was set, as JSON: `candidate` (`name`,
@@ -543,85 +622,6 @@ void arbiter_engine_inject_panics(const struct arbiter_engine *engine, bool on);
  * `engine` is NULL or an engine from `arbiter_engine_new_*`, not freed before.
  */
 void arbiter_engine_free(struct arbiter_engine *engine);
-
-/**
- * Whether the decision allows the request. NULL is a deny.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-bool arbiter_decision_is_allowed(const struct arbiter_decision *decision);
-
-/**
- * How many determining policies the decision names (0 for NULL).
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-size_t arbiter_decision_reason_count(const struct arbiter_decision *decision);
-
-/**
- * The id of the `index`th determining policy, or NULL when out of range. Valid until the
- * decision is freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_reason(const struct arbiter_decision *decision, size_t index);
-
-/**
- * How many errors the decision carries (0 for NULL).
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-size_t arbiter_decision_error_count(const struct arbiter_decision *decision);
-
-/**
- * The kind of the `index`th error (`"policy_evaluation"`, `"expired"`, ...), or NULL when out
- * of range. Valid until the decision is freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_error_kind(const struct arbiter_decision *decision, size_t index);
-
-/**
- * The policy of the `index`th error, or NULL when it names none or is out of range. Valid
- * until the decision is freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_error_policy(const struct arbiter_decision *decision, size_t index);
-
-/**
- * The message of the `index`th error, or NULL when out of range. Valid until the decision is
- * freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_error_message(const struct arbiter_decision *decision, size_t index);
-
-/**
- * The decision as contract JSON. On success `*json_out` receives a string the caller frees
- * with `arbiter_string_free`.
- *
- * # Safety
- * `decision` is NULL or a live decision; `json_out` and `err_out` are NULL or writable.
- */
-uint32_t arbiter_decision_to_json(const struct arbiter_decision *decision,
-                                  char **json_out,
-                                  struct arbiter_error **err_out);
-
-/**
- * Frees a decision. NULL does nothing.
- *
- * # Safety
- * `decision` is NULL or a decision from `arbiter_engine_authorize`, not freed before.
- */
-void arbiter_decision_free(struct arbiter_decision *decision);
 
 /**
  * Frees a string Arbiter handed out. NULL does nothing.
