@@ -74,7 +74,11 @@ var (
 // takeError turns a C error into a Go error at once, freeing the C object.
 func takeError(code C.uint32_t, cerr *C.arbiter_error) error {
 	if cerr == nil {
-		return &Error{Code: uint32(code), Kind: resultKind(uint32(code)), Message: "no error details"}
+		kind := resultKind(uint32(code))
+		if kind == "" {
+			kind = "unknown"
+		}
+		return &Error{Code: uint32(code), Kind: kind, Message: "no error details"}
 	}
 	defer C.arbiter_error_free(cerr)
 	return &Error{

@@ -3,8 +3,8 @@
 
 use std::ffi::{c_char, CStr};
 
-use crate::engine::arbiter_engine;
-use crate::result::{c_string, Failure, Report};
+use super::engine::arbiter_engine;
+use super::result::{c_string, Failure, Report};
 use arbiter_core::{BundleFile, Engine, ErrorKind};
 
 /// A borrowed UTF-8 string: `ptr` to `len` bytes, not necessarily NUL-terminated. A NULL `ptr`

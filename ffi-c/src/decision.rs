@@ -3,9 +3,9 @@
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use crate::args::{arbiter_request, write_string};
-use crate::engine::{arbiter_engine, decide_request};
-use crate::result::{arbiter_error, boundary, c_string, Failure, Report};
+use super::args::{arbiter_request, write_string};
+use super::engine::{arbiter_engine, decide_request};
+use super::result::{arbiter_error, boundary, c_string, Failure, Report};
 use arbiter_core::Decision;
 
 /// A decision of `arbiter_engine_authorize`. Owned by the caller; free it with

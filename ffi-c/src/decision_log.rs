@@ -3,9 +3,9 @@
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::args::engine_ref;
-use crate::engine::arbiter_engine;
-use crate::result::{arbiter_error, boundary, c_string, Failure, Report};
+use super::args::engine_ref;
+use super::engine::arbiter_engine;
+use super::result::{arbiter_error, boundary, c_string, Failure, Report};
 use arbiter_core::{DecisionLogOptions, ErrorKind};
 
 /// Receives one decision log event: `event_len` bytes of JSON at `event`, NUL-terminated,

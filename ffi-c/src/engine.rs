@@ -3,12 +3,12 @@
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::args::{
+use super::args::{
     arbiter_bundle_file, arbiter_request, arbiter_str, bundle_files, bytes_str, c_str, engine_ref,
     entity_ref, optional_str, write_out, write_string,
 };
-use crate::decision::{arbiter_decision, decision_strings};
-use crate::result::{arbiter_error, boundary, Failure, Report};
+use super::decision::{arbiter_decision, decision_strings};
+use super::result::{arbiter_error, boundary, Failure, Report};
 use arbiter_core::{Decision, Engine, LoadError, RequestParts, TokenReport, TrustedKeys};
 
 /// An engine: a loaded bundle that decides requests. Create it with one of the

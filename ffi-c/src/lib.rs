@@ -25,5 +25,14 @@ mod decision_log;
 mod engine;
 mod result;
 
+// The whole ABI at the crate root, as C sees it (and as the fuzz target, which compiles this
+// source, uses it).
+pub use args::*;
+pub use decision::*;
+pub use decision_log::*;
+pub use engine::*;
+pub use result::arbiter_result::*;
+pub use result::*;
+
 #[cfg(test)]
 mod tests;

@@ -7,12 +7,12 @@ use std::ptr;
 
 use arbiter_core::ErrorKind;
 
-use crate::args::*;
-use crate::decision::*;
-use crate::decision_log::*;
-use crate::engine::*;
-use crate::result::arbiter_result::*;
-use crate::result::*;
+use super::args::*;
+use super::decision::*;
+use super::decision_log::*;
+use super::engine::*;
+use super::result::arbiter_result::*;
+use super::result::*;
 
 /// The header's result codes are core's error table, each named after its kind: a kind
 /// added to core and missing here (or misnamed) fails this test.

@@ -14,7 +14,8 @@ class ArbiterError(Exception):
     """An error of an Arbiter call; ``code`` and ``kind`` say which."""
 
     code: int
-    """Stable numeric code (100-108 bundle loading, 200-203 requests, 900 internal)."""
+    """Stable numeric code (1-3 misuse of the C ABI, 100-108 bundle loading, 200-203 requests,
+    900 internal); ``ERROR_KINDS`` lists them all."""
     kind: str
     """Stable snake_case kind, e.g. ``"policy_parse"`` or ``"invalid_request"``."""
     message: str
@@ -32,7 +33,8 @@ class InvalidUtf8Error(ArbiterError):
     """A string argument is not valid UTF-8 (kind ``invalid_utf8``, code 2; C only)."""
 
 class InvalidArgumentError(ArbiterError):
-    """An argument is out of its range (kind ``invalid_argument``, code 3)."""
+    """An argument is out of its range (kind ``invalid_argument``, code 3; C and Go: Python
+    raises ``ValueError`` for out-of-range options)."""
 
 class IoError(ArbiterError):
     """A bundle file or directory could not be read (kind ``io``, code 100)."""

@@ -11,7 +11,7 @@
 //! has no side effects, so "fast answer or Cedar's answer" is always Cedar's answer.
 //!
 //! Every rule below mirrors `cedar_policy_core::evaluator::Evaluator::partial_interpret` for a
-//! concrete request and store; `tests/fast_eval.rs` compares the two on generated expressions,
+//! concrete request and store; `tests/it/fast_eval.rs` compares the two on generated expressions,
 //! entities and contexts, and the conformance corpus compares whole decisions.
 
 use std::collections::BTreeMap;

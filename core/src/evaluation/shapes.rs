@@ -9,7 +9,7 @@
 //! with values of the declared types, entity references are of ordinary declared types) is
 //! accepted here. Anything else, including every request Cedar would reject, goes to
 //! Cedar's validation, which reports the exact error. So this module only ever says "valid"
-//! where Cedar says so too; `tests/fast_eval.rs` checks that on generated contexts and entities.
+//! where Cedar says so too; `tests/it/fast_eval.rs` checks that on generated contexts and entities.
 
 use std::collections::{BTreeMap, HashMap};
 
