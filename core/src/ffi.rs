@@ -69,7 +69,7 @@ impl RequestText {
     }
 
     /// An empty buffer whose JSON keeps `limits`' nesting limit.
-    pub fn with_limits(limits: &Limits) -> Self {
+    fn with_limits(limits: &Limits) -> Self {
         Self {
             text: String::new(),
             json: Vec::new(),

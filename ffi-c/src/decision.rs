@@ -12,11 +12,11 @@ use arbiter_core::Decision;
 /// `arbiter_decision_free`. Strings it hands out live as long as it does.
 pub struct arbiter_decision {
     pub(crate) decision: Decision,
-    pub(crate) reasons: Vec<CString>,
-    pub(crate) errors: Vec<DecisionErrorStrings>,
+    reasons: Vec<CString>,
+    errors: Vec<DecisionErrorStrings>,
     /// Pointers into `reasons` and `errors`, for `arbiter_decision_view`.
-    pub(crate) reason_ptrs: Vec<*const c_char>,
-    pub(crate) error_views: Vec<arbiter_decision_error_view>,
+    reason_ptrs: Vec<*const c_char>,
+    error_views: Vec<arbiter_decision_error_view>,
 }
 
 /// An error of a decision, as `arbiter_decision_get_view` shows it. `policy` is NULL when the error
@@ -41,10 +41,10 @@ pub struct arbiter_decision_view {
     pub error_count: usize,
 }
 
-pub(crate) struct DecisionErrorStrings {
-    pub(crate) kind: CString,
-    pub(crate) policy: Option<CString>,
-    pub(crate) message: CString,
+struct DecisionErrorStrings {
+    kind: CString,
+    policy: Option<CString>,
+    message: CString,
 }
 
 /// A decision packed into bytes by `arbiter_engine_authorize_packed`: `len` bytes at `data`.
@@ -150,9 +150,9 @@ pub(crate) fn pack(decision: &Decision, out: &mut [u8]) {
 }
 
 /// A cursor writing a packed decision.
-pub(crate) struct Packer<'a> {
-    pub(crate) out: &'a mut [u8],
-    pub(crate) at: usize,
+struct Packer<'a> {
+    out: &'a mut [u8],
+    at: usize,
 }
 
 impl Packer<'_> {
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn arbiter_decision_get_view(
     }
 }
 
-pub(crate) fn view_of(d: &arbiter_decision) -> arbiter_decision_view {
+fn view_of(d: &arbiter_decision) -> arbiter_decision_view {
     // An empty list is NULL, never the dangling pointer of an empty Vec (Go's garbage
     // collector rejects such values in pointer-typed variables).
     arbiter_decision_view {

@@ -17,10 +17,10 @@ pub type arbiter_decision_log_fn =
 pub type arbiter_release_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// A host's decision log callback with its `user_data`, released when dropped.
-pub(crate) struct CSink {
-    pub(crate) log: arbiter_decision_log_fn,
-    pub(crate) release: arbiter_release_fn,
-    pub(crate) user_data: *mut c_void,
+struct CSink {
+    log: arbiter_decision_log_fn,
+    release: arbiter_release_fn,
+    user_data: *mut c_void,
 }
 
 // SAFETY: `arbiter_engine_set_decision_log` requires the callback and `user_data` to be usable

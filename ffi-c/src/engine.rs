@@ -17,7 +17,7 @@ pub struct arbiter_engine {
     pub(crate) engine: Engine,
 }
 
-pub(crate) fn new_engine(
+fn new_engine(
     engine_out: *mut *mut arbiter_engine,
     load: impl FnOnce() -> Result<Engine, Failure>,
 ) -> Result<(), Failure> {
@@ -224,7 +224,7 @@ pub unsafe extern "C" fn arbiter_engine_authorize(
 
 /// # Safety
 /// As `arbiter_engine_authorize`.
-pub(crate) unsafe fn decide_parts(
+unsafe fn decide_parts(
     engine: *const arbiter_engine,
     request: *const arbiter_request,
 ) -> Result<Box<arbiter_decision>, Failure> {
@@ -399,7 +399,7 @@ pub unsafe extern "C" fn arbiter_engine_explain_text(
 ///
 /// # Safety
 /// As `arbiter_engine_authorize_json`.
-pub(crate) unsafe fn string_call(
+unsafe fn string_call(
     engine: *const arbiter_engine,
     (input, input_len, input_name): (*const c_char, usize, &str),
     (out, out_name): (*mut *mut c_char, &str),
@@ -454,7 +454,7 @@ pub unsafe extern "C" fn arbiter_engine_metrics_prometheus(
 ///
 /// # Safety
 /// As `arbiter_engine_metrics_json`.
-pub(crate) unsafe fn engine_string(
+unsafe fn engine_string(
     engine: *const arbiter_engine,
     out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
