@@ -6,8 +6,7 @@ use std::sync::Mutex;
 use crate::decision::Decision;
 use crate::error::{Failure, IntoPyErr};
 use crate::request::{read_request, read_request_dict};
-use arbiter_core::decision_log::{hold_event, take_held_events};
-use arbiter_core::ffi::{self, guarded, RequestText, SpannedRequest};
+use arbiter_core::ffi::{self, guarded, Logged, RequestText, SpannedRequest};
 use arbiter_core::{BundleFile, DecisionLogOptions, RequestParts, TokenReport};
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -70,12 +69,21 @@ impl Engine {
         drop(sink);
     }
 
-    /// Hands the decision log events this thread's call held to the sink, now that the GIL is
-    /// held again. A sink that raises an `Exception` is reported through
-    /// `sys.unraisablehook` (that event is lost, the decision stands); any other exception
-    /// (`KeyboardInterrupt`, ...) propagates.
-    fn deliver_events(&self, py: Python<'_>) -> PyResult<()> {
-        let events = take_held_events();
+    /// Hands a call's decision log events to the sink, then gives the call's answer.
+    fn deliver<T, E: Into<Failure>>(
+        &self,
+        py: Python<'_>,
+        decided: Result<Logged<Result<T, E>>, Failure>,
+    ) -> PyResult<T> {
+        let decided = decided.map_err(|e| e.into_py(py))?;
+        self.deliver_events(py, decided.events)?;
+        decided.answer.map_err(|e| e.into().into_py(py))
+    }
+
+    /// Hands decision log events to the sink, now that the GIL is held again. A sink that
+    /// raises an `Exception` is reported through `sys.unraisablehook` (that event is lost, the
+    /// decision stands); any other exception (`KeyboardInterrupt`, ...) propagates.
+    fn deliver_events(&self, py: Python<'_>, events: Vec<String>) -> PyResult<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -145,17 +153,18 @@ impl Engine {
 
     /// Decides one request given as contract JSON; returns the decision JSON.
     fn authorize_json(&self, py: Python<'_>, request: &str) -> PyResult<String> {
-        let decided = guarded(|| Ok(self.inner.authorize_json(request)?));
-        self.deliver_events(py)?;
-        decided.map_err(|e| e.into_py(py))
+        self.deliver(
+            py,
+            guarded(|| Ok(ffi::authorize_json(&self.inner, request))),
+        )
     }
 
     /// Decides a JSON array of requests; returns a JSON array with a decision, or
     /// `{"error": {...}}`, per request.
     fn authorize_json_batch(&self, py: Python<'_>, requests: &str) -> PyResult<String> {
-        let decided = py.detach(|| guarded(|| Ok(self.inner.authorize_json_batch(requests)?)));
-        self.deliver_events(py)?;
-        decided.map_err(|e| e.into_py(py))
+        let decided =
+            py.detach(|| guarded(|| Ok(ffi::authorize_json_batch(&self.inner, requests))));
+        self.deliver(py, decided)
     }
 
     /// Decides one request. Entity references are `{"type": ..., "id": ...}` dicts; `context`
@@ -189,12 +198,9 @@ impl Engine {
                     request_id,
                 ],
             )?;
-            Ok(Decision::from(
-                self.inner.authorize_parts(&request.parts(&text))?,
-            ))
+            Ok(ffi::authorize_parts(&self.inner, &request.parts(&text)))
         });
-        self.deliver_events(py)?;
-        decided.map_err(|e| e.into_py(py))
+        self.deliver(py, decided).map(Decision::from)
     }
 
     /// Decides many requests (a list or tuple of dicts with the keys of `authorize`) in one
@@ -227,8 +233,9 @@ impl Engine {
                 Ok(ffi::authorize_read_batch(&self.inner, &read))
             })
         });
-        self.deliver_events(py)?;
-        let answers = answers.map_err(|e| e.into_py(py))?;
+        let decided = answers.map_err(|e| e.into_py(py))?;
+        self.deliver_events(py, decided.events)?;
+        let answers = decided.answer;
         answers
             .into_iter()
             .map(|answer| {
@@ -333,8 +340,7 @@ impl Engine {
         };
         let previous = {
             let mut current = self.sink();
-            self.inner
-                .set_decision_log(options, hold_event)
+            ffi::log_to_caller(&self.inner, options)
                 .map_err(|e| PyValueError::new_err(e.to_string()))?;
             current.replace(sink.clone().unbind())
         };

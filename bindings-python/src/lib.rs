@@ -1,7 +1,7 @@
 //! Python bindings of Arbiter: converts values and errors, nothing more. Loading, reloading,
 //! batches and token checks release the GIL; single decisions are shorter than a GIL round
-//! trip and keep it. Decision log events wait on the deciding thread (`hold_event`) until the
-//! call has the GIL again, and then go to the engine's sink.
+//! trip and keep it. Each call's decision log events come back with its answer
+//! (`arbiter_core::ffi::Logged`) and go to the engine's sink once the call has the GIL again.
 
 mod decision;
 mod engine;

@@ -6,8 +6,7 @@ use crate::decision::{Decision, MAX_SHARED_DECISIONS};
 use crate::error::{guard, Failure, RubyError};
 use crate::gvl::without_gvl;
 use crate::request::{read_request, read_request_hash, text_argument, with_text};
-use arbiter_core::decision_log::{hold_event, take_held_events};
-use arbiter_core::ffi::{self, RequestText, SpannedRequest};
+use arbiter_core::ffi::{self, Logged, RequestText, SpannedRequest};
 use arbiter_core::{
     BundleFile, Decision as CoreDecision, DecisionLogOptions, RequestParts, TokenReport,
 };
@@ -83,9 +82,8 @@ impl Engine {
 
     fn authorize_json(ruby: &Ruby, rb_self: Obj<Self>, request: Value) -> Result<String, Error> {
         let request = text_argument(ruby, "request", request)?;
-        let decided = guard(ruby, || Ok(rb_self.inner.authorize_json(&request)?));
-        deliver_events(ruby, rb_self)?;
-        decided
+        let decided = guard(ruby, || Ok(ffi::authorize_json(&rb_self.inner, &request)))?;
+        deliver(ruby, rb_self, decided)
     }
 
     fn authorize_json_batch(
@@ -95,9 +93,8 @@ impl Engine {
     ) -> Result<String, Error> {
         let requests = text_argument(ruby, "requests", requests)?;
         let engine = &rb_self.inner;
-        let decided = without_gvl(ruby, || Ok(engine.authorize_json_batch(&requests)?));
-        deliver_events(ruby, rb_self)?;
-        decided
+        let decided = without_gvl(ruby, || Ok(ffi::authorize_json_batch(engine, &requests)))?;
+        deliver(ruby, rb_self, decided)
     }
 
     /// The body of `Engine#authorize` (its keywords are read in lib/arbiter.rb).
@@ -120,15 +117,14 @@ impl Engine {
                 &mut text, principal, action, resource, context, entities, token, request_id,
             )
         })?;
-        let decide = || Ok(engine.authorize_parts(&request.parts(&text))?);
+        let decide = || Ok(ffi::authorize_parts(engine, &request.parts(&text)));
         // A token may need a signature check, which pays for giving up the GVL.
         let decided = if request.token.is_some() {
             without_gvl(ruby, decide)
         } else {
             guard(ruby, decide)
-        };
-        deliver_events(ruby, rb_self)?;
-        decided.map(|d| Decision::object(ruby, d))
+        }?;
+        deliver(ruby, rb_self, decided).map(|d| Decision::object(ruby, d))
     }
 
     /// Decides an Array of requests (Hashes with the keywords of `authorize`) against one
@@ -143,15 +139,14 @@ impl Engine {
                 .map(|request| read_request_hash(&mut text, request))
                 .collect())
         })?;
-        let answers = without_gvl(ruby, || {
+        let decided = without_gvl(ruby, || {
             let read: Vec<Result<RequestParts<'_>, Failure>> = items
                 .iter()
                 .map(|item| item.as_ref().map(|r| r.parts(&text)).map_err(Clone::clone))
                 .collect();
             Ok(ffi::authorize_read_batch(engine, &read))
-        });
-        deliver_events(ruby, rb_self)?;
-        let answers = answers?;
+        })?;
+        let answers = deliver_events(ruby, rb_self, decided.events).map(|()| decided.answer)?;
         let out = ruby.ary_new_capa(answers.len());
         // Equal decisions share one (frozen) Decision: a list page's checks have few distinct
         // answers. Each is found again by its place in `out`, which holds it: a reference kept
@@ -238,9 +233,7 @@ impl Engine {
             sample_rate,
             max_events_per_second,
         };
-        rb_self
-            .inner
-            .set_decision_log(options, hold_event)
+        ffi::log_to_caller(&rb_self.inner, options)
             .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))
     }
 
@@ -262,11 +255,20 @@ impl Engine {
     }
 }
 
-/// Hands the decision log events this thread's call held to the engine's block, now that the
-/// GVL is held again. A block that raises a StandardError is reported with `warn` (that event
-/// is lost, the decision stands); any other exception propagates.
-fn deliver_events(ruby: &Ruby, engine: Obj<Engine>) -> Result<(), Error> {
-    let events = take_held_events();
+/// Hands a call's decision log events to the engine's block, then gives the call's answer.
+fn deliver<T, E: Into<Failure>>(
+    ruby: &Ruby,
+    engine: Obj<Engine>,
+    decided: Logged<Result<T, E>>,
+) -> Result<T, Error> {
+    deliver_events(ruby, engine, decided.events)?;
+    decided.answer.map_err(|e| e.into().into_error(ruby))
+}
+
+/// Hands decision log events to the engine's block, now that the GVL is held again. A block
+/// that raises a StandardError is reported with `warn` (that event is lost, the decision
+/// stands); any other exception propagates.
+fn deliver_events(ruby: &Ruby, engine: Obj<Engine>, events: Vec<String>) -> Result<(), Error> {
     if events.is_empty() {
         return Ok(());
     }

@@ -3,8 +3,9 @@
 //! decision is shorter than a GVL round trip and keeps it (unless it carries a token). No
 //! wrapped object holds a Ruby value, so the garbage collector (stress, compaction) never needs
 //! to know about them (a decision log's block is an instance variable of the engine), and
-//! nothing here starts a thread, so a fork leaves a working engine. Decision log events wait on
-//! the deciding thread (`hold_event`) until the call has the GVL again, and then go to the block.
+//! nothing here starts a thread, so a fork leaves a working engine. Each call's decision log
+//! events come back with its answer (`arbiter_core::ffi::Logged`) and go to the block once the
+//! call has the GVL again.
 
 mod decision;
 mod engine;

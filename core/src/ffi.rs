@@ -1,11 +1,17 @@
 //! What every language binding needs beside the [`Engine`], in one place (in the spirit of
 //! cedar-policy's own `ffi` module), so that a binding only converts its language's values and
-//! errors: panic containment, the buffer a call's requests are read into, and the batch call
-//! that keeps each element's error in place.
+//! errors: panic containment, the buffer a call's requests are read into, the decision calls
+//! that hand each call's decision log events back with its answer, and the batch call that
+//! keeps each element's error in place.
 //!
 //! A binding reads a call's requests into one [`RequestText`] (every entity reference, token
 //! and id copied in once, contexts and entities written as JSON with the engine's nesting
 //! limit), then decides [`SpannedRequest::parts`] of it, without touching a host object.
+//!
+//! A host that may only run its own code once a call has returned (Ruby without the GVL,
+//! Python without the GIL) sets its decision log with [`log_to_caller`] and decides through
+//! this module's calls: each answers with the events of its own decisions ([`Logged`]), for the
+//! binding to hand to the host's sink. Nothing is kept between calls or on a thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -13,8 +19,9 @@ use serde::Serialize;
 
 use crate::engine::limits::Limits;
 use crate::engine::Engine;
+use crate::operations::decision_log::{DecisionLogOptions, Delivery, InvalidOptions};
 use crate::wire::decision::Decision;
-use crate::wire::error::CallError;
+use crate::wire::error::{CallError, RequestError};
 use crate::wire::request::RequestParts;
 
 /// Runs `f`, turning a panic into a [`CallError`] of kind `internal`: never an allow, never an
@@ -24,6 +31,53 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallErr
         .unwrap_or_else(|_| Err(CallError::internal("Arbiter panicked; nothing was decided")))
 }
 
+/// A call's answer, with the decision log events its decisions gave (oldest first; none while
+/// the engine's log is not set with [`log_to_caller`]).
+#[derive(Debug)]
+#[must_use = "the events are the host's to log"]
+pub struct Logged<T> {
+    /// What the call answered.
+    pub answer: T,
+    /// One JSON event per decision logged.
+    pub events: Vec<String>,
+}
+
+/// Logs `engine`'s decisions from now on, as [`Engine::set_decision_log`] does, but hands each
+/// event back with the answer of the call through this module that made the decision. A
+/// decision made by a call outside this module has no one to take its event: it is counted as
+/// `unclaimed` in the metrics.
+pub fn log_to_caller(engine: &Engine, options: DecisionLogOptions) -> Result<(), InvalidOptions> {
+    engine.log_to(options, Delivery::Caller)
+}
+
+/// Runs one of the engine's decision calls with somewhere for its events.
+fn logged<T>(call: impl FnOnce(Option<&mut Vec<String>>) -> T) -> Logged<T> {
+    let mut events = Vec::new();
+    let answer = call(Some(&mut events));
+    Logged { answer, events }
+}
+
+/// [`Engine::authorize_parts`], with its event.
+pub fn authorize_parts(
+    engine: &Engine,
+    parts: &RequestParts<'_>,
+) -> Logged<Result<Decision, RequestError>> {
+    logged(|held| engine.decide_parts(parts, held))
+}
+
+/// [`Engine::authorize_json`], with its event.
+pub fn authorize_json(engine: &Engine, request: &str) -> Logged<Result<String, RequestError>> {
+    logged(|held| engine.decide_json(request, held).map(|d| d.to_json()))
+}
+
+/// [`Engine::authorize_json_batch`], with its events.
+pub fn authorize_json_batch(
+    engine: &Engine,
+    requests: &str,
+) -> Logged<Result<String, RequestError>> {
+    logged(|held| engine.decide_json_batch(requests, held))
+}
+
 /// Decides a batch a binding read element by element, against one bundle version: each
 /// request read is decided (a context given twice is read once, a request given twice decided
 /// once, as [`Engine::authorize_parts_batch`] does), each element that could not be read keeps
@@ -31,8 +85,8 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallErr
 pub fn authorize_read_batch(
     engine: &Engine,
     items: &[Result<RequestParts<'_>, CallError>],
-) -> Vec<Result<Decision, CallError>> {
-    engine.decide_read_batch(items)
+) -> Logged<Vec<Result<Decision, CallError>>> {
+    logged(|held| engine.decide_read_batch(items, held))
 }
 
 /// The error a host value serializer gives for a value nested deeper than `max_json_depth`

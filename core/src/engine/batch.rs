@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::operations::decision_log::Held;
 use crate::wire::decision::Decision;
 use crate::wire::error::{CallError, RequestError};
 use crate::wire::request::{ContextCache, Request, RequestParts};
@@ -24,7 +25,7 @@ impl Engine {
             .map(|r| {
                 self.guarded(|start| {
                     r.check_entities(&reader)?;
-                    self.decide(&bundle, r, now, start)
+                    self.decide(&bundle, r, now, start, None)
                 })
             })
             .collect()
@@ -39,21 +40,26 @@ impl Engine {
         &self,
         requests: &[RequestParts<'_>],
     ) -> Vec<Result<Decision, RequestError>> {
-        self.decide_batch(requests.iter().map(Ok))
+        self.decide_batch(requests.iter().map(Ok), None)
     }
 
     /// Decides a batch a binding read element by element (see [`crate::ffi::authorize_read_batch`]).
     pub(crate) fn decide_read_batch(
         &self,
         items: &[Result<RequestParts<'_>, CallError>],
+        held: Held<'_>,
     ) -> Vec<Result<Decision, CallError>> {
-        self.decide_batch(items.iter().map(|item| item.as_ref().map_err(Clone::clone)))
+        self.decide_batch(
+            items.iter().map(|item| item.as_ref().map_err(Clone::clone)),
+            held,
+        )
     }
 
     /// The batch calls' loop: decides each request given, keeps each error given in place.
     fn decide_batch<'a, 'p: 'a, E: From<RequestError>>(
         &self,
         items: impl ExactSizeIterator<Item = Result<&'a RequestParts<'p>, E>>,
+        mut held: Held<'_>,
     ) -> Vec<Result<Decision, E>> {
         let bundle = self.bundle.load_full();
         let now = self.now();
@@ -76,17 +82,24 @@ impl Engine {
                 self.limits.check_parts(parts)?;
                 let request = Request::from_parts(parts, &reader, Some(&mut contexts))?;
                 let same = SameDecision::of(parts);
-                self.decide_with(&bundle, &request, now, start, |trace| {
-                    let earlier = same.as_ref().and_then(|same| decided.get(same));
-                    if let Some(Ok(decision)) = earlier.map(|&n| &answers[n]) {
-                        return Ok(decision.clone());
-                    }
-                    let result = decide_uncounted(&bundle, &request, now, trace);
-                    if let (Some(same), Ok(_)) = (same, &result) {
-                        decided.insert(same, answers.len());
-                    }
-                    result
-                })
+                self.decide_with(
+                    &bundle,
+                    &request,
+                    now,
+                    start,
+                    held.as_deref_mut(),
+                    |trace| {
+                        let earlier = same.as_ref().and_then(|same| decided.get(same));
+                        if let Some(Ok(decision)) = earlier.map(|&n| &answers[n]) {
+                            return Ok(decision.clone());
+                        }
+                        let result = decide_uncounted(&bundle, &request, now, trace);
+                        if let (Some(same), Ok(_)) = (same, &result) {
+                            decided.insert(same, answers.len());
+                        }
+                        result
+                    },
+                )
             });
             answers.push(answer.map_err(E::from));
         }
@@ -99,6 +112,14 @@ impl Engine {
     /// others. Only input that is not a JSON array, or is larger than `max_batch_bytes`, fails
     /// as a whole.
     pub fn authorize_json_batch(&self, requests: &str) -> Result<String, RequestError> {
+        self.decide_json_batch(requests, None)
+    }
+
+    pub(crate) fn decide_json_batch(
+        &self,
+        requests: &str,
+        mut held: Held<'_>,
+    ) -> Result<String, RequestError> {
         self.limits.check_batch(requests)?;
         let items: Vec<&RawValue> = serde_json::from_str(requests).map_err(|e| {
             RequestError::Malformed(format!("expected a JSON array of requests: {e}"))
@@ -116,6 +137,7 @@ impl Engine {
                         &Request::from_json(item.get(), &reader)?,
                         now,
                         start,
+                        held.as_deref_mut(),
                     )
                 })
                 .into()

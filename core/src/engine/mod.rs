@@ -17,7 +17,9 @@ use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::engine::fault::{contain_decision, contain_load, contain_token, Faults};
 use crate::engine::limits::Limits;
 use crate::evaluation::explain::Explanation;
-use crate::operations::decision_log::{Decided, DecisionLog, DecisionLogOptions, InvalidOptions};
+use crate::operations::decision_log::{
+    Decided, DecisionLog, DecisionLogOptions, Delivery, Held, InvalidOptions,
+};
 use crate::operations::metrics::{Metrics, MetricsSnapshot};
 use crate::operations::shadow::{CandidateInfo, Shadow, ShadowReport};
 use crate::token::{TokenError, TokenInfo};
@@ -281,7 +283,16 @@ impl Engine {
         options: DecisionLogOptions,
         sink: impl Fn(&str) + Send + Sync + 'static,
     ) -> Result<(), InvalidOptions> {
-        let log = DecisionLog::new(options, Box::new(sink))?;
+        self.log_to(options, Delivery::Sink(Box::new(sink)))
+    }
+
+    /// Sets the decision log, delivering its events as `delivery` says.
+    pub(crate) fn log_to(
+        &self,
+        options: DecisionLogOptions,
+        delivery: Delivery,
+    ) -> Result<(), InvalidOptions> {
+        let log = DecisionLog::new(options, delivery)?;
         self.decision_log.store(Some(Arc::new(log)));
         Ok(())
     }
@@ -312,15 +323,17 @@ impl Engine {
     /// Decides `request` with `bundle` and counts the outcome under its action; with a
     /// candidate bundle set, the candidate decides it too and the two are compared (the
     /// decision's latency then includes the candidate's). With a decision log set, the
-    /// decision is offered to it, with its latency since `start`.
+    /// decision is offered to it, with its latency since `start` (a log that hands events to
+    /// the caller puts them in `held`).
     fn decide(
         &self,
         bundle: &Bundle,
         request: &Request,
         now: i64,
         start: Instant,
+        held: Held<'_>,
     ) -> Result<Decision, RequestError> {
-        self.decide_with(bundle, request, now, start, |trace| {
+        self.decide_with(bundle, request, now, start, held, |trace| {
             decide_uncounted(bundle, request, now, trace)
         })
     }
@@ -333,6 +346,7 @@ impl Engine {
         request: &Request,
         now: i64,
         start: Instant,
+        held: Held<'_>,
         live: impl FnOnce(&mut Trace) -> Result<Decision, RequestError>,
     ) -> Result<Decision, RequestError> {
         let mut trace = Trace::default();
@@ -370,6 +384,7 @@ impl Engine {
                     latency: start.elapsed(),
                     shadow: shadow.as_ref(),
                 },
+                held,
             );
         }
         result
@@ -427,7 +442,7 @@ impl Engine {
         self.guarded(|start| {
             let bundle = self.bundle.load();
             request.check_entities(&bundle.reader(&self.limits))?;
-            self.decide(&bundle, request, self.now(), start)
+            self.decide(&bundle, request, self.now(), start, None)
         })
     }
 
@@ -438,21 +453,37 @@ impl Engine {
 
     /// Decides one request given as contract JSON, answering with a typed [`Decision`].
     pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
+        self.decide_json(request, None)
+    }
+
+    pub(crate) fn decide_json(
+        &self,
+        request: &str,
+        held: Held<'_>,
+    ) -> Result<Decision, RequestError> {
         self.guarded(|start| {
             self.limits.check_json("request", &[request])?;
             let bundle = self.bundle.load();
             let request = Request::from_json(request, &bundle.reader(&self.limits))?;
-            self.decide(&bundle, &request, self.now(), start)
+            self.decide(&bundle, &request, self.now(), start, held)
         })
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
+        self.decide_parts(parts, None)
+    }
+
+    pub(crate) fn decide_parts(
+        &self,
+        parts: &RequestParts<'_>,
+        held: Held<'_>,
+    ) -> Result<Decision, RequestError> {
         self.guarded(|start| {
             self.limits.check_parts(parts)?;
             let bundle = self.bundle.load();
             let request = Request::from_parts(parts, &bundle.reader(&self.limits), None)?;
-            self.decide(&bundle, &request, self.now(), start)
+            self.decide(&bundle, &request, self.now(), start, held)
         })
     }
 }

@@ -12,10 +12,8 @@
 //!
 //! The sink runs on the deciding thread, inside the decision call. Hosts that may only run
 //! their own code once the call has returned (Ruby without the GVL, Python without the GIL)
-//! install [`hold_event`] as the sink and hand the events on with [`take_held_events`] after the
-//! call.
+//! have each call's events handed back with its answer instead: see [`crate::ffi::Logged`].
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -93,33 +91,59 @@ impl DecisionLogOptions {
 /// A host's sink for events, each one JSON object.
 pub(crate) type Sink = Box<dyn Fn(&str) + Send + Sync>;
 
-/// An engine's decision log: options, rate limiter and sink, replaced together.
+/// Where a log's events go.
+pub(crate) enum Delivery {
+    /// To the host's sink, inside the decision call.
+    Sink(Sink),
+    /// Back to the caller, with the call's answer (a language binding's calls, through
+    /// [`crate::ffi`]).
+    Caller,
+}
+
+/// Where one call collects the events of a log that hands them to the caller: `None` for a
+/// call made outside [`crate::ffi`], whose events no one can take (they are counted as
+/// `unclaimed`).
+pub(crate) type Held<'c> = Option<&'c mut Vec<String>>;
+
+/// An engine's decision log: options, rate limiter and delivery, replaced together.
 pub(crate) struct DecisionLog {
     sample_rate: f64,
     limiter: Option<DefaultDirectRateLimiter>,
-    sink: Sink,
+    delivery: Delivery,
 }
 
 impl DecisionLog {
-    pub(crate) fn new(options: DecisionLogOptions, sink: Sink) -> Result<Self, InvalidOptions> {
+    pub(crate) fn new(
+        options: DecisionLogOptions,
+        delivery: Delivery,
+    ) -> Result<Self, InvalidOptions> {
         Ok(Self {
             limiter: options.quota()?.map(RateLimiter::direct),
             sample_rate: options.sample_rate,
-            sink,
+            delivery,
         })
     }
 
     /// Logs one decision, if sampling and the rate limit let it through; counts the outcome.
-    pub(crate) fn record(&self, metrics: &Metrics, decided: Decided<'_>) {
+    pub(crate) fn record(&self, metrics: &Metrics, decided: Decided<'_>, held: Held<'_>) {
         let outcome = if !self.sampled_in(decided.request_id) {
             LogOutcome::SampledOut
         } else if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             LogOutcome::RateLimited
         } else {
-            // The sink is the host's code: a panic drops the event, never the decision.
-            match catch_unwind(AssertUnwindSafe(|| (self.sink)(&decided.event()))) {
-                Ok(()) => LogOutcome::Logged,
-                Err(_) => LogOutcome::SinkPanicked,
+            match (&self.delivery, held) {
+                // The sink is the host's code: a panic drops the event, never the decision.
+                (Delivery::Sink(sink), _) => {
+                    match catch_unwind(AssertUnwindSafe(|| sink(&decided.event()))) {
+                        Ok(()) => LogOutcome::Logged,
+                        Err(_) => LogOutcome::SinkPanicked,
+                    }
+                }
+                (Delivery::Caller, Some(held)) => {
+                    held.push(decided.event());
+                    LogOutcome::Logged
+                }
+                (Delivery::Caller, None) => LogOutcome::Unclaimed,
             }
         };
         metrics.logged(outcome);
@@ -286,22 +310,6 @@ fn mask(value: &mut Value, sensitive: &HashSet<String>) {
     }
 }
 
-thread_local! {
-    static HELD: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A sink that keeps each event on the thread that decided, until [`take_held_events`] on that
-/// thread takes it: for hosts whose own code may only run once the decision call has returned.
-/// Whoever installs it must take the events after every call, or they pile up.
-pub fn hold_event(event: &str) {
-    HELD.with(|held| held.borrow_mut().push(event.to_owned()));
-}
-
-/// The events [`hold_event`] kept on this thread, oldest first; none are kept after.
-pub fn take_held_events() -> Vec<String> {
-    HELD.with(|held| std::mem::take(&mut *held.borrow_mut()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +349,7 @@ mod tests {
                 sample_rate: 0.25,
                 max_events_per_second: None,
             },
-            Box::new(|_| {}),
+            Delivery::Caller,
         )
         .unwrap();
         let ids: Vec<String> = (0..20_000).map(|n| format!("req-{n}")).collect();
@@ -361,7 +369,7 @@ mod tests {
                 sample_rate,
                 max_events_per_second,
             };
-            DecisionLog::new(options, Box::new(|_| {}))
+            DecisionLog::new(options, Delivery::Caller)
                 .err()
                 .map(|e| e.to_string())
         };

@@ -79,14 +79,17 @@ pub(crate) enum LogOutcome {
     RateLimited,
     /// The sink panicked on it (the decision stood).
     SinkPanicked,
+    /// The log hands events to the caller, but the call was not one that takes them.
+    Unclaimed,
 }
 
 impl LogOutcome {
-    const ALL: [LogOutcome; 4] = [
+    const ALL: [LogOutcome; 5] = [
         Self::Logged,
         Self::SampledOut,
         Self::RateLimited,
         Self::SinkPanicked,
+        Self::Unclaimed,
     ];
 
     fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl LogOutcome {
             Self::SampledOut => "sampled_out",
             Self::RateLimited => "rate_limited",
             Self::SinkPanicked => "sink_panicked",
+            Self::Unclaimed => "unclaimed",
         }
     }
 }
@@ -298,7 +302,7 @@ pub struct MetricsSnapshot {
     /// Requests a candidate bundle decided otherwise.
     pub shadow_disagreements: u64,
     /// Decisions offered to the decision log, by what became of them: `logged`,
-    /// `sampled_out`, `rate_limited`, `sink_panicked`.
+    /// `sampled_out`, `rate_limited`, `sink_panicked`, `unclaimed` (see [`crate::ffi::Logged`]).
     pub decision_log: BTreeMap<&'static str, u64>,
 }
 

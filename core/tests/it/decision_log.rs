@@ -9,8 +9,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use arbiter::decision_log::{hold_event, take_held_events, MASKED};
-use arbiter::{BundleFile, DecisionLogOptions, Engine, Minter, SigningKey};
+use arbiter::decision_log::MASKED;
+use arbiter::{
+    ffi, BundleFile, CallError, DecisionLogOptions, Engine, Minter, RequestParts, SigningKey,
+};
 
 const NOW: i64 = 1_800_000_000;
 const SECRET: [u8; 32] = [7; 32];
@@ -306,26 +308,69 @@ fn clearing_the_log_stops_events_and_bad_options_change_nothing() {
 }
 
 #[test]
-fn held_events_wait_on_their_thread_until_taken() {
-    let e = Arc::new(engine());
-    e.set_decision_log(DecisionLogOptions::default(), hold_event)
-        .unwrap();
+fn a_log_to_the_caller_hands_each_call_its_own_events() {
+    let e = engine();
+    ffi::log_to_caller(&e, DecisionLogOptions::default()).unwrap();
     let r = request("ann", json!({"ip": "1"})).to_string();
-    e.authorize_json(&r).unwrap();
-    let other = {
-        let e = Arc::clone(&e);
-        let r = r.clone();
-        std::thread::spawn(move || {
-            e.authorize_json(&r).unwrap();
-            e.authorize_json(&r).unwrap();
-            take_held_events().len()
-        })
+    let one = ffi::authorize_json(&e, &r);
+    assert!(one.answer.unwrap().contains("allow"));
+    assert_eq!(one.events.len(), 1);
+    assert!(
+        one.events[0].contains(r#""decision":"allow""#),
+        "{}",
+        one.events[0]
+    );
+
+    let batch = ffi::authorize_json_batch(&e, &format!("[{r},{r},7]"));
+    assert!(batch.answer.is_ok());
+    assert_eq!(
+        batch.events.len(),
+        2,
+        "the element that is no request logs nothing"
+    );
+    let parts = RequestParts {
+        principal: Some(("User", "ann")),
+        action: ("Action", "read"),
+        resource: ("Doc", "d"),
+        context_json: Some(r#"{"ip": "1"}"#),
+        entities_json: None,
+        token: None,
+        request_id: Some("req-9"),
     };
-    assert_eq!(other.join().unwrap(), 2);
-    let held = take_held_events();
-    assert_eq!(held.len(), 1);
-    assert!(held[0].contains(r#""decision":"allow""#));
-    assert!(take_held_events().is_empty());
+    let typed = ffi::authorize_parts(&e, &parts);
+    assert!(typed.answer.unwrap().allowed());
+    assert!(typed.events[0].contains(r#""request_id":"req-9""#));
+    let read =
+        ffi::authorize_read_batch(&e, &[Ok(parts), Err(CallError::malformed("no")), Ok(parts)]);
+    assert_eq!(read.answer.len(), 3);
+    assert_eq!(read.events.len(), 2);
+
+    // Calls on other threads at the same time get their own events, never another's.
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|n| {
+                let (e, r) = (&e, &r);
+                s.spawn(move || {
+                    (0..=n)
+                        .map(|_| ffi::authorize_json(e, r).events.len())
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        for (n, t) in threads.into_iter().enumerate() {
+            assert_eq!(t.join().unwrap(), n + 1);
+        }
+    });
+
+    // A call outside `ffi` decides as ever; its event, which no one can take, is counted.
+    e.authorize_json(&r).unwrap();
+    assert_eq!(e.metrics().decision_log["unclaimed"], 1);
+    assert_eq!(e.metrics().decision_log["logged"], 1 + 2 + 1 + 2 + 10);
+
+    // With a sink set, the sink has them and the calls hand none back.
+    let events = collect(&e, DecisionLogOptions::default());
+    assert!(ffi::authorize_json(&e, &r).events.is_empty());
+    assert_eq!(events.lock().unwrap().len(), 1);
 }
 
 #[test]

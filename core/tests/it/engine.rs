@@ -643,7 +643,8 @@ action read appliesTo { principal: User, resource: Doc, context: { from: User, i
     let answers = arbiter::ffi::authorize_read_batch(
         &e,
         &[Ok(denied), Err(unread.clone()), Ok(bad), Ok(parts)],
-    );
+    )
+    .answer;
     assert!(!answers[0].as_ref().unwrap().allowed());
     assert_eq!(answers[1], Err(unread));
     assert_eq!(
