@@ -179,7 +179,9 @@ fn request_entities(c: &mut Criterion) {
             .unwrap();
             authorizer.is_authorized(&request, &set, &all)
         };
-        let ours = engine.authorize_json_decision(&request_json).unwrap();
+        let ours = engine
+            .authorize(&engine.read_request(&request_json).unwrap())
+            .unwrap();
         assert!(ours.allowed(), "{}", ours.to_json());
         assert_eq!(cedar().decision(), cedar_policy::Decision::Allow);
 

@@ -302,15 +302,20 @@ impl Engine {
     /// fields plus `policies` (`id`, `effect`, `outcome`, `condition`, `error` each).
     fn explain<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
         let explanation = py
-            .detach(|| guarded(|| Ok(self.inner.explain_json(request)?)))
+            .detach(|| guarded(|| Ok(self.inner.explain(&self.inner.read_request(request)?)?)))
             .map_err(|e| e.into_py(py))?;
         pythonize(py, &explanation).map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// The same explanation as text for a person.
     fn explain_text(&self, py: Python<'_>, request: &str) -> PyResult<String> {
-        py.detach(|| guarded(|| Ok(self.inner.explain_json(request)?.to_text())))
-            .map_err(|e| e.into_py(py))
+        py.detach(|| {
+            guarded(|| {
+                let request = self.inner.read_request(request)?;
+                Ok(self.inner.explain(&request)?.to_text())
+            })
+        })
+        .map_err(|e| e.into_py(py))
     }
 
     /// Logs decisions from now on: every decision (of every call but `explain`) is passed to

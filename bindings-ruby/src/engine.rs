@@ -213,13 +213,20 @@ impl Engine {
 
     fn explain(ruby: &Ruby, rb_self: &Self, request: Value) -> Result<Value, Error> {
         let request = text_argument(ruby, "request", request)?;
-        let explanation = guard(ruby, || Ok(rb_self.inner.explain_json(&request)?))?;
+        let engine = &rb_self.inner;
+        let explanation = guard(
+            ruby,
+            || Ok(engine.explain(&engine.read_request(&request)?)?),
+        )?;
         hash(ruby, &explanation)
     }
 
     fn explain_text(ruby: &Ruby, rb_self: &Self, request: Value) -> Result<String, Error> {
         let request = text_argument(ruby, "request", request)?;
-        guard(ruby, || Ok(rb_self.inner.explain_json(&request)?.to_text()))
+        let engine = &rb_self.inner;
+        guard(ruby, || {
+            Ok(engine.explain(&engine.read_request(&request)?)?.to_text())
+        })
     }
 
     /// The native half of `set_decision_log` (lib/arbiter.rb keeps the block).

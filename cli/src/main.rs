@@ -222,7 +222,9 @@ fn load_failure(bundle: Option<&Path>, e: &LoadError) -> String {
 
 fn check_one(engine: &Engine, request: Option<&Path>) -> Result<u8, String> {
     answer(
-        engine.authorize_json_decision(&read_request(request)?),
+        engine
+            .read_request(&read_request(request)?)
+            .and_then(|r| engine.authorize(&r)),
         |decision| {
             println!("{}", decision.to_json());
             decision.allowed()
@@ -232,7 +234,9 @@ fn check_one(engine: &Engine, request: Option<&Path>) -> Result<u8, String> {
 
 fn explain(engine: &Engine, request: Option<&Path>, json: bool) -> Result<u8, String> {
     answer(
-        engine.explain_json(&read_request(request)?),
+        engine
+            .read_request(&read_request(request)?)
+            .and_then(|r| engine.explain(&r)),
         |explanation| {
             match json {
                 true => println!("{}", explanation.to_json()),
@@ -358,8 +362,8 @@ fn diff(
     let mut out = BufWriter::new(io::stdout().lock());
     for (number, line) in &lines {
         let (a, b) = (
-            engine.authorize_json_decision(line),
-            other.authorize_json_decision(line),
+            engine.read_request(line).and_then(|r| engine.authorize(&r)),
+            other.read_request(line).and_then(|r| other.authorize(&r)),
         );
         let outcome = |r: &Result<arbiter::Decision, RequestError>| -> Result<bool, &str> {
             r.as_ref().map(|d| d.allowed()).map_err(|e| e.kind())

@@ -171,7 +171,7 @@ typedef struct arbiter_packed_decision {
 } arbiter_packed_decision;
 
 /**
- * An error of a decision, as `arbiter_decision_get_view` shows it. `policy` is NULL when the error
+ * An error of a decision, as `arbiter_decision_read` shows it. `policy` is NULL when the error
  * names no policy. The strings live as long as the decision.
  */
 typedef struct arbiter_decision_error_view {
@@ -181,7 +181,7 @@ typedef struct arbiter_decision_error_view {
 } arbiter_decision_error_view;
 
 /**
- * Everything a decision holds, from `arbiter_decision_get_view` in one call: whether it
+ * Everything a decision holds, from `arbiter_decision_read` in one call: whether it
  * allows, the ids of the determining policies (`reason_count` strings at `reasons`) and its
  * errors (`error_count` at `errors`). An empty list is NULL. The pointers live as long as the
  * decision.
@@ -248,84 +248,13 @@ uint32_t arbiter_engine_authorize_packed(const struct arbiter_engine *engine,
 void arbiter_packed_decision_free(struct arbiter_packed_decision packed);
 
 /**
- * The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
- * the library costs. A NULL decision is a deny with nothing in it.
+ * Reads the whole decision at once (the one way to read it): whether it allows, the ids of
+ * the determining policies and its errors. A NULL decision is a deny with nothing in it.
  *
  * # Safety
  * `decision` is NULL or a live decision.
  */
-struct arbiter_decision_view arbiter_decision_get_view(const struct arbiter_decision *decision);
-
-/**
- * Whether the decision allows the request. NULL is a deny.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-bool arbiter_decision_is_allowed(const struct arbiter_decision *decision);
-
-/**
- * How many determining policies the decision names (0 for NULL).
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-size_t arbiter_decision_reason_count(const struct arbiter_decision *decision);
-
-/**
- * The id of the `index`th determining policy, or NULL when out of range. Valid until the
- * decision is freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_reason(const struct arbiter_decision *decision, size_t index);
-
-/**
- * How many errors the decision carries (0 for NULL).
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-size_t arbiter_decision_error_count(const struct arbiter_decision *decision);
-
-/**
- * The kind of the `index`th error (`"policy_evaluation"`, `"expired"`, ...), or NULL when out
- * of range. Valid until the decision is freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_error_kind(const struct arbiter_decision *decision, size_t index);
-
-/**
- * The policy of the `index`th error, or NULL when it names none or is out of range. Valid
- * until the decision is freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_error_policy(const struct arbiter_decision *decision, size_t index);
-
-/**
- * The message of the `index`th error, or NULL when out of range. Valid until the decision is
- * freed.
- *
- * # Safety
- * `decision` is NULL or a live decision.
- */
-const char *arbiter_decision_error_message(const struct arbiter_decision *decision, size_t index);
-
-/**
- * The decision as contract JSON. On success `*json_out` receives a string the caller frees
- * with `arbiter_string_free`.
- *
- * # Safety
- * `decision` is NULL or a live decision; `json_out` and `err_out` are NULL or writable.
- */
-uint32_t arbiter_decision_to_json(const struct arbiter_decision *decision,
-                                  char **json_out,
-                                  struct arbiter_error **err_out);
+struct arbiter_decision_view arbiter_decision_read(const struct arbiter_decision *decision);
 
 /**
  * Frees a decision. NULL does nothing.

@@ -1,25 +1,26 @@
-//! `arbiter_decision`, its view and accessors, and the packed form bindings read in one call.
+//! `arbiter_decision` and its view (the one way C reads a decision), and the packed form
+//! bindings read in one call.
 
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use super::args::{arbiter_request, write_string};
+use super::args::arbiter_request;
 use super::engine::{arbiter_engine, decide_request};
-use super::result::{arbiter_error, boundary, c_string, Failure, Report};
+use super::result::{arbiter_error, c_string, ffi_boundary, Failure, OnPanic, Report};
 use arbiter_core::Decision;
 
 /// A decision of `arbiter_engine_authorize`. Owned by the caller; free it with
 /// `arbiter_decision_free`. Strings it hands out live as long as it does.
 pub struct arbiter_decision {
     pub(crate) decision: Decision,
-    reasons: Vec<CString>,
-    errors: Vec<DecisionErrorStrings>,
-    /// Pointers into `reasons` and `errors`, for `arbiter_decision_view`.
+    /// The strings `reason_ptrs` and `error_views` point into, owned here (a CString's buffer
+    /// stays put as the vector moves).
+    _strings: Vec<CString>,
     reason_ptrs: Vec<*const c_char>,
     error_views: Vec<arbiter_decision_error_view>,
 }
 
-/// An error of a decision, as `arbiter_decision_get_view` shows it. `policy` is NULL when the error
+/// An error of a decision, as `arbiter_decision_read` shows it. `policy` is NULL when the error
 /// names no policy. The strings live as long as the decision.
 #[repr(C)]
 pub struct arbiter_decision_error_view {
@@ -28,7 +29,7 @@ pub struct arbiter_decision_error_view {
     pub message: *const c_char,
 }
 
-/// Everything a decision holds, from `arbiter_decision_get_view` in one call: whether it
+/// Everything a decision holds, from `arbiter_decision_read` in one call: whether it
 /// allows, the ids of the determining policies (`reason_count` strings at `reasons`) and its
 /// errors (`error_count` at `errors`). An empty list is NULL. The pointers live as long as the
 /// decision.
@@ -39,12 +40,6 @@ pub struct arbiter_decision_view {
     pub reason_count: usize,
     pub errors: *const arbiter_decision_error_view,
     pub error_count: usize,
-}
-
-struct DecisionErrorStrings {
-    kind: CString,
-    policy: Option<CString>,
-    message: CString,
 }
 
 /// A decision packed into bytes by `arbiter_engine_authorize_packed`: `len` bytes at `data`.
@@ -81,7 +76,7 @@ pub unsafe extern "C" fn arbiter_engine_authorize_packed(
     packed_out: *mut arbiter_packed_decision,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         if packed_out.is_null() {
             return Err(Failure::null("packed_out"));
         }
@@ -111,10 +106,12 @@ pub unsafe extern "C" fn arbiter_engine_authorize_packed(
 /// freed before.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_packed_decision_free(packed: arbiter_packed_decision) {
-    if !packed.data.is_null() {
-        let slice = ptr::slice_from_raw_parts_mut(packed.data.cast_mut(), packed.len);
-        drop(Box::from_raw(slice));
-    }
+    ffi_boundary!({
+        if !packed.data.is_null() {
+            let slice = ptr::slice_from_raw_parts_mut(packed.data.cast_mut(), packed.len);
+            drop(Box::from_raw(slice));
+        }
+    })
 }
 
 /// The bytes `pack` writes for `decision`.
@@ -173,53 +170,57 @@ impl Packer<'_> {
 }
 
 pub(crate) fn decision_strings(decision: Decision) -> arbiter_decision {
-    let reasons: Vec<CString> = decision.reasons.iter().map(|r| c_string(r)).collect();
-    let errors: Vec<DecisionErrorStrings> = decision
+    let mut strings = Vec::with_capacity(decision.reasons.len() + 3 * decision.errors.len());
+    let mut keep = |text: &str| {
+        let string = c_string(text);
+        let at = string.as_ptr();
+        strings.push(string);
+        at
+    };
+    let reason_ptrs = decision.reasons.iter().map(|r| keep(r)).collect();
+    let error_views = decision
         .errors
         .iter()
-        .map(|e| DecisionErrorStrings {
-            kind: c_string(e.kind.as_str()),
-            policy: e.policy.as_deref().map(c_string),
-            message: c_string(&e.message),
-        })
-        .collect();
-    // The CStrings' buffers live on the heap: these pointers stay valid as the vectors move.
-    let reason_ptrs = reasons.iter().map(|r| r.as_ptr()).collect();
-    let error_views = errors
-        .iter()
         .map(|e| arbiter_decision_error_view {
-            kind: e.kind.as_ptr(),
-            policy: e.policy.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
-            message: e.message.as_ptr(),
+            kind: keep(e.kind.as_str()),
+            policy: e.policy.as_deref().map_or(ptr::null(), &mut keep),
+            message: keep(&e.message),
         })
         .collect();
     arbiter_decision {
         decision,
-        reasons,
-        errors,
+        _strings: strings,
         reason_ptrs,
         error_views,
     }
 }
 
-/// The whole decision at once (an `arbiter_decision_view`), for bindings where each call into
-/// the library costs. A NULL decision is a deny with nothing in it.
+/// Reads the whole decision at once (the one way to read it): whether it allows, the ids of
+/// the determining policies and its errors. A NULL decision is a deny with nothing in it.
 ///
 /// # Safety
 /// `decision` is NULL or a live decision.
 #[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_get_view(
+pub unsafe extern "C" fn arbiter_decision_read(
     decision: *const arbiter_decision,
 ) -> arbiter_decision_view {
-    match decision.as_ref() {
-        None => arbiter_decision_view {
+    ffi_boundary!({
+        decision
+            .as_ref()
+            .map_or_else(arbiter_decision_view::on_panic, view_of)
+    })
+}
+
+impl OnPanic for arbiter_decision_view {
+    /// A deny with nothing in it.
+    fn on_panic() -> Self {
+        arbiter_decision_view {
             allowed: false,
             reasons: ptr::null(),
             reason_count: 0,
             errors: ptr::null(),
             error_count: 0,
-        },
-        Some(d) => view_of(d),
+        }
     }
 }
 
@@ -243,126 +244,15 @@ fn view_of(d: &arbiter_decision) -> arbiter_decision_view {
     }
 }
 
-/// Whether the decision allows the request. NULL is a deny.
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_is_allowed(decision: *const arbiter_decision) -> bool {
-    decision.as_ref().is_some_and(|d| d.decision.allowed())
-}
-
-/// How many determining policies the decision names (0 for NULL).
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_reason_count(decision: *const arbiter_decision) -> usize {
-    decision.as_ref().map_or(0, |d| d.reasons.len())
-}
-
-/// The id of the `index`th determining policy, or NULL when out of range. Valid until the
-/// decision is freed.
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_reason(
-    decision: *const arbiter_decision,
-    index: usize,
-) -> *const c_char {
-    decision
-        .as_ref()
-        .and_then(|d| d.reasons.get(index))
-        .map_or(ptr::null(), |r| r.as_ptr())
-}
-
-/// How many errors the decision carries (0 for NULL).
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_error_count(decision: *const arbiter_decision) -> usize {
-    decision.as_ref().map_or(0, |d| d.errors.len())
-}
-
-/// The kind of the `index`th error (`"policy_evaluation"`, `"expired"`, ...), or NULL when out
-/// of range. Valid until the decision is freed.
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_error_kind(
-    decision: *const arbiter_decision,
-    index: usize,
-) -> *const c_char {
-    decision
-        .as_ref()
-        .and_then(|d| d.errors.get(index))
-        .map_or(ptr::null(), |e| e.kind.as_ptr())
-}
-
-/// The policy of the `index`th error, or NULL when it names none or is out of range. Valid
-/// until the decision is freed.
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_error_policy(
-    decision: *const arbiter_decision,
-    index: usize,
-) -> *const c_char {
-    decision
-        .as_ref()
-        .and_then(|d| d.errors.get(index))
-        .and_then(|e| e.policy.as_ref())
-        .map_or(ptr::null(), |p| p.as_ptr())
-}
-
-/// The message of the `index`th error, or NULL when out of range. Valid until the decision is
-/// freed.
-///
-/// # Safety
-/// `decision` is NULL or a live decision.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_error_message(
-    decision: *const arbiter_decision,
-    index: usize,
-) -> *const c_char {
-    decision
-        .as_ref()
-        .and_then(|d| d.errors.get(index))
-        .map_or(ptr::null(), |e| e.message.as_ptr())
-}
-
-/// The decision as contract JSON. On success `*json_out` receives a string the caller frees
-/// with `arbiter_string_free`.
-///
-/// # Safety
-/// `decision` is NULL or a live decision; `json_out` and `err_out` are NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn arbiter_decision_to_json(
-    decision: *const arbiter_decision,
-    json_out: *mut *mut c_char,
-    err_out: *mut *mut arbiter_error,
-) -> u32 {
-    boundary(err_out, || {
-        let decision = decision.as_ref().ok_or_else(|| Failure::null("decision"))?;
-        if json_out.is_null() {
-            return Err(Failure::null("json_out"));
-        }
-        write_string(json_out, &decision.decision.to_json());
-        Ok(())
-    })
-}
-
 /// Frees a decision. NULL does nothing.
 ///
 /// # Safety
 /// `decision` is NULL or a decision from `arbiter_engine_authorize`, not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_decision_free(decision: *mut arbiter_decision) {
-    if !decision.is_null() {
-        drop(Box::from_raw(decision));
-    }
+    ffi_boundary!({
+        if !decision.is_null() {
+            drop(Box::from_raw(decision));
+        }
+    })
 }

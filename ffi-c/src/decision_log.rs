@@ -1,11 +1,10 @@
 //! Decision logs to a C callback: events handed over on the deciding thread.
 
 use std::ffi::{c_char, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::args::engine_ref;
 use super::engine::arbiter_engine;
-use super::result::{arbiter_error, boundary, c_string, Failure, Report};
+use super::result::{arbiter_error, c_string, ffi_boundary, Failure, Report};
 use arbiter_core::{DecisionLogOptions, ErrorKind};
 
 /// Receives one decision log event: `event_len` bytes of JSON at `event`, NUL-terminated,
@@ -71,12 +70,13 @@ pub unsafe extern "C" fn arbiter_engine_set_decision_log(
     user_data: *mut c_void,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    let sink = CSink {
-        log,
-        release,
-        user_data,
-    };
-    boundary(err_out, move || {
+    ffi_boundary!(err_out, {
+        // Made first, so that a failure drops it, which releases `user_data`.
+        let sink = CSink {
+            log,
+            release,
+            user_data,
+        };
         let engine = engine_ref(engine)?;
         if log.is_none() {
             return Err(Failure::null("log"));
@@ -98,7 +98,9 @@ pub unsafe extern "C" fn arbiter_engine_set_decision_log(
 /// `engine` is NULL or a live engine.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_engine_clear_decision_log(engine: *const arbiter_engine) {
-    if let Some(engine) = engine.as_ref() {
-        let _ = catch_unwind(AssertUnwindSafe(|| engine.engine.clear_decision_log()));
-    }
+    ffi_boundary!({
+        if let Some(engine) = engine.as_ref() {
+            engine.engine.clear_decision_log();
+        }
+    })
 }

@@ -1,14 +1,13 @@
 //! `arbiter_engine`: creating, reloading, deciding, tokens, candidates, explanations, metrics.
 
 use std::ffi::c_char;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::args::{
     arbiter_bundle_file, arbiter_request, arbiter_str, bundle_files, bytes_str, c_str, engine_ref,
     entity_ref, optional_str, write_out, write_string,
 };
 use super::decision::{arbiter_decision, decision_strings};
-use super::result::{arbiter_error, boundary, Failure, Report};
+use super::result::{arbiter_error, ffi_boundary, Failure, Report};
 use arbiter_core::{Decision, Engine, LoadError, RequestParts, TokenReport, TrustedKeys};
 
 /// An engine: a loaded bundle that decides requests. Create it with one of the
@@ -42,7 +41,7 @@ pub unsafe extern "C" fn arbiter_engine_new_from_bundle_dir(
     engine_out: *mut *mut arbiter_engine,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let path = c_str(path, "path")?;
         new_engine(engine_out, || Ok(Engine::from_bundle_dir(path)?))
     })
@@ -57,7 +56,7 @@ pub unsafe extern "C" fn arbiter_engine_new_gitlab_default(
     engine_out: *mut *mut arbiter_engine,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         new_engine(engine_out, || Ok(Engine::gitlab_default()?))
     })
 }
@@ -75,7 +74,7 @@ pub unsafe extern "C" fn arbiter_engine_new_from_files(
     engine_out: *mut *mut arbiter_engine,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let files = bundle_files(files, count)?;
         new_engine(engine_out, || Ok(Engine::from_files(files)?))
     })
@@ -96,7 +95,7 @@ pub unsafe extern "C" fn arbiter_engine_new_from_signed_bundle_dir(
     engine_out: *mut *mut arbiter_engine,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let path = c_str(path, "path")?;
         let pems: Vec<&str> = match key_count {
             0 => Vec::new(),
@@ -126,7 +125,7 @@ pub unsafe extern "C" fn arbiter_engine_reload_from_dir(
     path: *const c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
         Ok(engine.reload_from_dir(c_str(path, "path")?)?)
     })
@@ -143,7 +142,7 @@ pub unsafe extern "C" fn arbiter_engine_reload_from_files(
     count: usize,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
         Ok(engine.reload_from_files(bundle_files(files, count)?)?)
     })
@@ -164,14 +163,15 @@ pub unsafe extern "C" fn arbiter_engine_authorize_json(
     decision_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    let input = (request, request_len, "request");
-    string_call(
-        engine,
-        input,
-        (decision_out, "decision_out"),
-        err_out,
-        |e, request| Ok(e.authorize_json(request)?),
-    )
+    ffi_boundary!(err_out, {
+        let input = (request, request_len, "request");
+        string_call(
+            engine,
+            input,
+            (decision_out, "decision_out"),
+            |e, request| Ok(e.authorize_json(request)?),
+        )
+    })
 }
 
 /// Decides a JSON array of requests against one bundle version. On success `*answers_out`
@@ -189,14 +189,15 @@ pub unsafe extern "C" fn arbiter_engine_authorize_json_batch(
     answers_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    let input = (requests, requests_len, "requests");
-    string_call(
-        engine,
-        input,
-        (answers_out, "answers_out"),
-        err_out,
-        |e, requests| Ok(e.authorize_json_batch(requests)?),
-    )
+    ffi_boundary!(err_out, {
+        let input = (requests, requests_len, "requests");
+        string_call(
+            engine,
+            input,
+            (answers_out, "answers_out"),
+            |e, requests| Ok(e.authorize_json_batch(requests)?),
+        )
+    })
 }
 
 /// Decides one request given as parts, without request JSON (the fast path). On success
@@ -213,7 +214,7 @@ pub unsafe extern "C" fn arbiter_engine_authorize(
     decision_out: *mut *mut arbiter_decision,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         if decision_out.is_null() {
             return Err(Failure::null("decision_out"));
         }
@@ -270,18 +271,14 @@ pub unsafe extern "C" fn arbiter_engine_verify_token(
     info_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    let input = (token, token_len, "token");
-    string_call(
-        engine,
-        input,
-        (info_out, "info_out"),
-        err_out,
-        |e, token| {
+    ffi_boundary!(err_out, {
+        let input = (token, token_len, "token");
+        string_call(engine, input, (info_out, "info_out"), |e, token| {
             Ok(TokenReport::from(&e.verify_token(token))
                 .to_json()
                 .to_string())
-        },
-    )
+        })
+    })
 }
 
 /// Sets a candidate bundle (directory `path`) beside the engine's live one: decisions are still
@@ -297,7 +294,7 @@ pub unsafe extern "C" fn arbiter_engine_set_candidate_from_dir(
     path: *const c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
         Ok(engine.set_candidate_from_dir(c_str(path, "path")?)?)
     })
@@ -314,7 +311,7 @@ pub unsafe extern "C" fn arbiter_engine_set_candidate_from_files(
     count: usize,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    boundary(err_out, || {
+    ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
         Ok(engine.set_candidate_from_files(bundle_files(files, count)?)?)
     })
@@ -326,9 +323,11 @@ pub unsafe extern "C" fn arbiter_engine_set_candidate_from_files(
 /// `engine` is NULL or a live engine.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_engine_clear_candidate(engine: *const arbiter_engine) {
-    if let Some(engine) = engine.as_ref() {
-        let _ = catch_unwind(AssertUnwindSafe(|| engine.engine.clear_candidate()));
-    }
+    ffi_boundary!({
+        if let Some(engine) = engine.as_ref() {
+            engine.engine.clear_candidate();
+        }
+    })
 }
 
 /// What shadow evaluation has seen since the candidate was set, as JSON: `candidate` (`name`,
@@ -344,7 +343,9 @@ pub unsafe extern "C" fn arbiter_engine_shadow_report_json(
     json_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    engine_string(engine, json_out, err_out, |e| e.shadow_report().to_json())
+    ffi_boundary!(err_out, {
+        engine_string(engine, json_out, |e| e.shadow_report().to_json())
+    })
 }
 
 /// Decides one request given as contract JSON and explains it, as JSON: the decision's fields
@@ -363,12 +364,17 @@ pub unsafe extern "C" fn arbiter_engine_explain_json(
     explanation_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    let (input, out) = (
-        (request, request_len, "request"),
-        (explanation_out, "explanation_out"),
-    );
-    string_call(engine, input, out, err_out, |e, request| {
-        Ok(e.explain_json(request)?.to_json())
+    ffi_boundary!(err_out, {
+        let (input, out) = (
+            (request, request_len, "request"),
+            (explanation_out, "explanation_out"),
+        );
+        string_call(
+            engine,
+            input,
+            out,
+            |e, request| Ok(e.explain_json(request)?),
+        )
     })
 }
 
@@ -385,12 +391,14 @@ pub unsafe extern "C" fn arbiter_engine_explain_text(
     explanation_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    let (input, out) = (
-        (request, request_len, "request"),
-        (explanation_out, "explanation_out"),
-    );
-    string_call(engine, input, out, err_out, |e, request| {
-        Ok(e.explain_json(request)?.to_text())
+    ffi_boundary!(err_out, {
+        let (input, out) = (
+            (request, request_len, "request"),
+            (explanation_out, "explanation_out"),
+        );
+        string_call(engine, input, out, |e, request| {
+            Ok(e.explain(&e.read_request(request)?)?.to_text())
+        })
     })
 }
 
@@ -403,18 +411,15 @@ unsafe fn string_call(
     engine: *const arbiter_engine,
     (input, input_len, input_name): (*const c_char, usize, &str),
     (out, out_name): (*mut *mut c_char, &str),
-    err_out: *mut *mut arbiter_error,
     call: impl FnOnce(&Engine, &str) -> Result<String, Failure>,
-) -> u32 {
-    boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        let input = bytes_str(input, input_len, input_name)?;
-        if out.is_null() {
-            return Err(Failure::null(out_name));
-        }
-        write_string(out, &call(engine, input)?);
-        Ok(())
-    })
+) -> Result<(), Failure> {
+    let engine = engine_ref(engine)?;
+    let input = bytes_str(input, input_len, input_name)?;
+    if out.is_null() {
+        return Err(Failure::null(out_name));
+    }
+    write_string(out, &call(engine, input)?);
+    Ok(())
 }
 
 /// The engine's metrics since it was created (reloads included) as JSON: `decisions` (by
@@ -433,7 +438,9 @@ pub unsafe extern "C" fn arbiter_engine_metrics_json(
     json_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    engine_string(engine, json_out, err_out, |e| e.metrics().to_json())
+    ffi_boundary!(err_out, {
+        engine_string(engine, json_out, |e| e.metrics().to_json())
+    })
 }
 
 /// The same metrics in the Prometheus text exposition format, ready to serve on `/metrics`.
@@ -447,7 +454,9 @@ pub unsafe extern "C" fn arbiter_engine_metrics_prometheus(
     text_out: *mut *mut c_char,
     err_out: *mut *mut arbiter_error,
 ) -> u32 {
-    engine_string(engine, text_out, err_out, |e| e.metrics().to_prometheus())
+    ffi_boundary!(err_out, {
+        engine_string(engine, text_out, |e| e.metrics().to_prometheus())
+    })
 }
 
 /// A call that takes no input and hands out a string `report` makes of the engine.
@@ -457,17 +466,14 @@ pub unsafe extern "C" fn arbiter_engine_metrics_prometheus(
 unsafe fn engine_string(
     engine: *const arbiter_engine,
     out: *mut *mut c_char,
-    err_out: *mut *mut arbiter_error,
     report: impl FnOnce(&Engine) -> String,
-) -> u32 {
-    boundary(err_out, || {
-        let engine = engine_ref(engine)?;
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        write_string(out, &report(engine));
-        Ok(())
-    })
+) -> Result<(), Failure> {
+    let engine = engine_ref(engine)?;
+    if out.is_null() {
+        return Err(Failure::null("out"));
+    }
+    write_string(out, &report(engine));
+    Ok(())
 }
 
 /// Test builds only (feature `fault-injection`; the header declares it when
@@ -480,9 +486,11 @@ unsafe fn engine_string(
 #[cfg(feature = "fault-injection")]
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_engine_inject_panics(engine: *const arbiter_engine, on: bool) {
-    if let Some(engine) = engine.as_ref() {
-        engine.engine.inject_panics(on);
-    }
+    ffi_boundary!({
+        if let Some(engine) = engine.as_ref() {
+            engine.engine.inject_panics(on);
+        }
+    })
 }
 
 /// Frees an engine. NULL does nothing. No other thread may be using it.
@@ -491,8 +499,9 @@ pub unsafe extern "C" fn arbiter_engine_inject_panics(engine: *const arbiter_eng
 /// `engine` is NULL or an engine from `arbiter_engine_new_*`, not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_engine_free(engine: *mut arbiter_engine) {
-    if !engine.is_null() {
-        // A panic in a destructor must not unwind into C either; there is nothing to report.
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(engine))));
-    }
+    ffi_boundary!({
+        if !engine.is_null() {
+            drop(Box::from_raw(engine));
+        }
+    })
 }

@@ -2,7 +2,7 @@
 //! fallible call runs in, strings handed out, and the library's version.
 
 use std::ffi::{c_char, CStr, CString};
-use std::panic::catch_unwind;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use arbiter_core::{CallError, ErrorKind};
@@ -108,9 +108,25 @@ pub(crate) fn c_string(text: &str) -> CString {
         .unwrap_or_else(|_| CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default())
 }
 
-/// Runs `body` inside the panic boundary: its error, or a panic, becomes a result code and an
-/// `arbiter_error`.
-pub(crate) fn boundary(
+/// The panic boundary: every exported function's whole body runs inside it (a test checks), so
+/// a panic never unwinds into C.
+///
+/// - `ffi_boundary!(err_out, { ... })`, for a fallible call: the body gives
+///   `Result<(), Failure>`; its error, or a panic, becomes the result code and `*err_out`.
+/// - `ffi_boundary!({ ... })`, for a call that cannot fail: a panic gives the return type's
+///   [`OnPanic`] value instead (NULL, 0, false, a deny, nothing).
+macro_rules! ffi_boundary {
+    ($err_out:expr, $body:block) => {
+        super::result::fallible($err_out, move || $body)
+    };
+    ($body:block) => {
+        super::result::infallible(move || $body)
+    };
+}
+pub(crate) use ffi_boundary;
+
+/// The body of `ffi_boundary!(err_out, ...)`.
+pub(crate) fn fallible(
     err_out: *mut *mut arbiter_error,
     body: impl FnOnce() -> Result<(), Failure>,
 ) -> u32 {
@@ -120,15 +136,43 @@ pub(crate) fn boundary(
     }
 }
 
+/// The body of `ffi_boundary!(...)` without `err_out`.
+pub(crate) fn infallible<T: OnPanic>(body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| T::on_panic())
+}
+
+/// What a call that cannot fail answers if Arbiter panics inside it: never an allow.
+pub(crate) trait OnPanic {
+    fn on_panic() -> Self;
+}
+
+impl OnPanic for () {
+    fn on_panic() {}
+}
+
+impl OnPanic for u32 {
+    fn on_panic() -> Self {
+        ARBITER_RESULT_INTERNAL as u32
+    }
+}
+
+impl<T> OnPanic for *const T {
+    fn on_panic() -> Self {
+        ptr::null()
+    }
+}
+
 /// Frees a string Arbiter handed out. NULL does nothing.
 ///
 /// # Safety
 /// `s` is NULL or a string from an Arbiter `_out` parameter, not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_string_free(s: *mut c_char) {
-    if !s.is_null() {
-        drop(CString::from_raw(s));
-    }
+    ffi_boundary!({
+        if !s.is_null() {
+            drop(CString::from_raw(s));
+        }
+    })
 }
 
 /// The error's result code (0 for NULL).
@@ -137,7 +181,7 @@ pub unsafe extern "C" fn arbiter_string_free(s: *mut c_char) {
 /// `err` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_error_code(err: *const arbiter_error) -> u32 {
-    err.as_ref().map_or(OK, |e| e.code)
+    ffi_boundary!({ err.as_ref().map_or(OK, |e| e.code) })
 }
 
 /// The error's kind, e.g. `"policy_parse"` (`""` for NULL). Valid until `arbiter_error_free`.
@@ -146,7 +190,7 @@ pub unsafe extern "C" fn arbiter_error_code(err: *const arbiter_error) -> u32 {
 /// `err` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_error_kind(err: *const arbiter_error) -> *const c_char {
-    err.as_ref().map_or(c"".as_ptr(), |e| e.kind.as_ptr())
+    ffi_boundary!({ err.as_ref().map_or(c"".as_ptr(), |e| e.kind.as_ptr()) })
 }
 
 /// The error's one-line message (`""` for NULL). Valid until `arbiter_error_free`.
@@ -155,7 +199,7 @@ pub unsafe extern "C" fn arbiter_error_kind(err: *const arbiter_error) -> *const
 /// `err` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_error_message(err: *const arbiter_error) -> *const c_char {
-    err.as_ref().map_or(c"".as_ptr(), |e| e.message.as_ptr())
+    ffi_boundary!({ err.as_ref().map_or(c"".as_ptr(), |e| e.message.as_ptr()) })
 }
 
 /// Frees an error. NULL does nothing.
@@ -164,9 +208,11 @@ pub unsafe extern "C" fn arbiter_error_message(err: *const arbiter_error) -> *co
 /// `err` is NULL or an error from an Arbiter `err_out` parameter, not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn arbiter_error_free(err: *mut arbiter_error) {
-    if !err.is_null() {
-        drop(Box::from_raw(err));
-    }
+    ffi_boundary!({
+        if !err.is_null() {
+            drop(Box::from_raw(err));
+        }
+    })
 }
 
 /// The snake_case kind of a result code (`"policy_parse"` for `ARBITER_RESULT_POLICY_PARSE`),
@@ -174,29 +220,30 @@ pub unsafe extern "C" fn arbiter_error_free(err: *mut arbiter_error) {
 /// freed; may be called from any thread.
 #[no_mangle]
 pub extern "C" fn arbiter_result_kind(code: u32) -> *const c_char {
-    static KINDS: std::sync::LazyLock<Vec<(u32, CString)>> = std::sync::LazyLock::new(|| {
-        ErrorKind::ALL
-            .iter()
-            .map(|k| (k.code(), c_string(k.as_str())))
-            .collect()
-    });
-    // Nothing here can panic but the first use's allocation; a NULL then is "unknown".
-    catch_unwind(|| {
+    ffi_boundary!({
+        // Nothing here can panic but the first use's allocation; a NULL then is "unknown".
+        static KINDS: std::sync::LazyLock<Vec<(u32, CString)>> = std::sync::LazyLock::new(|| {
+            ErrorKind::ALL
+                .iter()
+                .map(|k| (k.code(), c_string(k.as_str())))
+                .collect()
+        });
         KINDS
             .iter()
             .find(|(c, _)| *c == code)
             .map_or(ptr::null(), |(_, kind)| kind.as_ptr())
     })
-    .unwrap_or(ptr::null())
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; never freed.
 #[no_mangle]
 pub extern "C" fn arbiter_version() -> *const c_char {
-    const VERSION: &CStr =
-        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-            Ok(v) => v,
-            Err(_) => c"unknown",
-        };
-    VERSION.as_ptr()
+    ffi_boundary!({
+        const VERSION: &CStr =
+            match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+                Ok(v) => v,
+                Err(_) => c"unknown",
+            };
+        VERSION.as_ptr()
+    })
 }

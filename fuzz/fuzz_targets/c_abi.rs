@@ -210,14 +210,12 @@ fuzz_target!(|data: &[u8]| {
                     let mut expected = vec![0; packed_len(&(*decision).decision)];
                     pack(&(*decision).decision, &mut expected);
                     assert_eq!(packed_bytes, Some(expected));
-                    let view = arbiter_decision_get_view(decision);
-                    assert_eq!(view.allowed, arbiter_decision_is_allowed(decision));
-                    view_strings(&view);
-                    let (mut json, mut err) = (ptr::null_mut(), ptr::null_mut());
-                    let code = arbiter_decision_to_json(decision, &mut json, &mut err);
-                    assert!(settle(code, json, err));
-                    check_decision_json(&text(json));
-                    arbiter_string_free(json);
+                    let decided = &(*decision).decision;
+                    let (allowed, reasons, errors) = view_strings(&arbiter_decision_read(decision));
+                    assert_eq!(allowed, decided.allowed());
+                    assert_eq!(reasons, decided.reasons);
+                    assert_eq!(errors.len(), decided.errors.len());
+                    check_decision_json(&decided.to_json());
                     arbiter_decision_free(decision);
                 }
             }

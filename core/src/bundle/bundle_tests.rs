@@ -137,9 +137,7 @@ impl TestSuite {
     }
 
     fn check(&self, case: &TestCase) -> Result<(), String> {
-        let result = self
-            .engine
-            .authorize_json_decision(&case.request.to_string());
+        let result = self.engine.decide_json(&case.request.to_string(), None);
         match (&case.decision, &case.error, result) {
             (Some(_), Some(_), _) | (None, None, _) => {
                 Err("a case needs exactly one of `decision` and `error`".into())

@@ -160,7 +160,7 @@ mod injected {
 
         engine.inject_panics(true);
         assert_internal_deny(&engine.authorize(&typed).unwrap());
-        assert_internal_deny(&engine.authorize_json_decision(REQUEST).unwrap());
+        assert_internal_deny(&engine.decide_json(REQUEST, None).unwrap());
         assert_internal_deny(&engine.authorize_parts(&parts).unwrap());
         for d in engine.authorize_batch(&[typed.clone(), typed.clone()]) {
             assert_internal_deny(&d.unwrap());
@@ -217,7 +217,7 @@ mod injected {
                 let engine = std::sync::Arc::clone(&engine);
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        assert_internal_deny(&engine.authorize_json_decision(REQUEST).unwrap());
+                        assert_internal_deny(&engine.decide_json(REQUEST, None).unwrap());
                     }
                 })
             })
@@ -227,6 +227,6 @@ mod injected {
         }
         // The engine is whole after all those panics.
         engine.inject_panics(false);
-        assert!(engine.authorize_json_decision(REQUEST).unwrap().allowed());
+        assert!(engine.decide_json(REQUEST, None).unwrap().allowed());
     }
 }

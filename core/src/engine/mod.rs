@@ -192,18 +192,26 @@ impl Engine {
         }
     }
 
-    /// Decides one request given as contract JSON, like [`Engine::authorize_json_decision`],
-    /// and explains it: every policy whose scope matched, and whether its conditions were
-    /// satisfied, not satisfied or errored, with the condition that decided it. Not counted in
-    /// the metrics.
-    pub fn explain_json(&self, request: &str) -> Result<Explanation, RequestError> {
+    /// Reads a request given as contract JSON, as the JSON calls read it (the serving bundle's
+    /// schema types its context and entities; the engine's limits apply), for the typed calls:
+    /// `engine.authorize(&engine.read_request(json)?)`.
+    pub fn read_request(&self, json: &str) -> Result<Request, RequestError> {
+        self.limits.check_json("request", &[json])?;
+        Request::from_json(json, &self.bundle.load().reader(&self.limits))
+    }
+
+    /// Decides one request given as contract JSON and explains it, as explanation JSON (see
+    /// [`Engine::explain`]).
+    pub fn explain_json(&self, request: &str) -> Result<String, RequestError> {
         self.limits.check_json("request", &[request])?;
         let bundle = self.bundle.load();
         let request = Request::from_json(request, &bundle.reader(&self.limits))?;
-        self.explained(&bundle, &request, None)
+        self.explained(&bundle, &request, None).map(|e| e.to_json())
     }
 
-    /// Decides one typed request and explains it (see [`Engine::explain_json`]).
+    /// Decides one request and explains it: every policy whose scope matched, and whether its
+    /// conditions were satisfied, not satisfied or errored, with the condition that decided
+    /// it. Not counted in the metrics.
     pub fn explain(&self, request: &Request) -> Result<Explanation, RequestError> {
         let bundle = self.bundle.load();
         self.explained(&bundle, request, Some(&bundle.reader(&self.limits)))
@@ -448,12 +456,7 @@ impl Engine {
 
     /// Decides one request given as contract JSON, answering with decision JSON.
     pub fn authorize_json(&self, request: &str) -> Result<String, RequestError> {
-        self.authorize_json_decision(request).map(|d| d.to_json())
-    }
-
-    /// Decides one request given as contract JSON, answering with a typed [`Decision`].
-    pub fn authorize_json_decision(&self, request: &str) -> Result<Decision, RequestError> {
-        self.decide_json(request, None)
+        self.decide_json(request, None).map(|d| d.to_json())
     }
 
     pub(crate) fn decide_json(

@@ -1,6 +1,6 @@
 //! Cedar's own integration corpus (`../shared/conformance/cedar-integration-tests`: the
 //! hand-written tests and the generated corpus, 62,546 requests) through
-//! `Engine::authorize_json_decision`: decision, reason set and error-policy set must all agree.
+//! `Engine::decide_json`: decision, reason set and error-policy set must all agree.
 //!
 //! `ARBITER_CONFORMANCE_DIR` overrides where the corpus is read from. A missing corpus fails
 //! the test; it never passes by skipping.
@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use arbiter::{BundleFile, Effect, Engine};
 use serde::Deserialize;
+
+use crate::DecideJson;
 
 const EXPECTED_REQUESTS: usize = 62_546;
 
@@ -150,7 +152,7 @@ fn run_file(path: &Path, base: &Path, failures: &Mutex<Vec<String>>) -> usize {
                 "resource": request.resource,
                 "context": request.context,
             });
-            let single = engine.authorize_json_decision(&json.to_string());
+            let single = engine.decide_json(&json.to_string());
             singles.push(single.clone());
             let decision = match single {
                 Ok(d) => d,

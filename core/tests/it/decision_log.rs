@@ -14,6 +14,8 @@ use arbiter::{
     ffi, BundleFile, CallError, DecisionLogOptions, Engine, Minter, RequestParts, SigningKey,
 };
 
+use crate::DecideJson;
+
 const NOW: i64 = 1_800_000_000;
 const SECRET: [u8; 32] = [7; 32];
 
@@ -88,7 +90,7 @@ fn an_event_names_the_request_bundle_decision_and_latency() {
         json!({"ip": "10.1.2.3", "profile": {"email": "ann@example.com", "plan": "gold"}}),
     );
     r["request_id"] = json!("req-42");
-    let decision = e.authorize_json_decision(&r.to_string()).unwrap();
+    let decision = e.decide_json(&r.to_string()).unwrap();
     assert!(decision.allowed());
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 1);
@@ -134,11 +136,11 @@ fn a_token_is_logged_by_its_id_and_never_itself() {
     let mut r = request("ann", json!({"ip": "10.1.2.3"}));
     r.as_object_mut().unwrap().remove("principal");
     r["token"] = json!(token);
-    assert!(e.authorize_json_decision(&r.to_string()).unwrap().allowed());
+    assert!(e.decide_json(&r.to_string()).unwrap().allowed());
     // A token that does not verify: a deny with the failure's kind, and no id to trust.
     r["token"] = json!(format!("{token}x"));
     r["principal"] = json!({"type": "User", "id": "ann"});
-    let refused = e.authorize_json_decision(&r.to_string()).unwrap();
+    let refused = e.decide_json(&r.to_string()).unwrap();
     assert!(!refused.allowed());
 
     let events = events.lock().unwrap();
@@ -253,7 +255,7 @@ fn the_rate_limit_caps_events_and_counts_the_rest() {
     let start = std::time::Instant::now();
     let r = request("ann", json!({"ip": "1"})).to_string();
     for _ in 0..200 {
-        assert!(e.authorize_json_decision(&r).unwrap().allowed());
+        assert!(e.decide_json(&r).unwrap().allowed());
     }
     // A burst of 5, then one more each 200 ms that passed.
     let allowance = 5 + (start.elapsed().as_millis() / 200) as usize;
@@ -278,7 +280,7 @@ fn a_panicking_sink_drops_its_event_never_the_decision() {
     e.set_decision_log(DecisionLogOptions::default(), |_| panic!("sink broke"))
         .unwrap();
     let d = e
-        .authorize_json_decision(&request("ann", json!({"ip": "1"})).to_string())
+        .decide_json(&request("ann", json!({"ip": "1"})).to_string())
         .unwrap();
     assert!(d.allowed());
     assert!(d.errors.iter().all(|e| e.policy.is_some()));

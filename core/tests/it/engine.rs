@@ -7,6 +7,8 @@ use std::sync::Arc;
 use arbiter::{BundleFile, DecisionErrorKind, Effect, Engine, Entity, EntityUid, Request};
 use serde_json::{json, Value};
 
+use crate::DecideJson;
+
 const SCHEMA: &str = r#"
 entity Team;
 entity User in [Team] = { active: Bool };
@@ -52,7 +54,7 @@ fn request(principal: &str, action: &str, resource: &str) -> Value {
 
 fn decide(engine: &Engine, request: &Value) -> (Effect, Vec<String>) {
     let d = engine
-        .authorize_json_decision(&request.to_string())
+        .decide_json(&request.to_string())
         .expect("request is valid");
     (d.decision, d.reasons)
 }
@@ -151,7 +153,7 @@ fn evaluation_errors_are_reported_with_their_policy_and_deny() {
     )])
     .unwrap();
     let d = e
-        .authorize_json_decision(&json!({"principal": {"type": "User", "id": "a"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d"}}).to_string())
+        .decide_json(&json!({"principal": {"type": "User", "id": "a"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d"}}).to_string())
         .unwrap();
     assert_eq!(d.decision, Effect::Deny);
     assert_eq!(d.errors.len(), 1);
@@ -211,12 +213,12 @@ fn a_token_nobody_can_verify_denies() {
     let e = engine();
     let mut r = request("bo", "read", "d1");
     r["token"] = json!("eyJhbGciOiJub25lIn0.e30.");
-    let d = e.authorize_json_decision(&r.to_string()).unwrap();
+    let d = e.decide_json(&r.to_string()).unwrap();
     assert_eq!(d.decision, Effect::Deny);
     assert_eq!(d.errors[0].kind, DecisionErrorKind::UnknownIssuer);
     r.as_object_mut().unwrap().remove("principal");
     assert_eq!(
-        e.authorize_json_decision(&r.to_string()).unwrap().decision,
+        e.decide_json(&r.to_string()).unwrap().decision,
         Effect::Deny
     );
 }
@@ -307,7 +309,7 @@ fn validation_switches_let_unvalidated_bundles_run() {
     off[3] = BundleFile::new("manifest.json", r#"{"validate_policies": false}"#);
     let e = Engine::from_files(off).unwrap();
     let d = e
-        .authorize_json_decision(&request("bo", "read", "d1").to_string())
+        .decide_json(&request("bo", "read", "d1").to_string())
         .unwrap();
     assert_eq!((d.decision, d.errors.len()), (Effect::Deny, 1));
 
@@ -798,9 +800,7 @@ fn a_batch_shares_repeated_work_and_answers_as_single_calls() {
 }
 
 fn decide_text(engine: &Engine, request: &str) -> (Effect, Vec<String>) {
-    let d = engine
-        .authorize_json_decision(request)
-        .expect("request is valid");
+    let d = engine.decide_json(request).expect("request is valid");
     (d.decision, d.reasons)
 }
 
@@ -827,7 +827,7 @@ fn request_entities_close_over_each_other_and_the_static_hierarchy() {
         let request = json!({"principal": {"type": "User", "id": principal},
             "action": {"type": "Action", "id": "read"},
             "resource": {"type": "Doc", "id": "new"}, "entities": entities});
-        engine.authorize_json_decision(&request.to_string())
+        engine.decide_json(&request.to_string())
     };
     let group = |id: &str, parent: &str| {
         json!({"uid": {"type": "Group", "id": id}, "attrs": {},
@@ -928,9 +928,7 @@ fn plain_static_entities_load_as_cedar_loads_them() {
     let engine = bundle(&entities).unwrap();
     let request = json!({"principal": {"type": "User", "id": "u"}, "action": {"type": "Action", "id": "read"},
                          "resource": {"type": "Group", "id": "top"}});
-    let d = engine
-        .authorize_json_decision(&request.to_string())
-        .unwrap();
+    let d = engine.decide_json(&request.to_string()).unwrap();
     assert!(d.allowed(), "{}", d.to_json());
 
     let cedar_schema = cedar_policy::Schema::from_cedarschema_str(schema)
@@ -1057,7 +1055,7 @@ fn metrics_count_decisions_errors_tokens_and_reloads() {
     let with_token = json!({"action": {"type": "Action", "id": "read"},
                             "resource": {"type": "Doc", "id": "d1"}, "token": "a.b.c"});
     assert!(!engine
-        .authorize_json_decision(&with_token.to_string())
+        .decide_json(&with_token.to_string())
         .unwrap()
         .allowed());
 
@@ -1156,12 +1154,15 @@ fn explanations_agree_with_decisions() {
             serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
         for case in tests["cases"].as_array().unwrap() {
             let request = case["request"].to_string();
-            let Ok(decision) = engine.authorize_json_decision(&request) else {
+            let Ok(decision) = engine.decide_json(&request) else {
                 assert!(engine.explain_json(&request).is_err());
                 continue;
             };
-            let e = engine.explain_json(&request).unwrap();
+            let e = engine
+                .explain(&engine.read_request(&request).unwrap())
+                .unwrap();
             assert_eq!(e.decision, decision, "{request}");
+            assert_eq!(engine.explain_json(&request).unwrap(), e.to_json());
             let ids = |effect: &str, outcome: arbiter::Outcome| -> Vec<String> {
                 e.policies
                     .iter()

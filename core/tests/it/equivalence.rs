@@ -18,6 +18,8 @@ use cedar_policy::{
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use crate::DecideJson;
+
 const USERS: usize = 6;
 const GROUPS: usize = 4;
 const DOCS: usize = 4;
@@ -371,7 +373,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         )
         .unwrap();
         let expected = reference(&set, &case.entities, own, &request);
-        let got = engine.authorize_json_decision(&json_request.to_string());
+        let got = engine.decide_json(&json_request.to_string());
         // The typed path answers as the JSON path does (entities Cedar's builder refuses, such
         // as a cycle, cannot be given to it).
         let typed: Option<Vec<cedar_policy::Entity>> = own

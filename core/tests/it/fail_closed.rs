@@ -16,6 +16,8 @@ use arbiter::{
     Request, RequestParts,
 };
 
+use crate::DecideJson;
+
 const NOW: i64 = 1_800_000_000;
 
 fn uid(t: &str, id: &str) -> EntityUid {
@@ -212,9 +214,7 @@ fn outside_a_schema_the_index_finds_actions_of_any_type_in_their_groups() {
     for (principal, action, own) in cases {
         let request = json!({"principal": {"type": "User", "id": principal}, "action": action,
                              "resource": {"type": "Doc", "id": "d"}, "entities": own});
-        let got = engine
-            .authorize_json_decision(&request.to_string())
-            .unwrap();
+        let got = engine.decide_json(&request.to_string()).unwrap();
         let replaced: Vec<String> = own
             .as_array()
             .unwrap()
@@ -453,9 +453,7 @@ fn claims(sub: &str, extra: Value) -> String {
 fn decide(engine: &Engine, token: &str, entities: Value) -> arbiter::Decision {
     let request = json!({"action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d"},
                          "token": token, "entities": entities});
-    engine
-        .authorize_json_decision(&request.to_string())
-        .unwrap()
+    engine.decide_json(&request.to_string()).unwrap()
 }
 
 /// Why the token is refused, or `None` when it verifies.

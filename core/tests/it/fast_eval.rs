@@ -14,6 +14,8 @@ use cedar_policy::{
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use crate::DecideJson;
+
 /// Leaves: literals of every type, the request variables, and attribute reads.
 fn leaf() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -320,9 +322,7 @@ fn cedar_outcome(set: &PolicySet, entities: &Entities, request: &Request) -> Out
 }
 
 fn arbiter_outcome(engine: &Engine, request: &str) -> Outcome {
-    let d = engine
-        .authorize_json_decision(request)
-        .expect("the request is valid");
+    let d = engine.decide_json(request).expect("the request is valid");
     let reasons = d.reasons.iter().cloned().collect();
     let errors = d.errors.iter().filter_map(|e| e.policy.clone()).collect();
     (d.decision, reasons, errors)
@@ -499,7 +499,7 @@ fn check_shapes(
         });
     let json_request = json!({"principal": principal, "action": {"type": "Action", "id": action},
                               "resource": resource, "context": context, "entities": entities});
-    let got = engine.authorize_json_decision(&json_request.to_string());
+    let got = engine.decide_json(&json_request.to_string());
 
     // The typed path, with entities built as a host may build them (without the schema, so
     // nothing has checked them): never a decision where the JSON path refuses, never another.
@@ -620,9 +620,7 @@ fn the_condition_generator_reaches_allows_forbids_and_errors() {
         for context in contexts() {
             let request = json!({"principal": user(0), "action": {"type": "Action", "id": "view"},
                                  "resource": user(1), "context": context});
-            let d = engine
-                .authorize_json_decision(&request.to_string())
-                .unwrap();
+            let d = engine.decide_json(&request.to_string()).unwrap();
             match (d.decision, d.reasons.as_slice(), d.errors.is_empty()) {
                 (_, _, false) => erred += 1,
                 (Effect::Allow, _, _) => allowed += 1,

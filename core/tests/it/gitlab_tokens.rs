@@ -11,6 +11,8 @@ use serde_json::{json, Map, Value};
 
 use arbiter::{DecisionErrorKind, Effect, Engine, Minter, SigningKey, TokenReport};
 
+use crate::DecideJson;
+
 const NOW: i64 = 1_800_000_000;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -97,9 +99,7 @@ fn decide(token: &str, action: &str, project: &str, access_level: i64) -> arbite
         "context": {"access_level": access_level, "admin_mode": false},
         "token": token,
     });
-    engine()
-        .authorize_json_decision(&request.to_string())
-        .unwrap()
+    engine().decide_json(&request.to_string()).unwrap()
 }
 
 fn reasons(d: &arbiter::Decision) -> (Effect, Vec<&str>) {

@@ -10,6 +10,8 @@ use serde_json::{json, Map, Value};
 
 use arbiter::{BundleFile, Engine, Macaroon, MacaroonFormat, Minter, SigningKey};
 
+use crate::DecideJson;
+
 const NOW: i64 = 1_800_000_000;
 const SECRET: [u8; 32] = [7; 32];
 
@@ -190,7 +192,7 @@ proptest! {
         prop_assert!(!(must_fail(&minted, &damage) && verified.is_ok()), "{:?} verified", damage);
         let request = json!({"action": {"type": "Action", "id": "read"},
                              "resource": {"type": "Doc", "id": "1"}, "token": token});
-        let decision = engine.authorize_json_decision(&request.to_string()).unwrap();
+        let decision = engine.decide_json(&request.to_string()).unwrap();
         match verified {
             Ok(_) => prop_assert!(decision.allowed() && decision.errors.is_empty()),
             Err(e) => {

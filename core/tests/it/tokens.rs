@@ -10,6 +10,8 @@ use arbiter::{
     BundleFile, DecisionErrorKind, Effect, Engine, Macaroon, Minter, SigningKey, TokenReport,
 };
 
+use crate::DecideJson;
+
 const NOW: i64 = 1_800_000_000;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -120,9 +122,7 @@ fn hmac_sign(secret: &[u8], header: &Value, payload: &Value) -> String {
 
 fn decide(engine: &Engine, token: &str, action: &str) -> arbiter::Decision {
     let request = json!({"action": {"type": "Action", "id": action}, "resource": {"type": "Doc", "id": "d"}, "token": token});
-    engine
-        .authorize_json_decision(&request.to_string())
-        .unwrap()
+    engine.decide_json(&request.to_string()).unwrap()
 }
 
 /// The token error kind of a deny (`None` for an allow or a deny without token error).
@@ -465,10 +465,10 @@ fn the_token_and_the_request_must_name_the_same_principal() {
         .to_string()
     };
     assert_eq!(
-        e.authorize_json_decision(&request("42")).unwrap().decision,
+        e.decide_json(&request("42")).unwrap().decision,
         Effect::Allow
     );
-    let d = e.authorize_json_decision(&request("1")).unwrap();
+    let d = e.decide_json(&request("1")).unwrap();
     assert_eq!(
         (d.decision, d.errors[0].kind),
         (Effect::Deny, DecisionErrorKind::InvalidClaim)
