@@ -2,43 +2,53 @@
 //! entity references, tokens and ids copied in, contexts and entities written as JSON.
 
 use crate::error::Failure;
-use arbiter_core::ffi::{self, RequestText, Span, SpannedRequest};
+use arbiter_core::ffi::{self, HostValue, RequestText, Span, SpannedRequest, REQUEST_FIELDS};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-/// `{"type": str, "id": str}`, read straight from the dict.
-fn entity_ref(
-    text: &mut RequestText,
-    field: &str,
-    obj: &Bound<'_, PyAny>,
-) -> Result<(Span, Span), Failure> {
-    let wrong = || Failure::malformed(format!("`{field}` must be {{\"type\": str, \"id\": str}}"));
-    let dict = obj.cast::<PyDict>().map_err(|_| wrong())?;
-    if dict.len() != 2 {
-        return Err(wrong());
-    }
-    let mut read = |key: &str| {
-        let value = dict.get_item(key).ok().flatten().ok_or_else(wrong)?;
-        let value = value.cast::<PyString>().map_err(|_| wrong())?;
-        value.to_str().map(|s| text.push(s)).map_err(|_| wrong())
-    };
-    Ok((read("type")?, read("id")?))
-}
+/// A Python value a request's field holds (never None: a None field is left out).
+struct Field<'a, 'py>(&'a Bound<'py, PyAny>);
 
-/// A JSON-like Python value (dict with str keys, list, tuple, str, bool, int, float, None)
-/// written into `text` as JSON.
-fn push_json(text: &mut RequestText, field: &str, obj: &Bound<'_, PyAny>) -> Result<Span, Failure> {
-    let max_depth = text.max_json_depth();
-    text.push_json(
-        field,
-        &Json {
-            value: obj,
-            depth: 0,
-            max_depth,
-        },
-    )
+impl HostValue for Field<'_, '_> {
+    /// `{"type": str, "id": str}`, read straight from the dict.
+    fn entity_ref(&self, text: &mut RequestText, field: &str) -> Result<(Span, Span), Failure> {
+        let wrong =
+            || Failure::malformed(format!("`{field}` must be {{\"type\": str, \"id\": str}}"));
+        let dict = self.0.cast::<PyDict>().map_err(|_| wrong())?;
+        if dict.len() != 2 {
+            return Err(wrong());
+        }
+        let mut read = |key: &str| {
+            let value = dict.get_item(key).ok().flatten().ok_or_else(wrong)?;
+            let value = value.cast::<PyString>().map_err(|_| wrong())?;
+            value.to_str().map(|s| text.push(s)).map_err(|_| wrong())
+        };
+        Ok((read("type")?, read("id")?))
+    }
+
+    /// A JSON-like Python value (dict with str keys, list, tuple, str, bool, int, float, None)
+    /// written as JSON.
+    fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
+        let max_depth = text.max_json_depth();
+        text.push_json(
+            field,
+            &Json {
+                value: self.0,
+                depth: 0,
+                max_depth,
+            },
+        )
+    }
+
+    fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
+        self.0
+            .cast::<PyString>()
+            .ok()
+            .and_then(|v| v.to_str().ok().map(|s| text.push(s)))
+            .ok_or_else(|| Failure::malformed(format!("`{field}` must be a str")))
+    }
 }
 
 /// Serializes a Python value as JSON without building an intermediate value.
@@ -108,51 +118,13 @@ impl Serialize for Json<'_, '_> {
     }
 }
 
-/// The keywords of `authorize`, in its order.
-const KEYWORDS: [&str; 7] = [
-    "principal",
-    "action",
-    "resource",
-    "context",
-    "entities",
-    "token",
-    "request_id",
-];
-
-/// Reads the arguments of `authorize` into `text`; `None` for one left out.
+/// Reads the arguments of `authorize`, in the order of core's request fields (`None` for one
+/// left out), into `text`.
 pub(crate) fn read_request(
     text: &mut RequestText,
-    args: [Option<&Bound<'_, PyAny>>; 7],
+    fields: [Option<&Bound<'_, PyAny>>; 7],
 ) -> Result<SpannedRequest, Failure> {
-    let [principal, action, resource, context, entities, token, request_id] = args;
-    let required = |text: &mut RequestText, name: &str, value: Option<&Bound<'_, PyAny>>| {
-        value
-            .map(|v| entity_ref(text, name, v))
-            .unwrap_or_else(|| Err(Failure::malformed(format!("`{name}` is required"))))
-    };
-    let string = |text: &mut RequestText, name: &str, value: Option<&Bound<'_, PyAny>>| {
-        value
-            .map(|v| {
-                v.cast::<PyString>()
-                    .ok()
-                    .and_then(|v| v.to_str().ok().map(|s| text.push(s)))
-                    .ok_or_else(|| Failure::malformed(format!("`{name}` must be a str")))
-            })
-            .transpose()
-    };
-    Ok(SpannedRequest {
-        principal: principal
-            .map(|p| entity_ref(text, "principal", p))
-            .transpose()?,
-        action: required(text, "action", action)?,
-        resource: required(text, "resource", resource)?,
-        context: context.map(|c| push_json(text, "context", c)).transpose()?,
-        entities: entities
-            .map(|e| push_json(text, "entities", e))
-            .transpose()?,
-        token: string(text, "token", token)?,
-        request_id: string(text, "request_id", request_id)?,
-    })
+    text.read_request(fields.map(|v| v.map(Field)))
 }
 
 /// Reads a request of `authorize_many`: a dict with the keywords of `authorize`.
@@ -168,17 +140,14 @@ pub(crate) fn read_request_dict(
             .cast::<PyString>()
             .ok()
             .and_then(|k| k.to_str().ok())
-            .is_some_and(|k| KEYWORDS.contains(&k));
+            .is_some_and(|k| REQUEST_FIELDS.contains(&k));
         if !known {
             return Err(Failure::malformed(format!(
                 "unknown key {key} in a request; expected {}",
-                KEYWORDS.join(", ")
+                REQUEST_FIELDS.join(", ")
             )));
         }
     }
-    let values: Vec<Option<Bound<'_, PyAny>>> = KEYWORDS
-        .iter()
-        .map(|k| dict.get_item(k).ok().flatten().filter(|v| !v.is_none()))
-        .collect();
-    read_request(text, std::array::from_fn(|i| values[i].as_ref()))
+    let values = REQUEST_FIELDS.map(|k| dict.get_item(k).ok().flatten().filter(|v| !v.is_none()));
+    text.read_request(values.each_ref().map(|v| v.as_ref().map(Field)))
 }

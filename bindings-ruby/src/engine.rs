@@ -114,7 +114,10 @@ impl Engine {
         let mut text = RequestText::new(engine);
         let request = guard(ruby, || {
             read_request(
-                &mut text, principal, action, resource, context, entities, token, request_id,
+                &mut text,
+                [
+                    principal, action, resource, context, entities, token, request_id,
+                ],
             )
         })?;
         let decide = || Ok(ffi::authorize_parts(engine, &request.parts(&text)));

@@ -2,7 +2,7 @@
 //! entity references, tokens and ids copied in, contexts and entities written as JSON.
 
 use crate::error::{Failure, RubyError};
-use arbiter_core::ffi::{self, RequestText, Span, SpannedRequest};
+use arbiter_core::ffi::{self, HostValue, RequestText, Span, SpannedRequest, REQUEST_FIELDS};
 use magnus::r_hash::ForEach;
 use magnus::value::{LazyId, Qfalse, Qtrue, ReprValue};
 use magnus::{
@@ -24,16 +24,19 @@ macro_rules! keys {
     };
 }
 
-/// The keywords of `authorize`.
-static KEYWORDS: Keys<7> = keys!(
-    "principal",
-    "action",
-    "resource",
-    "context",
-    "entities",
-    "token",
-    "request_id",
-);
+/// The keywords of `authorize`: core's request fields.
+static KEYWORDS: Keys<7> = Keys {
+    names: REQUEST_FIELDS,
+    ids: [
+        LazyId::new(REQUEST_FIELDS[0]),
+        LazyId::new(REQUEST_FIELDS[1]),
+        LazyId::new(REQUEST_FIELDS[2]),
+        LazyId::new(REQUEST_FIELDS[3]),
+        LazyId::new(REQUEST_FIELDS[4]),
+        LazyId::new(REQUEST_FIELDS[5]),
+        LazyId::new(REQUEST_FIELDS[6]),
+    ],
+};
 
 /// The keys of an entity reference.
 static REFERENCE_KEYS: Keys<2> = keys!("type", "id");
@@ -43,55 +46,47 @@ fn push_string(text: &mut RequestText, value: Value) -> Option<Span> {
     with_string_text(value, |s| text.push(s))
 }
 
-/// A JSON-like Ruby value (see [`Json`]) written into `text` as JSON.
-fn push_json(text: &mut RequestText, name: &str, value: Value) -> Result<Span, Failure> {
-    let max_depth = text.max_json_depth();
-    text.push_json(
-        name,
-        &Json {
-            value,
-            depth: 0,
-            max_depth,
-        },
-    )
+/// A Ruby value a request's field holds (never nil: a nil field is left out).
+struct Field(Value);
+
+impl HostValue for Field {
+    /// `{type:, id:}` (Symbol or String keys) with String values.
+    fn entity_ref(&self, text: &mut RequestText, field: &str) -> Result<(Span, Span), Failure> {
+        let wrong =
+            || Failure::malformed(format!("`{field}` must be {{type: String, id: String}}"));
+        let hash = RHash::from_value(self.0).ok_or_else(wrong)?;
+        let [type_name, id] = slots(hash, &REFERENCE_KEYS)
+            .map_err(|problem| Failure::malformed(format!("`{field}`: {problem}")))?;
+        let mut read = |v: Option<Value>| v.and_then(|v| push_string(text, v)).ok_or_else(wrong);
+        Ok((read(type_name)?, read(id)?))
+    }
+
+    /// A JSON-like Ruby value (see [`Json`]) written as JSON.
+    fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
+        let max_depth = text.max_json_depth();
+        text.push_json(
+            field,
+            &Json {
+                value: self.0,
+                depth: 0,
+                max_depth,
+            },
+        )
+    }
+
+    fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
+        push_string(text, self.0)
+            .ok_or_else(|| Failure::malformed(format!("`{field}` must be a String of UTF-8 text")))
+    }
 }
 
-/// Reads the arguments of `authorize` (nil for a missing optional one) into `text`.
-#[allow(clippy::too_many_arguments)]
+/// Reads the arguments of `authorize`, in the order of core's request fields (nil for one
+/// left out), into `text`.
 pub(crate) fn read_request(
     text: &mut RequestText,
-    principal: Value,
-    action: Value,
-    resource: Value,
-    context: Value,
-    entities: Value,
-    token: Value,
-    request_id: Value,
+    fields: [Value; 7],
 ) -> Result<SpannedRequest, Failure> {
-    let string = |text: &mut RequestText, name: &str, value: Value| {
-        optional(value)
-            .map(|v| {
-                push_string(text, v).ok_or_else(|| {
-                    Failure::malformed(format!("`{name}` must be a String of UTF-8 text"))
-                })
-            })
-            .transpose()
-    };
-    Ok(SpannedRequest {
-        principal: optional(principal)
-            .map(|p| entity_ref(text, "principal", p))
-            .transpose()?,
-        action: entity_ref(text, "action", action)?,
-        resource: entity_ref(text, "resource", resource)?,
-        context: optional(context)
-            .map(|c| push_json(text, "context", c))
-            .transpose()?,
-        entities: optional(entities)
-            .map(|e| push_json(text, "entities", e))
-            .transpose()?,
-        token: string(text, "token", token)?,
-        request_id: string(text, "request_id", request_id)?,
-    })
+    text.read_request(fields.map(|v| (!v.is_nil()).then_some(Field(v))))
 }
 
 /// Reads one request of `authorize_many`: a Hash with the keywords of `authorize`.
@@ -102,28 +97,13 @@ pub(crate) fn read_request_hash(
     let hash = RHash::from_value(request).ok_or_else(|| {
         Failure::malformed("a request must be a Hash with the keywords of `authorize`")
     })?;
-    let [principal, action, resource, context, entities, token, request_id] =
-        slots(hash, &KEYWORDS).map_err(|wrong| {
-            Failure::malformed(format!(
-                "{wrong} in a request; expected {}",
-                KEYWORDS.names.join(", ")
-            ))
-        })?;
-    let nil = |v: Option<Value>| v.unwrap_or_else(|| Ruby::get_with(hash).qnil().as_value());
-    read_request(
-        text,
-        nil(principal),
-        nil(action),
-        nil(resource),
-        nil(context),
-        nil(entities),
-        nil(token),
-        nil(request_id),
-    )
-}
-
-fn optional(value: Value) -> Option<Value> {
-    (!value.is_nil()).then_some(value)
+    let fields = slots(hash, &KEYWORDS).map_err(|wrong| {
+        Failure::malformed(format!(
+            "{wrong} in a request; expected {}",
+            KEYWORDS.names.join(", ")
+        ))
+    })?;
+    text.read_request(fields.map(|v| v.filter(|v| !v.is_nil()).map(Field)))
 }
 
 /// The values of a Hash whose keys are among `keys` (as Symbols or Strings), in the order of
@@ -194,16 +174,6 @@ pub(crate) fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<Str
     with_string_text(value, str::to_owned).ok_or_else(|| {
         Failure::malformed(format!("`{name}` must be a String of UTF-8 text")).into_error(ruby)
     })
-}
-
-/// An entity reference: `{type:, id:}` (Symbol or String keys) with String values.
-fn entity_ref(text: &mut RequestText, name: &str, value: Value) -> Result<(Span, Span), Failure> {
-    let wrong = || Failure::malformed(format!("`{name}` must be {{type: String, id: String}}"));
-    let hash = RHash::from_value(value).ok_or_else(wrong)?;
-    let [type_name, id] = slots(hash, &REFERENCE_KEYS)
-        .map_err(|problem| Failure::malformed(format!("`{name}`: {problem}")))?;
-    let mut read = |v: Option<Value>| v.and_then(|v| push_string(text, v)).ok_or_else(wrong);
-    Ok((read(type_name)?, read(id)?))
 }
 
 /// A JSON-like Ruby value (Hash with String or Symbol keys, Array, String, Symbol, Integer,

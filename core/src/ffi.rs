@@ -171,6 +171,58 @@ impl RequestText {
     }
 }
 
+/// The fields of a request, in the order of `authorize`'s keywords (and of
+/// [`RequestText::read_request`]'s argument).
+pub const REQUEST_FIELDS: [&str; 7] = [
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "entities",
+    "token",
+    "request_id",
+];
+
+/// A value of a binding's language that a request's field holds, read into a
+/// [`RequestText`] in the shape the field takes. Each error names `field`.
+pub trait HostValue {
+    /// An entity reference, `{type, id}`: its type and id copied in.
+    fn entity_ref(&self, text: &mut RequestText, field: &str) -> Result<(Span, Span), CallError>;
+    /// A JSON-like value (a context, a list of entities), written as JSON (see
+    /// [`RequestText::push_json`]).
+    fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, CallError>;
+    /// A string (a token, a request id), copied in.
+    fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, CallError>;
+}
+
+impl RequestText {
+    /// Reads a request's fields, given in the order of [`REQUEST_FIELDS`] (`None` for one left
+    /// out): `action` and `resource` are required.
+    pub fn read_request<V: HostValue>(
+        &mut self,
+        fields: [Option<V>; 7],
+    ) -> Result<SpannedRequest, CallError> {
+        let [principal, action, resource, context, entities, token, request_id] = fields;
+        let required = |text: &mut Self, field: &str, value: Option<V>| match value {
+            Some(value) => value.entity_ref(text, field),
+            None => Err(CallError::malformed(format!("`{field}` is required"))),
+        };
+        Ok(SpannedRequest {
+            principal: principal
+                .map(|v| v.entity_ref(self, "principal"))
+                .transpose()?,
+            action: required(self, "action", action)?,
+            resource: required(self, "resource", resource)?,
+            context: context.map(|v| v.json(self, "context")).transpose()?,
+            entities: entities.map(|v| v.json(self, "entities")).transpose()?,
+            token: token.map(|v| v.string(self, "token")).transpose()?,
+            request_id: request_id
+                .map(|v| v.string(self, "request_id"))
+                .transpose()?,
+        })
+    }
+}
+
 /// A request read into a [`RequestText`]: where each of its parts is.
 #[derive(Debug, Clone, Copy)]
 pub struct SpannedRequest {
@@ -238,6 +290,84 @@ mod tests {
             deep.to_string().contains("32 levels (max_json_depth)"),
             "{deep}"
         );
+    }
+
+    /// A host whose values are JSON values.
+    struct Json(serde_json::Value);
+
+    impl HostValue for Json {
+        fn entity_ref(
+            &self,
+            text: &mut RequestText,
+            field: &str,
+        ) -> Result<(Span, Span), CallError> {
+            match (self.0["type"].as_str(), self.0["id"].as_str()) {
+                (Some(t), Some(id)) => Ok((text.push(t), text.push(id))),
+                _ => Err(CallError::malformed(format!("`{field}` is no reference"))),
+            }
+        }
+
+        fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, CallError> {
+            text.push_json(field, &self.0)
+        }
+
+        fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, CallError> {
+            let s = self.0.as_str();
+            s.map(|s| text.push(s))
+                .ok_or_else(|| CallError::malformed(format!("`{field}` is no string")))
+        }
+    }
+
+    #[test]
+    fn a_request_is_read_field_by_field_in_the_order_of_the_keywords() {
+        let mut text = RequestText::with_limits(&Limits::default());
+        let reference = |t: &str, id: &str| Some(Json(serde_json::json!({"type": t, "id": id})));
+        let read = text
+            .read_request([
+                None,
+                reference("Action", "read"),
+                reference("Doc", "d"),
+                Some(Json(serde_json::json!({"n": 1}))),
+                None,
+                Some(Json(serde_json::json!("t0k"))),
+                None,
+            ])
+            .unwrap();
+        let parts = read.parts(&text);
+        assert_eq!(parts.principal, None);
+        assert_eq!(
+            (parts.action, parts.resource),
+            (("Action", "read"), ("Doc", "d"))
+        );
+        assert_eq!(parts.context_json, Some(r#"{"n":1}"#));
+        assert_eq!((parts.token, parts.request_id), (Some("t0k"), None));
+
+        let missing = [
+            None,
+            reference("Action", "read"),
+            None,
+            None,
+            None,
+            None,
+            None,
+        ];
+        let e = text.read_request(missing).unwrap_err();
+        assert_eq!(e.message, "`resource` is required");
+        let mut wrong = [
+            None,
+            reference("Action", "read"),
+            reference("Doc", "d"),
+            None,
+            None,
+            None,
+            None,
+        ];
+        wrong[6] = Some(Json(serde_json::json!(7)));
+        assert_eq!(
+            text.read_request(wrong).unwrap_err().message,
+            "`request_id` is no string"
+        );
+        assert_eq!(REQUEST_FIELDS[6], "request_id");
     }
 
     #[test]

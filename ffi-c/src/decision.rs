@@ -13,8 +13,9 @@ use arbiter_core::Decision;
 /// `arbiter_decision_free`. Strings it hands out live as long as it does.
 pub struct arbiter_decision {
     pub(crate) decision: Decision,
-    /// The strings `reason_ptrs` and `error_views` point into, owned here (a CString's buffer
-    /// stays put as the vector moves).
+    /// The strings `reason_ptrs` and `error_views` point into, owned here (their buffers stay
+    /// put as the vector moves): the reasons, then kind, policy (empty when none) and message
+    /// of each error.
     _strings: Vec<CString>,
     reason_ptrs: Vec<*const c_char>,
     error_views: Vec<arbiter_decision_error_view>,
@@ -170,21 +171,23 @@ impl Packer<'_> {
 }
 
 pub(crate) fn decision_strings(decision: Decision) -> arbiter_decision {
-    let mut strings = Vec::with_capacity(decision.reasons.len() + 3 * decision.errors.len());
-    let mut keep = |text: &str| {
-        let string = c_string(text);
-        let at = string.as_ptr();
-        strings.push(string);
-        at
-    };
-    let reason_ptrs = decision.reasons.iter().map(|r| keep(r)).collect();
-    let error_views = decision
-        .errors
-        .iter()
-        .map(|e| arbiter_decision_error_view {
-            kind: keep(e.kind.as_str()),
-            policy: e.policy.as_deref().map_or(ptr::null(), &mut keep),
-            message: keep(&e.message),
+    // Every string first, then pointers to them: a CString moved after its pointer was taken
+    // would invalidate that pointer (its buffer is a Box; Miri checks this).
+    let mut strings: Vec<CString> = decision.reasons.iter().map(|r| c_string(r)).collect();
+    for e in &decision.errors {
+        strings.push(c_string(e.kind.as_str()));
+        strings.push(e.policy.as_deref().map(c_string).unwrap_or_default());
+        strings.push(c_string(&e.message));
+    }
+    let (reasons, errors) = strings.split_at(decision.reasons.len());
+    let reason_ptrs = reasons.iter().map(|r| r.as_ptr()).collect();
+    let error_views = errors
+        .chunks_exact(3)
+        .zip(&decision.errors)
+        .map(|(e, error)| arbiter_decision_error_view {
+            kind: e[0].as_ptr(),
+            policy: error.policy.as_ref().map_or(ptr::null(), |_| e[1].as_ptr()),
+            message: e[2].as_ptr(),
         })
         .collect();
     arbiter_decision {
