@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use arbiter::{BundleFile, Effect, Engine};
 use serde::Deserialize;
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const EXPECTED_REQUESTS: usize = 62_546;
 

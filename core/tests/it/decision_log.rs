@@ -14,7 +14,7 @@ use arbiter::{
     ffi, BundleFile, CallError, DecisionLogOptions, Engine, Minter, RequestParts, SigningKey,
 };
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const NOW: i64 = 1_800_000_000;
 const SECRET: [u8; 32] = [7; 32];

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arbiter::{BundleFile, DecisionErrorKind, Effect, Engine, Entity, EntityUid, Request};
 use serde_json::{json, Value};
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const SCHEMA: &str = r#"
 entity Team;

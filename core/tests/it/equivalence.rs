@@ -18,7 +18,7 @@ use cedar_policy::{
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const USERS: usize = 6;
 const GROUPS: usize = 4;

@@ -16,7 +16,7 @@ use arbiter::{
     Request, RequestParts,
 };
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const NOW: i64 = 1_800_000_000;
 

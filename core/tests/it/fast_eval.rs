@@ -14,7 +14,7 @@ use cedar_policy::{
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 /// Leaves: literals of every type, the request variables, and attribute reads.
 fn leaf() -> impl Strategy<Value = String> {

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use arbiter::{DecisionErrorKind, Effect, Engine, Minter, SigningKey, TokenReport};
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const NOW: i64 = 1_800_000_000;
 

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use arbiter::{BundleFile, Engine, Macaroon, MacaroonFormat, Minter, SigningKey};
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const NOW: i64 = 1_800_000_000;
 const SECRET: [u8; 32] = [7; 32];

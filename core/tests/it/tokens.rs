@@ -10,7 +10,7 @@ use arbiter::{
     BundleFile, DecisionErrorKind, Effect, Engine, Macaroon, Minter, SigningKey, TokenReport,
 };
 
-use crate::DecideJson;
+use crate::support::DecideJson;
 
 const NOW: i64 = 1_800_000_000;
 
