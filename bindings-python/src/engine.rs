@@ -7,7 +7,7 @@ use crate::decision::Decision;
 use crate::error::{Failure, IntoPyErr};
 use crate::request::{read_request, read_request_dict};
 use arbiter_core::ffi::{self, guarded, Logged, RequestText, SpannedRequest};
-use arbiter_core::{BundleFile, DecisionLogOptions, RequestParts, TokenReport};
+use arbiter_core::{BundleFile, DecisionLogOptions, Explanation, RequestParts, TokenReport};
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -67,6 +67,12 @@ impl Engine {
     fn drop_sink(&self) {
         let sink = self.sink().take();
         drop(sink);
+    }
+
+    /// Explains a request given as contract JSON, without the GIL.
+    fn explained(&self, py: Python<'_>, request: &str) -> PyResult<Explanation> {
+        py.detach(|| guarded(|| Ok(self.inner.explain(&self.inner.read_request(request)?)?)))
+            .map_err(|e| e.into_py(py))
     }
 
     /// Hands a call's decision log events to the sink, then gives the call's answer.
@@ -301,21 +307,13 @@ impl Engine {
     /// Decides one request given as contract JSON and explains it, as a dict: the decision's
     /// fields plus `policies` (`id`, `effect`, `outcome`, `condition`, `error` each).
     fn explain<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
-        let explanation = py
-            .detach(|| guarded(|| Ok(self.inner.explain(&self.inner.read_request(request)?)?)))
-            .map_err(|e| e.into_py(py))?;
+        let explanation = self.explained(py, request)?;
         pythonize(py, &explanation).map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// The same explanation as text for a person.
     fn explain_text(&self, py: Python<'_>, request: &str) -> PyResult<String> {
-        py.detach(|| {
-            guarded(|| {
-                let request = self.inner.read_request(request)?;
-                Ok(self.inner.explain(&request)?.to_text())
-            })
-        })
-        .map_err(|e| e.into_py(py))
+        Ok(self.explained(py, request)?.to_text())
     }
 
     /// Logs decisions from now on: every decision (of every call but `explain`) is passed to

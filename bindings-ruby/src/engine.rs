@@ -8,7 +8,8 @@ use crate::gvl::without_gvl;
 use crate::request::{read_request, read_request_hash, text_argument, with_text};
 use arbiter_core::ffi::{self, Logged, RequestText, SpannedRequest};
 use arbiter_core::{
-    BundleFile, Decision as CoreDecision, DecisionLogOptions, RequestParts, TokenReport,
+    BundleFile, Decision as CoreDecision, DecisionLogOptions, Explanation, RequestParts,
+    TokenReport,
 };
 use magnus::r_hash::ForEach;
 use magnus::typed_data::Obj;
@@ -215,20 +216,18 @@ impl Engine {
     }
 
     fn explain(ruby: &Ruby, rb_self: &Self, request: Value) -> Result<Value, Error> {
-        let request = text_argument(ruby, "request", request)?;
-        let engine = &rb_self.inner;
-        let explanation = guard(
-            ruby,
-            || Ok(engine.explain(&engine.read_request(&request)?)?),
-        )?;
-        hash(ruby, &explanation)
+        hash(ruby, &rb_self.explained(ruby, request)?)
     }
 
     fn explain_text(ruby: &Ruby, rb_self: &Self, request: Value) -> Result<String, Error> {
+        Ok(rb_self.explained(ruby, request)?.to_text())
+    }
+
+    /// Explains a request given as contract JSON.
+    fn explained(&self, ruby: &Ruby, request: Value) -> Result<Explanation, Error> {
         let request = text_argument(ruby, "request", request)?;
-        let engine = &rb_self.inner;
         guard(ruby, || {
-            Ok(engine.explain(&engine.read_request(&request)?)?.to_text())
+            Ok(self.inner.explain(&self.inner.read_request(&request)?)?)
         })
     }
 

@@ -1,4 +1,6 @@
 //! The `arbiter` binary: output and exit codes of the contract.
+//!
+//! Long: one test per command, option and exit code of the contract, all through one runner.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,4 +1,7 @@
 //! `arbiter_engine`: creating, reloading, deciding, tokens, candidates, explanations, metrics.
+//!
+//! Long: every exported function carries its C contract (ownership, NULL, threads) in its doc
+//! comment, which the header repeats.
 
 use std::ffi::c_char;
 

@@ -1,6 +1,8 @@
 //! The C ABI's pointer handling, driven from Rust: what `make miri` runs under Miri (which
 //! checks every unsafe access, aliasing and leak). Bundles here have no tokens, so nothing
 //! reaches aws-lc's C code, which Miri cannot run.
+//!
+//! Long: every exported function is driven here, in and out of its pointers.
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;

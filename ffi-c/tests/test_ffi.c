@@ -1,6 +1,7 @@
 /* The C ABI from C: every function, NULL and invalid UTF-8 inputs, error paths, and many
  * threads deciding with one engine while another thread reloads it. Built against the
- * checked-in header and both libraries, under AddressSanitizer (`make c-test`).
+ * checked-in header and both libraries, under AddressSanitizer (`make c-test`). Long: every
+ * exported function, from C.
  *
  * Usage: test_ffi <bundle dir of the default GitLab bundle> */
 

@@ -115,6 +115,7 @@ impl Engine {
         self.decide_json_batch(requests, None)
     }
 
+    /// [`Engine::authorize_json_batch`], its events in `held` as for [`Engine::decide_json`].
     pub(crate) fn decide_json_batch(
         &self,
         requests: &str,

@@ -1,5 +1,8 @@
 //! The engine: a bundle behind an atomic pointer, loads and reloads, single decisions and what
 //! an operator sets on it; the decision procedure is in `decide`, batches in `batch`.
+//!
+//! Long: the `Engine`'s public methods, each a few lines over the shared load and decision
+//! paths, read best side by side.
 
 mod batch;
 mod decide;
@@ -196,16 +199,20 @@ impl Engine {
     /// schema types its context and entities; the engine's limits apply), for the typed calls:
     /// `engine.authorize(&engine.read_request(json)?)`.
     pub fn read_request(&self, json: &str) -> Result<Request, RequestError> {
+        self.read_json(&self.bundle.load(), json)
+    }
+
+    /// Reads request JSON against `bundle`, within the engine's limits.
+    fn read_json(&self, bundle: &Bundle, json: &str) -> Result<Request, RequestError> {
         self.limits.check_json("request", &[json])?;
-        Request::from_json(json, &self.bundle.load().reader(&self.limits))
+        Request::from_json(json, &bundle.reader(&self.limits))
     }
 
     /// Decides one request given as contract JSON and explains it, as explanation JSON (see
     /// [`Engine::explain`]).
     pub fn explain_json(&self, request: &str) -> Result<String, RequestError> {
-        self.limits.check_json("request", &[request])?;
         let bundle = self.bundle.load();
-        let request = Request::from_json(request, &bundle.reader(&self.limits))?;
+        let request = self.read_json(&bundle, request)?;
         self.explained(&bundle, &request, None).map(|e| e.to_json())
     }
 
@@ -459,15 +466,16 @@ impl Engine {
         self.decide_json(request, None).map(|d| d.to_json())
     }
 
+    /// [`Engine::authorize_json`]'s decision, typed; a log that hands events to the caller puts
+    /// its event in `held`.
     pub(crate) fn decide_json(
         &self,
         request: &str,
         held: Held<'_>,
     ) -> Result<Decision, RequestError> {
         self.guarded(|start| {
-            self.limits.check_json("request", &[request])?;
             let bundle = self.bundle.load();
-            let request = Request::from_json(request, &bundle.reader(&self.limits))?;
+            let request = self.read_json(&bundle, request)?;
             self.decide(&bundle, &request, self.now(), start, held)
         })
     }
@@ -477,6 +485,7 @@ impl Engine {
         self.decide_parts(parts, None)
     }
 
+    /// [`Engine::authorize_parts`], its event in `held` as for [`Engine::decide_json`].
     pub(crate) fn decide_parts(
         &self,
         parts: &RequestParts<'_>,

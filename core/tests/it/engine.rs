@@ -1,5 +1,8 @@
 //! The engine's public behaviour: loading, errors that name their file and line, atomic
 //! reload, per-request entities, batches, validation switches and concurrency.
+//!
+//! Long: each case is a bundle and a request or two around the fixtures at the top; splitting it
+//! by feature would copy those fixtures into every part.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! `Action` outside a schema, duplicate keys in request JSON, a token's claims overriding the
 //! host's principal, lenient JWT headers, token errors that quote the token, raw secret files,
 //! and symbolic link loops in bundle directories.
+//!
+//! Long: one regression test per finding, each with the bundle that showed it.
 
 use std::str::FromStr;
 

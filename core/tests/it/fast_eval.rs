@@ -3,6 +3,9 @@
 //! missing entities and attributes, tags, extension values, set and record literals) and on
 //! generated contexts for a schema: the decision, the satisfied policies and the policies that
 //! error must be Cedar's, and a request must be refused exactly when Cedar refuses it.
+//!
+//! Long: the expression and context generators and the comparisons that use them belong
+//! together.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;

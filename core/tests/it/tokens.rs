@@ -1,5 +1,7 @@
 //! Token checks through the engine: every RFC 8725 point, JWT claims at their boundaries,
 //! macaroons, Gitaly tokens, the cache, rotation, and claims reaching policies.
+//!
+//! Long: one case per RFC 8725 point and claim boundary, all over the minting helpers at the top.
 
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
