@@ -2,7 +2,7 @@
 //! entity references, tokens and ids copied in, contexts and entities written as JSON.
 
 use crate::error::Failure;
-use arbiter_core::ffi::{self, HostValue, RequestText, Span, SpannedRequest, REQUEST_FIELDS};
+use arbiter_core::ffi::{Depth, HostValue, RequestText, Span, SpannedRequest, REQUEST_FIELDS};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
@@ -31,15 +31,10 @@ impl HostValue for Field<'_, '_> {
     /// A JSON-like Python value (dict with str keys, list, tuple, str, bool, int, float, None)
     /// written as JSON.
     fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
-        let max_depth = text.max_json_depth();
-        text.push_json(
-            field,
-            &Json {
-                value: self.0,
-                depth: 0,
-                max_depth,
-            },
-        )
+        text.push_host_json(field, |depth| Json {
+            value: self.0,
+            depth,
+        })
     }
 
     fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
@@ -54,17 +49,14 @@ impl HostValue for Field<'_, '_> {
 /// Serializes a Python value as JSON without building an intermediate value.
 struct Json<'a, 'py> {
     value: &'a Bound<'py, PyAny>,
-    depth: usize,
-    /// The engine's `max_json_depth`.
-    max_depth: usize,
+    depth: Depth,
 }
 
 impl<'py> Json<'_, 'py> {
     fn nested<'b>(&self, value: &'b Bound<'py, PyAny>) -> Json<'b, 'py> {
         Json {
             value,
-            depth: self.depth + 1,
-            max_depth: self.max_depth,
+            depth: self.depth.deeper(),
         }
     }
 }
@@ -72,9 +64,7 @@ impl<'py> Json<'_, 'py> {
 impl Serialize for Json<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let value = self.value;
-        if self.depth > self.max_depth {
-            return Err(ffi::too_deep(self.max_depth));
-        }
+        self.depth.check()?;
         if let Ok(dict) = value.cast::<PyDict>() {
             let mut map = serializer.serialize_map(Some(dict.len()))?;
             for (key, item) in dict.iter() {

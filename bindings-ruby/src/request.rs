@@ -2,7 +2,7 @@
 //! entity references, tokens and ids copied in, contexts and entities written as JSON.
 
 use crate::error::{Failure, RubyError};
-use arbiter_core::ffi::{self, HostValue, RequestText, Span, SpannedRequest, REQUEST_FIELDS};
+use arbiter_core::ffi::{Depth, HostValue, RequestText, Span, SpannedRequest, REQUEST_FIELDS};
 use magnus::r_hash::ForEach;
 use magnus::value::{LazyId, Qfalse, Qtrue, ReprValue};
 use magnus::{
@@ -63,15 +63,10 @@ impl HostValue for Field {
 
     /// A JSON-like Ruby value (see [`Json`]) written as JSON.
     fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
-        let max_depth = text.max_json_depth();
-        text.push_json(
-            field,
-            &Json {
-                value: self.0,
-                depth: 0,
-                max_depth,
-            },
-        )
+        text.push_host_json(field, |depth| Json {
+            value: self.0,
+            depth,
+        })
     }
 
     fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, Failure> {
@@ -181,17 +176,14 @@ pub(crate) fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<Str
 /// values stay on the stack, where Ruby's collector sees them.
 struct Json {
     value: Value,
-    depth: usize,
-    /// The engine's `max_json_depth`.
-    max_depth: usize,
+    depth: Depth,
 }
 
 impl Json {
     fn nested(&self, value: Value) -> Self {
         Self {
             value,
-            depth: self.depth + 1,
-            max_depth: self.max_depth,
+            depth: self.depth.deeper(),
         }
     }
 }
@@ -199,9 +191,7 @@ impl Json {
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let value = self.value;
-        if self.depth > self.max_depth {
-            return Err(ffi::too_deep(self.max_depth));
-        }
+        self.depth.check()?;
         if let Some(hash) = RHash::from_value(value) {
             let mut map = serializer.serialize_map(Some(hash.len()))?;
             let mut failed = None;

@@ -89,13 +89,34 @@ pub fn authorize_read_batch(
     logged(|held| engine.decide_read_batch(items, held))
 }
 
-/// The error a host value serializer gives for a value nested deeper than `max_json_depth`
-/// (see [`RequestText::max_json_depth`]), so that a self-containing Hash or dict never recurses
-/// forever.
-pub fn too_deep<E: serde::ser::Error>(max_json_depth: usize) -> E {
-    E::custom(format_args!(
-        "nested deeper than {max_json_depth} levels (max_json_depth)"
-    ))
+/// Where a host value serializer is in the value it writes (see [`RequestText::push_host_json`]):
+/// its depth, under the engine's `max_json_depth`.
+#[derive(Debug, Clone, Copy)]
+pub struct Depth {
+    depth: usize,
+    max: usize,
+}
+
+impl Depth {
+    /// The depth of a value inside this one.
+    pub fn deeper(self) -> Self {
+        Self {
+            depth: self.depth + 1,
+            ..self
+        }
+    }
+
+    /// Refuses a value nested deeper than the engine's limit, so that a self-containing Hash or
+    /// dict never recurses forever.
+    pub fn check<E: serde::ser::Error>(self) -> Result<(), E> {
+        match self.depth > self.max {
+            true => Err(E::custom(format_args!(
+                "nested deeper than {} levels (max_json_depth)",
+                self.max
+            ))),
+            false => Ok(()),
+        }
+    }
 }
 
 /// A range of a [`RequestText`].
@@ -138,10 +159,23 @@ impl RequestText {
         self.since(start)
     }
 
-    /// Writes a host value as JSON (`value` serializes it, refusing nesting past
-    /// [`RequestText::max_json_depth`] with [`too_deep`]); `name` names it in the error of a
-    /// value that is not JSON-like.
-    pub fn push_json(&mut self, name: &str, value: &impl Serialize) -> Result<Span, CallError> {
+    /// Writes a host value as JSON: `serializer` wraps it, given the top [`Depth`], which the
+    /// wrapper checks at every value and makes [`Depth::deeper`] for values inside it; `field`
+    /// names it in the error of a value that is not JSON-like or too deep.
+    pub fn push_host_json<T: Serialize>(
+        &mut self,
+        field: &str,
+        serializer: impl FnOnce(Depth) -> T,
+    ) -> Result<Span, CallError> {
+        let top = Depth {
+            depth: 0,
+            max: self.max_json_depth,
+        };
+        self.push_json(field, &serializer(top))
+    }
+
+    /// Writes a value as JSON; `name` names it in the error of a value that is not JSON-like.
+    fn push_json(&mut self, name: &str, value: &impl Serialize) -> Result<Span, CallError> {
         self.json.clear();
         serde_json::to_writer(&mut self.json, value)
             .map_err(|e| CallError::malformed(format!("`{name}` is not JSON-like: {e}")))?;
@@ -150,12 +184,6 @@ impl RequestText {
         let start = self.text.len();
         self.text.push_str(json);
         Ok(self.since(start))
-    }
-
-    /// The nesting a host value serializer may go to before [`too_deep`]: the engine's
-    /// `max_json_depth`, which the engine then holds the JSON written to exactly.
-    pub fn max_json_depth(&self) -> usize {
-        self.max_json_depth
     }
 
     /// The text of `span`.
@@ -284,12 +312,18 @@ mod tests {
         assert_eq!(parts.principal, Some(("User", "alice")));
         assert_eq!(parts.action, ("Action", "read"));
         assert_eq!(parts.context_json, Some(r#"{"n":1}"#));
-        assert_eq!(text.max_json_depth(), 32);
-        let deep: serde_json::Error = too_deep(text.max_json_depth());
-        assert!(
-            deep.to_string().contains("32 levels (max_json_depth)"),
-            "{deep}"
-        );
+        // The engine's limit (32 by default) reaches the serializer: 32 levels in, and no more.
+        let value = text.push_host_json("v", |depth| {
+            let at_limit = (0..32).fold(depth, |d, _| d.deeper());
+            assert!(at_limit.check::<serde_json::Error>().is_ok());
+            let past: serde_json::Error = at_limit.deeper().check().unwrap_err();
+            assert!(
+                past.to_string().contains("32 levels (max_json_depth)"),
+                "{past}"
+            );
+            1
+        });
+        assert_eq!(text.get(value.unwrap()), "1");
     }
 
     /// A host whose values are JSON values.
