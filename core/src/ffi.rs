@@ -217,7 +217,7 @@ pub trait HostValue {
     /// An entity reference, `{type, id}`: its type and id copied in.
     fn entity_ref(&self, text: &mut RequestText, field: &str) -> Result<(Span, Span), CallError>;
     /// A JSON-like value (a context, a list of entities), written as JSON (see
-    /// [`RequestText::push_json`]).
+    /// [`RequestText::push_host_json`]).
     fn json(&self, text: &mut RequestText, field: &str) -> Result<Span, CallError>;
     /// A string (a token, a request id), copied in.
     fn string(&self, text: &mut RequestText, field: &str) -> Result<Span, CallError>;
@@ -231,21 +231,23 @@ impl RequestText {
         fields: [Option<V>; 7],
     ) -> Result<SpannedRequest, CallError> {
         let [principal, action, resource, context, entities, token, request_id] = fields;
+        let [principal_f, action_f, resource_f, context_f, entities_f, token_f, request_id_f] =
+            REQUEST_FIELDS;
         let required = |text: &mut Self, field: &str, value: Option<V>| match value {
             Some(value) => value.entity_ref(text, field),
             None => Err(CallError::malformed(format!("`{field}` is required"))),
         };
         Ok(SpannedRequest {
             principal: principal
-                .map(|v| v.entity_ref(self, "principal"))
+                .map(|v| v.entity_ref(self, principal_f))
                 .transpose()?,
-            action: required(self, "action", action)?,
-            resource: required(self, "resource", resource)?,
-            context: context.map(|v| v.json(self, "context")).transpose()?,
-            entities: entities.map(|v| v.json(self, "entities")).transpose()?,
-            token: token.map(|v| v.string(self, "token")).transpose()?,
+            action: required(self, action_f, action)?,
+            resource: required(self, resource_f, resource)?,
+            context: context.map(|v| v.json(self, context_f)).transpose()?,
+            entities: entities.map(|v| v.json(self, entities_f)).transpose()?,
+            token: token.map(|v| v.string(self, token_f)).transpose()?,
             request_id: request_id
-                .map(|v| v.string(self, "request_id"))
+                .map(|v| v.string(self, request_id_f))
                 .transpose()?,
         })
     }

@@ -114,7 +114,7 @@ pub(crate) fn c_string(text: &str) -> CString {
 /// - `ffi_boundary!(err_out, { ... })`, for a fallible call: the body gives
 ///   `Result<(), Failure>`; its error, or a panic, becomes the result code and `*err_out`.
 /// - `ffi_boundary!({ ... })`, for a call that cannot fail: a panic gives the return type's
-///   [`OnPanic`] value instead (NULL, 0, false, a deny, nothing).
+///   [`OnPanic`] value instead (NULL, `ARBITER_RESULT_INTERNAL`, a deny, nothing).
 macro_rules! ffi_boundary {
     ($err_out:expr, $body:block) => {
         super::result::fallible($err_out, move || $body)
