@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use arbiter::bundle_tests::TestSuite;
-use arbiter::{DecisionLogOptions, Engine, LoadError, RequestError};
+use arbiter::{DecisionLogOptions, Dialect, Engine, LoadError, RequestError};
 use clap::{Parser, Subcommand};
 
 mod bundle;
@@ -85,6 +85,24 @@ enum Command {
         #[arg(long)]
         now: Option<i64>,
     },
+    /// Which resources of a type the principal may act on, as a SQL condition: the request is a
+    /// check request whose `resource` has a `type` and no `id`. Prints `{"kind": "all" | "none"
+    /// | "where", "sql", "params"}` and exits 0; exits 2 with `{"error": {...}}` otherwise
+    /// (kind `untranslatable` when the bundle's SQL mapping cannot express the answer).
+    Query {
+        /// Bundle directory; the embedded default GitLab bundle when left out.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// File holding the query request as JSON, or `-` for standard input (the default).
+        #[arg(long)]
+        request: Option<PathBuf>,
+        /// `postgres` or `sqlite`.
+        #[arg(long, value_parser = parse_dialect)]
+        dialect: Dialect,
+        /// Also print the residual policies the condition was written from, to standard error.
+        #[arg(long)]
+        explain: bool,
+    },
     /// Decide every request of a JSONL file with two bundles and print, one JSON line each, the
     /// requests whose decision changes (`{"line", "request", "bundle", "against"}`). Exit 0 when
     /// none changes, 1 when some do, 2 on invalid input.
@@ -151,6 +169,13 @@ fn main() -> ExitCode {
             now,
         } => load(bundle.as_deref(), now)
             .and_then(|engine| explain(&engine, request.as_deref(), json)),
+        Command::Query {
+            bundle,
+            request,
+            dialect,
+            explain,
+        } => load(bundle.as_deref(), None)
+            .and_then(|engine| query(&engine, request.as_deref(), dialect, explain)),
         Command::Diff {
             bundle,
             against,
@@ -245,6 +270,38 @@ fn explain(engine: &Engine, request: Option<&Path>, json: bool) -> Result<u8, St
             explanation.decision.allowed()
         },
     )
+}
+
+fn parse_dialect(name: &str) -> Result<Dialect, String> {
+    Dialect::parse(name).ok_or_else(|| format!("`{name}` is not `postgres` or `sqlite`"))
+}
+
+fn query(
+    engine: &Engine,
+    request: Option<&Path>,
+    dialect: Dialect,
+    explain: bool,
+) -> Result<u8, String> {
+    let answer = engine.read_query(&read_request(request)?).and_then(|q| {
+        let query = engine.query(&q)?;
+        if let (true, arbiter::Query::Where(condition)) = (explain, &query) {
+            for (effect, id, residual) in condition.residuals() {
+                eprintln!("{effect} {id}: {residual}");
+            }
+        }
+        query.to_sql(dialect)
+    });
+    match answer {
+        Ok(sql) => {
+            println!("{}", sql.to_json());
+            Ok(0)
+        }
+        Err(e) => {
+            println!("{}", serde_json::json!({ "error": e.to_json_value() }));
+            eprintln!("arbiter: {e}");
+            Ok(INVALID)
+        }
+    }
 }
 
 /// Prints an answer with `show` (which says whether it allows) and gives the exit code; a

@@ -26,15 +26,17 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn request(user: &str, action: &str, project: &str, access_level: u32) -> String {
+/// A check request. In entities.json, alice is a Developer of project 10, bob (blocked) too, and
+/// eve a Reporter; no one is a member of project 3.
+fn request(user: &str, action: &str, project: &str) -> String {
     format!(
-        r#"{{"principal": {{"type": "Gitlab::User", "id": "{user}"}}, "action": {{"type": "Gitlab::Action", "id": "{action}"}}, "resource": {{"type": "Gitlab::Project", "id": "{project}"}}, "context": {{"access_level": {access_level}, "admin_mode": false}}}}"#
+        r#"{{"principal": {{"type": "Gitlab::User", "id": "{user}"}}, "action": {{"type": "Gitlab::Action", "id": "{action}"}}, "resource": {{"type": "Gitlab::Project", "id": "{project}"}}, "context": {{"admin_mode": false}}}}"#
     )
 }
 
 #[test]
 fn check_exits_0_on_allow_1_on_deny_2_on_invalid_input() {
-    let allow = arbiter(&["check"], &request("alice", "push_code", "3", 30));
+    let allow = arbiter(&["check"], &request("alice", "push_code", "10"));
     assert_eq!(allow.status.code(), Some(0));
     assert_eq!(
         stdout(&allow).trim(),
@@ -43,7 +45,7 @@ fn check_exits_0_on_allow_1_on_deny_2_on_invalid_input() {
 
     let deny = arbiter(
         &["check", "--request", "-"],
-        &request("bob", "push_code", "3", 30),
+        &request("bob", "push_code", "10"),
     );
     assert_eq!(deny.status.code(), Some(1));
     assert!(stdout(&deny).contains(r#""reasons":["user-blocked"]"#));
@@ -57,7 +59,7 @@ fn check_exits_0_on_allow_1_on_deny_2_on_invalid_input() {
 fn check_reads_a_request_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
-    std::fs::write(&path, request("alice", "read_project", "1", 0)).unwrap();
+    std::fs::write(&path, request("alice", "read_project", "1")).unwrap();
     let out = arbiter(&["check", "--request", path.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let missing = arbiter(&["check", "--request", "/nonexistent.json"], "");
@@ -69,10 +71,10 @@ fn batch_prints_one_line_per_request_and_an_error_line_for_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("batch.jsonl");
     let lines = [
-        request("alice", "push_code", "3", 30),
+        request("alice", "push_code", "10"),
         "{oops".to_owned(),
         String::new(),
-        request("alice", "push_code", "3", 20),
+        request("eve", "push_code", "10"),
     ];
     std::fs::write(&path, lines.join("\n")).unwrap();
     let out = arbiter(&["check", "--requests", path.to_str().unwrap()], "");
@@ -105,9 +107,9 @@ fn check_appends_a_decision_log_line_per_decision() {
     );
     let with_id = |r: String, id: &str| r.replacen('{', &format!(r#"{{"request_id": "{id}", "#), 1);
     let lines = [
-        with_id(request("alice", "push_code", "3", 30), "r-1"),
+        with_id(request("alice", "push_code", "10"), "r-1"),
         "{oops".to_owned(),
-        with_id(request("alice", "push_code", "3", 20), "r-2"),
+        with_id(request("eve", "push_code", "10"), "r-2"),
     ];
     std::fs::write(&requests, lines.join("\n")).unwrap();
     let args = [
@@ -133,12 +135,12 @@ fn check_appends_a_decision_log_line_per_decision() {
     assert_eq!(events[0]["decision"], "allow");
     assert_eq!(events[0]["bundle"]["name"], "gitlab");
     assert_eq!(events[1]["decision"], "deny");
-    assert_eq!(events[1]["context"]["access_level"], 20);
+    assert_eq!(events[1]["principal"]["id"], "eve");
 
     // `-` writes the log to standard error, leaving standard output to the decision.
     let out = arbiter(
         &["check", "--decision-log", "-"],
-        &with_id(request("alice", "push_code", "3", 30), "r-3"),
+        &with_id(request("alice", "push_code", "10"), "r-3"),
     );
     let event: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stderr).trim()).unwrap();
@@ -151,10 +153,10 @@ fn metrics_count_a_sample_run_in_prometheus_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sample.jsonl");
     let lines = [
-        request("alice", "push_code", "3", 30),
-        request("alice", "push_code", "3", 30),
-        request("alice", "push_code", "3", 20),
-        request("alice", "push_code", "3", 30).replace("Gitlab::Action", "Gitlab::Nope"),
+        request("alice", "push_code", "10"),
+        request("alice", "push_code", "10"),
+        request("eve", "push_code", "10"),
+        request("alice", "push_code", "10").replace("Gitlab::Action", "Gitlab::Nope"),
         "{oops".to_owned(),
     ];
     std::fs::write(&path, lines.join("\n")).unwrap();
@@ -481,7 +483,7 @@ fn token_jwks_lists_the_active_key_first_then_retired_ones() {
 
 #[test]
 fn explain_names_each_policy_and_the_condition_that_decided_it() {
-    let out = arbiter(&["explain"], &request("alice", "push_code", "3", 20));
+    let out = arbiter(&["explain"], &request("eve", "push_code", "10"));
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
@@ -499,10 +501,7 @@ fn explain_names_each_policy_and_the_condition_that_decided_it() {
         "the failing condition names the level: {developer}"
     );
 
-    let out = arbiter(
-        &["explain", "--json"],
-        &request("alice", "push_code", "3", 30),
-    );
+    let out = arbiter(&["explain", "--json"], &request("alice", "push_code", "10"));
     assert_eq!(out.status.code(), Some(0));
     let e: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(e["decision"], "allow");
@@ -543,9 +542,9 @@ fn diff_lists_the_requests_whose_decision_changes() {
     }
     let requests = dir.path().join("requests.jsonl");
     let lines = [
-        request("alice", "push_code", "3", 30), // allow -> deny
-        request("alice", "push_code", "3", 10), // deny either way
-        "{oops".to_owned(),                     // the same error either way
+        request("alice", "push_code", "10"), // allow -> deny
+        request("alice", "push_code", "3"),  // deny either way
+        "{oops".to_owned(),                  // the same error either way
     ];
     std::fs::write(&requests, lines.join("\n")).unwrap();
     let args = [

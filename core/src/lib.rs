@@ -12,6 +12,8 @@ mod token;
 mod wire;
 // What an operator sees: metrics, decision logs, shadow comparison.
 mod operations;
+// Which resources a principal may act on, as SQL.
+mod query;
 // What every language binding needs beside the engine.
 pub mod ffi;
 
@@ -28,6 +30,7 @@ pub use operations::metrics::{
     ActionDecisions, BundleMetrics, Latency, LatencyBucket, MetricsSnapshot,
 };
 pub use operations::shadow::{CandidateInfo, Disagreement, ShadowReport};
+pub use query::{Condition, Dialect, Query, QueryError, QueryRequest, SqlQuery, SqlValue};
 pub use token::macaroon::{Format as MacaroonFormat, Macaroon, MacaroonCaveat};
 pub use token::mint::{MintError, Minter, SigningKey};
 pub use token::{TokenError, TokenInfo, TokenReport};

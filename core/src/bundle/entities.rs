@@ -41,11 +41,13 @@ pub(crate) struct StaticEntities {
 
 impl StaticEntities {
     /// Parses `entities.json` (when present) against the schema (when present); the schema's
-    /// action entities are added either way.
+    /// action entities are added either way, and so are `more` (read from other bundle files,
+    /// already checked against the schema), whose uids must be new.
     pub(crate) fn load(
         file: Option<&BundleFile>,
         schema: Option<&Schema>,
         shapes: Option<&Shapes>,
+        more: Vec<ast::Entity>,
     ) -> Result<Self, LoadError> {
         let (path, text) = match file {
             Some(f) => (f.path.as_str(), crate::bundle::text(f)?),
@@ -68,10 +70,19 @@ impl StaticEntities {
                 .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?
             }
         };
-        let by_uid: HashMap<EntityUID, Arc<ast::Entity>> = parsed
+        let mut by_uid: HashMap<EntityUID, Arc<ast::Entity>> = parsed
             .into_iter()
             .map(|e| (e.uid().clone(), Arc::new(e)))
             .collect();
+        for entity in more {
+            let uid = entity.uid().clone();
+            if by_uid.insert(uid.clone(), Arc::new(entity)).is_some() {
+                return Err(LoadError::Entities(vec![Problem::in_file(
+                    path,
+                    format!("{uid} is also defined by another bundle file"),
+                )]));
+            }
+        }
         let store = Entities::new()
             .add_entities(
                 by_uid.values().cloned(),

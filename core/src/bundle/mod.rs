@@ -7,6 +7,7 @@
 pub mod bundle_tests;
 pub(crate) mod default_bundle;
 pub(crate) mod entities;
+pub(crate) mod member_roles;
 pub(crate) mod policies;
 pub(crate) mod signing;
 
@@ -90,6 +91,8 @@ pub(crate) fn is_engine_file(path: &str) -> bool {
             MANIFEST,
             LINKS,
             TOKENS,
+            member_roles::MEMBER_ROLES,
+            crate::query::mapping::SQL_MAPPING,
             SIGNATURE_FILE,
         ]
         .contains(&path)
@@ -339,6 +342,8 @@ pub(crate) struct Bundle {
     pub(crate) tokens: Option<Tokens>,
     /// Request and entity shapes compiled from the schema.
     pub(crate) shapes: Option<Shapes>,
+    /// How its entities are stored in the host's database (`sql/mapping.json`), for queries.
+    pub(crate) sql_mapping: Option<crate::query::mapping::SqlMapping>,
     /// The engine's per-action decision counters for this bundle's actions (set by the engine).
     pub(crate) outcomes: ActionOutcomes,
     /// When its signature says it was signed, for an engine that trusts signing keys.
@@ -414,9 +419,21 @@ impl Bundle {
             }
         }
         let shapes = schema.as_ref().map(Shapes::new);
-        let entities = StaticEntities::load(file(ENTITIES), schema.as_ref(), shapes.as_ref())?;
+        let member_roles = file(member_roles::MEMBER_ROLES)
+            .map(|f| member_roles::load(f, schema.as_ref()))
+            .transpose()?
+            .unwrap_or_default();
+        let entities = StaticEntities::load(
+            file(ENTITIES),
+            schema.as_ref(),
+            shapes.as_ref(),
+            member_roles,
+        )?;
         let index = PolicyIndex::build(&loaded.set, schema.as_ref(), &entities);
         let tokens = file(TOKENS).map(|f| Tokens::load(f, &files)).transpose()?;
+        let sql_mapping = file(crate::query::mapping::SQL_MAPPING)
+            .map(crate::query::mapping::SqlMapping::load)
+            .transpose()?;
         let mut types: Vec<EntityTypeName> = entities
             .store()
             .iter()
@@ -436,6 +453,7 @@ impl Bundle {
             load_seconds: 0.0,
             types: TypeNames::new(types),
             shapes,
+            sql_mapping,
             manifest,
             schema,
             policies: loaded.set,

@@ -10,6 +10,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::query::QueryError;
 use crate::token::TokenError;
 use crate::wire::decision::{Decision, DecisionError, DecisionErrorKind};
 use crate::wire::error::{LoadError, RequestError};
@@ -74,6 +75,18 @@ pub(crate) fn contain_load<T>(load: impl FnOnce() -> Result<T, LoadError>) -> Re
     catch_unwind(AssertUnwindSafe(load)).unwrap_or_else(|panic| {
         Err(LoadError::Internal(format!(
             "Arbiter panicked while loading the bundle ({}); nothing was changed",
+            panic_message(&*panic)
+        )))
+    })
+}
+
+/// Runs a query; a panic becomes `QueryError::Internal`.
+pub(crate) fn contain_query<T>(
+    query: impl FnOnce() -> Result<T, QueryError>,
+) -> Result<T, QueryError> {
+    catch_unwind(AssertUnwindSafe(query)).unwrap_or_else(|panic| {
+        Err(QueryError::Internal(format!(
+            "Arbiter panicked while answering the query ({})",
             panic_message(&*panic)
         )))
     })

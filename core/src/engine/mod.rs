@@ -17,7 +17,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::bundle::signing::TrustedKeys;
 use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
-use crate::engine::fault::{contain_decision, contain_load, contain_token, Faults};
+use crate::engine::fault::{contain_decision, contain_load, contain_query, contain_token, Faults};
 use crate::engine::limits::Limits;
 use crate::evaluation::explain::Explanation;
 use crate::operations::decision_log::{
@@ -25,6 +25,7 @@ use crate::operations::decision_log::{
 };
 use crate::operations::metrics::{Metrics, MetricsSnapshot};
 use crate::operations::shadow::{CandidateInfo, Shadow, ShadowReport};
+use crate::query::{Dialect, Query, QueryError, QueryRequest, SqlQuery};
 use crate::token::{TokenError, TokenInfo};
 use crate::wire::decision::Decision;
 use crate::wire::error::{LoadError, RequestError};
@@ -478,6 +479,36 @@ impl Engine {
             let request = self.read_json(&bundle, request)?;
             self.decide(&bundle, &request, self.now(), start, held)
         })
+    }
+
+    /// Which resources of a type the principal may act on: every one, none, or a condition on
+    /// the resource (see [`Query`]). Principal, action, context and entities are known, as in a
+    /// check; the resource alone is unknown.
+    pub fn query(&self, request: &QueryRequest) -> Result<Query, QueryError> {
+        let bundle = self.bundle.load_full();
+        contain_query(|| crate::query::plan(bundle, request))
+    }
+
+    /// [`Engine::query`] written as SQL in `dialect`, through the bundle's `sql/mapping.json`.
+    pub fn query_sql(
+        &self,
+        request: &QueryRequest,
+        dialect: Dialect,
+    ) -> Result<SqlQuery, QueryError> {
+        contain_query(|| self.query(request)?.to_sql(dialect))
+    }
+
+    /// Reads a query given as request JSON whose `resource` names a `type` and no `id`.
+    pub fn read_query(&self, json: &str) -> Result<QueryRequest, QueryError> {
+        let bundle = self.bundle.load();
+        self.limits.check_json("request", &[json])?;
+        Ok(QueryRequest::from_json(json, &bundle.reader(&self.limits))?)
+    }
+
+    /// A query given as JSON, answered as `{"kind", "sql", "params"}` (`arbiter query`).
+    pub fn query_json(&self, json: &str, dialect: Dialect) -> Result<String, QueryError> {
+        self.query_sql(&self.read_query(json)?, dialect)
+            .map(|q| q.to_json())
     }
 
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).

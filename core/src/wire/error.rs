@@ -38,6 +38,8 @@ pub enum ErrorKind {
     /// The bundle's signature is missing, by an untrusted key, older than the bundle served, or
     /// does not match its files.
     Signature,
+    /// `sql/mapping.json` is invalid.
+    SqlMapping,
     /// The request is not valid JSON, lacks a field, or names an entity badly.
     MalformedRequest,
     /// The request does not conform to the bundle's schema.
@@ -46,13 +48,15 @@ pub enum ErrorKind {
     InvalidContext,
     /// A per-request entity is invalid.
     InvalidEntities,
+    /// A query the bundle's SQL mapping cannot express exactly.
+    Untranslatable,
     /// Arbiter failed inside (a caught panic): nothing was decided or changed.
     Internal,
 }
 
 /// The table behind [`ErrorKind`]: kind, code, snake_case kind, name, one-line doc, in
 /// declaration order.
-const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 17] = [
+const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 19] = [
     (ErrorKind::NullArgument, 1, "null_argument", "NullArgument", "a required pointer argument was NULL"),
     (ErrorKind::InvalidUtf8, 2, "invalid_utf8", "InvalidUtf8", "a string argument is not valid UTF-8"),
     (ErrorKind::InvalidArgument, 3, "invalid_argument", "InvalidArgument", "an argument is out of its range"),
@@ -65,16 +69,18 @@ const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 17] = [
     (ErrorKind::Links, 106, "links", "Links", "`links.json` is invalid"),
     (ErrorKind::Tokens, 107, "tokens", "Tokens", "`tokens.json` is invalid or names a key that is missing or unusable"),
     (ErrorKind::Signature, 108, "signature", "Signature", "the bundle's signature is missing, untrusted, older than the bundle served, or does not match its files"),
+    (ErrorKind::SqlMapping, 109, "sql_mapping", "SqlMapping", "`sql/mapping.json` is invalid"),
     (ErrorKind::MalformedRequest, 200, "malformed_request", "MalformedRequest", "the request is not valid JSON, lacks a field, or names an entity badly"),
     (ErrorKind::InvalidRequest, 201, "invalid_request", "InvalidRequest", "the request does not conform to the bundle's schema"),
     (ErrorKind::InvalidContext, 202, "invalid_context", "InvalidContext", "the context does not conform to the schema"),
     (ErrorKind::InvalidEntities, 203, "invalid_entities", "InvalidEntities", "a per-request entity is invalid"),
+    (ErrorKind::Untranslatable, 204, "untranslatable", "Untranslatable", "a query the bundle's SQL mapping cannot express exactly"),
     (ErrorKind::Internal, 900, "internal", "Internal", "Arbiter failed inside (a caught panic): nothing was decided or changed"),
 ];
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::NullArgument,
         Self::InvalidUtf8,
         Self::InvalidArgument,
@@ -87,10 +93,12 @@ impl ErrorKind {
         Self::Links,
         Self::Tokens,
         Self::Signature,
+        Self::SqlMapping,
         Self::MalformedRequest,
         Self::InvalidRequest,
         Self::InvalidContext,
         Self::InvalidEntities,
+        Self::Untranslatable,
         Self::Internal,
     ];
 
@@ -265,6 +273,9 @@ pub enum LoadError {
     /// signing (only for an engine that trusts signing keys).
     #[error("{}", join(.0))]
     Signature(Vec<Problem>),
+    /// `sql/mapping.json` does not parse or maps something wrongly.
+    #[error("{}", join(.0))]
+    SqlMapping(Vec<Problem>),
     /// Arbiter failed inside while loading (a caught panic).
     #[error("{0}")]
     Internal(String),
@@ -291,6 +302,7 @@ impl LoadError {
             Self::Links(_) => ErrorKind::Links,
             Self::Tokens(_) => ErrorKind::Tokens,
             Self::Signature(_) => ErrorKind::Signature,
+            Self::SqlMapping(_) => ErrorKind::SqlMapping,
             Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -316,7 +328,8 @@ impl LoadError {
             | Self::Entities(p)
             | Self::Links(p)
             | Self::Tokens(p)
-            | Self::Signature(p) => p,
+            | Self::Signature(p)
+            | Self::SqlMapping(p) => p,
             Self::Internal(_) => &[],
         }
     }

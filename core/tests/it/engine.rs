@@ -876,7 +876,8 @@ fn request_entities_close_over_each_other_and_the_static_hierarchy() {
 }
 
 /// The default bundle's static entities (read by the fast loader) are the entities Cedar's
-/// parser reads from the same file with the same schema, action entities included.
+/// parser reads from the same file with the same schema, action entities included, and the
+/// member roles of `member_roles.json`.
 #[test]
 fn static_entities_read_as_cedar_reads_them() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/gitlab");
@@ -887,6 +888,15 @@ fn static_entities_read_as_cedar_reads_them() {
     let cedar =
         cedar_policy::Entities::from_json_str(&read("entities.json"), Some(&schema)).unwrap();
     let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
+    let member_roles: Value = serde_json::from_str(&read("member_roles.json")).unwrap();
+    for role in member_roles["roles"].as_array().unwrap() {
+        want.push(json!({
+            "uid": {"type": "Gitlab::MemberRole", "id": role["id"]},
+            "attrs": {"name": role["name"], "base_access_level": role["base_access_level"],
+                      "permissions": role["permissions"]},
+            "parents": [],
+        }));
+    }
     let mut got: Vec<Value> =
         serde_json::from_str(&Engine::gitlab_default().unwrap().entities_json()).unwrap();
     let key = |v: &Value| v["uid"].to_string();

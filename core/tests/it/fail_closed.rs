@@ -47,20 +47,18 @@ fn static_entity(engine: &Engine, uid: &Value) -> Value {
 #[test]
 fn typed_requests_check_their_entities_as_json_requests_do() {
     let engine = Engine::gitlab_default().unwrap();
-    let context = cedar_policy::Context::from_json_value(
-        json!({"access_level": 50, "admin_mode": false}),
-        None,
-    )
-    .unwrap();
+    let context =
+        cedar_policy::Context::from_json_value(json!({"admin_mode": false}), None).unwrap();
 
-    let project = json!({"type": "Gitlab::Project", "id": "3"});
+    // Alice is a Developer of project 10 (entities.json).
+    let project = json!({"type": "Gitlab::Project", "id": "10"});
     let mut archived = static_entity(&engine, &project);
     archived["uid"] = project.clone();
     archived["attrs"]["archived"] = json!("true");
     let push = Request::new(
         uid("Gitlab::User", "alice"),
         uid("Gitlab::Action", "push_code"),
-        uid("Gitlab::Project", "3"),
+        uid("Gitlab::Project", "10"),
     )
     .with_context(context.clone());
     assert!(engine.authorize(&push).unwrap().allowed(), "the baseline");
@@ -69,12 +67,16 @@ fn typed_requests_check_their_entities_as_json_requests_do() {
         "uid": {"type": "Gitlab::Action", "id": "remove_project"},
         "attrs": {}, "parents": [{"type": "Gitlab::Action", "id": "job_token"}],
     }));
+    // Job 100 runs in project 3 for alice, made its Owner here.
+    let mut owned = static_entity(&engine, &json!({"type": "Gitlab::Project", "id": "3"}));
+    owned["tags"] = json!({"alice": {"access_level": 50}});
     let remove = Request::new(
         uid("Gitlab::CiJob", "100"),
         uid("Gitlab::Action", "remove_project"),
         uid("Gitlab::Project", "3"),
     )
-    .with_context(context);
+    .with_context(context)
+    .with_entities(vec![entity(owned.clone())]);
     assert!(
         !engine.authorize(&remove).unwrap().allowed(),
         "the baseline"
@@ -82,7 +84,7 @@ fn typed_requests_check_their_entities_as_json_requests_do() {
 
     for (request, entities) in [
         (push, vec![entity(archived.clone())]),
-        (remove, vec![regrouped]),
+        (remove, vec![regrouped, entity(owned)]),
     ] {
         let request = request.with_entities(entities);
         let refused = |result: Result<_, arbiter::RequestError>| match result {
@@ -100,7 +102,7 @@ fn typed_requests_check_their_entities_as_json_requests_do() {
     let json_request = json!({
         "principal": {"type": "Gitlab::User", "id": "alice"},
         "action": {"type": "Gitlab::Action", "id": "push_code"},
-        "resource": project, "context": {"access_level": 50, "admin_mode": false},
+        "resource": project, "context": {"admin_mode": false},
         "entities": [archived],
     });
     let e = engine
@@ -114,7 +116,7 @@ fn typed_requests_check_their_entities_as_json_requests_do() {
     let parts = RequestParts {
         principal: Some(("Gitlab::User", "alice")),
         action: ("Gitlab::Action", "push_code"),
-        resource: ("Gitlab::Project", "3"),
+        resource: ("Gitlab::Project", "10"),
         context_json: Some(&context),
         entities_json: Some(&entities),
         token: None,
@@ -248,7 +250,7 @@ fn outside_a_schema_the_index_finds_actions_of_any_type_in_their_groups() {
 fn duplicate_keys_in_request_json_are_refused() {
     let engine = Engine::gitlab_default().unwrap();
     let base = r#""principal": {"type": "Gitlab::User", "id": "eve"}, "action": {"type": "Gitlab::Action", "id": "push_code"}, "resource": {"type": "Gitlab::Project", "id": "3"}"#;
-    let context = r#"{"access_level": 0, "admin_mode": false, "access_level": 50}"#;
+    let context = r#"{"admin_mode": false, "admin_mode": true}"#;
     let entity = r#"{"uid": {"type": "Gitlab::User", "id": "eve"}, "attrs": {"state": "blocked", "admin": false, "auditor": false, "external": false, "user_type": "human", "state": "active"}, "parents": []}"#;
     let nested = r#"{"uid": {"__entity": {"type": "Gitlab::User", "id": "eve", "id": "alice"}}, "attrs": {}, "parents": []}"#;
     for (request, kind) in [
@@ -257,20 +259,16 @@ fn duplicate_keys_in_request_json_are_refused() {
             "invalid_context",
         ),
         (
-            format!(
-                r#"{{{base}, "context": {{"access_level": 50, "admin_mode": false}}, "entities": [{entity}]}}"#
-            ),
+            format!(r#"{{{base}, "context": {{"admin_mode": false}}, "entities": [{entity}]}}"#),
+            "invalid_entities",
+        ),
+        (
+            format!(r#"{{{base}, "context": {{"admin_mode": false}}, "entities": [{nested}]}}"#),
             "invalid_entities",
         ),
         (
             format!(
-                r#"{{{base}, "context": {{"access_level": 50, "admin_mode": false}}, "entities": [{nested}]}}"#
-            ),
-            "invalid_entities",
-        ),
-        (
-            format!(
-                r#"{{{base}, "principal": {{"type": "Gitlab::User", "id": "alice"}}, "context": {{"access_level": 50, "admin_mode": false}}}}"#
+                r#"{{{base}, "principal": {{"type": "Gitlab::User", "id": "alice"}}, "context": {{"admin_mode": false}}}}"#
             ),
             "malformed_request",
         ),
@@ -288,16 +286,13 @@ fn duplicate_keys_in_request_json_are_refused() {
     let e = engine
         .authorize_json(&format!(r#"{{{base}, "context": {context}}}"#))
         .unwrap_err();
-    assert!(
-        e.to_string().contains("`access_level` is given twice"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("`admin_mode` is given twice"), "{e}");
 
     let entities = format!("[{entity}]");
     for (context, entities, kind) in [
         (context, None, "invalid_context"),
         (
-            r#"{"access_level": 50, "admin_mode": false}"#,
+            r#"{"admin_mode": false}"#,
             Some(entities.as_str()),
             "invalid_entities",
         ),

@@ -92,14 +92,26 @@ fn gitaly_token(issued: i64) -> String {
     format!("v2.{}.{ts}", hex::encode(mac.as_ref()))
 }
 
-fn decide(token: &str, action: &str, project: &str, access_level: i64) -> arbiter::Decision {
-    let request = json!({
+/// Decides `action` on `project` with `token`; with `member`, the token's user is a Developer
+/// of `project` (the bundle's static project, its authorization added).
+fn decide(token: &str, action: &str, project: &str, member: Option<&str>) -> arbiter::Decision {
+    let engine = engine();
+    let mut request = json!({
         "action": {"type": "Gitlab::Action", "id": action},
         "resource": {"type": "Gitlab::Project", "id": project},
-        "context": {"access_level": access_level, "admin_mode": false},
+        "context": {"admin_mode": false},
         "token": token,
     });
-    engine().decide_json(&request.to_string()).unwrap()
+    if let Some(user) = member {
+        let entities: Vec<Value> = serde_json::from_str(&engine.entities_json()).unwrap();
+        let mut entity = entities
+            .into_iter()
+            .find(|e| e["uid"]["type"] == "Gitlab::Project" && e["uid"]["id"] == project)
+            .unwrap();
+        entity["tags"] = json!({user: {"access_level": 30}});
+        request["entities"] = json!([entity]);
+    }
+    engine.decide_json(&request.to_string()).unwrap()
 }
 
 fn reasons(d: &arbiter::Decision) -> (Effect, Vec<&str>) {
@@ -111,16 +123,16 @@ fn a_ci_job_token_acts_as_its_job() {
     // Job 100 runs in project 3 for alice (entities.json).
     let token = job_token(100, "gitlab-authz-token", NOW);
     assert_eq!(
-        reasons(&decide(&token, "download_code", "3", 30)),
+        reasons(&decide(&token, "download_code", "3", Some("alice"))),
         (Effect::Allow, vec!["role-reporter"])
     );
     assert_eq!(
-        reasons(&decide(&token, "push_code", "3", 30)),
+        reasons(&decide(&token, "push_code", "3", Some("alice"))),
         (Effect::Deny, vec!["job-token-allowed-actions"])
     );
     // Project 4 is private and does not list project 3 in its allowlist.
     assert_eq!(
-        reasons(&decide(&token, "download_code", "4", 30)),
+        reasons(&decide(&token, "download_code", "4", Some("alice"))),
         (Effect::Deny, vec!["job-token-allowlist"])
     );
     let info = engine().verify_token(&token).unwrap();
@@ -132,7 +144,7 @@ fn a_ci_job_token_acts_as_its_job() {
 
 #[test]
 fn a_ci_job_token_for_another_audience_or_out_of_time_is_refused() {
-    let kind = |token: &str| decide(token, "download_code", "3", 30).errors[0].kind;
+    let kind = |token: &str| decide(token, "download_code", "3", Some("alice")).errors[0].kind;
     assert_eq!(
         kind(&job_token(100, "gitaly", NOW)),
         DecisionErrorKind::AudienceMismatch
@@ -150,21 +162,21 @@ fn ci_id_token_claims_build_the_job_and_reach_policies() {
     // Job 555 is in no entity file: the ID token's claims make it (project 3, user alice).
     let protected = id_token(json!("true"));
     assert_eq!(
-        reasons(&decide(&protected, "create_package", "3", 30)),
+        reasons(&decide(&protected, "create_package", "3", Some("alice"))),
         (Effect::Allow, vec!["role-developer"])
     );
     let unprotected = id_token(json!("false"));
     assert_eq!(
-        reasons(&decide(&unprotected, "create_package", "3", 30)),
+        reasons(&decide(&unprotected, "create_package", "3", Some("alice"))),
         (Effect::Deny, vec!["job-unprotected-ref-no-publish"])
     );
     assert_eq!(
-        reasons(&decide(&unprotected, "read_package", "3", 30)),
+        reasons(&decide(&unprotected, "read_package", "3", Some("alice"))),
         (Effect::Allow, vec!["role-reporter"])
     );
     // A real boolean where GitLab sends a string is a wrong type, not "absent".
     assert_eq!(
-        decide(&id_token(json!(true)), "read_package", "3", 30).errors[0].kind,
+        decide(&id_token(json!(true)), "read_package", "3", Some("alice")).errors[0].kind,
         DecisionErrorKind::InvalidClaim
     );
 }
@@ -172,16 +184,21 @@ fn ci_id_token_claims_build_the_job_and_reach_policies() {
 #[test]
 fn a_workhorse_jwt_is_valid_for_ninety_seconds() {
     assert_eq!(
-        reasons(&decide(&workhorse_token(NOW - 90), "download_code", "1", 0)),
+        reasons(&decide(
+            &workhorse_token(NOW - 90),
+            "download_code",
+            "1",
+            None
+        )),
         (Effect::Allow, vec!["workhorse-repository"])
     );
     assert_eq!(
-        decide(&workhorse_token(NOW - 91), "download_code", "1", 0).errors[0].kind,
+        decide(&workhorse_token(NOW - 91), "download_code", "1", None).errors[0].kind,
         DecisionErrorKind::Expired
     );
     // Workhorse relays repository traffic only.
     assert_eq!(
-        decide(&workhorse_token(NOW), "admin_project", "1", 0).decision,
+        decide(&workhorse_token(NOW), "admin_project", "1", None).decision,
         Effect::Deny
     );
 }
@@ -189,16 +206,16 @@ fn a_workhorse_jwt_is_valid_for_ninety_seconds() {
 #[test]
 fn a_gitaly_token_is_valid_within_thirty_seconds() {
     assert_eq!(
-        reasons(&decide(&gitaly_token(NOW - 30), "push_code", "3", 0)),
+        reasons(&decide(&gitaly_token(NOW - 30), "push_code", "3", None)),
         (Effect::Allow, vec!["gitaly-client-repository"])
     );
     assert_eq!(
-        decide(&gitaly_token(NOW - 31), "push_code", "3", 0).errors[0].kind,
+        decide(&gitaly_token(NOW - 31), "push_code", "3", None).errors[0].kind,
         DecisionErrorKind::Expired
     );
     // The project's own rules still hold: project 5 is archived.
     assert_eq!(
-        reasons(&decide(&gitaly_token(NOW), "push_code", "5", 0)),
+        reasons(&decide(&gitaly_token(NOW), "push_code", "5", None)),
         (Effect::Deny, vec!["archived-read-only"])
     );
 }

@@ -8,6 +8,7 @@ mod equivalence;
 mod fail_closed;
 mod fast_eval;
 mod gitlab_tokens;
+mod query;
 mod spec;
 mod support;
 mod token_properties;

@@ -1,0 +1,937 @@
+//! A residual condition on the resource, written as SQL through the bundle's mapping.
+//!
+//! Every residual `e` is written twice: `T(e)`, true exactly where `e` evaluates to true, and
+//! `F(e)`, true exactly where it evaluates to false. Where `e` would error (a missing tag, an
+//! absent optional attribute, a row the mapping needs and the database lacks) both are false,
+//! as Cedar skips a policy that errors. Negation only swaps the two (`T(!e) = F(e)`), so SQL's
+//! `NOT` and its NULLs never turn an error into a match; `&&` and `||` keep Cedar's
+//! short-circuit (`T(a || b) = T(a) OR (F(a) AND T(b))`). What the mapping cannot express is
+//! an error naming the expression, never a wider or narrower filter.
+//!
+//! Long: one translator, the reading of each residual form and the SQL each predicate takes,
+//! which only make sense together.
+
+use std::collections::BTreeMap;
+
+use cedar_policy_core::ast::{
+    BinaryOp, EntityType, EntityUID, Expr, Literal, UnaryOp, Value, ValueKind, Var,
+};
+use cedar_policy_core::tpe::residual::{Residual, ResidualKind};
+
+use crate::query::mapping::{Attribute, Column, EntityMapping, Kind, SqlMapping, Tags};
+
+/// The SQL dialect a filter is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL: `$1`, `$2`, ... placeholders; `traversal_ids` for hierarchy.
+    Postgres,
+    /// SQLite: `?` placeholders; a recursive walk of parent ids for hierarchy.
+    Sqlite,
+}
+
+impl Dialect {
+    /// `postgres` or `sqlite`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+}
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    /// An integer (ids, levels, mapped strings).
+    Long(i64),
+    /// A string.
+    Text(String),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl SqlValue {
+    /// The value as JSON (`params` in `arbiter query`'s output).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Long(n) => (*n).into(),
+            Self::Text(s) => s.as_str().into(),
+            Self::Bool(b) => (*b).into(),
+        }
+    }
+}
+
+/// What cannot be translated: the expression, in Cedar, and why.
+#[derive(Debug)]
+pub(crate) struct Untranslatable {
+    pub(crate) expression: String,
+    pub(crate) why: String,
+}
+
+type Result<T> = std::result::Result<T, Untranslatable>;
+
+/// Marks a parameter in the text until [`Translator::finish`] numbers them in textual order.
+const MARK: char = '\u{1}';
+
+/// Tables entered to reach a value: `EXISTS (SELECT 1 FROM <from> WHERE <conds> AND ...)`.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    from: Vec<String>,
+    conds: Vec<String>,
+}
+
+impl Scope {
+    fn with(&self, from: String, conds: impl IntoIterator<Item = String>) -> Self {
+        let mut scope = self.clone();
+        scope.from.push(from);
+        scope.conds.extend(conds);
+        scope
+    }
+
+    fn and(&self, cond: String) -> Self {
+        let mut scope = self.clone();
+        scope.conds.push(cond);
+        scope
+    }
+
+    /// `cond` inside the scope.
+    fn wrap(&self, cond: &str) -> String {
+        if self.from.is_empty() {
+            if self.conds.is_empty() {
+                return cond.to_owned();
+            }
+            return format!("({} AND {cond})", self.conds.join(" AND "));
+        }
+        let mut conds = self.conds.clone();
+        conds.push(cond.to_owned());
+        format!(
+            "EXISTS (SELECT 1 FROM {} WHERE {})",
+            self.from.join(", "),
+            conds.join(" AND ")
+        )
+    }
+}
+
+/// What a residual denotes, as far as SQL can reach it.
+enum Node<'m> {
+    Value(Value),
+    /// What errors wherever it is evaluated: an attribute or tag of an entity the store lacks
+    /// (partial evaluation leaves those unknown; a check finds them missing).
+    Error,
+    /// An entity: the SQL of its id, its type, and the alias of its own row when in scope.
+    Entity {
+        id: String,
+        ty: EntityType,
+        row: Option<String>,
+        scope: Scope,
+    },
+    /// A column's value.
+    Column {
+        sql: String,
+        column: &'m Column,
+        scope: Scope,
+    },
+    /// A set kept in a table, for the entity whose id is `owner`.
+    Set {
+        table: &'m str,
+        key: &'m str,
+        owner: String,
+        elements: &'m Column,
+        scope: Scope,
+    },
+    /// A record whose fields are columns of the row aliased `row`.
+    Record {
+        row: String,
+        fields: &'m BTreeMap<String, Column>,
+        scope: Scope,
+    },
+}
+
+/// A boolean residual as its two conditions.
+struct Pred {
+    t: String,
+    f: String,
+}
+
+impl Pred {
+    fn constant(b: bool) -> Self {
+        let (t, f) = if b {
+            ("TRUE", "FALSE")
+        } else {
+            ("FALSE", "TRUE")
+        };
+        Self {
+            t: t.into(),
+            f: f.into(),
+        }
+    }
+
+    /// Both false: the expression errors.
+    fn error() -> Self {
+        Self {
+            t: "FALSE".into(),
+            f: "FALSE".into(),
+        }
+    }
+
+    /// `t` and `f` (each already exact) inside `scope`.
+    fn scoped(scope: &Scope, t: &str, f: &str) -> Self {
+        Self {
+            t: scope.wrap(t),
+            f: scope.wrap(f),
+        }
+    }
+}
+
+/// Writes residuals over one resource type as SQL.
+pub(crate) struct Translator<'a> {
+    mapping: &'a SqlMapping,
+    dialect: Dialect,
+    params: Vec<SqlValue>,
+    aliases: usize,
+    root_table: &'a str,
+    root_type: &'a EntityType,
+    /// The known ancestors of a known entity (for `principal in resource`), or `None` when the
+    /// entity is unknown.
+    ancestors: &'a dyn Fn(&EntityUID) -> Option<Vec<EntityUID>>,
+}
+
+impl<'a> Translator<'a> {
+    /// A translator for resources of `root_type`, which the mapping must give a table.
+    pub(crate) fn new(
+        mapping: &'a SqlMapping,
+        dialect: Dialect,
+        root_type: &'a EntityType,
+        ancestors: &'a dyn Fn(&EntityUID) -> Option<Vec<EntityUID>>,
+    ) -> std::result::Result<Self, String> {
+        let name = root_type.to_string();
+        let root_table = mapping
+            .entity(&name)
+            .and_then(|m| m.table.as_deref())
+            .ok_or_else(|| format!("the SQL mapping gives `{name}` no table"))?;
+        Ok(Self {
+            mapping,
+            dialect,
+            params: Vec::new(),
+            aliases: 0,
+            root_table,
+            root_type,
+            ancestors,
+        })
+    }
+
+    /// The condition under which `residual` evaluates to true.
+    pub(crate) fn holds(&mut self, residual: &Residual) -> Result<String> {
+        Ok(self.pred(residual)?.t)
+    }
+
+    /// The final text and its parameters, placeholders numbered in the order they appear.
+    pub(crate) fn finish(self, text: &str) -> (String, Vec<SqlValue>) {
+        let mut out = String::with_capacity(text.len());
+        let mut params = Vec::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c != MARK {
+                out.push(c);
+                continue;
+            }
+            let digits: String = chars.by_ref().take_while(|c| *c != MARK).collect();
+            let index: usize = digits.parse().unwrap_or(usize::MAX);
+            params.push(
+                self.params
+                    .get(index)
+                    .cloned()
+                    .unwrap_or(SqlValue::Bool(false)),
+            );
+            match self.dialect {
+                Dialect::Postgres => out.push_str(&format!("${}", params.len())),
+                Dialect::Sqlite => out.push('?'),
+            }
+        }
+        (out, params)
+    }
+
+    fn param(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        format!("{MARK}{}{MARK}", self.params.len() - 1)
+    }
+
+    /// Whether `v` is an entity the store lacks.
+    fn missing(&self, v: &Value) -> bool {
+        matches!(v.value_kind(), ValueKind::Lit(Literal::EntityUID(uid)) if (self.ancestors)(uid).is_none())
+    }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("a{}", self.aliases)
+    }
+
+    fn entity_mapping(&self, ty: &EntityType) -> Option<&'a EntityMapping> {
+        self.mapping.entity(&ty.to_string())
+    }
+
+    fn pred(&mut self, r: &Residual) -> Result<Pred> {
+        match r {
+            Residual::Error(_) => Ok(Pred::error()),
+            Residual::Concrete { value, .. } => match value.value_kind() {
+                ValueKind::Lit(Literal::Bool(b)) => Ok(Pred::constant(*b)),
+                _ => Err(untranslatable(r, "not a boolean")),
+            },
+            Residual::Partial { kind, .. } => match kind {
+                ResidualKind::And { left, right } => {
+                    let (a, b) = (self.pred(left)?, self.pred(right)?);
+                    Ok(Pred {
+                        t: and(&a.t, &b.t),
+                        f: or(&a.f, &and(&a.t, &b.f)),
+                    })
+                }
+                ResidualKind::Or { left, right } => {
+                    let (a, b) = (self.pred(left)?, self.pred(right)?);
+                    Ok(Pred {
+                        t: or(&a.t, &and(&a.f, &b.t)),
+                        f: and(&a.f, &b.f),
+                    })
+                }
+                ResidualKind::UnaryApp {
+                    op: UnaryOp::Not,
+                    arg,
+                } => {
+                    let a = self.pred(arg)?;
+                    Ok(Pred { t: a.f, f: a.t })
+                }
+                ResidualKind::If {
+                    test_expr,
+                    then_expr,
+                    else_expr,
+                } => {
+                    let (c, a, b) = (
+                        self.pred(test_expr)?,
+                        self.pred(then_expr)?,
+                        self.pred(else_expr)?,
+                    );
+                    Ok(Pred {
+                        t: or(&and(&c.t, &a.t), &and(&c.f, &b.t)),
+                        f: or(&and(&c.t, &a.f), &and(&c.f, &b.f)),
+                    })
+                }
+                ResidualKind::HasAttr { expr, attr } => self.has_attr(r, expr, attr),
+                ResidualKind::BinaryApp { op, arg1, arg2 } => self.binary(r, *op, arg1, arg2),
+                ResidualKind::Is { expr, entity_type } => match self.node(expr)? {
+                    Node::Error => Ok(Pred::error()),
+                    Node::Entity { ty, scope, .. } => {
+                        let is = ty == *entity_type;
+                        let p = Pred::constant(is);
+                        Ok(Pred::scoped(&scope, &p.t, &p.f))
+                    }
+                    _ => Err(untranslatable(r, "`is` of something not an entity")),
+                },
+                ResidualKind::GetAttr { .. } | ResidualKind::Var(_) => match self.node(r)? {
+                    Node::Error => Ok(Pred::error()),
+                    Node::Column { sql, column, scope } if column.kind() == Kind::Bool => {
+                        let (yes, no) = (
+                            self.param(SqlValue::Bool(true)),
+                            self.param(SqlValue::Bool(false)),
+                        );
+                        Ok(Pred::scoped(
+                            &scope,
+                            &format!("{sql} = {yes}"),
+                            &format!("{sql} = {no}"),
+                        ))
+                    }
+                    _ => Err(untranslatable(r, "not a boolean column")),
+                },
+                _ => Err(untranslatable(r, "no SQL form for this expression")),
+            },
+        }
+    }
+
+    /// What a non-boolean residual denotes.
+    fn node(&mut self, r: &Residual) -> Result<Node<'a>> {
+        match r {
+            Residual::Concrete { value, .. } => Ok(Node::Value(value.clone())),
+            Residual::Error(_) => Err(untranslatable(r, "an error where a value is needed")),
+            Residual::Partial { kind, .. } => match kind {
+                ResidualKind::Var(Var::Resource) => Ok(Node::Entity {
+                    id: format!(
+                        "{}.{}",
+                        self.root_table,
+                        self.entity_mapping(self.root_type)
+                            .map_or("id", |m| m.id.as_str())
+                    ),
+                    ty: self.root_type.clone(),
+                    row: Some(self.root_table.to_owned()),
+                    scope: Scope::default(),
+                }),
+                ResidualKind::GetAttr { expr, attr } => {
+                    let base = self.node(expr)?;
+                    self.get_attr(r, base, attr)
+                }
+                ResidualKind::BinaryApp {
+                    op: BinaryOp::GetTag,
+                    arg1,
+                    arg2,
+                } => {
+                    let key = match self.node(arg2)? {
+                        Node::Value(key) => key,
+                        Node::Error => return Ok(Node::Error),
+                        _ => return Err(untranslatable(r, "a tag key that is not known")),
+                    };
+                    let ValueKind::Lit(Literal::String(key)) = key.value_kind() else {
+                        return Err(untranslatable(r, "a tag key that is not a string"));
+                    };
+                    let Some((tags, owner, scope)) = self.tags_of(r, arg1)? else {
+                        return Ok(Node::Error);
+                    };
+                    let row = self.alias();
+                    let tag = self.tag_key(key);
+                    let scope = scope.with(
+                        format!("{} {row}", tags.table),
+                        [
+                            format!("{row}.{} = {owner}", tags.key),
+                            format!("{row}.{} = {tag}", tags.tag),
+                        ],
+                    );
+                    Ok(Node::Record {
+                        row,
+                        fields: &tags.attributes,
+                        scope,
+                    })
+                }
+                _ => Err(untranslatable(r, "no SQL form for this expression")),
+            },
+        }
+    }
+
+    /// The tags of the entity `entity` denotes, the SQL of its id, and its scope; `None` when
+    /// reading them errors.
+    fn tags_of(
+        &mut self,
+        r: &Residual,
+        entity: &Residual,
+    ) -> Result<Option<(&'a Tags, String, Scope)>> {
+        match self.node(entity)? {
+            Node::Error => Ok(None),
+            Node::Value(v) if self.missing(&v) => Ok(None),
+            Node::Entity { id, ty, scope, .. } => {
+                let tags = self
+                    .entity_mapping(&ty)
+                    .and_then(|m| m.tags.as_ref())
+                    .ok_or_else(|| {
+                        untranslatable(r, &format!("the SQL mapping gives `{ty}` no tags"))
+                    })?;
+                Ok(Some((tags, id, scope)))
+            }
+            _ => Err(untranslatable(r, "tags of something not an entity")),
+        }
+    }
+
+    /// A tag key as the tag column holds it: an integer id; a key that is not one matches no
+    /// row.
+    fn tag_key(&mut self, key: &str) -> String {
+        match integer_id(key) {
+            Some(n) => self.param(SqlValue::Long(n)),
+            // Compared with `=`, NULL matches no row.
+            None => "NULL".to_owned(),
+        }
+    }
+
+    fn get_attr(&mut self, r: &Residual, base: Node<'a>, attr: &str) -> Result<Node<'a>> {
+        match base {
+            Node::Error => Ok(Node::Error),
+            Node::Value(v) if self.missing(&v) => Ok(Node::Error),
+            Node::Record { row, fields, scope } => {
+                let column = fields.get(attr).ok_or_else(|| {
+                    untranslatable(r, &format!("the SQL mapping has no field `{attr}`"))
+                })?;
+                Ok(self.column_node(format!("{row}.{}", column.column), column, scope))
+            }
+            Node::Entity { id, ty, row, scope } => {
+                let mapping = self
+                    .entity_mapping(&ty)
+                    .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
+                let attribute = mapping.attributes.get(attr).ok_or_else(|| {
+                    untranslatable(
+                        r,
+                        &format!("the SQL mapping has no attribute `{attr}` of `{ty}`"),
+                    )
+                })?;
+                match attribute {
+                    Attribute::Column(column) => {
+                        let (row, scope) = self.own_row(mapping, &id, row, scope);
+                        Ok(self.column_node(format!("{row}.{}", column.column), column, scope))
+                    }
+                    Attribute::Set(set) => Ok(Node::Set {
+                        table: &set.table,
+                        key: &set.key,
+                        owner: id,
+                        elements: &set.elements,
+                        scope,
+                    }),
+                    Attribute::Record(record) => {
+                        let row = self.alias();
+                        let scope = scope.with(
+                            format!("{} {row}", record.table),
+                            [format!("{row}.{} = {id}", record.key)],
+                        );
+                        Ok(Node::Record {
+                            row,
+                            fields: &record.attributes,
+                            scope,
+                        })
+                    }
+                }
+            }
+            _ => Err(untranslatable(
+                r,
+                "an attribute of something that is not a record or entity",
+            )),
+        }
+    }
+
+    /// The alias of an entity's own row, entering its table when it is not in scope yet.
+    fn own_row(
+        &mut self,
+        mapping: &'a EntityMapping,
+        id: &str,
+        row: Option<String>,
+        scope: Scope,
+    ) -> (String, Scope) {
+        match (row, &mapping.table) {
+            (Some(row), _) => (row, scope),
+            (None, Some(table)) => {
+                let row = self.alias();
+                let scope = scope.with(
+                    format!("{table} {row}"),
+                    [format!("{row}.{} = {id}", mapping.id)],
+                );
+                (row, scope)
+            }
+            // Checked at load: a column attribute needs the entity's table.
+            (None, None) => (String::from("NULL"), scope.and("FALSE".into())),
+        }
+    }
+
+    /// A column's value; an optional column is in scope only where it is not NULL (reading an
+    /// absent attribute errors), and an entity column becomes the entity.
+    fn column_node(&self, sql: String, column: &'a Column, scope: Scope) -> Node<'a> {
+        let scope = if column.optional {
+            scope.and(format!("{sql} IS NOT NULL"))
+        } else {
+            scope
+        };
+        match column.kind() {
+            Kind::Entity(ty) => Node::Entity {
+                id: sql,
+                ty: ty.parse().unwrap_or_else(|_| self.root_type.clone()),
+                row: None,
+                scope,
+            },
+            _ => Node::Column { sql, column, scope },
+        }
+    }
+
+    fn has_attr(&mut self, r: &Residual, expr: &Residual, attr: &str) -> Result<Pred> {
+        match self.node(expr)? {
+            Node::Error => Ok(Pred::error()),
+            // An entity that does not exist has no attribute.
+            Node::Value(v) if self.missing(&v) => Ok(Pred::constant(false)),
+            Node::Record { row, fields, scope } => match fields.get(attr) {
+                None => Ok(Pred::scoped(&scope, "FALSE", "TRUE")),
+                Some(c) if c.optional => {
+                    let sql = format!("{row}.{}", c.column);
+                    Ok(Pred::scoped(
+                        &scope,
+                        &format!("{sql} IS NOT NULL"),
+                        &format!("{sql} IS NULL"),
+                    ))
+                }
+                Some(_) => Ok(Pred::scoped(&scope, "TRUE", "FALSE")),
+            },
+            Node::Entity { id, ty, row, scope } => {
+                let Some(mapping) = self.entity_mapping(&ty) else {
+                    return Err(untranslatable(r, &format!("the SQL mapping has no `{ty}`")));
+                };
+                match mapping.attributes.get(attr) {
+                    None => Ok(Pred::scoped(&scope, "FALSE", "TRUE")),
+                    Some(Attribute::Column(c)) => {
+                        let (row, scope) = self.own_row(mapping, &id, row, scope);
+                        if c.optional {
+                            let sql = format!("{row}.{}", c.column);
+                            Ok(Pred::scoped(
+                                &scope,
+                                &format!("{sql} IS NOT NULL"),
+                                &format!("{sql} IS NULL"),
+                            ))
+                        } else {
+                            Ok(Pred::scoped(&scope, "TRUE", "FALSE"))
+                        }
+                    }
+                    Some(Attribute::Set(_)) => Ok(Pred::scoped(&scope, "TRUE", "FALSE")),
+                    Some(Attribute::Record(record)) => {
+                        let row = self.alias();
+                        let exists = format!(
+                            "EXISTS (SELECT 1 FROM {} {row} WHERE {row}.{} = {id})",
+                            record.table, record.key
+                        );
+                        Ok(Pred::scoped(&scope, &exists, &format!("NOT {exists}")))
+                    }
+                }
+            }
+            _ => Err(untranslatable(
+                r,
+                "`has` on something that is not a record or entity",
+            )),
+        }
+    }
+
+    fn binary(&mut self, r: &Residual, op: BinaryOp, a: &Residual, b: &Residual) -> Result<Pred> {
+        match op {
+            BinaryOp::HasTag => {
+                let key = match self.node(b)? {
+                    Node::Value(key) => key,
+                    Node::Error => return Ok(Pred::error()),
+                    _ => return Err(untranslatable(r, "a tag key that is not known")),
+                };
+                let ValueKind::Lit(Literal::String(key)) = key.value_kind() else {
+                    return Err(untranslatable(r, "a tag key that is not a string"));
+                };
+                let Some((tags, owner, scope)) = self.tags_of(r, a)? else {
+                    return Ok(Pred::error());
+                };
+                let row = self.alias();
+                let tag = self.tag_key(key);
+                let exists = format!(
+                    "EXISTS (SELECT 1 FROM {} {row} WHERE {row}.{} = {owner} AND {row}.{} = {tag})",
+                    tags.table, tags.key, tags.tag
+                );
+                Ok(Pred::scoped(&scope, &exists, &format!("NOT {exists}")))
+            }
+            BinaryOp::Eq => {
+                let (x, y) = (self.node(a)?, self.node(b)?);
+                match (x, y) {
+                    (Node::Error, _) | (_, Node::Error) => Ok(Pred::error()),
+                    (Node::Value(v), other) | (other, Node::Value(v)) => self.equals(r, other, &v),
+                    _ => Err(untranslatable(r, "a comparison of two unknown values")),
+                }
+            }
+            BinaryOp::Less | BinaryOp::LessEq => {
+                let (x, y) = (self.node(a)?, self.node(b)?);
+                let (column, n, flipped) = match (x, y) {
+                    (Node::Error, _) | (_, Node::Error) => return Ok(Pred::error()),
+                    (Node::Column { sql, column, scope }, Node::Value(v)) => {
+                        ((sql, column, scope), v, false)
+                    }
+                    (Node::Value(v), Node::Column { sql, column, scope }) => {
+                        ((sql, column, scope), v, true)
+                    }
+                    _ => {
+                        return Err(untranslatable(
+                            r,
+                            "a comparison the SQL mapping cannot express",
+                        ))
+                    }
+                };
+                let (sql, column, scope) = column;
+                let ValueKind::Lit(Literal::Long(n)) = n.value_kind() else {
+                    return Err(untranslatable(r, "an ordering of something not a number"));
+                };
+                if column.kind() != Kind::Long {
+                    return Err(untranslatable(
+                        r,
+                        "an ordering of a column that is not a number",
+                    ));
+                }
+                // `col < n` (or `n < col` when flipped), and its exact negation.
+                let strict = op == BinaryOp::Less;
+                let (t_op, f_op) = match (flipped, strict) {
+                    (false, true) => ("<", ">="),
+                    (false, false) => ("<=", ">"),
+                    (true, true) => (">", "<="),
+                    (true, false) => (">=", "<"),
+                };
+                let p = self.param(SqlValue::Long(*n));
+                Ok(Pred::scoped(
+                    &scope,
+                    &format!("{sql} {t_op} {p}"),
+                    &format!("{sql} {f_op} {p}"),
+                ))
+            }
+            BinaryOp::In => {
+                let (x, y) = (self.node(a)?, self.node(b)?);
+                match (x, y) {
+                    (Node::Error, _) | (_, Node::Error) => Ok(Pred::error()),
+                    (Node::Entity { id, ty, row, scope }, Node::Value(v)) => {
+                        let targets = entity_values(&v)
+                            .ok_or_else(|| untranslatable(r, "`in` something not entities"))?;
+                        let mut t = Vec::new();
+                        for target in targets {
+                            t.push(self.descends(r, &id, &ty, row.as_deref(), &target)?);
+                        }
+                        let t = if t.is_empty() {
+                            "FALSE".to_owned()
+                        } else {
+                            format!("({})", t.join(" OR "))
+                        };
+                        Ok(Pred::scoped(&scope, &t, &format!("NOT {t}")))
+                    }
+                    (Node::Value(v), Node::Entity { id, ty, scope, .. }) => {
+                        let ValueKind::Lit(Literal::EntityUID(known)) = v.value_kind() else {
+                            return Err(untranslatable(r, "`in` of something not an entity"));
+                        };
+                        let Some(mut ancestors) = (self.ancestors)(known) else {
+                            // An entity the store lacks is in nothing but itself.
+                            let t = self.id_equals(&id, &ty, known);
+                            return Ok(Pred::scoped(&scope, &t, &format!("NOT {t}")));
+                        };
+                        ancestors.push(known.as_ref().clone());
+                        let ids: Vec<String> = ancestors
+                            .iter()
+                            .filter(|u| *u.entity_type() == ty)
+                            .filter_map(|u| integer_id(u.eid().as_ref()))
+                            .map(|n| self.param(SqlValue::Long(n)))
+                            .collect();
+                        let t = if ids.is_empty() {
+                            "FALSE".to_owned()
+                        } else {
+                            format!("{id} IN ({})", ids.join(", "))
+                        };
+                        Ok(Pred::scoped(&scope, &t, &format!("NOT ({t})")))
+                    }
+                    _ => Err(untranslatable(r, "`in` between two unknown entities")),
+                }
+            }
+            BinaryOp::Contains => {
+                let (x, y) = (self.node(a)?, self.node(b)?);
+                if matches!((&x, &y), (Node::Error, _) | (_, Node::Error)) {
+                    return Ok(Pred::error());
+                }
+                let (
+                    Node::Set {
+                        table,
+                        key,
+                        owner,
+                        elements,
+                        scope,
+                    },
+                    Node::Value(v),
+                ) = (x, y)
+                else {
+                    return Err(untranslatable(
+                        r,
+                        "`contains` the SQL mapping cannot express",
+                    ));
+                };
+                let row = self.alias();
+                let column = format!("{row}.{}", elements.column);
+                let Some(matches) = self.value_condition(&column, elements, &v) else {
+                    return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
+                };
+                let exists = format!(
+                    "EXISTS (SELECT 1 FROM {table} {row} WHERE {row}.{key} = {owner} AND {matches})"
+                );
+                Ok(Pred::scoped(&scope, &exists, &format!("NOT {exists}")))
+            }
+            _ => Err(untranslatable(r, "no SQL form for this operator")),
+        }
+    }
+
+    /// `node == v`.
+    fn equals(&mut self, r: &Residual, node: Node<'a>, v: &Value) -> Result<Pred> {
+        match node {
+            Node::Entity { id, ty, scope, .. } => {
+                let ValueKind::Lit(Literal::EntityUID(uid)) = v.value_kind() else {
+                    return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
+                };
+                let t = self.id_equals(&id, &ty, uid);
+                Ok(Pred::scoped(&scope, &t, &format!("NOT ({t})")))
+            }
+            Node::Column { sql, column, scope } => {
+                let Some(t) = self.value_condition(&sql, column, v) else {
+                    // A value the column can never hold: never equal.
+                    return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
+                };
+                let f = match column.kind() {
+                    // Every other stored value that maps to a Cedar string; an unmapped one is
+                    // neither (the entity could not be built).
+                    Kind::Mapped(values) => {
+                        let ValueKind::Lit(Literal::String(s)) = v.value_kind() else {
+                            unreachable!("value_condition matched a string")
+                        };
+                        let others: Vec<String> = values
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != s.as_str())
+                            .map(|(_, n)| *n)
+                            .collect::<Vec<i64>>()
+                            .into_iter()
+                            .map(|n| self.param(SqlValue::Long(n)))
+                            .collect();
+                        if others.is_empty() {
+                            "FALSE".to_owned()
+                        } else {
+                            format!("{sql} IN ({})", others.join(", "))
+                        }
+                    }
+                    _ => format!("NOT ({t})"),
+                };
+                Ok(Pred::scoped(&scope, &t, &f))
+            }
+            _ => Err(untranslatable(
+                r,
+                "an equality the SQL mapping cannot express",
+            )),
+        }
+    }
+
+    /// `id` (the SQL of an entity's id, of type `ty`) is `uid`.
+    fn id_equals(&mut self, id: &str, ty: &EntityType, uid: &EntityUID) -> String {
+        match integer_id(uid.eid().as_ref()) {
+            Some(n) if uid.entity_type() == ty => {
+                format!("{id} = {}", self.param(SqlValue::Long(n)))
+            }
+            _ => "FALSE".to_owned(),
+        }
+    }
+
+    /// The condition that `column` holds `v`, or `None` when it never can.
+    fn value_condition(&mut self, sql: &str, column: &Column, v: &Value) -> Option<String> {
+        let param = match (column.kind(), v.value_kind()) {
+            (Kind::Long, ValueKind::Lit(Literal::Long(n))) => SqlValue::Long(*n),
+            (Kind::Bool, ValueKind::Lit(Literal::Bool(b))) => SqlValue::Bool(*b),
+            (Kind::String, ValueKind::Lit(Literal::String(s))) => SqlValue::Text(s.to_string()),
+            (Kind::Mapped(values), ValueKind::Lit(Literal::String(s))) => {
+                SqlValue::Long(*values.get(s.as_str())?)
+            }
+            (Kind::Entity(ty), ValueKind::Lit(Literal::EntityUID(uid))) => {
+                if uid.entity_type().to_string() != ty {
+                    return None;
+                }
+                SqlValue::Long(integer_id(uid.eid().as_ref())?)
+            }
+            _ => return None,
+        };
+        Some(format!("{sql} = {}", self.param(param)))
+    }
+
+    /// The entity with id `id` (of type `ty`, its row `row` when in scope) is `target` or a
+    /// descendant of it.
+    fn descends(
+        &mut self,
+        r: &Residual,
+        id: &str,
+        ty: &EntityType,
+        row: Option<&str>,
+        target: &EntityUID,
+    ) -> Result<String> {
+        let mut any = Vec::new();
+        if target.entity_type() == ty {
+            any.push(self.id_equals(id, ty, target));
+        }
+        let mapping = self
+            .entity_mapping(ty)
+            .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
+        if let Some(parent) = &mapping.parent {
+            let parent_type: EntityType = parent
+                .entity_type
+                .parse()
+                .map_err(|_| untranslatable(r, "a parent type that does not parse"))?;
+            let parent_mapping = self.entity_mapping(&parent_type).ok_or_else(|| {
+                untranslatable(r, &format!("the SQL mapping has no `{parent_type}`"))
+            })?;
+            let self_nested = parent_mapping
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.entity_type == parent.entity_type);
+            let reachable = target.entity_type() == &parent_type;
+            if parent_mapping.parent.is_some() && !self_nested {
+                return Err(untranslatable(
+                    r,
+                    "a hierarchy of more than one parent type",
+                ));
+            }
+            if reachable {
+                if let Some(n) = integer_id(target.eid().as_ref()) {
+                    let parent_table = parent_mapping.table.as_deref().unwrap_or_default();
+                    let own = match row {
+                        Some(row) => format!("{row}.{}", parent.column),
+                        None => format!(
+                            "(SELECT {}.{} FROM {} WHERE {}.{} = {id})",
+                            mapping.table.as_deref().unwrap_or_default(),
+                            parent.column,
+                            mapping.table.as_deref().unwrap_or_default(),
+                            mapping.table.as_deref().unwrap_or_default(),
+                            mapping.id
+                        ),
+                    };
+                    let g = self.param(SqlValue::Long(n));
+                    let a = self.alias();
+                    let sql = match (self.dialect, &parent_mapping.traversal_ids, self_nested) {
+                        (_, _, false) => format!("{own} = {g}"),
+                        (Dialect::Postgres, Some(traversal), true) => format!(
+                            "EXISTS (SELECT 1 FROM {parent_table} {a} WHERE {a}.{} = {own} AND {a}.{traversal} @> ARRAY[{g}]::bigint[])",
+                            parent_mapping.id
+                        ),
+                        (_, _, true) => {
+                            let up = parent_mapping.parent.as_ref().map_or("", |p| p.column.as_str());
+                            let pid = &parent_mapping.id;
+                            format!(
+                                "EXISTS (WITH RECURSIVE {a}(id) AS (SELECT {g} UNION SELECT n.{pid} FROM {parent_table} n JOIN {a} ON n.{up} = {a}.id) SELECT 1 FROM {a} WHERE {a}.id = {own})"
+                            )
+                        }
+                    };
+                    any.push(sql);
+                }
+            }
+        }
+        Ok(if any.is_empty() {
+            "FALSE".to_owned()
+        } else {
+            format!("({})", any.join(" OR "))
+        })
+    }
+}
+
+/// `a AND b`, folding the constants.
+pub(crate) fn and(a: &str, b: &str) -> String {
+    match (a, b) {
+        ("FALSE", _) | (_, "FALSE") => "FALSE".to_owned(),
+        ("TRUE", x) | (x, "TRUE") => x.to_owned(),
+        _ => format!("({a} AND {b})"),
+    }
+}
+
+/// `a OR b`, folding the constants.
+pub(crate) fn or(a: &str, b: &str) -> String {
+    match (a, b) {
+        ("TRUE", _) | (_, "TRUE") => "TRUE".to_owned(),
+        ("FALSE", x) | (x, "FALSE") => x.to_owned(),
+        _ => format!("({a} OR {b})"),
+    }
+}
+
+/// The entities a value names: one entity, or a set of them.
+fn entity_values(v: &Value) -> Option<Vec<EntityUID>> {
+    match v.value_kind() {
+        ValueKind::Lit(Literal::EntityUID(uid)) => Some(vec![uid.as_ref().clone()]),
+        ValueKind::Set(set) => set
+            .iter()
+            .map(|v| match v.value_kind() {
+                ValueKind::Lit(Literal::EntityUID(uid)) => Some(uid.as_ref().clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// An id that an integer id column holds: its decimal form exactly.
+fn integer_id(id: &str) -> Option<i64> {
+    id.parse::<i64>().ok().filter(|n| n.to_string() == id)
+}
+
+fn untranslatable(r: &Residual, why: &str) -> Untranslatable {
+    Untranslatable {
+        expression: Expr::from(r.clone()).to_string(),
+        why: why.to_owned(),
+    }
+}
