@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
+.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -27,7 +27,7 @@ build: ruby-deps python-build
 
 # Ruby comes from Debian: ruby-dev, libclang-dev (rb-sys makes its bindings with bindgen), and
 # the Ruby libraries the tests and benchmarks use, installed here when missing.
-RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy
+RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy ruby-sqlite3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The CLI over the default bundle's decision tests under valgrind: no invalid access, no leak
 # (lazily built statics are "possibly lost" by design and not counted).
@@ -89,9 +89,9 @@ ruby-gem: build
 	# sources: drop them, or later edits in core/ and bindings-ruby/ would go unnoticed.
 	grep -la ruby-gem target/release/.fingerprint/*/dep-* | xargs -r dirname | xargs -r rm -rf
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
-		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "3"}, context: {access_level: 30, admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
+		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "10"}, context: {admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips fault-test miri fuzz-smoke
+test: lint rust-test query-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips fault-test miri fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
@@ -102,6 +102,12 @@ lint: ruby-deps
 # ../shared/conformance/cedar-integration-tests, or ARBITER_CONFORMANCE_DIR).
 rust-test: build
 	$(CARGO) test --release --workspace --exclude arbiter-python
+
+# List queries against a real PostgreSQL server (Debian's, started for the run and stopped after,
+# tests/postgres/with-postgres.sh): the generated SQL selects exactly what the checks allow. The
+# same test on SQLite runs in rust-test.
+query-test: build
+	tests/postgres/with-postgres.sh $(CARGO) test --release -p arbiter --test it query:: -- --ignored
 
 # The default bundle as the CLI runs it, from its directory and embedded.
 bundle-test: build
@@ -151,8 +157,8 @@ c-test: build
 go-test: build
 	cd bindings-go && $(GO) vet ./...
 	cd bindings-go && test -z "$$(gofmt -l .)"
-	cd bindings-go && GODEBUG=cgocheck=1 $(GO) test -count=1 ./...
-	cd bindings-go && $(GO) test -race -count=1 ./...
+	cd bindings-go && GODEBUG=cgocheck=1 ../tests/postgres/with-postgres.sh $(GO) test -count=1 ./...
+	cd bindings-go && ../tests/postgres/with-postgres.sh $(GO) test -race -count=1 ./...
 	bindings-go/link_test.sh
 
 # A panic injected inside the engine as Rust, C, Go, Ruby and Python see it: a deny with an

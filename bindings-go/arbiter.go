@@ -63,10 +63,12 @@ var (
 	ErrLinks            = &Error{Code: C.ARBITER_RESULT_LINKS, Kind: "links"}
 	ErrTokens           = &Error{Code: C.ARBITER_RESULT_TOKENS, Kind: "tokens"}
 	ErrSignature        = &Error{Code: C.ARBITER_RESULT_SIGNATURE, Kind: "signature"}
+	ErrSqlMapping       = &Error{Code: C.ARBITER_RESULT_SQL_MAPPING, Kind: "sql_mapping"}
 	ErrMalformedRequest = &Error{Code: C.ARBITER_RESULT_MALFORMED_REQUEST, Kind: "malformed_request"}
 	ErrInvalidRequest   = &Error{Code: C.ARBITER_RESULT_INVALID_REQUEST, Kind: "invalid_request"}
 	ErrInvalidContext   = &Error{Code: C.ARBITER_RESULT_INVALID_CONTEXT, Kind: "invalid_context"}
 	ErrInvalidEntities  = &Error{Code: C.ARBITER_RESULT_INVALID_ENTITIES, Kind: "invalid_entities"}
+	ErrUntranslatable   = &Error{Code: C.ARBITER_RESULT_UNTRANSLATABLE, Kind: "untranslatable"}
 	ErrInternal         = &Error{Code: C.ARBITER_RESULT_INTERNAL, Kind: "internal"}
 	ErrClosed           = errors.New("arbiter: the engine is closed")
 )

@@ -25,12 +25,14 @@ func gitlab(t testing.TB) *Engine {
 	return e
 }
 
-func userRequest(user, action, project string, level int) Request {
+// userRequest asks for a check. In entities.json, alice is a Developer of project 10, bob
+// (blocked) too, and eve a Reporter; no one is a member of project 3.
+func userRequest(user, action, project string) Request {
 	return Request{
 		Principal: &EntityRef{Type: "Gitlab::User", ID: user},
 		Action:    EntityRef{Type: "Gitlab::Action", ID: action},
 		Resource:  EntityRef{Type: "Gitlab::Project", ID: project},
-		Context:   map[string]any{"access_level": level, "admin_mode": false},
+		Context:   map[string]any{"admin_mode": false},
 	}
 }
 
@@ -42,7 +44,7 @@ func TestVersion(t *testing.T) {
 
 func TestAuthorizeJSONSpeaksTheContract(t *testing.T) {
 	e := gitlab(t)
-	req, _ := json.Marshal(userRequest("alice", "push_code", "3", 30))
+	req, _ := json.Marshal(userRequest("alice", "push_code", "10"))
 	out, err := e.AuthorizeJSON(req)
 	if err != nil {
 		t.Fatal(err)
@@ -54,16 +56,16 @@ func TestAuthorizeJSONSpeaksTheContract(t *testing.T) {
 
 func TestAuthorizeTypedRequests(t *testing.T) {
 	e := gitlab(t)
-	d, err := e.Authorize(userRequest("alice", "push_code", "3", 30))
+	d, err := e.Authorize(userRequest("alice", "push_code", "10"))
 	if err != nil || !d.Allowed || len(d.Reasons) != 1 || d.Reasons[0] != "role-developer" {
 		t.Fatalf("%+v %v", d, err)
 	}
-	d, err = e.Authorize(userRequest("bob", "push_code", "3", 30))
+	d, err = e.Authorize(userRequest("bob", "push_code", "10"))
 	if err != nil || d.Allowed || d.Reasons[0] != "user-blocked" {
 		t.Fatalf("%+v %v", d, err)
 	}
 	// alice, blocked for this request only.
-	blocked := userRequest("alice", "push_code", "3", 30)
+	blocked := userRequest("alice", "push_code", "10")
 	blocked.Entities = []Entity{{
 		UID:     EntityRef{Type: "Gitlab::User", ID: "alice"},
 		Attrs:   map[string]any{"state": "blocked", "admin": false, "auditor": false, "external": false, "user_type": "human"},
@@ -72,19 +74,19 @@ func TestAuthorizeTypedRequests(t *testing.T) {
 	if d, err = e.Authorize(blocked); err != nil || d.Allowed {
 		t.Fatalf("%+v %v", d, err)
 	}
-	if d, _ = e.Authorize(userRequest("alice", "push_code", "3", 30)); !d.Allowed {
+	if d, _ = e.Authorize(userRequest("alice", "push_code", "10")); !d.Allowed {
 		t.Fatal("alice stays active outside that request")
 	}
 	// The same as JSON, given once: it wins over the Go values.
-	raw := userRequest("alice", "push_code", "3", 0)
-	raw.ContextJSON = []byte(`{"access_level": 30, "admin_mode": false}`)
+	raw := userRequest("alice", "push_code", "10")
+	raw.ContextJSON = []byte(`{"admin_mode": false}`)
 	raw.EntitiesJSON, _ = json.Marshal(blocked.Entities)
 	if d, err = e.Authorize(raw); err != nil || d.Allowed || d.Reasons[0] != "user-blocked" {
 		t.Fatalf("%+v %v", d, err)
 	}
 	// A token nobody configured for: a deny carrying the token error.
 	token := Request{Action: EntityRef{"Gitlab::Action", "read_project"}, Resource: EntityRef{"Gitlab::Project", "1"},
-		Context: map[string]any{"access_level": 0, "admin_mode": false}, Token: "not-a-token"}
+		Context: map[string]any{"admin_mode": false}, Token: "not-a-token"}
 	if d, err = e.Authorize(token); err != nil || d.Allowed || len(d.Errors) != 1 || d.Errors[0].Kind != "unknown_issuer" {
 		t.Fatalf("%+v %v", d, err)
 	}
@@ -99,12 +101,13 @@ func TestEntitiesTheSchemaRefusesAreErrorsNeverSkippedForbids(t *testing.T) {
 	features := map[string]any{"repository": "enabled", "issues": "enabled", "merge_requests": "enabled",
 		"builds": "enabled", "container_registry": "enabled", "package_registry": "enabled"}
 	project := func(archived any) Entity {
-		return Entity{UID: EntityRef{Type: "Gitlab::Project", ID: "3"},
+		return Entity{UID: EntityRef{Type: "Gitlab::Project", ID: "10"},
 			Attrs:   map[string]any{"visibility": "private", "archived": archived, "features": features, "job_token_allowlist": []any{}},
-			Parents: []EntityRef{{Type: "Gitlab::Group", ID: "acme/platform"}}}
+			Parents: []EntityRef{{Type: "Gitlab::Group", ID: "acme/platform"}},
+			Tags:    map[string]any{"alice": map[string]any{"access_level": 30}}}
 	}
 	push := func(archived any) Request {
-		r := userRequest("alice", "push_code", "3", 30)
+		r := userRequest("alice", "push_code", "10")
 		r.Entities = []Entity{project(archived)}
 		return r
 	}
@@ -114,7 +117,7 @@ func TestEntitiesTheSchemaRefusesAreErrorsNeverSkippedForbids(t *testing.T) {
 	if d, err := e.Authorize(push(true)); err != nil || d.Allowed || d.Reasons[0] != "archived-read-only" {
 		t.Fatalf("%+v %v", d, err)
 	}
-	job := userRequest("100", "remove_project", "3", 50)
+	job := userRequest("100", "remove_project", "3")
 	job.Principal = &EntityRef{Type: "Gitlab::CiJob", ID: "100"}
 	if d, err := e.Authorize(job); err != nil || d.Allowed {
 		t.Fatalf("%+v %v", d, err)
@@ -126,8 +129,8 @@ func TestEntitiesTheSchemaRefusesAreErrorsNeverSkippedForbids(t *testing.T) {
 			t.Fatalf("%+v %v", d, err)
 		}
 	}
-	twice := userRequest("eve", "push_code", "3", 0)
-	twice.ContextJSON = []byte(`{"access_level": 0, "admin_mode": false, "access_level": 50}`)
+	twice := userRequest("eve", "push_code", "10")
+	twice.ContextJSON = []byte(`{"admin_mode": false, "admin_mode": true}`)
 	if d, err := e.Authorize(twice); !errors.Is(err, ErrInvalidContext) {
 		t.Fatalf("%+v %v", d, err)
 	}
@@ -150,11 +153,11 @@ func TestErrorsMapToSentinels(t *testing.T) {
 	if _, err := e.AuthorizeJSON([]byte("\xff")); !errors.Is(err, ErrInvalidUtf8) {
 		t.Fatalf("%v", err)
 	}
-	if _, err := e.Authorize(userRequest("alice", "fly", "3", 30)); !errors.Is(err, ErrInvalidRequest) {
+	if _, err := e.Authorize(userRequest("alice", "fly", "10")); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("%v", err)
 	}
-	bad := userRequest("alice", "push_code", "3", 30)
-	bad.Context["access_level"] = "high"
+	bad := userRequest("alice", "push_code", "10")
+	bad.Context["admin_mode"] = "high"
 	if _, err := e.Authorize(bad); !errors.Is(err, ErrInvalidContext) {
 		t.Fatalf("%v", err)
 	}
@@ -179,7 +182,7 @@ func TestErrorsMapToSentinels(t *testing.T) {
 
 func TestBatchAndTokens(t *testing.T) {
 	e := gitlab(t)
-	a, _ := json.Marshal(userRequest("alice", "push_code", "3", 30))
+	a, _ := json.Marshal(userRequest("alice", "push_code", "10"))
 	out, err := e.AuthorizeJSONBatch([]byte("[" + string(a) + `, {"bad": 1}]`))
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +211,7 @@ func TestCloseIsIdempotentAndLaterCallsFail(t *testing.T) {
 	if _, err := e.AuthorizeJSON([]byte("{}")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("%v", err)
 	}
-	if _, err := e.Authorize(userRequest("alice", "push_code", "3", 30)); !errors.Is(err, ErrClosed) {
+	if _, err := e.Authorize(userRequest("alice", "push_code", "10")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("%v", err)
 	}
 	if err := e.ReloadFromDir(bundleDir); !errors.Is(err, ErrClosed) {
@@ -284,8 +287,8 @@ func TestMillionDecisionsKeepMemoryStable(t *testing.T) {
 		t.Skip("runs without the race detector (make go-test does both)")
 	}
 	e := gitlab(t)
-	typed := userRequest("alice", "push_code", "3", 30)
-	raw, _ := json.Marshal(userRequest("bob", "download_code", "1", 0))
+	typed := userRequest("alice", "push_code", "10")
+	raw, _ := json.Marshal(userRequest("bob", "download_code", "1"))
 	decide := func(n int) {
 		for i := 0; i < n; i++ {
 			if i%2 == 0 {

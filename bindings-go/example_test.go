@@ -7,7 +7,8 @@ import (
 	arbiter "github.com/arbiter-authz/arbiter/bindings-go"
 )
 
-// Decide one request against the default GitLab bundle that ships inside the library.
+// Decide one request against the default GitLab bundle that ships inside the library (in its
+// example data, alice is a Developer of project 10).
 func Example() {
 	engine, err := arbiter.NewGitLabDefault()
 	if err != nil {
@@ -17,8 +18,8 @@ func Example() {
 	d, err := engine.Authorize(arbiter.Request{
 		Principal: &arbiter.EntityRef{Type: "Gitlab::User", ID: "alice"},
 		Action:    arbiter.EntityRef{Type: "Gitlab::Action", ID: "push_code"},
-		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "3"},
-		Context:   map[string]any{"access_level": 30, "admin_mode": false},
+		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "10"},
+		Context:   map[string]any{"admin_mode": false},
 	})
 	if err != nil {
 		panic(err)
@@ -37,8 +38,8 @@ func ExampleEngine_Authorize_errors() {
 	_, err = engine.Authorize(arbiter.Request{
 		Principal: &arbiter.EntityRef{Type: "Gitlab::User", ID: "alice"},
 		Action:    arbiter.EntityRef{Type: "Gitlab::Action", ID: "fly"},
-		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "3"},
-		Context:   map[string]any{"access_level": 30, "admin_mode": false},
+		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "10"},
+		Context:   map[string]any{"admin_mode": false},
 	})
 	fmt.Println(errors.Is(err, arbiter.ErrInvalidRequest))
 	// Output: true
@@ -53,8 +54,8 @@ func ExampleEngine_AuthorizeJSON() {
 	defer engine.Close()
 	out, err := engine.AuthorizeJSON([]byte(`{"principal": {"type": "Gitlab::User", "id": "alice"},
 		"action": {"type": "Gitlab::Action", "id": "push_code"},
-		"resource": {"type": "Gitlab::Project", "id": "3"},
-		"context": {"access_level": 30, "admin_mode": false}}`))
+		"resource": {"type": "Gitlab::Project", "id": "10"},
+		"context": {"admin_mode": false}}`))
 	if err != nil {
 		panic(err)
 	}

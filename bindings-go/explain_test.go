@@ -9,7 +9,7 @@ import (
 
 func TestExplainNamesThePoliciesBehindADecision(t *testing.T) {
 	e := gitlab(t)
-	request, _ := json.Marshal(userRequest("alice", "push_code", "3", 20))
+	request, _ := json.Marshal(userRequest("eve", "push_code", "10"))
 	x, err := e.Explain(request)
 	if err != nil {
 		t.Fatal(err)

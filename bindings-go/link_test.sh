@@ -38,8 +38,8 @@ func main() {
 	d, err := e.Authorize(arbiter.Request{
 		Principal: &arbiter.EntityRef{Type: "Gitlab::User", ID: "alice"},
 		Action:    arbiter.EntityRef{Type: "Gitlab::Action", ID: "push_code"},
-		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "3"},
-		Context:   map[string]any{"access_level": 30, "admin_mode": false},
+		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "10"},
+		Context:   map[string]any{"admin_mode": false},
 	})
 	fmt.Println(d.Allowed, d.Reasons, err)
 }

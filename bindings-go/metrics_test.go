@@ -7,8 +7,8 @@ import (
 
 func TestMetricsCountDecisionsAndErrors(t *testing.T) {
 	e := gitlab(t)
-	for _, level := range []int{30, 30, 20} {
-		if _, err := e.Authorize(userRequest("alice", "push_code", "3", level)); err != nil {
+	for _, user := range []string{"alice", "alice", "eve"} {
+		if _, err := e.Authorize(userRequest(user, "push_code", "10")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,6 +25,8 @@ type Entity struct {
 	UID     EntityRef      `json:"uid"`
 	Attrs   map[string]any `json:"attrs"`
 	Parents []EntityRef    `json:"parents"`
+	// Tags, when the entity type has them (the default bundle's project authorizations).
+	Tags map[string]any `json:"tags,omitempty"`
 }
 
 // Request asks for a decision. Principal may be nil when Token is given. The context and the

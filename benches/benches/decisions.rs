@@ -23,7 +23,8 @@ fn uid(s: &str) -> EntityUid {
 
 fn default_bundle(c: &mut Criterion) {
     let engine = Engine::gitlab_default().unwrap();
-    let context_json = json!({"access_level": 30, "admin_mode": false});
+    // alice is a Developer of project 10 (entities.json).
+    let context_json = json!({"admin_mode": false});
     let schema = Schema::from_cedarschema_str(&bundle_file("schema.cedarschema"))
         .unwrap()
         .0;
@@ -32,13 +33,13 @@ fn default_bundle(c: &mut Criterion) {
     let request = Request::new(
         uid(r#"Gitlab::User::"alice""#),
         action.clone(),
-        uid(r#"Gitlab::Project::"3""#),
+        uid(r#"Gitlab::Project::"10""#),
     )
     .with_context(context.clone());
     let request_json = json!({
         "principal": {"type": "Gitlab::User", "id": "alice"},
         "action": {"type": "Gitlab::Action", "id": "push_code"},
-        "resource": {"type": "Gitlab::Project", "id": "3"},
+        "resource": {"type": "Gitlab::Project", "id": "10"},
         "context": context_json,
     })
     .to_string();
@@ -62,7 +63,7 @@ fn default_bundle(c: &mut Criterion) {
     let cedar_request = cedar_policy::Request::new(
         uid(r#"Gitlab::User::"alice""#),
         action,
-        uid(r#"Gitlab::Project::"3""#),
+        uid(r#"Gitlab::Project::"10""#),
         context,
         Some(&schema),
     )
@@ -80,7 +81,7 @@ fn default_bundle(c: &mut Criterion) {
     let parts = RequestParts {
         principal: Some(("Gitlab::User", "alice")),
         action: ("Gitlab::Action", "push_code"),
-        resource: ("Gitlab::Project", "3"),
+        resource: ("Gitlab::Project", "10"),
         context_json: Some(&context_text),
         entities_json: None,
         token: None,

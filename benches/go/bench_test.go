@@ -31,16 +31,17 @@ func read(tb testing.TB, path ...string) []byte {
 	return data
 }
 
-// The request every decision benchmark asks: alice, a developer, pushes to project 3.
+// The request every decision benchmark asks: alice, a developer of project 10 (entities.json),
+// pushes to it.
 var (
 	principal = arbiter.EntityRef{Type: "Gitlab::User", ID: "alice"}
 	request   = arbiter.Request{
 		Principal: &principal,
 		Action:    arbiter.EntityRef{Type: "Gitlab::Action", ID: "push_code"},
-		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "3"},
+		Resource:  arbiter.EntityRef{Type: "Gitlab::Project", ID: "10"},
 		// Given once as JSON, as a service asking many times would (the peers too get their
 		// inputs prebuilt).
-		ContextJSON: []byte(`{"access_level":30,"admin_mode":false}`),
+		ContextJSON: []byte(`{"admin_mode":false}`),
 	}
 )
 
@@ -106,8 +107,8 @@ func BenchmarkDecision(b *testing.B) {
 		req := cedar.Request{
 			Principal: cedar.NewEntityUID("Gitlab::User", "alice"),
 			Action:    cedar.NewEntityUID("Gitlab::Action", "push_code"),
-			Resource:  cedar.NewEntityUID("Gitlab::Project", "3"),
-			Context:   cedar.NewRecord(cedar.RecordMap{"access_level": cedar.Long(30), "admin_mode": cedar.False}),
+			Resource:  cedar.NewEntityUID("Gitlab::Project", "10"),
+			Context:   cedar.NewRecord(cedar.RecordMap{"admin_mode": cedar.False}),
 		}
 		if d, diag := policies.IsAuthorized(entities, req); d != cedar.Allow {
 			b.Fatalf("cedar-go decides %v: %+v", d, diag)

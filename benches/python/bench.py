@@ -53,7 +53,8 @@ def entity(entities, type_, id_):
 
 
 def decisions(results, workdir):
-    """The default bundle (alice, a developer, pushes to project 3) and its slice."""
+    """The default bundle (alice, a developer of project 10 in entities.json, pushes to it) and
+    its slice."""
     gitlab = arbiter.Engine.from_bundle_dir(BUNDLE)
     cases = {
         "default_bundle": {
@@ -64,8 +65,13 @@ def decisions(results, workdir):
             "entities": json.loads(gitlab.entities_json()),
             "principal": ("Gitlab::User", "alice"),
             "action": ("Gitlab::Action", "push_code"),
-            "resource": ("Gitlab::Project", "3"),
-            "context": {"access_level": 30, "admin_mode": False},
+            "resource": ("Gitlab::Project", "10"),
+            "context": {"admin_mode": False},
+            # A read-only token: the same push is denied.
+            "deny_context": {"admin_mode": False, "token_scopes": ["read_api"]},
+            # Cedarling's request entities carry no tags, so the project's authorizations (the
+            # default bundle's memberships) cannot reach it.
+            "cedarling": False,
         },
         "slice": {
             "engine": arbiter.Engine.from_files(
@@ -81,6 +87,9 @@ def decisions(results, workdir):
             "action": ("Action", "push_code"),
             "resource": ("Project", "3"),
             "context": {"access_level": 30},
+            # A guest: the same push is denied.
+            "deny_context": {"access_level": 10},
+            "cedarling": True,
         },
     }
     for name, case in cases.items():
@@ -109,10 +118,12 @@ def decisions(results, workdir):
         def cedarling_py(context=case["context"], cedarling=cedarling, principal=principal, action=names["action"], resource=resource):
             return cedarling_decide(cedarling, principal, action, resource, context)
 
-        subjects = [("arbiter_py", arbiter_py), ("cedarpy", cedarpy_handles), ("cedarling", cedarling_py)]
-        # Every subject allows the request and denies it for a guest.
+        subjects = [("arbiter_py", arbiter_py), ("cedarpy", cedarpy_handles)]
+        if case["cedarling"]:
+            subjects.append(("cedarling", cedarling_py))
+        # Every subject allows the request and denies it in the denying context.
         for function, fn in subjects:
-            assert fn() and not fn({**case["context"], "access_level": 10}), (name, function)
+            assert fn() and not fn(case["deny_context"]), (name, function)
         assert json.loads(arbiter_py_json())["reasons"] == ["role-developer"], name
         for function, fn in subjects + [("arbiter_py_json", arbiter_py_json)]:
             results[f"py/decision/{name}/{function}"] = per_call_ns(fn)

@@ -165,6 +165,52 @@ impl Engine {
         )
     }
 
+    /// Which resources of `resource_type` may the principal act on? Answered as SQL for the
+    /// bundle's tables (its `sql/mapping.json`) in `dialect` `"postgres"` (`$1`, `$2`, ...) or
+    /// `"sqlite"` (`?`): a dict `{"kind": "all" | "none" | "where", "sql", "params"}`, the
+    /// clause written for `SELECT <table>.id FROM <table>`. Principal, action, context and
+    /// entities are read as in `authorize`. A residual the mapping cannot express exactly
+    /// raises `UntranslatableError`.
+    #[pyo3(signature = (*, principal, action, resource_type, context=None, entities=None, dialect="postgres"))]
+    #[allow(clippy::too_many_arguments)] // the keywords of `authorize`, a type and a dialect
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        principal: &Bound<'py, PyAny>,
+        action: &Bound<'py, PyAny>,
+        resource_type: &str,
+        context: Option<&Bound<'py, PyAny>>,
+        entities: Option<&Bound<'py, PyAny>>,
+        dialect: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = PyDict::new(py);
+        request.set_item("principal", principal)?;
+        request.set_item("action", action)?;
+        let resource = PyDict::new(py);
+        resource.set_item("type", resource_type)?;
+        request.set_item("resource", resource)?;
+        if let Some(context) = context {
+            request.set_item("context", context)?;
+        }
+        if let Some(entities) = entities {
+            request.set_item("entities", entities)?;
+        }
+        let json = py.import("json")?;
+        let text: String = json
+            .call_method1("dumps", (request,))
+            .map_err(|e| Failure::malformed(e.to_string()).into_py(py))?
+            .extract()?;
+        let answer = self.query_json(py, &text, dialect)?;
+        json.call_method1("loads", (answer,))
+    }
+
+    /// A list query given as request JSON (its `resource` a `type` and no `id`), answered as
+    /// `{"kind", "sql", "params"}` JSON in `dialect` (`"postgres"` or `"sqlite"`).
+    fn query_json(&self, py: Python<'_>, request: &str, dialect: &str) -> PyResult<String> {
+        py.detach(|| guarded(|| ffi::query_json(&self.inner, request, dialect)))
+            .map_err(|e| e.into_py(py))
+    }
+
     /// Decides a JSON array of requests; returns a JSON array with a decision, or
     /// `{"error": {...}}`, per request.
     fn authorize_json_batch(&self, py: Python<'_>, requests: &str) -> PyResult<String> {

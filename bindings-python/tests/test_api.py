@@ -17,22 +17,22 @@ def test_version():
 
 
 def test_authorize_json_speaks_the_contract(engine):
-    answer = engine.authorize_json(json.dumps(user_request("alice", "push_code", "3", 30)))
+    answer = engine.authorize_json(json.dumps(user_request("alice", "push_code", "10")))
     assert json.loads(answer) == {"decision": "allow", "reasons": ["role-developer"], "errors": []}
 
 
 def test_typed_authorize(engine):
-    d = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    d = engine.authorize(**user_request("alice", "push_code", "10"))
     assert d.allowed and bool(d) and d.reasons == ["role-developer"] and d.errors == []
     assert repr(d) == "Decision(allowed=True, reasons=['role-developer'], errors=0)"
-    d = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    d = engine.authorize(**user_request("bob", "push_code", "10"))
     assert not d.allowed and d.reasons == ["user-blocked"]
 
 
 def test_decisions_compare_by_value(engine):
-    allowed = engine.authorize(**user_request("alice", "push_code", "3", 30))
-    again = engine.authorize(**user_request("alice", "push_code", "3", 30))
-    denied = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    allowed = engine.authorize(**user_request("alice", "push_code", "10"))
+    again = engine.authorize(**user_request("alice", "push_code", "10"))
+    denied = engine.authorize(**user_request("bob", "push_code", "10"))
     assert allowed is not again and allowed == again and hash(allowed) == hash(again)
     assert allowed != denied and allowed != "allow" and len({allowed, again, denied}) == 2
     failing = arbiter.Engine.from_files(bundle('@id("p") permit (principal, action, resource) when { principal.nope };'))
@@ -52,13 +52,13 @@ def test_request_entities_replace_static_ones_for_one_request(engine):
         "attrs": {"state": "blocked", "admin": False, "auditor": False, "external": False, "user_type": "human"},
         "parents": [],
     }
-    d = engine.authorize(**user_request("alice", "push_code", "3", 30, entities=[blocked]))
+    d = engine.authorize(**user_request("alice", "push_code", "10", entities=[blocked]))
     assert not d.allowed and d.reasons == ["user-blocked"]
-    assert engine.authorize(**user_request("alice", "push_code", "3", 30)).allowed
+    assert engine.authorize(**user_request("alice", "push_code", "10")).allowed
 
 
 def test_a_token_nobody_configured_is_a_deny_with_its_error(engine):
-    request = user_request("alice", "read_project", "1", 0, token="not-a-token")
+    request = user_request("alice", "read_project", "1", token="not-a-token")
     del request["principal"]
     d = engine.authorize(**request)
     assert not d.allowed
@@ -105,30 +105,31 @@ def test_entities_the_schema_refuses_are_errors_never_skipped_forbids(engine):
     action entity regrouping actions (which let a job token remove a project). Both are
     InvalidEntitiesError here, single and in a batch; a key given twice in request JSON is refused."""
     def project(archived):
-        return {"uid": {"type": "Gitlab::Project", "id": "3"}, "parents": [{"type": "Gitlab::Group", "id": "acme/platform"}],
-                "attrs": {"visibility": "private", "archived": archived, "features": FEATURES, "job_token_allowlist": []}}
-    assert engine.authorize(**user_request("alice", "push_code", "3", 30, entities=[project(False)])).allowed
-    denied = engine.authorize(**user_request("alice", "push_code", "3", 30, entities=[project(True)]))
+        return {"uid": {"type": "Gitlab::Project", "id": "10"}, "parents": [{"type": "Gitlab::Group", "id": "acme/platform"}],
+                "attrs": {"visibility": "private", "archived": archived, "features": FEATURES, "job_token_allowlist": []},
+                "tags": {"alice": {"access_level": 30}}}
+    assert engine.authorize(**user_request("alice", "push_code", "10", entities=[project(False)])).allowed
+    denied = engine.authorize(**user_request("alice", "push_code", "10", entities=[project(True)]))
     assert denied.reasons == ["archived-read-only"]
     regroup = {"uid": {"type": "Gitlab::Action", "id": "remove_project"}, "attrs": {},
                "parents": [{"type": "Gitlab::Action", "id": "job_token"}]}
-    job = {**user_request("100", "remove_project", "3", 50), "principal": {"type": "Gitlab::CiJob", "id": "100"}}
+    job = {**user_request("100", "remove_project", "3"), "principal": {"type": "Gitlab::CiJob", "id": "100"}}
     assert not engine.authorize(**job).allowed
-    for request in [user_request("alice", "push_code", "3", 30, entities=[project("true")]), {**job, "entities": [regroup]}]:
+    for request in [user_request("alice", "push_code", "10", entities=[project("true")]), {**job, "entities": [regroup]}]:
         with pytest.raises(arbiter.InvalidEntitiesError) as raised:
             engine.authorize(**request)
         assert raised.value.kind == "invalid_entities"
         assert isinstance(engine.authorize_many([request])[0], arbiter.InvalidEntitiesError)
     twice = ('{"principal": {"type": "Gitlab::User", "id": "eve"}, "action": {"type": "Gitlab::Action", "id": "push_code"}, '
-             '"resource": {"type": "Gitlab::Project", "id": "3"}, "context": {"access_level": 0, "admin_mode": false, "access_level": 50}}')
+             '"resource": {"type": "Gitlab::Project", "id": "3"}, "context": {"admin_mode": false, "admin_mode": true}}')
     with pytest.raises(arbiter.InvalidContextError):
         engine.authorize_json(twice)
 
 
 def test_batches(engine):
-    bad_context = {**user_request("alice", "push_code", "3", 30), "context": {"access_level": "thirty"}}
+    bad_context = {**user_request("alice", "push_code", "10"), "context": {"admin_mode": "thirty"}}
     answers = engine.authorize_many(
-        [user_request("alice", "push_code", "3", 30), {"nonsense": 1}, 7, bad_context, user_request("bob", "push_code", "3", 30)]
+        [user_request("alice", "push_code", "10"), {"nonsense": 1}, 7, bad_context, user_request("bob", "push_code", "10")]
     )
     assert isinstance(answers[0], arbiter.Decision) and answers[0].allowed
     assert isinstance(answers[1], arbiter.MalformedRequestError) and answers[1].code == 200
@@ -139,10 +140,10 @@ def test_batches(engine):
     # Truthiness is "allowed": an error in place is falsy, so all() never passes a bad request.
     assert answers[0] and not answers[1] and not answers[3] and not answers[4]
     assert not all(engine.authorize_many([{"nonsense": 1}])) and not any(answers[1:4])
-    assert all(engine.authorize_many((user_request("alice", "push_code", "3", 30),)))
+    assert all(engine.authorize_many((user_request("alice", "push_code", "10"),)))
     with pytest.raises(TypeError, match="list or tuple"):
-        engine.authorize_many(user_request("alice", "push_code", "3", 30))
-    raw = json.loads(engine.authorize_json_batch(json.dumps([user_request("alice", "push_code", "3", 30), 7])))
+        engine.authorize_many(user_request("alice", "push_code", "10"))
+    raw = json.loads(engine.authorize_json_batch(json.dumps([user_request("alice", "push_code", "10"), 7])))
     assert raw[0]["decision"] == "allow" and raw[1]["error"]["kind"] == "malformed_request"
 
 
@@ -185,13 +186,13 @@ def test_missing_bundle_dir():
         (lambda r: r.pop("resource"), TypeError, None),
         (lambda r: r.update(resource={"type": "Gitlab::Project"}), arbiter.MalformedRequestError, "malformed_request"),
         (lambda r: r.update(action={"type": "Gitlab::Action", "id": "fly"}), arbiter.InvalidRequestError, "invalid_request"),
-        (lambda r: r["context"].update(access_level="high"), arbiter.InvalidContextError, "invalid_context"),
+        (lambda r: r["context"].update(admin_mode="high"), arbiter.InvalidContextError, "invalid_context"),
         (lambda r: r.update(entities=[{"uid": {"type": "Gitlab::User", "id": "x"}, "attrs": {"state": 1}, "parents": []}]),
          arbiter.InvalidEntitiesError, "invalid_entities"),
     ],
 )
 def test_each_request_error_has_its_class(engine, change, error, kind):
-    request = user_request("alice", "push_code", "3", 30)
+    request = user_request("alice", "push_code", "10")
     change(request)
     with pytest.raises(error) as raised:
         engine.authorize(**request)
@@ -203,7 +204,7 @@ def test_json_request_errors(engine):
     with pytest.raises(arbiter.MalformedRequestError):
         engine.authorize_json("{oops")
     with pytest.raises(arbiter.InvalidRequestError):
-        engine.authorize_json(json.dumps(user_request("alice", "fly", "3", 30)))
+        engine.authorize_json(json.dumps(user_request("alice", "fly", "10")))
 
 
 def test_every_kind_of_the_error_table_has_its_class():
@@ -239,7 +240,7 @@ def test_reload_keeps_the_old_bundle_on_failure(tmp_path):
 
 def test_the_embedded_default_bundle(engine):
     embedded = arbiter.Engine.gitlab_default()
-    request = json.dumps(user_request("alice", "push_code", "3", 30))
+    request = json.dumps(user_request("alice", "push_code", "10"))
     assert embedded.authorize_json(request) == engine.authorize_json(request)
     assert any(e["uid"]["id"] == "push_code" for e in json.loads(embedded.entities_json()))
 

@@ -15,8 +15,8 @@ from conftest import user_request
 
 def test_metrics_count_and_expose():
     engine = arbiter.Engine.gitlab_default()
-    for level in (30, 30, 20):
-        engine.authorize(**user_request("alice", "push_code", "3", level))
+    for user in ("alice", "alice", "eve"):
+        engine.authorize(**user_request(user, "push_code", "10"))
     with pytest.raises(arbiter.MalformedRequestError):
         engine.authorize_json("{oops")
     m = engine.metrics()
@@ -43,7 +43,7 @@ def test_metrics_count_and_expose():
 
 def test_explain_names_the_policies_behind_a_decision():
     engine = arbiter.Engine.gitlab_default()
-    request = json.dumps(user_request("alice", "push_code", "3", 20))
+    request = json.dumps(user_request("eve", "push_code", "10"))
     explanation = engine.explain(request)
     assert explanation["decision"] == "deny"
     developer = next(p for p in explanation["policies"] if p["id"] == "role-developer")

@@ -9,8 +9,8 @@ def allowed(engine: arbiter.Engine, user: str) -> bool:
     decision: arbiter.Decision = engine.authorize(
         principal={"type": "Gitlab::User", "id": user},
         action={"type": "Gitlab::Action", "id": "push_code"},
-        resource={"type": "Gitlab::Project", "id": "3"},
-        context={"access_level": 30, "admin_mode": False},
+        resource={"type": "Gitlab::Project", "id": "10"},
+        context={"admin_mode": False},
     )
     reasons: list[str] = decision.reasons
     for error in decision.errors:
@@ -36,7 +36,7 @@ def log_decisions(engine: arbiter.Engine, lines: list[str]) -> None:
 def all_allowed(engine: arbiter.Engine, projects: list[str]) -> bool:
     requests = [
         {"principal": {"type": "Gitlab::User", "id": "alice"}, "action": {"type": "Gitlab::Action", "id": "read_project"},
-         "resource": {"type": "Gitlab::Project", "id": p}, "context": {"access_level": 10, "admin_mode": False}}
+         "resource": {"type": "Gitlab::Project", "id": p}, "context": {"admin_mode": False}}
         for p in projects
     ]
     answers: list[Union[arbiter.Decision, arbiter.ArbiterError]] = engine.authorize_many(requests)

@@ -6,27 +6,44 @@
 #   decision = engine.authorize(
 #     principal: { type: "Gitlab::User", id: "alice" },
 #     action: { type: "Gitlab::Action", id: "push_code" },
-#     resource: { type: "Gitlab::Project", id: "3" },
-#     context: { access_level: 30, admin_mode: false }
+#     resource: { type: "Gitlab::Project", id: "10" },
+#     context: { admin_mode: false }
 #   )
 #   decision.allowed?   # => true
 #   decision.reasons    # => ["role-developer"]
 module Arbiter
 end
 
+require "json"
 require "arbiter/arbiter_ruby"
 
 module Arbiter
   # Raised (or, from Engine#authorize_many, returned) when Arbiter cannot do what was asked.
   # The subclass names the kind: PolicyParseError, InvalidRequestError, ...
   class Error
-    # Stable numeric code: 100-108 bundle loading, 200-203 requests, 900 internal.
+    # Stable numeric code: 100-109 bundle loading, 200-204 requests and queries, 900 internal.
     attr_reader :code
     # Stable snake_case kind, e.g. "policy_parse" or "invalid_context".
     attr_reader :kind
   end
 
+  # A list query's answer: +kind+ is :all, :none or :where; +sql+ a WHERE clause for
+  # <tt>SELECT <table>.id FROM <table></tt>; +params+ its bound parameters, in placeholder order.
+  Query = Struct.new(:kind, :sql, :params)
+
   class Engine
+    # Which resources of +resource_type+ may the principal act on? Answered as SQL for the
+    # bundle's tables (its sql/mapping.json), in +dialect+ :postgres ($1, $2, ...) or :sqlite
+    # (?); principal, action, context and entities are read as in #authorize. A residual the
+    # mapping cannot express exactly raises Arbiter::UntranslatableError.
+    def query(principal:, action:, resource_type:, context: nil, entities: nil, dialect: :postgres)
+      request = { principal: principal, action: action, resource: { type: resource_type } }
+      request[:context] = context if context
+      request[:entities] = entities if entities
+      answer = JSON.parse(query_json(JSON.generate(request), dialect.to_s))
+      Query.new(answer.fetch("kind").to_sym, answer.fetch("sql"), answer.fetch("params").freeze).freeze
+    end
+
     # Decides one request. Entity references are {type:, id:} hashes; +context+ a Hash;
     # +entities+ an Array of Cedar entity hashes; +principal+ may be left out when a +token+
     # names it. +request_id+, the host's id for the request (e.g. the correlation id), goes

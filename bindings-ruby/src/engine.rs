@@ -223,6 +223,18 @@ impl Engine {
         Ok(rb_self.explained(ruby, request)?.to_text())
     }
 
+    /// A list query given as request JSON (its `resource` a `type` and no `id`), answered as
+    /// `{"kind", "sql", "params"}` JSON in the dialect named `postgres` or `sqlite`.
+    fn query_json(
+        ruby: &Ruby,
+        rb_self: &Self,
+        request: Value,
+        dialect: String,
+    ) -> Result<String, Error> {
+        let request = text_argument(ruby, "request", request)?;
+        guard(ruby, || ffi::query_json(&rb_self.inner, &request, &dialect))
+    }
+
     /// Explains a request given as contract JSON.
     fn explained(&self, ruby: &Ruby, request: Value) -> Result<Explanation, Error> {
         let request = text_argument(ruby, "request", request)?;
@@ -321,6 +333,7 @@ pub(crate) fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     engine.define_method("reload_from_dir", method!(Engine::reload_from_dir, 1))?;
     engine.define_method("reload_from_files", method!(Engine::reload_from_files, 1))?;
     engine.define_method("authorize_json", method!(Engine::authorize_json, 1))?;
+    engine.define_method("query_json", method!(Engine::query_json, 2))?;
     engine.define_method(
         "authorize_json_batch",
         method!(Engine::authorize_json_batch, 1),

@@ -10,25 +10,25 @@ class TestApi < Minitest::Test
   end
 
   def test_authorize_json_speaks_the_contract
-    answer = engine.authorize_json(JSON.generate(user_request("alice", "push_code", "3", 30)))
+    answer = engine.authorize_json(JSON.generate(user_request("alice", "push_code", "10")))
     assert_equal({ "decision" => "allow", "reasons" => ["role-developer"], "errors" => [] }, JSON.parse(answer))
   end
 
   def test_authorize
-    d = engine.authorize(**user_request("alice", "push_code", "3", 30))
+    d = engine.authorize(**user_request("alice", "push_code", "10"))
     assert d.allowed?
     assert_equal ["role-developer"], d.reasons
     assert_empty d.errors
     assert_equal '#<Arbiter::Decision allowed=true reasons=["role-developer"] errors=0>', d.inspect
-    d = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    d = engine.authorize(**user_request("bob", "push_code", "10"))
     refute d.allowed?
     assert_equal ["user-blocked"], d.reasons
   end
 
   def test_decisions_compare_by_value
-    allowed = engine.authorize(**user_request("alice", "push_code", "3", 30))
-    again = engine.authorize(**user_request("alice", "push_code", "3", 30))
-    denied = engine.authorize(**user_request("bob", "push_code", "3", 30))
+    allowed = engine.authorize(**user_request("alice", "push_code", "10"))
+    again = engine.authorize(**user_request("alice", "push_code", "10"))
+    denied = engine.authorize(**user_request("bob", "push_code", "10"))
     refute_same allowed, again
     assert_equal allowed, again
     assert allowed.eql?(again)
@@ -60,8 +60,8 @@ class TestApi < Minitest::Test
   def test_string_keys_and_symbol_values_are_read_too
     request = { "type" => "Gitlab::User", "id" => "alice" }
     d = engine.authorize(principal: request, action: { type: "Gitlab::Action", id: "push_code" },
-                         resource: { type: "Gitlab::Project", id: "3" },
-                         context: { "access_level" => 30, admin_mode: false })
+                         resource: { type: "Gitlab::Project", id: "10" },
+                         context: { "admin_mode" => false })
     assert d.allowed?
   end
 
@@ -71,10 +71,10 @@ class TestApi < Minitest::Test
       attrs: { state: "blocked", admin: false, auditor: false, external: false, user_type: "human" },
       parents: [],
     }
-    d = engine.authorize(**user_request("alice", "push_code", "3", 30, entities: [blocked]))
+    d = engine.authorize(**user_request("alice", "push_code", "10", entities: [blocked]))
     refute d.allowed?
     assert_equal ["user-blocked"], d.reasons
-    assert engine.authorize(**user_request("alice", "push_code", "3", 30)).allowed?
+    assert engine.authorize(**user_request("alice", "push_code", "10")).allowed?
   end
 
   def test_policy_errors_are_reported_with_the_policy
@@ -88,7 +88,7 @@ class TestApi < Minitest::Test
   end
 
   def test_a_token_nobody_configured_is_a_deny_with_its_error
-    request = user_request("alice", "read_project", "1", 0, token: "not-a-token")
+    request = user_request("alice", "read_project", "1", token: "not-a-token")
     request.delete(:principal)
     d = engine.authorize(**request)
     refute d.allowed?
@@ -137,31 +137,32 @@ class TestApi < Minitest::Test
   # InvalidEntitiesError here, single and in a batch; a key given twice in request JSON is refused.
   def test_entities_the_schema_refuses_are_errors_never_skipped_forbids
     project = ->(archived) do
-      { uid: { type: "Gitlab::Project", id: "3" }, parents: [{ type: "Gitlab::Group", id: "acme/platform" }],
-        attrs: { visibility: "private", archived: archived, features: FEATURES, job_token_allowlist: [] } }
+      { uid: { type: "Gitlab::Project", id: "10" }, parents: [{ type: "Gitlab::Group", id: "acme/platform" }],
+        attrs: { visibility: "private", archived: archived, features: FEATURES, job_token_allowlist: [] },
+        tags: { alice: { access_level: 30 } } }
     end
-    assert engine.authorize(**user_request("alice", "push_code", "3", 30, entities: [project.(false)])).allowed?
+    assert engine.authorize(**user_request("alice", "push_code", "10", entities: [project.(false)])).allowed?
     assert_equal ["archived-read-only"],
-                 engine.authorize(**user_request("alice", "push_code", "3", 30, entities: [project.(true)])).reasons
+                 engine.authorize(**user_request("alice", "push_code", "10", entities: [project.(true)])).reasons
     regroup = { uid: { type: "Gitlab::Action", id: "remove_project" }, attrs: {},
                 parents: [{ type: "Gitlab::Action", id: "job_token" }] }
-    job = user_request("100", "remove_project", "3", 50).merge(principal: { type: "Gitlab::CiJob", id: "100" })
+    job = user_request("100", "remove_project", "3").merge(principal: { type: "Gitlab::CiJob", id: "100" })
     refute engine.authorize(**job).allowed?
-    [user_request("alice", "push_code", "3", 30, entities: [project.("true")]),
+    [user_request("alice", "push_code", "10", entities: [project.("true")]),
      job.merge(entities: [regroup])].each do |request|
       error = assert_raises(Arbiter::InvalidEntitiesError) { engine.authorize(**request) }
       assert_equal "invalid_entities", error.kind
       assert_instance_of Arbiter::InvalidEntitiesError, engine.authorize_many([request]).fetch(0)
     end
     twice = '{"principal": {"type": "Gitlab::User", "id": "eve"}, "action": {"type": "Gitlab::Action", "id": "push_code"}, ' \
-            '"resource": {"type": "Gitlab::Project", "id": "3"}, "context": {"access_level": 0, "admin_mode": false, "access_level": 50}}'
+            '"resource": {"type": "Gitlab::Project", "id": "3"}, "context": {"admin_mode": false, "admin_mode": true}}'
     assert_raises(Arbiter::InvalidContextError) { engine.authorize_json(twice) }
   end
 
   def test_authorize_many_answers_in_place
-    bad_context = user_request("alice", "push_code", "3", 30).merge(context: { access_level: "thirty" })
-    answers = engine.authorize_many([user_request("alice", "push_code", "3", 30), { nonsense: 1 }, 7, bad_context,
-                                     user_request("bob", "push_code", "3", 30)])
+    bad_context = user_request("alice", "push_code", "10").merge(context: { admin_mode: "thirty" })
+    answers = engine.authorize_many([user_request("alice", "push_code", "10"), { nonsense: 1 }, 7, bad_context,
+                                     user_request("bob", "push_code", "10")])
     assert_equal 5, answers.size
     assert answers[0].allowed?
     assert_instance_of Arbiter::MalformedRequestError, answers[1]
@@ -174,18 +175,18 @@ class TestApi < Minitest::Test
     assert_equal [], engine.authorize_many([])
     # Requests with String keys read like those with Symbol keys.
     stringly = { "principal" => { "type" => "Gitlab::User", "id" => "alice" },
-                 "action" => { "type" => "Gitlab::Action", "id" => "push_code" }, "resource" => { "type" => "Gitlab::Project", "id" => "3" },
-                 "context" => { "access_level" => 30, "admin_mode" => false } }
+                 "action" => { "type" => "Gitlab::Action", "id" => "push_code" }, "resource" => { "type" => "Gitlab::Project", "id" => "10" },
+                 "context" => { "admin_mode" => false } }
     assert_equal ["role-developer"], engine.authorize_many([stringly]).fetch(0).reasons
     # Decisions are frozen values; a batch hands out one object per distinct decision.
-    again = engine.authorize_many([user_request("alice", "push_code", "3", 30), user_request("bob", "push_code", "3", 30),
-                                   user_request("alice", "push_code", "3", 30), user_request("bob", "push_code", "3", 40)])
+    again = engine.authorize_many([user_request("alice", "push_code", "10"), user_request("bob", "push_code", "10"),
+                                   user_request("alice", "push_code", "10"), user_request("bob", "push_code", "10")])
     assert again.all?(&:frozen?)
     assert_same again[0], again[2]
     assert_same again[1], again[3]
     refute_same again[0], again[1]
-    assert engine.authorize(**user_request("alice", "push_code", "3", 30)).frozen?
-    raw = JSON.parse(engine.authorize_json_batch(JSON.generate([user_request("alice", "push_code", "3", 30), 7])))
+    assert engine.authorize(**user_request("alice", "push_code", "10")).frozen?
+    raw = JSON.parse(engine.authorize_json_batch(JSON.generate([user_request("alice", "push_code", "10"), 7])))
     assert_equal "allow", raw[0]["decision"]
     assert_equal "malformed_request", raw[1]["error"]["kind"]
   end
@@ -227,13 +228,13 @@ class TestApi < Minitest::Test
     [
       [->(r) { r[:resource] = { type: "Gitlab::Project" } }, Arbiter::MalformedRequestError, "malformed_request", 200],
       [->(r) { r[:action] = { type: "Gitlab::Action", id: "fly" } }, Arbiter::InvalidRequestError, "invalid_request", 201],
-      [->(r) { r[:context][:access_level] = "high" }, Arbiter::InvalidContextError, "invalid_context", 202],
+      [->(r) { r[:context][:admin_mode] = "high" }, Arbiter::InvalidContextError, "invalid_context", 202],
       [->(r) { r[:entities] = [{ uid: { type: "Gitlab::User", id: "x" }, attrs: { state: 1 }, parents: [] }] },
        Arbiter::InvalidEntitiesError, "invalid_entities", 203],
       [->(r) { r[:context] = { a: Object.new } }, Arbiter::MalformedRequestError, "malformed_request", 200],
       [->(r) { r[:token] = 7 }, Arbiter::MalformedRequestError, "malformed_request", 200],
     ].each do |change, error, kind, code|
-      request = user_request("alice", "push_code", "3", 30)
+      request = user_request("alice", "push_code", "10")
       change.call(request)
       raised = assert_raises(error) { engine.authorize(**request) }
       assert_equal [kind, code], [raised.kind, raised.code]
@@ -262,9 +263,9 @@ class TestApi < Minitest::Test
   # A key given as both a Symbol and a String is ambiguous: refused, never one of the two picked.
   def test_a_key_given_twice_is_malformed
     twice = { type: "Gitlab::User", id: "alice", "id" => "bob" }
-    raised = assert_raises(Arbiter::MalformedRequestError) { engine.authorize(**user_request("x", "push_code", "3", 30), principal: twice) }
+    raised = assert_raises(Arbiter::MalformedRequestError) { engine.authorize(**user_request("x", "push_code", "10"), principal: twice) }
     assert_equal "`principal`: key `id` given twice (as a Symbol and a String)", raised.message
-    request = user_request("alice", "push_code", "3", 30).merge("principal" => { type: "Gitlab::User", id: "bob" })
+    request = user_request("alice", "push_code", "10").merge("principal" => { type: "Gitlab::User", id: "bob" })
     answer = engine.authorize_many([request]).fetch(0)
     assert_instance_of Arbiter::MalformedRequestError, answer
     assert_match(/\Akey `principal` given twice/, answer.message)
@@ -286,7 +287,7 @@ class TestApi < Minitest::Test
 
   def test_json_request_errors
     assert_raises(Arbiter::MalformedRequestError) { engine.authorize_json("{oops") }
-    assert_raises(Arbiter::InvalidRequestError) { engine.authorize_json(JSON.generate(user_request("alice", "fly", "3", 30))) }
+    assert_raises(Arbiter::InvalidRequestError) { engine.authorize_json(JSON.generate(user_request("alice", "fly", "10"))) }
   end
 
   # Every kind of core's error table has its class, named after the kind (PolicyParseError for
@@ -319,7 +320,7 @@ class TestApi < Minitest::Test
 
   def test_the_embedded_default_bundle
     embedded = Arbiter::Engine.gitlab_default
-    request = JSON.generate(user_request("alice", "push_code", "3", 30))
+    request = JSON.generate(user_request("alice", "push_code", "10"))
     assert_equal engine.authorize_json(request), embedded.authorize_json(request)
     assert(JSON.parse(embedded.entities_json).any? { |e| e.dig("uid", "id") == "push_code" })
   end

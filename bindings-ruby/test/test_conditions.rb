@@ -70,7 +70,7 @@ class TestConditions < Minitest::Test
   # during the call if the batch gave up the GVL.
   def test_a_batch_releases_the_gvl
     e = engine # loaded first: loading too releases the GVL
-    requests = Array.new(100_000) { user_request("alice", "push_code", "3", 30) }
+    requests = Array.new(100_000) { user_request("alice", "push_code", "10") }
     ticks = 0
     stop = false
     ticker = Thread.new do
@@ -160,7 +160,7 @@ class TestConditions < Minitest::Test
   end
 
   def test_a_million_decisions_keep_rss_stable
-    request = user_request("alice", "push_code", "3", 30)
+    request = user_request("alice", "push_code", "10")
     100_000.times { engine.authorize(**request) }
     # The first stretch lets the heap settle (after other tests, Ruby may grow its heap and keep
     # the pages for a while); a leak would go on growing through the next two.

@@ -14,12 +14,14 @@ module Helpers
     @@engine ||= Arbiter::Engine.from_bundle_dir(BUNDLE) # rubocop:disable Style/ClassVars
   end
 
-  def user_request(user, action, project, level, **extra)
+  # A check request. In entities.json, alice is a Developer of project 10, bob (blocked) too, and
+  # eve a Reporter; no one is a member of project 3.
+  def user_request(user, action, project, **extra)
     {
       principal: { type: "Gitlab::User", id: user },
       action: { type: "Gitlab::Action", id: action },
       resource: { type: "Gitlab::Project", id: project },
-      context: { access_level: level, admin_mode: false },
+      context: { admin_mode: false },
     }.merge(extra)
   end
 

@@ -9,7 +9,7 @@ class TestMetrics < Minitest::Test
 
   def test_metrics_count_decisions_and_errors
     e = Arbiter::Engine.from_bundle_dir(BUNDLE)
-    [30, 30, 20].each { |level| e.authorize(**user_request("alice", "push_code", "3", level)) }
+    %w[alice alice eve].each { |user| e.authorize(**user_request(user, "push_code", "10")) }
     assert_raises(Arbiter::MalformedRequestError) { e.authorize_json("{oops") }
 
     m = e.metrics
@@ -31,7 +31,7 @@ class TestExplain < Minitest::Test
   include Helpers
 
   def test_explain_names_the_policies_behind_a_decision
-    request = JSON.generate(user_request("alice", "push_code", "3", 20))
+    request = JSON.generate(user_request("eve", "push_code", "10"))
     explanation = engine.explain(request)
     assert_equal "deny", explanation["decision"]
     developer = explanation["policies"].find { |p| p["id"] == "role-developer" }

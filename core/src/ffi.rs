@@ -57,6 +57,19 @@ fn logged<T>(call: impl FnOnce(Option<&mut Vec<String>>) -> T) -> Logged<T> {
     Logged { answer, events }
 }
 
+/// Answers a list query given as request JSON whose `resource` names a `type` and no `id`, in
+/// the dialect named `postgres` or `sqlite`, as `{"kind", "sql", "params"}` JSON (what
+/// `arbiter query` prints).
+pub fn query_json(engine: &Engine, request: &str, dialect: &str) -> Result<String, CallError> {
+    let dialect = crate::Dialect::parse(dialect).ok_or_else(|| {
+        CallError::new(
+            crate::ErrorKind::InvalidArgument,
+            format!("dialect `{dialect}` is not `postgres` or `sqlite`"),
+        )
+    })?;
+    Ok(engine.query_json(request, dialect)?)
+}
+
 /// [`Engine::authorize_parts`], with its event.
 pub fn authorize_parts(
     engine: &Engine,

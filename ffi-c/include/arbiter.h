@@ -77,6 +77,10 @@ enum arbiter_result
    */
   ARBITER_RESULT_SIGNATURE = 108,
   /**
+   * `sql/mapping.json` is invalid.
+   */
+  ARBITER_RESULT_SQL_MAPPING = 109,
+  /**
    * The request is not valid JSON, lacks a field, or names an entity badly.
    */
   ARBITER_RESULT_MALFORMED_REQUEST = 200,
@@ -92,6 +96,10 @@ enum arbiter_result
    * A per-request entity is invalid.
    */
   ARBITER_RESULT_INVALID_ENTITIES = 203,
+  /**
+   * A query the bundle's SQL mapping cannot express exactly.
+   */
+  ARBITER_RESULT_UNTRANSLATABLE = 204,
   /**
    * Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing
    * changed. A panic while deciding is a deny with an `internal` error instead.
@@ -384,6 +392,25 @@ uint32_t arbiter_engine_authorize_json(const struct arbiter_engine *engine,
                                        size_t request_len,
                                        char **decision_out,
                                        struct arbiter_error **err_out);
+
+/**
+ * Answers a list query: which resources of a type the principal may act on. `request` is
+ * request JSON (`request_len` bytes) whose `resource` names a `type` and no `id`; `dialect` is
+ * `"postgres"` or `"sqlite"` (NUL-terminated). On success `*query_out` receives
+ * `{"kind": "all" | "none" | "where", "sql", "params"}`: a WHERE clause for
+ * `SELECT <table>.id FROM <table>`, its parameters bound in order (`$1`... or `?`), which the
+ * caller frees with `arbiter_string_free`. A residual the bundle's SQL mapping cannot express
+ * is `ARBITER_RESULT_UNTRANSLATABLE`.
+ *
+ * # Safety
+ * As `arbiter_engine_authorize_json`, and `dialect` is NULL or a NUL-terminated string.
+ */
+uint32_t arbiter_engine_query_json(const struct arbiter_engine *engine,
+                                   const char *request,
+                                   size_t request_len,
+                                   const char *dialect,
+                                   char **query_out,
+                                   struct arbiter_error **err_out);
 
 /**
  * Decides a JSON array of requests against one bundle version. On success `*answers_out`

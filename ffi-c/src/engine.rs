@@ -177,6 +177,34 @@ pub unsafe extern "C" fn arbiter_engine_authorize_json(
     })
 }
 
+/// Answers a list query: which resources of a type the principal may act on. `request` is
+/// request JSON (`request_len` bytes) whose `resource` names a `type` and no `id`; `dialect` is
+/// `"postgres"` or `"sqlite"` (NUL-terminated). On success `*query_out` receives
+/// `{"kind": "all" | "none" | "where", "sql", "params"}`: a WHERE clause for
+/// `SELECT <table>.id FROM <table>`, its parameters bound in order (`$1`... or `?`), which the
+/// caller frees with `arbiter_string_free`. A residual the bundle's SQL mapping cannot express
+/// is `ARBITER_RESULT_UNTRANSLATABLE`.
+///
+/// # Safety
+/// As `arbiter_engine_authorize_json`, and `dialect` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_query_json(
+    engine: *const arbiter_engine,
+    request: *const c_char,
+    request_len: usize,
+    dialect: *const c_char,
+    query_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    ffi_boundary!(err_out, {
+        let dialect = c_str(dialect, "dialect")?;
+        let input = (request, request_len, "request");
+        string_call(engine, input, (query_out, "query_out"), |e, request| {
+            arbiter_core::ffi::query_json(e, request, dialect)
+        })
+    })
+}
+
 /// Decides a JSON array of requests against one bundle version. On success `*answers_out`
 /// receives a JSON array of the same length: each decision, or `{"error": {"kind", "code",
 /// "message"}}` for a request that could not be decided. Only input that is not a JSON array

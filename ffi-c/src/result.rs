@@ -41,6 +41,8 @@ pub enum arbiter_result {
     /// The bundle's signature is missing, by an untrusted key, older than the bundle served, or
     /// does not match its files (or a trusted key is unusable).
     ARBITER_RESULT_SIGNATURE = 108,
+    /// `sql/mapping.json` is invalid.
+    ARBITER_RESULT_SQL_MAPPING = 109,
     /// The request is not valid JSON, lacks a field, or names an entity badly.
     ARBITER_RESULT_MALFORMED_REQUEST = 200,
     /// The request does not conform to the bundle's schema.
@@ -49,6 +51,8 @@ pub enum arbiter_result {
     ARBITER_RESULT_INVALID_CONTEXT = 202,
     /// A per-request entity is invalid.
     ARBITER_RESULT_INVALID_ENTITIES = 203,
+    /// A query the bundle's SQL mapping cannot express exactly.
+    ARBITER_RESULT_UNTRANSLATABLE = 204,
     /// Arbiter panicked outside a decision (loading, reloading, reading arguments); nothing
     /// changed. A panic while deciding is a deny with an `internal` error instead.
     ARBITER_RESULT_INTERNAL = 900,

@@ -16,14 +16,14 @@
 static const char *ALLOW_REQUEST =
     "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"},"
     " \"action\": {\"type\": \"Gitlab::Action\", \"id\": \"push_code\"},"
-    " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"},"
-    " \"context\": {\"access_level\": 30, \"admin_mode\": false}}";
+    " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"10\"},"
+    " \"context\": {\"admin_mode\": false}}";
 
 static const char *DENY_REQUEST =
     "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"bob\"},"
     " \"action\": {\"type\": \"Gitlab::Action\", \"id\": \"push_code\"},"
-    " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"},"
-    " \"context\": {\"access_level\": 30, \"admin_mode\": false}}";
+    " \"resource\": {\"type\": \"Gitlab::Project\", \"id\": \"10\"},"
+    " \"context\": {\"admin_mode\": false}}";
 
 /* Decides `request` with `engine`; returns the decision JSON (caller frees) or NULL. */
 static char *decide(const arbiter_engine *engine, const char *request) {
@@ -63,10 +63,12 @@ static void test_result_kinds(void) {
       {ARBITER_RESULT_LINKS, "links"},
       {ARBITER_RESULT_TOKENS, "tokens"},
       {ARBITER_RESULT_SIGNATURE, "signature"},
+      {ARBITER_RESULT_SQL_MAPPING, "sql_mapping"},
       {ARBITER_RESULT_MALFORMED_REQUEST, "malformed_request"},
       {ARBITER_RESULT_INVALID_REQUEST, "invalid_request"},
       {ARBITER_RESULT_INVALID_CONTEXT, "invalid_context"},
       {ARBITER_RESULT_INVALID_ENTITIES, "invalid_entities"},
+      {ARBITER_RESULT_UNTRANSLATABLE, "untranslatable"},
       {ARBITER_RESULT_INTERNAL, "internal"},
   };
   size_t listed = sizeof kinds / sizeof kinds[0];
@@ -193,13 +195,13 @@ static arbiter_request typed_request(const char *user, const char *action, const
   r.action.type_name = str("Gitlab::Action");
   r.action.id = str(action);
   r.resource.type_name = str("Gitlab::Project");
-  r.resource.id = str("3");
+  r.resource.id = str("10"); /* alice is a Developer of project 10 (entities.json) */
   r.context_json = str(context);
   return r;
 }
 
 static void test_fast_path(const arbiter_engine *engine) {
-  arbiter_request r = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  arbiter_request r = typed_request("alice", "push_code", "{\"admin_mode\": false}");
   arbiter_decision *d = NULL;
   CHECK(arbiter_engine_authorize(engine, &r, &d, NULL) == ARBITER_RESULT_OK);
   arbiter_decision_view view = arbiter_decision_read(d);
@@ -233,7 +235,7 @@ static void test_fast_path(const arbiter_engine *engine) {
   CHECK(arbiter_engine_authorize_packed(engine, &r, NULL, 8, &packed, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
 
   /* Per-request entities: alice, blocked for this request only. */
-  arbiter_request blocked = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  arbiter_request blocked = typed_request("alice", "push_code", "{\"admin_mode\": false}");
   blocked.entities_json = str(
       "[{\"uid\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"}, \"attrs\": {\"state\": \"blocked\", \"admin\": false,"
       " \"auditor\": false, \"external\": false, \"user_type\": \"human\"}, \"parents\": []}]");
@@ -246,19 +248,19 @@ static void test_fast_path(const arbiter_engine *engine) {
   /* Entities the schema refuses are an error of the call, never a skipped forbid: an attribute of
      the wrong type (`archived: "true"` made the fail-closed `archived-read-only` forbid error out,
      so the push was allowed), an action entity that regroups actions, and a key given twice. */
-  arbiter_request archived = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  arbiter_request archived = typed_request("alice", "push_code", "{\"admin_mode\": false}");
   archived.entities_json = str(
-      "[{\"uid\": {\"type\": \"Gitlab::Project\", \"id\": \"3\"}, \"parents\": [{\"type\": \"Gitlab::Group\","
+      "[{\"uid\": {\"type\": \"Gitlab::Project\", \"id\": \"10\"}, \"parents\": [{\"type\": \"Gitlab::Group\","
       " \"id\": \"acme/platform\"}], \"attrs\": {\"visibility\": \"private\", \"archived\": \"true\", \"job_token_allowlist\": [],"
       " \"features\": {\"repository\": \"enabled\", \"issues\": \"enabled\", \"merge_requests\": \"enabled\","
       " \"builds\": \"enabled\", \"container_registry\": \"enabled\", \"package_registry\": \"enabled\"}}}]");
-  arbiter_request regroup = typed_request("alice", "remove_project", "{\"access_level\": 50, \"admin_mode\": false}");
+  arbiter_request regroup = typed_request("alice", "remove_project", "{\"admin_mode\": false}");
   regroup.principal.type_name = str("Gitlab::CiJob");
   regroup.principal.id = str("100");
   regroup.entities_json = str(
       "[{\"uid\": {\"type\": \"Gitlab::Action\", \"id\": \"remove_project\"}, \"attrs\": {},"
       " \"parents\": [{\"type\": \"Gitlab::Action\", \"id\": \"job_token\"}]}]");
-  arbiter_request twice = typed_request("eve", "push_code", "{\"access_level\": 0, \"admin_mode\": false, \"access_level\": 50}");
+  arbiter_request twice = typed_request("eve", "push_code", "{\"admin_mode\": false, \"admin_mode\": true}");
   const arbiter_request *refused[] = {&archived, &regroup, &twice};
   const uint32_t refused_codes[] = {ARBITER_RESULT_INVALID_ENTITIES, ARBITER_RESULT_INVALID_ENTITIES,
                                     ARBITER_RESULT_INVALID_CONTEXT};
@@ -269,7 +271,7 @@ static void test_fast_path(const arbiter_engine *engine) {
   }
 
   /* A token nobody configured: a deny with an error, not a failed call. */
-  arbiter_request token = typed_request("alice", "push_code", "{\"access_level\": 30, \"admin_mode\": false}");
+  arbiter_request token = typed_request("alice", "push_code", "{\"admin_mode\": false}");
   token.principal.type_name.ptr = NULL;
   token.token = str("not-a-token");
   d = NULL;
@@ -280,7 +282,7 @@ static void test_fast_path(const arbiter_engine *engine) {
   arbiter_decision_free(d);
 
   /* Errors of the call. */
-  arbiter_request bad_context = typed_request("alice", "push_code", "{\"access_level\": \"high\", \"admin_mode\": false}");
+  arbiter_request bad_context = typed_request("alice", "push_code", "{\"admin_mode\": \"high\"}");
   err = NULL;
   d = NULL;
   CHECK(arbiter_engine_authorize(engine, &bad_context, &d, &err) == ARBITER_RESULT_INVALID_CONTEXT);
@@ -550,6 +552,50 @@ static void test_metrics(const arbiter_engine *engine) {
   CHECK(arbiter_engine_metrics_prometheus(engine, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
 }
 
+/* List queries: SQL for the bundle's tables, or the call's error. */
+static void test_query(const arbiter_engine *engine) {
+  const char *query =
+      "{\"principal\": {\"type\": \"Gitlab::User\", \"id\": \"alice\"},"
+      " \"action\": {\"type\": \"Gitlab::Action\", \"id\": \"read_project\"},"
+      " \"resource\": {\"type\": \"Gitlab::Project\"}, \"context\": {\"admin_mode\": false}}";
+  char *out = NULL;
+  CHECK(arbiter_engine_query_json(engine, query, strlen(query), "sqlite", &out, NULL) == ARBITER_RESULT_OK);
+  CHECK(out != NULL && strstr(out, "\"kind\":\"where\"") != NULL && strstr(out, "projects.visibility_level = ?") != NULL);
+  arbiter_string_free(out);
+  out = NULL;
+  CHECK(arbiter_engine_query_json(engine, query, strlen(query), "postgres", &out, NULL) == ARBITER_RESULT_OK);
+  CHECK(out != NULL && strstr(out, "projects.visibility_level = $1") != NULL);
+  arbiter_string_free(out);
+
+  char *untouched = (char *)"untouched";
+  out = untouched;
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_query_json(engine, query, strlen(query), "oracle", &out, &err) == ARBITER_RESULT_INVALID_ARGUMENT);
+  CHECK(out == untouched && strstr(arbiter_error_message(err), "oracle") != NULL);
+  arbiter_error_free(err);
+  CHECK(arbiter_engine_query_json(engine, query, strlen(query), NULL, &out, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  /* A check request (its resource has an id) is not a query. */
+  CHECK(arbiter_engine_query_json(engine, ALLOW_REQUEST, strlen(ALLOW_REQUEST), "sqlite", &out, NULL) ==
+        ARBITER_RESULT_MALFORMED_REQUEST);
+  CHECK(out == untouched);
+
+  /* A bundle without an SQL mapping answers with a residual it cannot write as SQL. */
+  arbiter_bundle_file files[] = {
+      {str("schema.cedarschema"), str("entity User; entity Doc = {owner: User};"
+                                      " action read appliesTo { principal: User, resource: Doc };")},
+      {str("p.cedar"), str("permit (principal, action, resource) when { resource.owner == principal };")}};
+  arbiter_engine *docs = NULL;
+  CHECK(arbiter_engine_new_from_files(files, 2, &docs, NULL) == ARBITER_RESULT_OK);
+  const char *docs_query = "{\"principal\": {\"type\": \"User\", \"id\": \"u\"},"
+                           " \"action\": {\"type\": \"Action\", \"id\": \"read\"}, \"resource\": {\"type\": \"Doc\"}}";
+  err = NULL;
+  CHECK(arbiter_engine_query_json(docs, docs_query, strlen(docs_query), "sqlite", &out, &err) ==
+        ARBITER_RESULT_UNTRANSLATABLE);
+  CHECK(out == untouched && strcmp(arbiter_error_kind(err), "untranslatable") == 0);
+  arbiter_error_free(err);
+  arbiter_engine_free(docs);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s <policies/gitlab>\n", argv[0]);
@@ -577,6 +623,7 @@ int main(int argc, char **argv) {
   test_verify_token(embedded);
   test_explain(engine);
   test_metrics(engine);
+  test_query(engine);
   arbiter_engine_free(engine);
   arbiter_engine_free(embedded);
 

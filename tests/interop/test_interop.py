@@ -107,9 +107,13 @@ def test_default_bundle_decides_a_pyjwt_ci_job_token_through_check():
               "exp": int(time.time()) + 300, "version": "0.1.0"}
     token = "glcbt-" + jwt.encode(claims, private_key("rsa.pem"), algorithm="RS256", headers={"kid": "gitlab-ci"})
 
+    # Job 100 runs in project 3 for alice, made a Developer of it here.
+    member = next(e for e in json.loads(arbiter("entities").stdout) if e["uid"] == {"type": "Gitlab::Project", "id": "3"})
+    member["tags"] = {"alice": {"access_level": 30}}
+
     def check(action, project):
         request = {"action": {"type": "Gitlab::Action", "id": action}, "resource": {"type": "Gitlab::Project", "id": project},
-                   "context": {"access_level": 30, "admin_mode": False}, "token": token}
+                   "context": {"admin_mode": False}, "entities": [member], "token": token}
         out = arbiter("check", stdin=json.dumps(request), env=env)
         return out.returncode, json.loads(out.stdout)
 

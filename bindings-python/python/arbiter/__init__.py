@@ -4,8 +4,8 @@
     decision = engine.authorize(
         principal={"type": "Gitlab::User", "id": "alice"},
         action={"type": "Gitlab::Action", "id": "push_code"},
-        resource={"type": "Gitlab::Project", "id": "3"},
-        context={"access_level": 30, "admin_mode": False},
+        resource={"type": "Gitlab::Project", "id": "10"},
+        context={"admin_mode": False},
     )
     decision.allowed, decision.reasons, decision.errors
 """
@@ -32,7 +32,9 @@ from ._arbiter import (
     PolicyValidationError,
     SchemaError,
     SignatureError,
+    SqlMappingError,
     TokensError,
+    UntranslatableError,
     __version__,
 )
 
@@ -67,6 +69,8 @@ __all__ = [
     "PolicyValidationError",
     "SchemaError",
     "SignatureError",
+    "SqlMappingError",
     "TokensError",
+    "UntranslatableError",
     "__version__",
 ]

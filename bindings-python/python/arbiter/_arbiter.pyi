@@ -1,7 +1,7 @@
 """Type stubs of Arbiter's extension module."""
 
 from os import PathLike
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 __version__: str
 
@@ -64,6 +64,9 @@ class SignatureError(ArbiterError):
     """The bundle's signature is missing, not trusted, or does not match its files (kind
     ``signature``, code 108)."""
 
+class SqlMappingError(ArbiterError):
+    """``sql/mapping.json`` is invalid (kind ``sql_mapping``, code 109)."""
+
 class MalformedRequestError(ArbiterError):
     """The request is malformed: bad JSON, a key given twice, over a limit (kind
     ``malformed_request``, code 200)."""
@@ -77,6 +80,10 @@ class InvalidContextError(ArbiterError):
 
 class InvalidEntitiesError(ArbiterError):
     """A request entity is invalid (kind ``invalid_entities``, code 203)."""
+
+class UntranslatableError(ArbiterError):
+    """A query the bundle's SQL mapping cannot express exactly (kind ``untranslatable``, code
+    204)."""
 
 class InternalError(ArbiterError):
     """Arbiter failed inside (a contained panic); nothing was allowed (kind ``internal``, code
@@ -144,6 +151,23 @@ class Engine:
         """Replaces the bundle with one held in memory; on failure the old one keeps serving."""
     def authorize_json(self, request: str) -> str:
         """Decides one request given as contract JSON; returns the decision JSON."""
+    def query(
+        self,
+        *,
+        principal: EntityRef,
+        action: EntityRef,
+        resource_type: str,
+        context: Optional[dict[str, Any]] = None,
+        entities: Optional[Dicts] = None,
+        dialect: Literal["postgres", "sqlite"] = "postgres",
+    ) -> dict[str, Any]:
+        """Which resources of ``resource_type`` may the principal act on, as SQL for the bundle's
+        tables: ``{"kind": "all" | "none" | "where", "sql", "params"}``, the clause written for
+        ``SELECT <table>.id FROM <table>``. Raises ``UntranslatableError`` where the bundle's
+        SQL mapping cannot express the answer exactly."""
+    def query_json(self, request: str, dialect: str) -> str:
+        """A list query given as request JSON (``resource`` a ``type`` and no ``id``), answered
+        as ``{"kind", "sql", "params"}`` JSON."""
     def authorize_json_batch(self, requests: str) -> str:
         """Decides a JSON array of requests; returns a JSON array with a decision, or
         ``{"error": {...}}``, per request."""

@@ -340,6 +340,9 @@ pub(crate) fn plan(bundle: Arc<Bundle>, request: &QueryRequest) -> Result<Query,
     if !permitted && permits.is_empty() {
         return Ok(Query::None);
     }
+    // The same query writes the same SQL (TPE's order is a hash map's).
+    permits.sort_by(|a, b| a.0.cmp(&b.0));
+    forbids.sort_by(|a, b| a.0.cmp(&b.0));
     if permitted && forbids.is_empty() {
         return Ok(Query::All);
     }

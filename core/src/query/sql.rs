@@ -25,7 +25,8 @@ use crate::query::mapping::{Attribute, Column, EntityMapping, Kind, SqlMapping, 
 pub enum Dialect {
     /// PostgreSQL: `$1`, `$2`, ... placeholders; `traversal_ids` for hierarchy.
     Postgres,
-    /// SQLite: `?` placeholders; a recursive walk of parent ids for hierarchy.
+    /// SQLite: `?` placeholders, booleans bound as 1 and 0; a recursive walk of parent ids for
+    /// hierarchy.
     Sqlite,
 }
 
@@ -253,6 +254,11 @@ impl<'a> Translator<'a> {
     }
 
     fn param(&mut self, value: SqlValue) -> String {
+        // SQLite has no boolean type: it stores and compares 1 and 0.
+        let value = match (self.dialect, value) {
+            (Dialect::Sqlite, SqlValue::Bool(b)) => SqlValue::Long(i64::from(b)),
+            (_, value) => value,
+        };
         self.params.push(value);
         format!("{MARK}{}{MARK}", self.params.len() - 1)
     }

@@ -500,6 +500,12 @@ impl From<LoadError> for CallError {
     }
 }
 
+impl From<crate::query::QueryError> for CallError {
+    fn from(e: crate::query::QueryError) -> Self {
+        Self::new(e.error_kind(), e.message())
+    }
+}
+
 impl From<RequestError> for CallError {
     fn from(e: RequestError) -> Self {
         Self::new(e.error_kind(), e.message())

@@ -9,6 +9,7 @@ mod fail_closed;
 mod fast_eval;
 mod gitlab_tokens;
 mod query;
+mod query_properties;
 mod spec;
 mod support;
 mod token_properties;
