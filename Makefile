@@ -204,7 +204,7 @@ miri:
 # runs each for FUZZ_SMOKE_SECONDS.
 CARGO_FUZZ := target/tools/bin/cargo-fuzz
 CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi
+FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi query
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS := 30
 FUZZ := PATH="$(CURDIR)/target/tools/bin:$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
@@ -236,5 +236,6 @@ bench: build
 	target/py-bench-venv/bin/pip install -q target/wheels/arbiter-*.whl -r benches/python/requirements.txt
 	target/py-bench-venv/bin/python benches/python/bench.py
 	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/bench.rb
+	tests/postgres/with-postgres.sh $(CARGO) run --release -q -p arbiter-benches --bin query_bench > target/query-bench.json
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

@@ -17,6 +17,8 @@ GO_BENCH = ROOT / "target" / "go-bench.txt"
 PY_BENCH = ROOT / "target" / "python-bench.json"
 RB_BENCH = ROOT / "target" / "ruby-bench.json"
 RSS = ROOT / "target" / "rss.json"
+QUERY_BENCH = ROOT / "target" / "query-bench.json"
+QUERY_EXPLAIN = ROOT / "target" / "query-explain.txt"
 
 # group: (subject, peer, target ratio subject/peer or None, absolute target in ns or None, what)
 # Groups under go/ come from `go test -bench` (benches/go), under py/ from benches/python/bench.py,
@@ -65,6 +67,16 @@ TARGETS = {
     "rb/token/rs256": ("arbiter_rb", "ruby_jwt", 0.2, None, "RS256 verify at least 5x faster than ruby-jwt"),
     "rb/token/rs256  ": ("arbiter_rb", "openssl_verify", None, None, "RS256 verify against OpenSSL's RSA check of the signature alone, called from Ruby (no target)"),
     "rb/token/rs256 ": ("arbiter_rb_cached", "ruby_jwt", None, None, "RS256 verify of a token seen before, the token cache on as bundles have it by default (no target)"),
+    "query/generate": ("arbiter", None, None, 50_000.0, "list query generation (a read query to PostgreSQL SQL and parameters) under 50 µs"),
+    "query/generate ": ("arbiter_from_json", None, None, None, "the same from query JSON (no target)"),
+    "query/read_project_member": ("arbiter_sql", "hand_written", 1.5, None, "PostgreSQL, 100,000 projects, 1,000,000 authorizations: projects a member of 500 may read, the generated SQL within 1.5x of GitLab's logic written by hand"),
+    "query/read_project_member ": ("arbiter_sql", "per_row_checks", 0.01, None, "the same at least 100x faster than deciding every project with authorize_batch"),
+    "query/read_project_nonmember": ("arbiter_sql", "hand_written", 1.5, None, "projects a non-member may read, within 1.5x of the hand-written query"),
+    "query/read_project_nonmember ": ("arbiter_sql", "per_row_checks", 0.01, None, "the same at least 100x faster than per-project checks"),
+    "query/download_code_member": ("arbiter_sql", "hand_written", 1.5, None, "projects a member of 500 may download code from, within 1.5x of the hand-written query"),
+    "query/download_code_member ": ("arbiter_sql", "per_row_checks", 0.01, None, "the same at least 100x faster than per-project checks"),
+    "query/download_code_nonmember": ("arbiter_sql", "hand_written", 1.5, None, "projects a non-member may download code from, within 1.5x of the hand-written query"),
+    "query/download_code_nonmember ": ("arbiter_sql", "per_row_checks", 0.01, None, "the same at least 100x faster than per-project checks"),
     "token/hs256": ("arbiter", "jsonwebtoken", 1.5, None, "HS256 verify within 1.5x of raw jsonwebtoken"),
     "token/rs256": ("arbiter", "aws-lc-rs", 1.10, None, "RS256 verify within 10% of raw aws-lc-rs"),
     "token/es256": ("arbiter", "aws-lc-rs", 1.10, None, "ES256 verify within 10% of raw aws-lc-rs"),
@@ -108,6 +120,7 @@ GO = go_results()
 PY = json.loads(PY_BENCH.read_text()) if PY_BENCH.exists() else {}
 RB = json.loads(RB_BENCH.read_text()) if RB_BENCH.exists() else {}
 RSS_KIB = json.loads(RSS.read_text()) if RSS.exists() else {}
+QUERY = json.loads(QUERY_BENCH.read_text()) if QUERY_BENCH.exists() else {}
 
 
 def median_ns(group, function):
@@ -122,6 +135,8 @@ def median_ns(group, function):
         return PY.get(f"{group}/{function}")
     elif group.startswith("rb/"):
         return RB.get(f"{group}/{function}")
+    elif group.startswith("query/"):
+        return QUERY.get(f"{group}/{function}")
     # criterion writes group "a/b" to the folder "a_b".
     path = CRITERION / group.replace("/", "_") / function / "new" / "estimates.json"
     if not path.exists():
@@ -192,6 +207,13 @@ def main():
             missed[-1] += f". {WHY[g]}"
     if missed:
         lines += ["", "Targets missed, and why:", ""] + missed
+    if QUERY_EXPLAIN.exists():
+        lines += ["", "Index scans in the EXPLAIN of each generated query (the plans are in target/query-explain.txt):", ""]
+        for block in QUERY_EXPLAIN.read_text().split("## ")[1:]:
+            name, plan = block.split("\n", 1)
+            scans = sorted({line.strip().removeprefix("->").split("  (cost")[0].strip()
+                            for line in plan.splitlines() if "Index" in line})
+            lines.append(f"- `{name}`: {'; '.join(scans) if scans else 'no index scan'}")
     lines += [
         "",
         "Ratios are Arbiter's time over the peer's: below 1 is faster. Arbiter's token figures go",

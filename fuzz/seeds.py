@@ -91,7 +91,7 @@ def macaroons():
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "fuzz", "corpus")
-    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi")}
+    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query")}
     requests = [json.dumps(r) for r in gitlab_requests()]
     tokens_ = list(tokens())
     default_bundle = bundle_files(BUNDLE)
@@ -115,6 +115,18 @@ def main():
             fields.append(json.dumps(r["entities"]))
         c_abi.append(b"\x03" + b"\x00".join(f.encode() for f in fields))
     c_abi.append(b"\x04" + b"\x00".join(part.encode() for f in default_bundle for part in f))
+
+    # query: the decision tests' requests as queries (the resource's id left out), a member of
+    # the fixture's projects (arbiter_fuzz::query_fixture), and the default SQL mapping.
+    member = {"uid": {"type": "Gitlab::User", "id": "42"}, "parents": [],
+              "attrs": {"state": "active", "admin": False, "auditor": False, "external": False, "user_type": "human", "id": "42"}}
+    for r in map(json.loads, requests):
+        if not isinstance(r.get("resource"), dict):
+            continue
+        r["resource"].pop("id", None)
+        seeds["query"].append(json.dumps(r))
+        seeds["query"].append(json.dumps({**r, "principal": member["uid"], "entities": [member]}))
+    seeds["query"].append(read(os.path.join(BUNDLE, "sql", "mapping.json")))
 
     for target, items in seeds.items():
         folder = os.path.join(out, target)

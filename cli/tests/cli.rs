@@ -675,3 +675,59 @@ fn signed_bundles_verify_until_a_file_changes() {
         stdout(&out)
     );
 }
+
+#[test]
+fn query_prints_sql_and_exits_0_or_prints_the_error_and_exits_2() {
+    let query = r#"{"principal": {"type": "Gitlab::User", "id": "alice"}, "action": {"type": "Gitlab::Action", "id": "read_project"}, "resource": {"type": "Gitlab::Project"}, "context": {"admin_mode": false}}"#;
+    let out = arbiter(&["query", "--dialect", "sqlite", "--explain"], query);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(answer["kind"], "where");
+    assert!(answer["sql"]
+        .as_str()
+        .unwrap()
+        .contains("projects.visibility_level = ?"));
+    assert!(answer["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p.is_i64()));
+    let explained = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        explained.contains("permit public-project-read: resource.visibility == \"public\""),
+        "{explained}"
+    );
+
+    // The anonymous caller may read public projects only; a blocked user nothing.
+    let anonymous = query.replace("\"alice\"", "\"anonymous\"");
+    let out = arbiter(&["query", "--dialect", "postgres"], &anonymous);
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(answer["kind"], "where");
+    assert!(
+        answer["sql"]
+            .as_str()
+            .unwrap()
+            .starts_with("(projects.visibility_level = $1 AND NOT"),
+        "{answer}"
+    );
+    assert_eq!(answer["params"][0], 20);
+    let out = arbiter(
+        &["query", "--dialect", "postgres"],
+        &query.replace("\"alice\"", "\"bob\""),
+    );
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"kind": "none", "sql": "FALSE", "params": []})
+    );
+
+    let out = arbiter(
+        &["query", "--dialect", "postgres"],
+        &request("alice", "read_project", "3"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(error["error"]["kind"], "malformed_request");
+    let out = arbiter(&["query", "--dialect", "oracle"], query);
+    assert_eq!(out.status.code(), Some(2));
+}

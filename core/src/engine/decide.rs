@@ -132,12 +132,12 @@ pub(super) fn decide_uncounted(
                 e @ (RequestValidationError::InvalidContext(_)
                 | RequestValidationError::TypeOfContext(_)),
             ) => match schema.and_then(|s| request.reread_context(s)) {
-                None => Err(request_validation_error(e)),
+                None => Err(RequestError::validation(e)),
                 Some(reread) => {
-                    new_request(with_claims(reread?)?).map_err(request_validation_error)
+                    new_request(with_claims(reread?)?).map_err(RequestError::validation)
                 }
             },
-            Err(e) => Err(request_validation_error(e)),
+            Err(e) => Err(RequestError::validation(e)),
         }
     };
     let claims = token.as_ref().and_then(|v| v.context.as_ref());
@@ -223,15 +223,6 @@ fn over_host(claimed: &ast::Entity, host: Option<&ast::Entity>) -> Result<ast::E
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect::<Vec<_>>(),
     ))
-}
-
-fn request_validation_error(e: RequestValidationError) -> RequestError {
-    match e {
-        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
-            RequestError::context(&e)
-        }
-        e => RequestError::invalid(&e),
-    }
 }
 
 /// Verifies the request's token and the caveats that depend on the request.

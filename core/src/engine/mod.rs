@@ -29,7 +29,7 @@ use crate::query::{Dialect, Query, QueryError, QueryRequest, SqlQuery};
 use crate::token::{TokenError, TokenInfo};
 use crate::wire::decision::Decision;
 use crate::wire::error::{LoadError, RequestError};
-use crate::wire::request::{Request, RequestParts, RequestReader};
+use crate::wire::request::{check_entities, Request, RequestParts, RequestReader};
 use decide::{decide_uncounted, verify_token, Trace};
 
 /// Decides requests against one bundle at a time.
@@ -486,7 +486,10 @@ impl Engine {
     /// check; the resource alone is unknown.
     pub fn query(&self, request: &QueryRequest) -> Result<Query, QueryError> {
         let bundle = self.bundle.load_full();
-        contain_query(|| crate::query::plan(bundle, request))
+        contain_query(|| {
+            check_entities(&request.entities, &bundle.reader(&self.limits))?;
+            crate::query::plan(Arc::clone(&bundle), request)
+        })
     }
 
     /// [`Engine::query`] written as SQL in `dialect`, through the bundle's `sql/mapping.json`.

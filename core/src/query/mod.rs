@@ -22,7 +22,6 @@ use cedar_policy_core::tpe;
 use cedar_policy_core::tpe::residual::Residual;
 use smol_str::SmolStr;
 
-use crate::bundle::entities::validate_entity;
 use crate::bundle::Bundle;
 use crate::wire::error::{ErrorKind, RequestError};
 use crate::wire::request::{Request, RequestReader};
@@ -239,18 +238,42 @@ impl QueryRequest {
         let request = Request::from_json(&value.to_string(), reader)?;
         let principal = request
             .principal
+            .clone()
             .ok_or_else(|| RequestError::Malformed("missing `principal`".into()))?;
+        // The context as the schema types it, read again by Cedar's reader where the fast one
+        // guessed otherwise, as a check reads it.
+        let context = match reader.schema {
+            None => request.context.clone(),
+            Some(schema) => match cedar_policy::Request::new(
+                principal.clone(),
+                request.action.clone(),
+                request.resource.clone(),
+                request.context.clone(),
+                Some(schema),
+            ) {
+                Ok(_) => request.context.clone(),
+                Err(
+                    e @ (cedar_policy::RequestValidationError::InvalidContext(_)
+                    | cedar_policy::RequestValidationError::TypeOfContext(_)),
+                ) => match request.reread_context(schema) {
+                    Some(reread) => reread?,
+                    None => return Err(RequestError::validation(e)),
+                },
+                Err(e) => return Err(RequestError::validation(e)),
+            },
+        };
         Ok(Self {
             principal,
             action: request.action,
             resource_type: request.resource.type_name().clone(),
-            context: request.context,
+            context,
             entities: request.entities,
         })
     }
 }
 
-/// Partially evaluates `request` against `bundle`.
+/// Partially evaluates `request` against `bundle` (its entities already checked as a check's
+/// are).
 pub(crate) fn plan(bundle: Arc<Bundle>, request: &QueryRequest) -> Result<Query, QueryError> {
     let schema = bundle
         .schema
@@ -260,11 +283,6 @@ pub(crate) fn plan(bundle: Arc<Bundle>, request: &QueryRequest) -> Result<Query,
     let action: &EntityUID = request.action.as_ref();
     let resource_type: ast::EntityType =
         ast::EntityType::from(ast::Name::from(request.resource_type.as_ref().clone()));
-    if let Some(schema) = bundle.request_schema() {
-        for entity in &request.entities {
-            validate_entity(entity.as_ref(), schema, bundle.shapes.as_ref())?;
-        }
-    }
     // The context as the schema types it (a check of a placeholder resource of the type).
     let placeholder = EntityUid::from_type_name_and_id(
         request.resource_type.clone(),
@@ -277,7 +295,7 @@ pub(crate) fn plan(bundle: Arc<Bundle>, request: &QueryRequest) -> Result<Query,
         request.context.clone(),
         Some(schema),
     )
-    .map_err(|e| RequestError::invalid(&e))?;
+    .map_err(RequestError::validation)?;
     let ast_request: &ast::Request = checked.as_ref();
     let context: Option<Arc<BTreeMap<SmolStr, ast::Value>>> = match ast_request.context() {
         Some(ast::Context::Value(record)) => Some(record.clone()),

@@ -389,8 +389,12 @@ impl<'a> Translator<'a> {
                     let Some((tags, owner, scope)) = self.tags_of(r, arg1)? else {
                         return Ok(Node::Error);
                     };
+                    // A key that is not an id names no row: reading the tag errors.
+                    let Some(key) = integer_id(key) else {
+                        return Ok(Node::Error);
+                    };
                     let row = self.alias();
-                    let tag = self.tag_key(key);
+                    let tag = self.param(SqlValue::Long(key));
                     let scope = scope.with(
                         format!("{} {row}", tags.table),
                         [
@@ -429,16 +433,6 @@ impl<'a> Translator<'a> {
                 Ok(Some((tags, id, scope)))
             }
             _ => Err(untranslatable(r, "tags of something not an entity")),
-        }
-    }
-
-    /// A tag key as the tag column holds it: an integer id; a key that is not one matches no
-    /// row.
-    fn tag_key(&mut self, key: &str) -> String {
-        match integer_id(key) {
-            Some(n) => self.param(SqlValue::Long(n)),
-            // Compared with `=`, NULL matches no row.
-            None => "NULL".to_owned(),
         }
     }
 
@@ -605,8 +599,12 @@ impl<'a> Translator<'a> {
                 let Some((tags, owner, scope)) = self.tags_of(r, a)? else {
                     return Ok(Pred::error());
                 };
+                // A key that is not an id names no row.
+                let Some(key) = integer_id(key) else {
+                    return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
+                };
                 let row = self.alias();
-                let tag = self.tag_key(key);
+                let tag = self.param(SqlValue::Long(key));
                 let exists = format!(
                     "EXISTS (SELECT 1 FROM {} {row} WHERE {row}.{} = {owner} AND {row}.{} = {tag})",
                     tags.table, tags.key, tags.tag

@@ -403,6 +403,16 @@ impl RequestError {
         Self::Invalid(one_line(&diagnostic_message(err)))
     }
 
+    /// Cedar's refusal of a request against the schema: `invalid_context` for the context,
+    /// `invalid_request` otherwise.
+    pub(crate) fn validation(e: cedar_policy::RequestValidationError) -> Self {
+        use cedar_policy::RequestValidationError as E;
+        match e {
+            E::InvalidContext(_) | E::TypeOfContext(_) => Self::context(&e),
+            e => Self::invalid(&e),
+        }
+    }
+
     pub(crate) fn context(err: &dyn miette::Diagnostic) -> Self {
         Self::Context(one_line(&diagnostic_message(err)))
     }

@@ -271,17 +271,26 @@ impl Request {
     /// number, each against the schema (an action entity must be the schema's own, so a request
     /// cannot regroup actions), and no uid given twice differently.
     pub(crate) fn check_entities(&self, reader: &RequestReader<'_>) -> Result<(), RequestError> {
-        reader.limits.check_entities(self.entities.len())?;
-        let mut seen = Seen::default();
-        for (n, entity) in self.entities.iter().enumerate() {
-            if let Some(schema) = reader.schema {
-                validate_entity(entity.as_ref(), schema, reader.shapes)
-                    .map_err(|e| at_entity(n, &e))?;
-            }
-            seen.first_time(entity.as_ref(), n, &self.entities, n)?;
-        }
-        Ok(())
+        check_entities(&self.entities, reader)
     }
+}
+
+/// Checks a request's own entities: their number, each against the schema, and no uid given
+/// twice differently.
+pub(crate) fn check_entities(
+    entities: &[Entity],
+    reader: &RequestReader<'_>,
+) -> Result<(), RequestError> {
+    reader.limits.check_entities(entities.len())?;
+    let mut seen = Seen::default();
+    for (n, entity) in entities.iter().enumerate() {
+        if let Some(schema) = reader.schema {
+            validate_entity(entity.as_ref(), schema, reader.shapes)
+                .map_err(|e| at_entity(n, &e))?;
+        }
+        seen.first_time(entity.as_ref(), n, entities, n)?;
+    }
+    Ok(())
 }
 
 fn at_entity(n: usize, e: &RequestError) -> RequestError {

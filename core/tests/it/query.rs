@@ -580,3 +580,89 @@ fn postgres_selects_exactly_what_the_checks_allow() {
     let compared = differential(&data, Dialect::Postgres, &mut db);
     assert!(compared > 50_000, "{compared}");
 }
+
+/// What a query refuses, and how: a check request (a resource with an id), a token, entities a
+/// check refuses, a bundle without a schema or an SQL mapping, an unmapped form; never a filter.
+#[test]
+fn queries_refuse_what_they_cannot_answer_exactly() {
+    let engine = Engine::gitlab_default().unwrap();
+    let base = json!({"principal": {"type": "Gitlab::User", "id": "alice"},
+                      "action": {"type": "Gitlab::Action", "id": "read_project"},
+                      "resource": {"type": "Gitlab::Project"}, "context": {"admin_mode": false}});
+    let kind = |engine: &Engine, request: &Value| {
+        engine
+            .query_json(&request.to_string(), Dialect::Postgres)
+            .map_err(|e| e.kind())
+    };
+    assert!(kind(&engine, &base).is_ok());
+    let mut with_id = base.clone();
+    with_id["resource"]["id"] = json!("3");
+    assert_eq!(kind(&engine, &with_id), Err("malformed_request"));
+    let mut with_token = base.clone();
+    with_token["token"] = json!("glcbt-x");
+    assert_eq!(kind(&engine, &with_token), Err("malformed_request"));
+    let mut twice = base.clone();
+    twice["entities"] = json!([
+        {"uid": {"type": "Gitlab::Group", "id": "x"}, "attrs": {"visibility": "public"}, "parents": []},
+        {"uid": {"type": "Gitlab::Group", "id": "x"}, "attrs": {"visibility": "private"}, "parents": []}]);
+    assert_eq!(kind(&engine, &twice), Err("invalid_entities"));
+    let mut bad_context = base.clone();
+    bad_context["context"] = json!({"admin_mode": "no"});
+    assert_eq!(kind(&engine, &bad_context), Err("invalid_context"));
+
+    let doc = |files: Vec<arbiter::BundleFile>| Engine::from_files(files).unwrap();
+    let policy = arbiter::BundleFile::new(
+        "p.cedar",
+        r#"permit (principal, action, resource) when { resource.title like "a*" };"#,
+    );
+    let schema = arbiter::BundleFile::new(
+        "schema.cedarschema",
+        "entity User; entity Doc = {title: String}; action read appliesTo { principal: User, resource: Doc };",
+    );
+    let mapping = arbiter::BundleFile::new(
+        "sql/mapping.json",
+        r#"{"entity_types": {"Doc": {"table": "docs", "attributes": {"title": {"column": "title", "type": "string"}}}}}"#,
+    );
+    let request = json!({"principal": {"type": "User", "id": "u"}, "action": {"type": "Action", "id": "read"},
+                         "resource": {"type": "Doc"}});
+    let untranslatable = |engine: &Engine| {
+        engine
+            .query_json(&request.to_string(), Dialect::Sqlite)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = untranslatable(&doc(vec![policy.clone()]));
+    assert!(e.contains("schema"), "{e}");
+    let e = untranslatable(&doc(vec![policy.clone(), schema.clone()]));
+    assert!(e.contains("sql/mapping.json"), "{e}");
+    let e = untranslatable(&doc(vec![policy, schema, mapping]));
+    assert!(
+        e.starts_with("untranslatable: policy `policy0`") && e.contains("like"),
+        "{e}"
+    );
+}
+
+/// The same query writes the same SQL, and its parameters number from $1 in order.
+#[test]
+fn a_query_writes_the_same_sql_every_time() {
+    let engine = Engine::gitlab_default().unwrap();
+    let request = json!({"principal": {"type": "Gitlab::User", "id": "alice"},
+                         "action": {"type": "Gitlab::Action", "id": "download_code"},
+                         "resource": {"type": "Gitlab::Project"}, "context": {"admin_mode": false}})
+    .to_string();
+    let first = engine.query_json(&request, Dialect::Postgres).unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            engine.query_json(&request, Dialect::Postgres).unwrap(),
+            first
+        );
+    }
+    let sql: Value = serde_json::from_str(&first).unwrap();
+    let text = sql["sql"].as_str().unwrap();
+    let count = sql["params"].as_array().unwrap().len();
+    let placeholders: Vec<usize> = (1..=count)
+        .map(|n| text.find(&format!("${n}")).unwrap())
+        .collect();
+    assert!(placeholders.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(!text.contains(&format!("${}", count + 1)), "{text}");
+}

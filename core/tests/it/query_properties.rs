@@ -72,7 +72,11 @@ impl fmt::Display for Cond {
             Self::LevelCmp(op, n) => write!(f, "resource.level {op} {n}"),
             Self::LevelVsPrincipal(op) => write!(f, "principal.level {op} resource.level"),
             Self::ContextMinLe => write!(f, "context.min <= resource.level"),
-            Self::Status(eq, s) => write!(f, "resource.status {} \"{s}\"", if *eq { "==" } else { "!=" }),
+            Self::Status(eq, s) => write!(
+                f,
+                "resource.status {} \"{s}\"",
+                if *eq { "==" } else { "!=" }
+            ),
             Self::Public => write!(f, "resource.public"),
             Self::HasNote => write!(f, "resource has note"),
             Self::Note(s) => write!(f, "(resource has note && resource.note == \"{s}\")"),
@@ -83,7 +87,9 @@ impl fmt::Display for Cond {
                 "(resource.hasTag(principal.id) && resource.getTag(principal.id).level >= {n})"
             ),
             Self::InOrg(k) => write!(f, "resource in T::Org::\"{k}\""),
-            Self::InPrincipalGroup => write!(f, "(principal has group && resource in principal.group)"),
+            Self::InPrincipalGroup => {
+                write!(f, "(principal has group && resource in principal.group)")
+            }
             Self::IsDoc(k) => write!(f, "resource == T::Doc::\"{k}\""),
             Self::ContextOn => write!(f, "context.on"),
             Self::PrincipalFlag => write!(f, "principal.flag"),
@@ -104,7 +110,10 @@ fn cond() -> impl Strategy<Value = Cond> {
         (op(), 0..4i64).prop_map(|(o, n)| Cond::LevelCmp(o, n)),
         op().prop_map(Cond::LevelVsPrincipal),
         Just(Cond::ContextMinLe),
-        (any::<bool>(), prop::sample::select(vec!["draft", "live", "gone", "other"]))
+        (
+            any::<bool>(),
+            prop::sample::select(vec!["draft", "live", "gone", "other"])
+        )
             .prop_map(|(eq, s)| Cond::Status(eq, s)),
         Just(Cond::Public),
         Just(Cond::HasNote),
@@ -123,8 +132,11 @@ fn cond() -> impl Strategy<Value = Cond> {
             inner.clone().prop_map(|c| Cond::Not(Box::new(c))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::And(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::Or(Box::new(a), Box::new(b))),
-            (inner.clone(), inner.clone(), inner)
-                .prop_map(|(c, a, b)| Cond::If(Box::new(c), Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone(), inner).prop_map(|(c, a, b)| Cond::If(
+                Box::new(c),
+                Box::new(a),
+                Box::new(b)
+            )),
         ]
     })
 }
@@ -167,8 +179,19 @@ fn rows() -> impl Strategy<Value = Rows> {
     )
         .prop_map(|(org, level, status, public, note, readers, grants)| {
             let mut seen = BTreeSet::new();
-            let grants = grants.into_iter().filter(|(u, _)| seen.insert(*u)).collect();
-            Doc { org, level, status, public, note, readers, grants }
+            let grants = grants
+                .into_iter()
+                .filter(|(u, _)| seen.insert(*u))
+                .collect();
+            Doc {
+                org,
+                level,
+                status,
+                public,
+                note,
+                readers,
+                grants,
+            }
         });
     (
         (0..1i64, 0..2i64, 0..3i64, 0..4i64),
@@ -225,20 +248,39 @@ fn database(rows: &Rows) -> rusqlite::Connection {
     db.execute_batch(DDL).unwrap();
     for (n, parent) in rows.org_parents.iter().enumerate() {
         let parent = (*parent > 0).then_some(*parent);
-        db.execute("INSERT INTO orgs VALUES (?, ?)", rusqlite::params![n as i64 + 1, parent]).unwrap();
+        db.execute(
+            "INSERT INTO orgs VALUES (?, ?)",
+            rusqlite::params![n as i64 + 1, parent],
+        )
+        .unwrap();
     }
     for (n, doc) in rows.docs.iter().enumerate() {
         let id = n as i64 + 1;
         db.execute(
             "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)",
-            rusqlite::params![id, doc.org, doc.level, doc.status as i64, doc.public, doc.note],
+            rusqlite::params![
+                id,
+                doc.org,
+                doc.level,
+                doc.status as i64,
+                doc.public,
+                doc.note
+            ],
         )
         .unwrap();
         for user in &doc.readers {
-            db.execute("INSERT INTO doc_readers VALUES (?, ?)", rusqlite::params![id, user]).unwrap();
+            db.execute(
+                "INSERT INTO doc_readers VALUES (?, ?)",
+                rusqlite::params![id, user],
+            )
+            .unwrap();
         }
         for (user, level) in &doc.grants {
-            db.execute("INSERT INTO grants VALUES (?, ?, ?)", rusqlite::params![id, user, level]).unwrap();
+            db.execute(
+                "INSERT INTO grants VALUES (?, ?, ?)",
+                rusqlite::params![id, user, level],
+            )
+            .unwrap();
         }
     }
     db
@@ -298,7 +340,10 @@ fn check(policies: &[(bool, bool, Cond)], rows: &Rows) -> Result<(), TestCaseErr
         all.push(doc_entity(id, doc));
         let check = json!({"principal": {"type": "T::User", "id": "1"}, "action": {"type": "T::Action", "id": "read"},
                            "resource": {"type": "T::Doc", "id": id.to_string()}, "context": context, "entities": all});
-        let allowed = engine.authorize(&engine.read_request(&check.to_string()).unwrap()).unwrap().allowed();
+        let allowed = engine
+            .authorize(&engine.read_request(&check.to_string()).unwrap())
+            .unwrap()
+            .allowed();
         prop_assert_eq!(
             allowed,
             selected.contains(&(id as i64)),
