@@ -139,19 +139,34 @@ impl SqlMapping {
         let mut problem = |at: String, message: &str| {
             problems.push(Problem::in_file(&file.path, format!("{at}: {message}")));
         };
+        // Plain identifiers, none of the form of the translator's own aliases (`q1`, ...).
         let identifier = |name: &str| {
             !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit())
+                && !name
+                    .strip_prefix(crate::query::sql::ALIAS)
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
         };
+        let entity_type = |name: &str| name.parse::<cedar_policy_core::ast::EntityType>().is_ok();
         for (name, entity) in &mapping.entity_types {
             let at = |field: &str| format!("entity_types.{name}.{field}");
+            if !entity_type(name) {
+                problem(format!("entity_types.{name}"), "not an entity type name");
+            }
             let mut names: Vec<(String, &str)> = vec![(at("id"), &entity.id)];
             if let Some(table) = &entity.table {
                 names.push((at("table"), table));
             }
             if let Some(parent) = &entity.parent {
                 names.push((at("parent.column"), &parent.column));
+                if !mapping.entity_types.contains_key(&parent.entity_type) {
+                    let t = &parent.entity_type;
+                    problem(
+                        at("parent.type"),
+                        &format!("`{t}` is not a mapped entity type"),
+                    );
+                }
                 if entity.table.is_none() {
                     problem(
                         at("parent"),
@@ -201,6 +216,12 @@ impl SqlMapping {
                 names.push((format!("{at}.column"), &c.column));
                 if c.values.is_some() && c.kind.is_some() {
                     problem(at.clone(), "a column with `values` is a string stored as an integer; it takes no `type`");
+                }
+                if let Some(values) = &c.values {
+                    let stored: std::collections::BTreeSet<&i64> = values.values().collect();
+                    if stored.len() != values.len() {
+                        problem(at.clone(), "two `values` are stored as the same integer");
+                    }
                 }
                 if let Kind::Entity(t) = c.kind() {
                     if !mapping.entity_types.contains_key(t) {
@@ -262,6 +283,18 @@ mod tests {
     fn an_unknown_field_names_its_line() {
         let p = problems("{\"entity_types\": {\n \"A::P\": {\"tabel\": \"p\"}}}");
         assert!(p[0].contains(":2:") && p[0].contains("tabel"), "{p:?}");
+    }
+
+    #[test]
+    fn values_are_one_to_one_and_names_leave_the_aliases_alone() {
+        let p = problems(
+            r#"{"entity_types": {"A::P": {"table": "q1", "attributes": {"v": {"column": "v", "values": {"a": 1, "b": 1}}}}}}"#,
+        );
+        assert!(p.iter().any(|p| p.contains("the same integer")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p.contains("entity_types.A::P.table")),
+            "{p:?}"
+        );
     }
 
     #[test]

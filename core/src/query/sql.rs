@@ -8,6 +8,9 @@
 //! short-circuit (`T(a || b) = T(a) OR (F(a) AND T(b))`). What the mapping cannot express is
 //! an error naming the expression, never a wider or narrower filter.
 //!
+//! A table reached from the resource's own id is written `<table>.id IN (SELECT ...)`, which a
+//! database evaluates once for the whole query; reached from anything else, `EXISTS (...)`.
+//!
 //! Long: one translator, the reading of each residual form and the SQL each predicate takes,
 //! which only make sense together.
 
@@ -75,18 +78,42 @@ type Result<T> = std::result::Result<T, Untranslatable>;
 /// Marks a parameter in the text until [`Translator::finish`] numbers them in textual order.
 const MARK: char = '\u{1}';
 
-/// Tables entered to reach a value: `EXISTS (SELECT 1 FROM <from> WHERE <conds> AND ...)`.
+/// The prefix of the translator's own table aliases (`q1`, `q2`, ...); the mapping's names may
+/// not take that form (checked at load).
+pub(crate) const ALIAS: char = 'q';
+
+/// How a subquery is tied to the row outside it: its column `inner` equals `owner`; `keyed`
+/// when `owner` is the resource's own id (never NULL), so the subquery is written with `IN`.
+#[derive(Debug, Clone)]
+struct Link {
+    inner: String,
+    owner: String,
+    keyed: bool,
+}
+
+/// Tables entered to reach a value: a subquery over `from`, tied to the outer row by `link`,
+/// under `conds`.
 #[derive(Debug, Clone, Default)]
 struct Scope {
     from: Vec<String>,
+    link: Option<Link>,
     conds: Vec<String>,
 }
 
 impl Scope {
-    fn with(&self, from: String, conds: impl IntoIterator<Item = String>) -> Self {
+    /// The scope with `table alias` entered, `alias.key` tied to `owner`.
+    fn enter(&self, from: String, inner: String, owner: &str, keyed: bool) -> Self {
         let mut scope = self.clone();
         scope.from.push(from);
-        scope.conds.extend(conds);
+        if scope.link.is_none() && self.from.is_empty() {
+            scope.link = Some(Link {
+                inner,
+                owner: owner.to_owned(),
+                keyed,
+            });
+        } else {
+            scope.conds.push(format!("{inner} = {owner}"));
+        }
         scope
     }
 
@@ -98,14 +125,33 @@ impl Scope {
 
     /// `cond` inside the scope.
     fn wrap(&self, cond: &str) -> String {
-        if self.from.is_empty() {
-            if self.conds.is_empty() {
-                return cond.to_owned();
-            }
-            return format!("({} AND {cond})", self.conds.join(" AND "));
-        }
         let mut conds = self.conds.clone();
-        conds.push(cond.to_owned());
+        if cond != "TRUE" || conds.is_empty() {
+            conds.push(cond.to_owned());
+        }
+        let Some(link) = &self.link else {
+            return match conds.as_slice() {
+                [one] => one.clone(),
+                all => format!("({})", all.join(" AND ")),
+            };
+        };
+        if conds.iter().any(|c| c == "FALSE") {
+            return "FALSE".to_owned();
+        }
+        if link.keyed {
+            conds.retain(|c| c != "TRUE");
+            // A NULL among the subquery's ids would make `IN` NULL where it means false.
+            conds.push(format!("{} IS NOT NULL", link.inner));
+            return format!(
+                "{} IN (SELECT {} FROM {} WHERE {})",
+                link.owner,
+                link.inner,
+                self.from.join(", "),
+                conds.join(" AND ")
+            );
+        }
+        conds.insert(0, format!("{} = {}", link.inner, link.owner));
+        conds.retain(|c| c != "TRUE");
         format!(
             "EXISTS (SELECT 1 FROM {} WHERE {})",
             self.from.join(", "),
@@ -120,11 +166,13 @@ enum Node<'m> {
     /// What errors wherever it is evaluated: an attribute or tag of an entity the store lacks
     /// (partial evaluation leaves those unknown; a check finds them missing).
     Error,
-    /// An entity: the SQL of its id, its type, and the alias of its own row when in scope.
+    /// An entity: the SQL of its id, its type, the alias of its own row when in scope, and
+    /// whether it is the resource itself.
     Entity {
         id: String,
         ty: EntityType,
         row: Option<String>,
+        keyed: bool,
         scope: Scope,
     },
     /// A column's value.
@@ -138,6 +186,7 @@ enum Node<'m> {
         table: &'m str,
         key: &'m str,
         owner: String,
+        keyed: bool,
         elements: &'m Column,
         scope: Scope,
     },
@@ -183,6 +232,26 @@ impl Pred {
             f: scope.wrap(f),
         }
     }
+
+    /// A condition that never errors once `scope` is reached (its `F` is `NOT T`; `t` must
+    /// never be NULL).
+    fn total(scope: &Scope, t: &str) -> Self {
+        Self::scoped(scope, t, &not(t))
+    }
+}
+
+/// Where the tags of an entity are, or why there are none to read.
+enum TagsOf<'a> {
+    /// Reading them errors.
+    Error,
+    /// The entity does not exist: it has no tag.
+    Missing,
+    Tags {
+        tags: &'a Tags,
+        owner: String,
+        keyed: bool,
+        scope: Scope,
+    },
 }
 
 /// Writes residuals over one resource type as SQL.
@@ -238,13 +307,9 @@ impl<'a> Translator<'a> {
                 continue;
             }
             let digits: String = chars.by_ref().take_while(|c| *c != MARK).collect();
-            let index: usize = digits.parse().unwrap_or(usize::MAX);
-            params.push(
-                self.params
-                    .get(index)
-                    .cloned()
-                    .unwrap_or(SqlValue::Bool(false)),
-            );
+            // Every mark is one `param` wrote.
+            let index: usize = digits.parse().expect("a parameter mark holds its index");
+            params.push(self.params[index].clone());
             match self.dialect {
                 Dialect::Postgres => out.push_str(&format!("${}", params.len())),
                 Dialect::Sqlite => out.push('?'),
@@ -270,7 +335,7 @@ impl<'a> Translator<'a> {
 
     fn alias(&mut self) -> String {
         self.aliases += 1;
-        format!("a{}", self.aliases)
+        format!("{ALIAS}{}", self.aliases)
     }
 
     fn entity_mapping(&self, ty: &EntityType) -> Option<&'a EntityMapping> {
@@ -326,8 +391,7 @@ impl<'a> Translator<'a> {
                 ResidualKind::Is { expr, entity_type } => match self.node(expr)? {
                     Node::Error => Ok(Pred::error()),
                     Node::Entity { ty, scope, .. } => {
-                        let is = ty == *entity_type;
-                        let p = Pred::constant(is);
+                        let p = Pred::constant(ty == *entity_type);
                         Ok(Pred::scoped(&scope, &p.t, &p.f))
                     }
                     _ => Err(untranslatable(r, "`is` of something not an entity")),
@@ -367,6 +431,7 @@ impl<'a> Translator<'a> {
                     ),
                     ty: self.root_type.clone(),
                     row: Some(self.root_table.to_owned()),
+                    keyed: true,
                     scope: Scope::default(),
                 }),
                 ResidualKind::GetAttr { expr, attr } => {
@@ -378,30 +443,33 @@ impl<'a> Translator<'a> {
                     arg1,
                     arg2,
                 } => {
-                    let key = match self.node(arg2)? {
-                        Node::Value(key) => key,
-                        Node::Error => return Ok(Node::Error),
-                        _ => return Err(untranslatable(r, "a tag key that is not known")),
+                    let Some(key) = self.tag_key(r, arg2)? else {
+                        return Ok(Node::Error);
                     };
-                    let ValueKind::Lit(Literal::String(key)) = key.value_kind() else {
-                        return Err(untranslatable(r, "a tag key that is not a string"));
-                    };
-                    let Some((tags, owner, scope)) = self.tags_of(r, arg1)? else {
+                    let TagsOf::Tags {
+                        tags,
+                        owner,
+                        keyed,
+                        scope,
+                    } = self.tags_of(r, arg1)?
+                    else {
+                        // A tag of an entity that does not exist, or that errors: an error.
                         return Ok(Node::Error);
                     };
                     // A key that is not an id names no row: reading the tag errors.
-                    let Some(key) = integer_id(key) else {
+                    let Some(key) = integer_id(&key) else {
                         return Ok(Node::Error);
                     };
                     let row = self.alias();
                     let tag = self.param(SqlValue::Long(key));
-                    let scope = scope.with(
-                        format!("{} {row}", tags.table),
-                        [
-                            format!("{row}.{} = {owner}", tags.key),
-                            format!("{row}.{} = {tag}", tags.tag),
-                        ],
-                    );
+                    let scope = scope
+                        .enter(
+                            format!("{} {row}", tags.table),
+                            format!("{row}.{}", tags.key),
+                            &owner,
+                            keyed,
+                        )
+                        .and(format!("{row}.{} = {tag}", tags.tag));
                     Ok(Node::Record {
                         row,
                         fields: &tags.attributes,
@@ -413,24 +481,42 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// The tags of the entity `entity` denotes, the SQL of its id, and its scope; `None` when
-    /// reading them errors.
-    fn tags_of(
-        &mut self,
-        r: &Residual,
-        entity: &Residual,
-    ) -> Result<Option<(&'a Tags, String, Scope)>> {
-        match self.node(entity)? {
+    /// A tag key, known as a string; `None` when evaluating it errors.
+    fn tag_key(&mut self, r: &Residual, key: &Residual) -> Result<Option<String>> {
+        match self.node(key)? {
+            Node::Value(key) => match key.value_kind() {
+                ValueKind::Lit(Literal::String(key)) => Ok(Some(key.to_string())),
+                _ => Err(untranslatable(r, "a tag key that is not a string")),
+            },
             Node::Error => Ok(None),
-            Node::Value(v) if self.missing(&v) => Ok(None),
-            Node::Entity { id, ty, scope, .. } => {
+            _ => Err(untranslatable(r, "a tag key that is not known")),
+        }
+    }
+
+    /// The tags of the entity `entity` denotes.
+    fn tags_of(&mut self, r: &Residual, entity: &Residual) -> Result<TagsOf<'a>> {
+        match self.node(entity)? {
+            Node::Error => Ok(TagsOf::Error),
+            Node::Value(v) if self.missing(&v) => Ok(TagsOf::Missing),
+            Node::Entity {
+                id,
+                ty,
+                keyed,
+                scope,
+                ..
+            } => {
                 let tags = self
                     .entity_mapping(&ty)
                     .and_then(|m| m.tags.as_ref())
                     .ok_or_else(|| {
                         untranslatable(r, &format!("the SQL mapping gives `{ty}` no tags"))
                     })?;
-                Ok(Some((tags, id, scope)))
+                Ok(TagsOf::Tags {
+                    tags,
+                    owner: id,
+                    keyed,
+                    scope,
+                })
             }
             _ => Err(untranslatable(r, "tags of something not an entity")),
         }
@@ -446,7 +532,13 @@ impl<'a> Translator<'a> {
                 })?;
                 Ok(self.column_node(format!("{row}.{}", column.column), column, scope))
             }
-            Node::Entity { id, ty, row, scope } => {
+            Node::Entity {
+                id,
+                ty,
+                row,
+                keyed,
+                scope,
+            } => {
                 let mapping = self
                     .entity_mapping(&ty)
                     .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
@@ -458,21 +550,24 @@ impl<'a> Translator<'a> {
                 })?;
                 match attribute {
                     Attribute::Column(column) => {
-                        let (row, scope) = self.own_row(mapping, &id, row, scope);
+                        let (row, scope) = self.own_row(r, mapping, &id, keyed, row, scope)?;
                         Ok(self.column_node(format!("{row}.{}", column.column), column, scope))
                     }
                     Attribute::Set(set) => Ok(Node::Set {
                         table: &set.table,
                         key: &set.key,
                         owner: id,
+                        keyed,
                         elements: &set.elements,
                         scope,
                     }),
                     Attribute::Record(record) => {
                         let row = self.alias();
-                        let scope = scope.with(
+                        let scope = scope.enter(
                             format!("{} {row}", record.table),
-                            [format!("{row}.{} = {id}", record.key)],
+                            format!("{row}.{}", record.key),
+                            &id,
+                            keyed,
                         );
                         Ok(Node::Record {
                             row,
@@ -489,27 +584,31 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// The alias of an entity's own row, entering its table when it is not in scope yet.
+    /// The alias of an entity's own row, entering its table when it is not in scope yet (a
+    /// missing row is then an error, as reading an attribute of a missing entity is).
     fn own_row(
         &mut self,
+        r: &Residual,
         mapping: &'a EntityMapping,
         id: &str,
+        keyed: bool,
         row: Option<String>,
         scope: Scope,
-    ) -> (String, Scope) {
-        match (row, &mapping.table) {
-            (Some(row), _) => (row, scope),
-            (None, Some(table)) => {
-                let row = self.alias();
-                let scope = scope.with(
-                    format!("{table} {row}"),
-                    [format!("{row}.{} = {id}", mapping.id)],
-                );
-                (row, scope)
-            }
-            // Checked at load: a column attribute needs the entity's table.
-            (None, None) => (String::from("NULL"), scope.and("FALSE".into())),
+    ) -> Result<(String, Scope)> {
+        if let Some(row) = row {
+            return Ok((row, scope));
         }
+        let table = mapping.table.as_deref().ok_or_else(|| {
+            untranslatable(r, "an entity whose type the SQL mapping gives no table")
+        })?;
+        let row = self.alias();
+        let scope = scope.enter(
+            format!("{table} {row}"),
+            format!("{row}.{}", mapping.id),
+            id,
+            keyed,
+        );
+        Ok((row, scope))
     }
 
     /// A column's value; an optional column is in scope only where it is not NULL (reading an
@@ -521,62 +620,91 @@ impl<'a> Translator<'a> {
             scope
         };
         match column.kind() {
+            // Checked at load: an entity column names a type that parses.
             Kind::Entity(ty) => Node::Entity {
                 id: sql,
-                ty: ty.parse().unwrap_or_else(|_| self.root_type.clone()),
+                ty: ty.parse().expect("a mapped entity type"),
                 row: None,
+                keyed: false,
                 scope,
             },
             _ => Node::Column { sql, column, scope },
         }
     }
 
+    /// `expr has attr`, which never errors on an entity: false for one that does not exist.
     fn has_attr(&mut self, r: &Residual, expr: &Residual, attr: &str) -> Result<Pred> {
+        let unmapped = || untranslatable(r, &format!("the SQL mapping has no `{attr}`"));
         match self.node(expr)? {
             Node::Error => Ok(Pred::error()),
-            // An entity that does not exist has no attribute.
             Node::Value(v) if self.missing(&v) => Ok(Pred::constant(false)),
-            Node::Record { row, fields, scope } => match fields.get(attr) {
-                None => Ok(Pred::scoped(&scope, "FALSE", "TRUE")),
-                Some(c) if c.optional => {
-                    let sql = format!("{row}.{}", c.column);
-                    Ok(Pred::scoped(
-                        &scope,
-                        &format!("{sql} IS NOT NULL"),
-                        &format!("{sql} IS NULL"),
-                    ))
-                }
-                Some(_) => Ok(Pred::scoped(&scope, "TRUE", "FALSE")),
+            Node::Record { row, fields, scope } => match fields.get(attr).ok_or_else(unmapped)? {
+                c if c.optional => Ok(Pred::total(
+                    &scope,
+                    &format!("{row}.{} IS NOT NULL", c.column),
+                )),
+                _ => Ok(Pred::scoped(&scope, "TRUE", "FALSE")),
             },
-            Node::Entity { id, ty, row, scope } => {
-                let Some(mapping) = self.entity_mapping(&ty) else {
-                    return Err(untranslatable(r, &format!("the SQL mapping has no `{ty}`")));
+            Node::Entity {
+                id,
+                ty,
+                row,
+                keyed,
+                scope,
+            } => {
+                let mapping = self
+                    .entity_mapping(&ty)
+                    .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
+                let attribute = mapping.attributes.get(attr).ok_or_else(unmapped)?;
+                // Whether the entity exists at all: the resource does; another needs its row.
+                let (own, exists) = match (&row, &mapping.table) {
+                    (Some(row), _) => (row.clone(), "TRUE".to_owned()),
+                    (None, Some(table)) => {
+                        let own = self.alias();
+                        let exists = Scope::default()
+                            .enter(
+                                format!("{table} {own}"),
+                                format!("{own}.{}", mapping.id),
+                                &id,
+                                keyed,
+                            )
+                            .wrap("TRUE");
+                        (own, exists)
+                    }
+                    (None, None) => {
+                        return Err(untranslatable(
+                            r,
+                            "`has` on an entity whose type the SQL mapping gives no table",
+                        ))
+                    }
                 };
-                match mapping.attributes.get(attr) {
-                    None => Ok(Pred::scoped(&scope, "FALSE", "TRUE")),
-                    Some(Attribute::Column(c)) => {
-                        let (row, scope) = self.own_row(mapping, &id, row, scope);
-                        if c.optional {
-                            let sql = format!("{row}.{}", c.column);
-                            Ok(Pred::scoped(
-                                &scope,
-                                &format!("{sql} IS NOT NULL"),
-                                &format!("{sql} IS NULL"),
-                            ))
-                        } else {
-                            Ok(Pred::scoped(&scope, "TRUE", "FALSE"))
-                        }
+                let t = match attribute {
+                    Attribute::Column(c) if c.optional => match &row {
+                        Some(row) => format!("{row}.{} IS NOT NULL", c.column),
+                        None => Scope::default()
+                            .enter(
+                                format!("{} {own}", mapping.table.as_deref().unwrap_or_default()),
+                                format!("{own}.{}", mapping.id),
+                                &id,
+                                keyed,
+                            )
+                            .wrap(&format!("{own}.{} IS NOT NULL", c.column)),
+                    },
+                    Attribute::Column(_) | Attribute::Set(_) => exists,
+                    Attribute::Record(record) => {
+                        let at = self.alias();
+                        let found = Scope::default()
+                            .enter(
+                                format!("{} {at}", record.table),
+                                format!("{at}.{}", record.key),
+                                &id,
+                                keyed,
+                            )
+                            .wrap("TRUE");
+                        and(&exists, &found)
                     }
-                    Some(Attribute::Set(_)) => Ok(Pred::scoped(&scope, "TRUE", "FALSE")),
-                    Some(Attribute::Record(record)) => {
-                        let row = self.alias();
-                        let exists = format!(
-                            "EXISTS (SELECT 1 FROM {} {row} WHERE {row}.{} = {id})",
-                            record.table, record.key
-                        );
-                        Ok(Pred::scoped(&scope, &exists, &format!("NOT {exists}")))
-                    }
-                }
+                };
+                Ok(Pred::total(&scope, &t))
             }
             _ => Err(untranslatable(
                 r,
@@ -588,46 +716,49 @@ impl<'a> Translator<'a> {
     fn binary(&mut self, r: &Residual, op: BinaryOp, a: &Residual, b: &Residual) -> Result<Pred> {
         match op {
             BinaryOp::HasTag => {
-                let key = match self.node(b)? {
-                    Node::Value(key) => key,
-                    Node::Error => return Ok(Pred::error()),
-                    _ => return Err(untranslatable(r, "a tag key that is not known")),
-                };
-                let ValueKind::Lit(Literal::String(key)) = key.value_kind() else {
-                    return Err(untranslatable(r, "a tag key that is not a string"));
-                };
-                let Some((tags, owner, scope)) = self.tags_of(r, a)? else {
+                let Some(key) = self.tag_key(r, b)? else {
                     return Ok(Pred::error());
                 };
-                // A key that is not an id names no row.
-                let Some(key) = integer_id(key) else {
-                    return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
-                };
-                let row = self.alias();
-                let tag = self.param(SqlValue::Long(key));
-                let exists = format!(
-                    "EXISTS (SELECT 1 FROM {} {row} WHERE {row}.{} = {owner} AND {row}.{} = {tag})",
-                    tags.table, tags.key, tags.tag
-                );
-                Ok(Pred::scoped(&scope, &exists, &format!("NOT {exists}")))
-            }
-            BinaryOp::Eq => {
-                let (x, y) = (self.node(a)?, self.node(b)?);
-                match (x, y) {
-                    (Node::Error, _) | (_, Node::Error) => Ok(Pred::error()),
-                    (Node::Value(v), other) | (other, Node::Value(v)) => self.equals(r, other, &v),
-                    _ => Err(untranslatable(r, "a comparison of two unknown values")),
+                match self.tags_of(r, a)? {
+                    TagsOf::Error => Ok(Pred::error()),
+                    TagsOf::Missing => Ok(Pred::constant(false)),
+                    TagsOf::Tags {
+                        tags,
+                        owner,
+                        keyed,
+                        scope,
+                    } => {
+                        // A key that is not an id names no row.
+                        let Some(key) = integer_id(&key) else {
+                            return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
+                        };
+                        let row = self.alias();
+                        let tag = self.param(SqlValue::Long(key));
+                        let found = Scope::default()
+                            .enter(
+                                format!("{} {row}", tags.table),
+                                format!("{row}.{}", tags.key),
+                                &owner,
+                                keyed,
+                            )
+                            .wrap(&format!("{row}.{} = {tag}", tags.tag));
+                        Ok(Pred::total(&scope, &found))
+                    }
                 }
             }
+            BinaryOp::Eq => match (self.node(a)?, self.node(b)?) {
+                (Node::Error, _) | (_, Node::Error) => Ok(Pred::error()),
+                (Node::Value(v), other) | (other, Node::Value(v)) => self.equals(r, other, &v),
+                _ => Err(untranslatable(r, "a comparison of two unknown values")),
+            },
             BinaryOp::Less | BinaryOp::LessEq => {
-                let (x, y) = (self.node(a)?, self.node(b)?);
-                let (column, n, flipped) = match (x, y) {
+                let (sql, column, scope, n, flipped) = match (self.node(a)?, self.node(b)?) {
                     (Node::Error, _) | (_, Node::Error) => return Ok(Pred::error()),
                     (Node::Column { sql, column, scope }, Node::Value(v)) => {
-                        ((sql, column, scope), v, false)
+                        (sql, column, scope, v, false)
                     }
                     (Node::Value(v), Node::Column { sql, column, scope }) => {
-                        ((sql, column, scope), v, true)
+                        (sql, column, scope, v, true)
                     }
                     _ => {
                         return Err(untranslatable(
@@ -636,7 +767,6 @@ impl<'a> Translator<'a> {
                         ))
                     }
                 };
-                let (sql, column, scope) = column;
                 let ValueKind::Lit(Literal::Long(n)) = n.value_kind() else {
                     return Err(untranslatable(r, "an ordering of something not a number"));
                 };
@@ -647,8 +777,7 @@ impl<'a> Translator<'a> {
                     ));
                 }
                 // `col < n` (or `n < col` when flipped), and its exact negation.
-                let strict = op == BinaryOp::Less;
-                let (t_op, f_op) = match (flipped, strict) {
+                let (t_op, f_op) = match (flipped, op == BinaryOp::Less) {
                     (false, true) => ("<", ">="),
                     (false, false) => ("<=", ">"),
                     (true, true) => (">", "<="),
@@ -661,50 +790,49 @@ impl<'a> Translator<'a> {
                     &format!("{sql} {f_op} {p}"),
                 ))
             }
-            BinaryOp::In => {
-                let (x, y) = (self.node(a)?, self.node(b)?);
-                match (x, y) {
-                    (Node::Error, _) | (_, Node::Error) => Ok(Pred::error()),
-                    (Node::Entity { id, ty, row, scope }, Node::Value(v)) => {
-                        let targets = entity_values(&v)
-                            .ok_or_else(|| untranslatable(r, "`in` something not entities"))?;
-                        let mut t = Vec::new();
-                        for target in targets {
-                            t.push(self.descends(r, &id, &ty, row.as_deref(), &target)?);
-                        }
-                        let t = if t.is_empty() {
-                            "FALSE".to_owned()
-                        } else {
-                            format!("({})", t.join(" OR "))
-                        };
-                        Ok(Pred::scoped(&scope, &t, &format!("NOT {t}")))
+            BinaryOp::In => match (self.node(a)?, self.node(b)?) {
+                (Node::Error, _) | (_, Node::Error) => Ok(Pred::error()),
+                (
+                    Node::Entity {
+                        id,
+                        ty,
+                        row,
+                        keyed,
+                        scope,
+                    },
+                    Node::Value(v),
+                ) => {
+                    let targets = entity_values(&v)
+                        .ok_or_else(|| untranslatable(r, "`in` something not entities"))?;
+                    let mut any = "FALSE".to_owned();
+                    for target in targets {
+                        let one = self.descends(r, &id, &ty, row.as_deref(), keyed, &target)?;
+                        any = or(&any, &one);
                     }
-                    (Node::Value(v), Node::Entity { id, ty, scope, .. }) => {
-                        let ValueKind::Lit(Literal::EntityUID(known)) = v.value_kind() else {
-                            return Err(untranslatable(r, "`in` of something not an entity"));
-                        };
-                        let Some(mut ancestors) = (self.ancestors)(known) else {
-                            // An entity the store lacks is in nothing but itself.
-                            let t = self.id_equals(&id, &ty, known);
-                            return Ok(Pred::scoped(&scope, &t, &format!("NOT {t}")));
-                        };
-                        ancestors.push(known.as_ref().clone());
-                        let ids: Vec<String> = ancestors
-                            .iter()
-                            .filter(|u| *u.entity_type() == ty)
-                            .filter_map(|u| integer_id(u.eid().as_ref()))
-                            .map(|n| self.param(SqlValue::Long(n)))
-                            .collect();
-                        let t = if ids.is_empty() {
-                            "FALSE".to_owned()
-                        } else {
-                            format!("{id} IN ({})", ids.join(", "))
-                        };
-                        Ok(Pred::scoped(&scope, &t, &format!("NOT ({t})")))
-                    }
-                    _ => Err(untranslatable(r, "`in` between two unknown entities")),
+                    Ok(Pred::total(&scope, &any))
                 }
-            }
+                (Node::Value(v), Node::Entity { id, ty, scope, .. }) => {
+                    let ValueKind::Lit(Literal::EntityUID(known)) = v.value_kind() else {
+                        return Err(untranslatable(r, "`in` of something not an entity"));
+                    };
+                    // An entity the store lacks is in nothing but itself.
+                    let mut ancestors = (self.ancestors)(known).unwrap_or_default();
+                    ancestors.push(known.as_ref().clone());
+                    let ids: Vec<String> = ancestors
+                        .iter()
+                        .filter(|u| *u.entity_type() == ty)
+                        .filter_map(|u| integer_id(u.eid().as_ref()))
+                        .map(|n| self.param(SqlValue::Long(n)))
+                        .collect();
+                    let t = if ids.is_empty() {
+                        "FALSE".to_owned()
+                    } else {
+                        format!("{id} IN ({})", ids.join(", "))
+                    };
+                    Ok(Pred::scoped(&scope, &t, &not(&t)))
+                }
+                _ => Err(untranslatable(r, "`in` between two unknown entities")),
+            },
             BinaryOp::Contains => {
                 let (x, y) = (self.node(a)?, self.node(b)?);
                 if matches!((&x, &y), (Node::Error, _) | (_, Node::Error)) {
@@ -715,6 +843,7 @@ impl<'a> Translator<'a> {
                         table,
                         key,
                         owner,
+                        keyed,
                         elements,
                         scope,
                     },
@@ -731,10 +860,15 @@ impl<'a> Translator<'a> {
                 let Some(matches) = self.value_condition(&column, elements, &v) else {
                     return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
                 };
-                let exists = format!(
-                    "EXISTS (SELECT 1 FROM {table} {row} WHERE {row}.{key} = {owner} AND {matches})"
-                );
-                Ok(Pred::scoped(&scope, &exists, &format!("NOT {exists}")))
+                let found = Scope::default()
+                    .enter(
+                        format!("{table} {row}"),
+                        format!("{row}.{key}"),
+                        &owner,
+                        keyed,
+                    )
+                    .wrap(&matches);
+                Ok(Pred::total(&scope, &found))
             }
             _ => Err(untranslatable(r, "no SQL form for this operator")),
         }
@@ -748,25 +882,23 @@ impl<'a> Translator<'a> {
                     return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
                 };
                 let t = self.id_equals(&id, &ty, uid);
-                Ok(Pred::scoped(&scope, &t, &format!("NOT ({t})")))
+                Ok(Pred::scoped(&scope, &t, &not(&t)))
             }
             Node::Column { sql, column, scope } => {
-                let Some(t) = self.value_condition(&sql, column, v) else {
-                    // A value the column can never hold: never equal.
-                    return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
-                };
-                let f = match column.kind() {
+                let t = self.value_condition(&sql, column, v);
+                let f = match (column.kind(), &t) {
                     // Every other stored value that maps to a Cedar string; an unmapped one is
                     // neither (the entity could not be built).
-                    Kind::Mapped(values) => {
-                        let ValueKind::Lit(Literal::String(s)) = v.value_kind() else {
-                            unreachable!("value_condition matched a string")
-                        };
-                        let others: Vec<String> = values
+                    (Kind::Mapped(values), _) => {
+                        let others: Vec<i64> = values
                             .iter()
-                            .filter(|(k, _)| k.as_str() != s.as_str())
+                            .filter(|(k, _)| match v.value_kind() {
+                                ValueKind::Lit(Literal::String(s)) => k.as_str() != s.as_str(),
+                                _ => true,
+                            })
                             .map(|(_, n)| *n)
-                            .collect::<Vec<i64>>()
+                            .collect();
+                        let others: Vec<String> = others
                             .into_iter()
                             .map(|n| self.param(SqlValue::Long(n)))
                             .collect();
@@ -776,9 +908,11 @@ impl<'a> Translator<'a> {
                             format!("{sql} IN ({})", others.join(", "))
                         }
                     }
-                    _ => format!("NOT ({t})"),
+                    // A value the column can never hold: never equal.
+                    (_, None) => "TRUE".to_owned(),
+                    (_, Some(t)) => not(t),
                 };
-                Ok(Pred::scoped(&scope, &t, &f))
+                Ok(Pred::scoped(&scope, t.as_deref().unwrap_or("FALSE"), &f))
             }
             _ => Err(untranslatable(
                 r,
@@ -817,81 +951,106 @@ impl<'a> Translator<'a> {
         Some(format!("{sql} = {}", self.param(param)))
     }
 
-    /// The entity with id `id` (of type `ty`, its row `row` when in scope) is `target` or a
-    /// descendant of it.
+    /// The entity with id `id` (of type `ty`; its row `row` when in scope; `keyed` when it is
+    /// the resource) is `target` or a descendant of it. Never NULL.
     fn descends(
         &mut self,
         r: &Residual,
         id: &str,
         ty: &EntityType,
         row: Option<&str>,
+        keyed: bool,
         target: &EntityUID,
     ) -> Result<String> {
-        let mut any = Vec::new();
+        let mut any = "FALSE".to_owned();
         if target.entity_type() == ty {
-            any.push(self.id_equals(id, ty, target));
+            any = self.id_equals(id, ty, target);
         }
         let mapping = self
             .entity_mapping(ty)
             .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
-        if let Some(parent) = &mapping.parent {
-            let parent_type: EntityType = parent
-                .entity_type
-                .parse()
-                .map_err(|_| untranslatable(r, "a parent type that does not parse"))?;
-            let parent_mapping = self.entity_mapping(&parent_type).ok_or_else(|| {
-                untranslatable(r, &format!("the SQL mapping has no `{parent_type}`"))
-            })?;
-            let self_nested = parent_mapping
-                .parent
-                .as_ref()
-                .is_some_and(|p| p.entity_type == parent.entity_type);
-            let reachable = target.entity_type() == &parent_type;
-            if parent_mapping.parent.is_some() && !self_nested {
+        let Some(parent) = &mapping.parent else {
+            return Err(untranslatable(
+                r,
+                &format!("the SQL mapping gives `{ty}` no parent"),
+            ));
+        };
+        // Checked at load: a parent type parses.
+        let parent_type: EntityType = parent.entity_type.parse().expect("a mapped parent type");
+        let parent_mapping = self
+            .entity_mapping(&parent_type)
+            .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{parent_type}`")))?;
+        let self_nested = match &parent_mapping.parent {
+            None => false,
+            Some(p) if p.entity_type == parent.entity_type => true,
+            Some(_) => {
                 return Err(untranslatable(
                     r,
                     "a hierarchy of more than one parent type",
-                ));
+                ))
             }
-            if reachable {
-                if let Some(n) = integer_id(target.eid().as_ref()) {
-                    let parent_table = parent_mapping.table.as_deref().unwrap_or_default();
-                    let own = match row {
-                        Some(row) => format!("{row}.{}", parent.column),
-                        None => format!(
-                            "(SELECT {}.{} FROM {} WHERE {}.{} = {id})",
-                            mapping.table.as_deref().unwrap_or_default(),
-                            parent.column,
-                            mapping.table.as_deref().unwrap_or_default(),
-                            mapping.table.as_deref().unwrap_or_default(),
-                            mapping.id
-                        ),
-                    };
-                    let g = self.param(SqlValue::Long(n));
-                    let a = self.alias();
-                    let sql = match (self.dialect, &parent_mapping.traversal_ids, self_nested) {
-                        (_, _, false) => format!("{own} = {g}"),
-                        (Dialect::Postgres, Some(traversal), true) => format!(
-                            "EXISTS (SELECT 1 FROM {parent_table} {a} WHERE {a}.{} = {own} AND {a}.{traversal} @> ARRAY[{g}]::bigint[])",
-                            parent_mapping.id
-                        ),
-                        (_, _, true) => {
-                            let up = parent_mapping.parent.as_ref().map_or("", |p| p.column.as_str());
-                            let pid = &parent_mapping.id;
-                            format!(
-                                "EXISTS (WITH RECURSIVE {a}(id) AS (SELECT {g} UNION SELECT n.{pid} FROM {parent_table} n JOIN {a} ON n.{up} = {a}.id) SELECT 1 FROM {a} WHERE {a}.id = {own})"
-                            )
-                        }
-                    };
-                    any.push(sql);
-                }
-            }
+        };
+        if target.entity_type() != &parent_type {
+            // The target's type is no ancestor type of `ty`: only `ty` itself can match.
+            return Ok(any);
         }
-        Ok(if any.is_empty() {
-            "FALSE".to_owned()
-        } else {
-            format!("({})", any.join(" OR "))
-        })
+        let Some(n) = integer_id(target.eid().as_ref()) else {
+            return Ok(any);
+        };
+        let g = self.param(SqlValue::Long(n));
+        // The test on `own`, the column holding the parent's id (never NULL once in scope).
+        let test = |this: &mut Self, own: &str| -> Result<String> {
+            if !self_nested {
+                return Ok(format!("{own} = {g}"));
+            }
+            let parent_table = parent_mapping.table.as_deref().ok_or_else(|| {
+                untranslatable(
+                    r,
+                    &format!("the SQL mapping gives `{parent_type}` no table"),
+                )
+            })?;
+            let pid = &parent_mapping.id;
+            let a = this.alias();
+            Ok(match (this.dialect, &parent_mapping.traversal_ids) {
+                (Dialect::Postgres, Some(traversal)) => format!(
+                    "({own} = {g} OR {own} IN (SELECT {a}.{pid} FROM {parent_table} {a} WHERE {a}.{traversal} @> ARRAY[{g}]::bigint[]))"
+                ),
+                _ => {
+                    let up = parent_mapping.parent.as_ref().map_or("", |p| p.column.as_str());
+                    let b = this.alias();
+                    let start = match this.dialect {
+                        Dialect::Postgres => format!("CAST({g} AS bigint)"),
+                        Dialect::Sqlite => g.clone(),
+                    };
+                    format!(
+                        "{own} IN (WITH RECURSIVE {a}(id) AS (SELECT {start} UNION SELECT {b}.{pid} FROM {parent_table} {b} JOIN {a} ON {b}.{up} = {a}.id) SELECT id FROM {a})"
+                    )
+                }
+            })
+        };
+        let within = match row {
+            Some(row) => {
+                let own = format!("{row}.{}", parent.column);
+                format!("({own} IS NOT NULL AND {})", test(self, &own)?)
+            }
+            None => {
+                let table = mapping.table.as_deref().ok_or_else(|| {
+                    untranslatable(r, &format!("the SQL mapping gives `{ty}` no table"))
+                })?;
+                let b = self.alias();
+                let own = format!("{b}.{}", parent.column);
+                let cond = test(self, &own)?;
+                Scope::default()
+                    .enter(
+                        format!("{table} {b}"),
+                        format!("{b}.{}", mapping.id),
+                        id,
+                        keyed,
+                    )
+                    .wrap(&format!("{own} IS NOT NULL AND {cond}"))
+            }
+        };
+        Ok(or(&any, &within))
     }
 }
 
@@ -910,6 +1069,15 @@ pub(crate) fn or(a: &str, b: &str) -> String {
         ("TRUE", _) | (_, "TRUE") => "TRUE".to_owned(),
         ("FALSE", x) | (x, "FALSE") => x.to_owned(),
         _ => format!("({a} OR {b})"),
+    }
+}
+
+/// `NOT a`, folding the constants (`a` never NULL).
+pub(crate) fn not(a: &str) -> String {
+    match a {
+        "TRUE" => "FALSE".to_owned(),
+        "FALSE" => "TRUE".to_owned(),
+        _ => format!("NOT ({a})"),
     }
 }
 

@@ -54,6 +54,8 @@ enum Cond {
     Note(&'static str),
     Reader,
     HasTag,
+    /// A tag of a document the store lacks: false, not an error.
+    MissingHasTag,
     TagAtLeast(i64),
     InOrg(i64),
     InPrincipalGroup,
@@ -82,6 +84,7 @@ impl fmt::Display for Cond {
             Self::Note(s) => write!(f, "(resource has note && resource.note == \"{s}\")"),
             Self::Reader => write!(f, "resource.readers.contains(principal)"),
             Self::HasTag => write!(f, "resource.hasTag(principal.id)"),
+            Self::MissingHasTag => write!(f, "T::Doc::\"99\".hasTag(principal.id)"),
             Self::TagAtLeast(n) => write!(
                 f,
                 "(resource.hasTag(principal.id) && resource.getTag(principal.id).level >= {n})"
@@ -120,6 +123,7 @@ fn cond() -> impl Strategy<Value = Cond> {
         prop::sample::select(vec!["a", "b"]).prop_map(Cond::Note),
         Just(Cond::Reader),
         Just(Cond::HasTag),
+        Just(Cond::MissingHasTag),
         (0..4i64).prop_map(Cond::TagAtLeast),
         (1..5i64).prop_map(Cond::InOrg),
         Just(Cond::InPrincipalGroup),
