@@ -209,6 +209,37 @@ impl PolicyIndex {
         &self.bucket(action, hierarchy_may_change).literals
     }
 
+    /// The policies whose scope can match some request of `action` by a principal of type
+    /// `principal` on a resource of type `resource` (a list query's): those filed under the
+    /// action whose scope demands no other principal or resource type. A policy left out is
+    /// false for every such request.
+    pub(crate) fn for_types(
+        &self,
+        principal: &EntityType,
+        action: &EntityUID,
+        resource: &EntityType,
+        hierarchy_may_change: bool,
+    ) -> ast::PolicySet {
+        let bucket = self.bucket(action, hierarchy_may_change);
+        let mut numbers: BTreeSet<usize> = bucket.unanchored.iter().copied().collect();
+        for anchored in &bucket.anchored {
+            numbers.extend(anchored.values().flatten());
+        }
+        let mut set = ast::PolicySet::new();
+        for n in numbers {
+            let p = &self.policies[n];
+            let fits = |demanded: &Option<EntityType>, given: &EntityType| {
+                demanded.as_ref().is_none_or(|t| t == given)
+            };
+            if fits(&p.principal_type, principal) && fits(&p.resource_type, resource) {
+                // Policies of one valid set: adding them to a new one cannot clash.
+                set.add(p.policy.as_ref().clone())
+                    .expect("a policy of a valid set");
+            }
+        }
+        set
+    }
+
     fn bucket(&self, action: &EntityUID, hierarchy_may_change: bool) -> &ActionPolicies {
         if hierarchy_may_change {
             &self.everything

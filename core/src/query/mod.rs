@@ -311,13 +311,21 @@ pub(crate) fn plan(bundle: Arc<Bundle>, request: &QueryRequest) -> Result<Query,
             .values()
             .for_each(|v| crate::bundle::entities::push_value_references(v, &mut seeds));
     }
-    seeds.extend_from_slice(bundle.index.literals(action, true));
-    let own = request
+    let own: Vec<Arc<ast::Entity>> = request
         .entities
         .iter()
         .map(|e| Arc::new(e.as_ref().clone()))
         .collect();
+    let hierarchy_may_change = bundle.entities.may_regroup(action, &own);
+    seeds.extend_from_slice(bundle.index.literals(action, hierarchy_may_change));
     let store = bundle.entities.layered(seeds, own)?;
+    // Only the policies whose scope can match a request of these types.
+    let policies = bundle.index.for_types(
+        principal.entity_type(),
+        action,
+        &resource_type,
+        hierarchy_may_change,
+    );
     let partial_request = tpe::request::PartialRequest::new(
         principal.clone().into(),
         action.clone(),
@@ -333,7 +341,7 @@ pub(crate) fn plan(bundle: Arc<Bundle>, request: &QueryRequest) -> Result<Query,
         tpe::entities::PartialEntities::from_concrete(store.clone(), schema.as_ref())
             .map_err(|e| RequestError::entities(&e))?;
     let response = tpe::is_authorized(
-        bundle.policies.as_ref(),
+        &policies,
         &partial_request,
         &partial_entities,
         schema.as_ref(),

@@ -30,6 +30,13 @@ CREATE TABLE project_features (
   container_registry_access_level integer NOT NULL DEFAULT 20,
   package_registry_access_level integer NOT NULL DEFAULT 20
 );
+-- A feature's rare levels (disabled, private) are looked up by level.
+CREATE INDEX index_project_features_on_repository_access_level ON project_features (repository_access_level, project_id);
+CREATE INDEX index_project_features_on_issues_access_level ON project_features (issues_access_level, project_id);
+CREATE INDEX index_project_features_on_merge_requests_access_level ON project_features (merge_requests_access_level, project_id);
+CREATE INDEX index_project_features_on_builds_access_level ON project_features (builds_access_level, project_id);
+CREATE INDEX index_project_features_on_container_registry_access_level ON project_features (container_registry_access_level, project_id);
+CREATE INDEX index_project_features_on_package_registry_access_level ON project_features (package_registry_access_level, project_id);
 
 CREATE TABLE project_authorizations (
   user_id integer NOT NULL,
