@@ -68,6 +68,7 @@ TARGETS = {
     "rb/token/rs256  ": ("arbiter_rb", "openssl_verify", None, None, "RS256 verify against OpenSSL's RSA check of the signature alone, called from Ruby (no target)"),
     "rb/token/rs256 ": ("arbiter_rb_cached", "ruby_jwt", None, None, "RS256 verify of a token seen before, the token cache on as bundles have it by default (no target)"),
     "query/generate": ("arbiter", None, None, 50_000.0, "list query generation (a read query to PostgreSQL SQL and parameters) under 50 µs"),
+    "query/generate  ": ("arbiter", "cedar_tpe", None, None, "the same against cedar-policy's own partial evaluation of the bundle for that request, inputs prebuilt (no target; the floor: Arbiter runs it over the policies whose scope fits)"),
     "query/generate ": ("arbiter_from_json", None, None, None, "the same from query JSON (no target)"),
     "query/read_project_member": ("arbiter_sql", "hand_written", 1.5, None, "PostgreSQL, 100,000 projects, 1,000,000 authorizations: projects a member of 500 may read, the generated SQL within 1.5x of GitLab's logic written by hand"),
     "query/read_project_member ": ("arbiter_sql", "per_row_checks", 0.01, None, "the same at least 100x faster than deciding every project with authorize_batch"),
@@ -98,6 +99,14 @@ WHY = {
     "openssl_verify row (OpenSSL's check of the same signature, called from Ruby, nothing else) "
     "and `openssl speed rsa2048` (about 15 µs a verify on this machine); aws-lc-rs's check costs "
     "about the same. Only a token seen before is faster (the cached row).",
+    "query/generate": "Cedar's partial evaluation (cedar-policy's `tpe`, which Arbiter calls; it "
+    "typechecks every policy it is given on each call) is most of it: see the cedar_tpe row. Arbiter "
+    "hands it only the policies whose scope fits the principal type, action and resource type "
+    "(15 of 56 for read_project), builds the request's entity store and writes the SQL.",
+    "query/download_code_member ": "Deciding one project from its rows as entities takes about 21 µs "
+    "here, so 100x needs the query in 21 ms; the hand-written query alone takes about that "
+    "(the hand_written row), which is the floor on this machine.",
+    "query/download_code_nonmember ": "As for the member: the hand-written query is at the floor.",
     "py/token/rs256": "An RSA-2048 signature check costs about 15 µs in aws-lc-rs itself; the margin "
     "over PyJWT (OpenSSL) depends on that floor.",
 }
@@ -202,9 +211,10 @@ def main():
         else:
             row = f"| {g} | {human(ours, g)} | | | | {what} | {met} |"
         lines.append(row)
-        if met == "NO" and g in WHY:
+        why = WHY.get(group, WHY.get(g))
+        if met == "NO" and why:
             missed.append(f"- `{g}` ({what}): missed by {ours / theirs / ratio_target:.2f}x" if ratio_target else f"- `{g}`: missed")
-            missed[-1] += f". {WHY[g]}"
+            missed[-1] += f". {why}"
     if missed:
         lines += ["", "Targets missed, and why:", ""] + missed
     if QUERY_EXPLAIN.exists():

@@ -206,6 +206,47 @@ fn main() {
         "query/generate/arbiter_from_json".into(),
         json!(from_json.as_nanos() as f64),
     );
+    // The floor: cedar-policy's own partial evaluation of the bundle for the same request, its
+    // inputs built once (Arbiter's figure includes it, over the policies whose scope fits).
+    let files = arbiter_benches::gitlab_files();
+    let text = |name: &str| {
+        let file = files.iter().find(|f| f.path == name).unwrap();
+        String::from_utf8(file.contents.clone()).unwrap()
+    };
+    let schema = cedar_policy::Schema::from_cedarschema_str(&text("schema.cedarschema"))
+        .unwrap()
+        .0;
+    let policies: cedar_policy::PolicySet = files
+        .iter()
+        .filter(|f| f.path.ends_with(".cedar"))
+        .map(|f| String::from_utf8(f.contents.clone()).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .parse()
+        .unwrap();
+    let uid = |json: Value| cedar_policy::EntityUid::from_json(json).unwrap();
+    let partial = cedar_policy::PartialRequest::new(
+        cedar_policy::PartialEntityUid::from_concrete(uid(
+            json!({"type": "Gitlab::User", "id": MEMBER.to_string()}),
+        )),
+        uid(json!({"type": "Gitlab::Action", "id": "read_project"})),
+        cedar_policy::PartialEntityUid::new("Gitlab::Project".parse().unwrap(), None),
+        Some(cedar_policy::Context::from_json_value(json!({"admin_mode": false}), None).unwrap()),
+        &schema,
+    )
+    .unwrap();
+    let entities = cedar_policy::PartialEntities::from_concrete(
+        cedar_policy::Entities::from_json_value(json!([user(MEMBER)]), Some(&schema)).unwrap(),
+        &schema,
+    )
+    .unwrap();
+    let tpe = median(2001, || {
+        std::hint::black_box(policies.tpe(&partial, &entities, &schema).unwrap());
+    });
+    results.insert(
+        "query/generate/cedar_tpe".into(),
+        json!(tpe.as_nanos() as f64),
+    );
 
     for (action, hand) in [
         ("read_project", HAND_READ),
