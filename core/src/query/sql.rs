@@ -102,9 +102,10 @@ struct Scope {
 
 impl Scope {
     /// The scope with `table alias` entered, `alias.key` tied to `owner`.
-    fn enter(&self, from: String, inner: String, owner: &str, keyed: bool) -> Self {
+    fn enter(&self, table: &str, alias: &str, key: &str, owner: &str, keyed: bool) -> Self {
         let mut scope = self.clone();
-        scope.from.push(from);
+        scope.from.push(format!("{table} {alias}"));
+        let inner = format!("{alias}.{key}");
         if scope.link.is_none() && self.from.is_empty() {
             scope.link = Some(Link {
                 inner,
@@ -463,12 +464,7 @@ impl<'a> Translator<'a> {
                     let row = self.alias();
                     let tag = self.param(SqlValue::Long(key));
                     let scope = scope
-                        .enter(
-                            format!("{} {row}", tags.table),
-                            format!("{row}.{}", tags.key),
-                            &owner,
-                            keyed,
-                        )
+                        .enter(&tags.table, &row, &tags.key, &owner, keyed)
                         .and(format!("{row}.{} = {tag}", tags.tag));
                     Ok(Node::Record {
                         row,
@@ -563,12 +559,7 @@ impl<'a> Translator<'a> {
                     }),
                     Attribute::Record(record) => {
                         let row = self.alias();
-                        let scope = scope.enter(
-                            format!("{} {row}", record.table),
-                            format!("{row}.{}", record.key),
-                            &id,
-                            keyed,
-                        );
+                        let scope = scope.enter(&record.table, &row, &record.key, &id, keyed);
                         Ok(Node::Record {
                             row,
                             fields: &record.attributes,
@@ -602,12 +593,7 @@ impl<'a> Translator<'a> {
             untranslatable(r, "an entity whose type the SQL mapping gives no table")
         })?;
         let row = self.alias();
-        let scope = scope.enter(
-            format!("{table} {row}"),
-            format!("{row}.{}", mapping.id),
-            id,
-            keyed,
-        );
+        let scope = scope.enter(table, &row, &mapping.id, id, keyed);
         Ok((row, scope))
     }
 
@@ -661,14 +647,7 @@ impl<'a> Translator<'a> {
                     (Some(row), _) => (row.clone(), "TRUE".to_owned()),
                     (None, Some(table)) => {
                         let own = self.alias();
-                        let exists = Scope::default()
-                            .enter(
-                                format!("{table} {own}"),
-                                format!("{own}.{}", mapping.id),
-                                &id,
-                                keyed,
-                            )
-                            .wrap("TRUE");
+                        let exists = subquery(table, &own, &mapping.id, &id, keyed, "TRUE");
                         (own, exists)
                     }
                     (None, None) => {
@@ -681,26 +660,19 @@ impl<'a> Translator<'a> {
                 let t = match attribute {
                     Attribute::Column(c) if c.optional => match &row {
                         Some(row) => format!("{row}.{} IS NOT NULL", c.column),
-                        None => Scope::default()
-                            .enter(
-                                format!("{} {own}", mapping.table.as_deref().unwrap_or_default()),
-                                format!("{own}.{}", mapping.id),
-                                &id,
-                                keyed,
-                            )
-                            .wrap(&format!("{own}.{} IS NOT NULL", c.column)),
+                        None => subquery(
+                            mapping.table.as_deref().unwrap_or_default(),
+                            &own,
+                            &mapping.id,
+                            &id,
+                            keyed,
+                            &format!("{own}.{} IS NOT NULL", c.column),
+                        ),
                     },
                     Attribute::Column(_) | Attribute::Set(_) => exists,
                     Attribute::Record(record) => {
                         let at = self.alias();
-                        let found = Scope::default()
-                            .enter(
-                                format!("{} {at}", record.table),
-                                format!("{at}.{}", record.key),
-                                &id,
-                                keyed,
-                            )
-                            .wrap("TRUE");
+                        let found = subquery(&record.table, &at, &record.key, &id, keyed, "TRUE");
                         and(&exists, &found)
                     }
                 };
@@ -734,14 +706,14 @@ impl<'a> Translator<'a> {
                         };
                         let row = self.alias();
                         let tag = self.param(SqlValue::Long(key));
-                        let found = Scope::default()
-                            .enter(
-                                format!("{} {row}", tags.table),
-                                format!("{row}.{}", tags.key),
-                                &owner,
-                                keyed,
-                            )
-                            .wrap(&format!("{row}.{} = {tag}", tags.tag));
+                        let found = subquery(
+                            &tags.table,
+                            &row,
+                            &tags.key,
+                            &owner,
+                            keyed,
+                            &format!("{row}.{} = {tag}", tags.tag),
+                        );
                         Ok(Pred::total(&scope, &found))
                     }
                 }
@@ -860,14 +832,7 @@ impl<'a> Translator<'a> {
                 let Some(matches) = self.value_condition(&column, elements, &v) else {
                     return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
                 };
-                let found = Scope::default()
-                    .enter(
-                        format!("{table} {row}"),
-                        format!("{row}.{key}"),
-                        &owner,
-                        keyed,
-                    )
-                    .wrap(&matches);
+                let found = subquery(table, &row, &key, &owner, keyed, &matches);
                 Ok(Pred::total(&scope, &found))
             }
             _ => Err(untranslatable(r, "no SQL form for this operator")),
@@ -1040,18 +1005,26 @@ impl<'a> Translator<'a> {
                 let b = self.alias();
                 let own = format!("{b}.{}", parent.column);
                 let cond = test(self, &own)?;
-                Scope::default()
-                    .enter(
-                        format!("{table} {b}"),
-                        format!("{b}.{}", mapping.id),
-                        id,
-                        keyed,
-                    )
-                    .wrap(&format!("{own} IS NOT NULL AND {cond}"))
+                subquery(
+                    table,
+                    &b,
+                    &mapping.id,
+                    id,
+                    keyed,
+                    &format!("{own} IS NOT NULL AND {cond}"),
+                )
             }
         };
         Ok(or(&any, &within))
     }
+}
+
+/// A condition on the rows of `table` (aliased `alias`) whose `key` is `owner`: `cond` holds
+/// for one of them.
+fn subquery(table: &str, alias: &str, key: &str, owner: &str, keyed: bool, cond: &str) -> String {
+    Scope::default()
+        .enter(table, alias, key, owner, keyed)
+        .wrap(cond)
 }
 
 /// `a AND b`, folding the constants.
