@@ -101,12 +101,13 @@ permit (principal in ?principal, action == Action::"read_project", resource in ?
 }
 
 /// A default-bundle request that brings `n` entities as JSON, shaped like a list page: a new
-/// user, the project asked about in up to three nested new groups, and other projects of the
-/// innermost group (one entity: only the user, asking about a static project).
+/// user, the project asked about (the user a Developer of it) in up to three nested new groups,
+/// and other projects of the innermost group (one entity: only the user, asking about a static
+/// public project).
 fn entities_request(n: usize) -> (Value, Value) {
     let mut entities = vec![json!({"uid": {"type": "Gitlab::User", "id": "newcomer"},
         "attrs": {"state": "active", "admin": false, "auditor": false, "external": false,
-                  "user_type": "human"}, "parents": []})];
+                  "user_type": "human", "id": "newcomer"}, "parents": []})];
     if n == 1 {
         return (
             json!({"type": "Gitlab::Project", "id": "1"}),
@@ -128,7 +129,8 @@ fn entities_request(n: usize) -> (Value, Value) {
                                    "merge_requests": "enabled", "builds": "enabled",
                                    "container_registry": "enabled",
                                    "package_registry": "enabled"}},
-            "parents": parents})
+            "parents": parents,
+            "tags": if i == 0 { json!({"newcomer": {"access_level": 30}}) } else { json!({}) }})
     };
     entities.extend((0..n - 1 - groups).map(project));
     assert_eq!(entities.len(), n);
