@@ -190,7 +190,7 @@ impl Condition {
         let text = match forbidden.as_str() {
             "FALSE" => permitted,
             "TRUE" => "FALSE".to_owned(),
-            _ => sql::and(&permitted, &format!("NOT {forbidden}")),
+            _ => sql::and(&permitted, &sql::not(&forbidden)),
         };
         Ok(t.finish(&text))
     }
