@@ -13,8 +13,9 @@
 //! - tags, kept in a table with one row per tag: `{"table", "key", "tag": "user_id",
 //!   "attributes": {...}}`, each tag a record of those attributes.
 //!
-//! The file is checked at load; a mistake is a `sql_mapping` load error naming the file, its
-//! line and the field.
+//! The file is checked at load; a mistake is a `sql_mapping` load error naming the file and
+//! the field (and the line, where the JSON does not read): names must be plain SQL identifiers, none of the form `q1`, `q2`, ...
+//! (the translator's aliases), types must be mapped, and a `values` map one-to-one.
 
 use std::collections::BTreeMap;
 
