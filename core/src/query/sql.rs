@@ -353,6 +353,14 @@ impl<'a> Translator<'a> {
             Residual::Partial { kind, .. } => match kind {
                 ResidualKind::And { left, right } => {
                     let (a, b) = (self.pred(left)?, self.pred(right)?);
+                    if guards_tag_of(left, right) {
+                        // `e.hasTag(k) && φ(e.getTag(k))`: φ is true or false only where the
+                        // tag exists, so `T(φ)` and `F(φ)` each imply `T(a)`.
+                        return Ok(Pred {
+                            t: b.t,
+                            f: or(&a.f, &b.f),
+                        });
+                    }
                     Ok(Pred {
                         t: and(&a.t, &b.t),
                         f: or(&a.f, &and(&a.t, &b.f)),
@@ -832,7 +840,7 @@ impl<'a> Translator<'a> {
                 let Some(matches) = self.value_condition(&column, elements, &v) else {
                     return Ok(Pred::scoped(&scope, "FALSE", "TRUE"));
                 };
-                let found = subquery(table, &row, &key, &owner, keyed, &matches);
+                let found = subquery(table, &row, key, &owner, keyed, &matches);
                 Ok(Pred::total(&scope, &found))
             }
             _ => Err(untranslatable(r, "no SQL form for this operator")),
@@ -1052,6 +1060,57 @@ pub(crate) fn not(a: &str) -> String {
         "FALSE" => "TRUE".to_owned(),
         _ => format!("NOT ({a})"),
     }
+}
+
+/// Whether `guard` is `e.hasTag(k)` and `body` can only evaluate (to true or false) by reading
+/// `e.getTag(k)`: a comparison, `has`, `contains`, `is` or negation whose operand path reaches
+/// that tag before anything else.
+fn guards_tag_of(guard: &Residual, body: &Residual) -> bool {
+    let Residual::Partial {
+        kind:
+            ResidualKind::BinaryApp {
+                op: BinaryOp::HasTag,
+                arg1,
+                arg2,
+            },
+        ..
+    } = guard
+    else {
+        return false;
+    };
+    let same = |a: &Residual, b: &Residual| Expr::from(a.clone()) == Expr::from(b.clone());
+    // The tag `r` reads first, if its value needs one.
+    fn read_tag(r: &Residual) -> Option<(&Residual, &Residual)> {
+        let Residual::Partial { kind, .. } = r else {
+            return None;
+        };
+        match kind {
+            ResidualKind::BinaryApp {
+                op: BinaryOp::GetTag,
+                arg1,
+                arg2,
+            } => Some((arg1, arg2)),
+            ResidualKind::GetAttr { expr, .. }
+            | ResidualKind::HasAttr { expr, .. }
+            | ResidualKind::Is { expr, .. }
+            | ResidualKind::UnaryApp { arg: expr, .. } => read_tag(expr),
+            ResidualKind::BinaryApp {
+                op: BinaryOp::Eq | BinaryOp::Less | BinaryOp::LessEq | BinaryOp::Contains,
+                arg1,
+                arg2,
+            } => match (read_tag(arg1), read_tag(arg2)) {
+                (Some(tag), None) if matches!(arg2.as_ref(), Residual::Concrete { .. }) => {
+                    Some(tag)
+                }
+                (None, Some(tag)) if matches!(arg1.as_ref(), Residual::Concrete { .. }) => {
+                    Some(tag)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    read_tag(body).is_some_and(|(e, k)| same(e, arg1) && same(k, arg2))
 }
 
 /// The entities a value names: one entity, or a set of them.
