@@ -543,15 +543,7 @@ impl<'a> Translator<'a> {
                 keyed,
                 scope,
             } => {
-                let mapping = self
-                    .entity_mapping(&ty)
-                    .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
-                let attribute = mapping.attributes.get(attr).ok_or_else(|| {
-                    untranslatable(
-                        r,
-                        &format!("the SQL mapping has no attribute `{attr}` of `{ty}`"),
-                    )
-                })?;
+                let (mapping, attribute) = self.attribute(r, &ty, attr)?;
                 match attribute {
                     Attribute::Column(column) => {
                         let (row, scope) = self.own_row(r, mapping, &id, keyed, row, scope)?;
@@ -581,6 +573,25 @@ impl<'a> Translator<'a> {
                 "an attribute of something that is not a record or entity",
             )),
         }
+    }
+
+    /// How attribute `attr` of entities of type `ty` is stored, with their mapping.
+    fn attribute(
+        &self,
+        r: &Residual,
+        ty: &EntityType,
+        attr: &str,
+    ) -> Result<(&'a EntityMapping, &'a Attribute)> {
+        let mapping = self
+            .entity_mapping(ty)
+            .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
+        let attribute = mapping.attributes.get(attr).ok_or_else(|| {
+            untranslatable(
+                r,
+                &format!("the SQL mapping has no attribute `{attr}` of `{ty}`"),
+            )
+        })?;
+        Ok((mapping, attribute))
     }
 
     /// The alias of an entity's own row, entering its table when it is not in scope yet (a
@@ -646,10 +657,7 @@ impl<'a> Translator<'a> {
                 keyed,
                 scope,
             } => {
-                let mapping = self
-                    .entity_mapping(&ty)
-                    .ok_or_else(|| untranslatable(r, &format!("the SQL mapping has no `{ty}`")))?;
-                let attribute = mapping.attributes.get(attr).ok_or_else(unmapped)?;
+                let (mapping, attribute) = self.attribute(r, &ty, attr)?;
                 // Whether the entity exists at all: the resource does; another needs its row.
                 let (own, exists) = match (&row, &mapping.table) {
                     (Some(row), _) => (row.clone(), "TRUE".to_owned()),
