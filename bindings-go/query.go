@@ -48,17 +48,16 @@ type Query struct {
 // Query answers a list query in dialect. A residual the bundle's SQL mapping cannot express
 // exactly is ErrUntranslatable, never a wider or narrower filter.
 func (e *Engine) Query(q QueryRequest, dialect Dialect) (Query, error) {
-	request, err := json.Marshal(struct {
-		Principal EntityRef `json:"principal"`
-		Action    EntityRef `json:"action"`
-		Resource  struct {
-			Type string `json:"type"`
-		} `json:"resource"`
-		Context  map[string]any `json:"context,omitempty"`
-		Entities []Entity       `json:"entities,omitempty"`
-	}{Principal: q.Principal, Action: q.Action, Resource: struct {
+	type resourceType struct {
 		Type string `json:"type"`
-	}{q.ResourceType}, Context: q.Context, Entities: q.Entities})
+	}
+	request, err := json.Marshal(struct {
+		Principal EntityRef      `json:"principal"`
+		Action    EntityRef      `json:"action"`
+		Resource  resourceType   `json:"resource"`
+		Context   map[string]any `json:"context,omitempty"`
+		Entities  []Entity       `json:"entities,omitempty"`
+	}{q.Principal, q.Action, resourceType{q.ResourceType}, q.Context, q.Entities})
 	if err != nil {
 		return Query{}, ErrMalformedRequest.with(err.Error())
 	}

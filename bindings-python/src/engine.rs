@@ -200,8 +200,10 @@ impl Engine {
             .call_method1("dumps", (request,))
             .map_err(|e| Failure::malformed(e.to_string()).into_py(py))?
             .extract()?;
-        let answer = self.query_json(py, &text, dialect)?;
-        json.call_method1("loads", (answer,))
+        let answer = py
+            .detach(|| guarded(|| ffi::query(&self.inner, &text, dialect)))
+            .map_err(|e| e.into_py(py))?;
+        pythonize(py, &answer).map_err(|e| Failure::internal(e.to_string()).into_py(py))
     }
 
     /// A list query given as request JSON (its `resource` a `type` and no `id`), answered as

@@ -296,11 +296,7 @@ fn query(
             println!("{}", sql.to_json());
             Ok(0)
         }
-        Err(e) => {
-            println!("{}", serde_json::json!({ "error": e.to_json_value() }));
-            eprintln!("arbiter: {e}");
-            Ok(INVALID)
-        }
+        Err(e) => Ok(invalid(&e, e.to_json_value())),
     }
 }
 
@@ -309,12 +305,16 @@ fn query(
 fn answer<T>(result: Result<T, RequestError>, show: impl FnOnce(&T) -> bool) -> Result<u8, String> {
     match result {
         Ok(answer) => Ok(if show(&answer) { ALLOW } else { DENY }),
-        Err(e) => {
-            println!("{}", serde_json::json!({ "error": e.to_json_value() }));
-            eprintln!("arbiter: {e}");
-            Ok(INVALID)
-        }
+        Err(e) => Ok(invalid(&e, e.to_json_value())),
     }
+}
+
+/// Prints a failed call's error, `{"error": {...}}` on standard output and a line on standard
+/// error, and gives the exit code for invalid input.
+fn invalid(e: &dyn std::fmt::Display, json: serde_json::Value) -> u8 {
+    println!("{}", serde_json::json!({ "error": json }));
+    eprintln!("arbiter: {e}");
+    INVALID
 }
 
 /// A request from `path`, or standard input when it is `None` or `-`.

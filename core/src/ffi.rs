@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::engine::limits::Limits;
 use crate::engine::Engine;
 use crate::operations::decision_log::{DecisionLogOptions, Delivery, InvalidOptions};
+use crate::query::SqlQuery;
 use crate::wire::decision::Decision;
 use crate::wire::error::{CallError, RequestError};
 use crate::wire::request::RequestParts;
@@ -58,16 +59,20 @@ fn logged<T>(call: impl FnOnce(Option<&mut Vec<String>>) -> T) -> Logged<T> {
 }
 
 /// Answers a list query given as request JSON whose `resource` names a `type` and no `id`, in
-/// the dialect named `postgres` or `sqlite`, as `{"kind", "sql", "params"}` JSON (what
-/// `arbiter query` prints).
-pub fn query_json(engine: &Engine, request: &str, dialect: &str) -> Result<String, CallError> {
+/// the dialect named `postgres` or `sqlite`.
+pub fn query(engine: &Engine, request: &str, dialect: &str) -> Result<SqlQuery, CallError> {
     let dialect = crate::Dialect::parse(dialect).ok_or_else(|| {
         CallError::new(
             crate::ErrorKind::InvalidArgument,
             format!("dialect `{dialect}` is not `postgres` or `sqlite`"),
         )
     })?;
-    Ok(engine.query_json(request, dialect)?)
+    Ok(engine.query_sql(&engine.read_query(request)?, dialect)?)
+}
+
+/// [`query`]'s answer as `{"kind", "sql", "params"}` JSON (what `arbiter query` prints).
+pub fn query_json(engine: &Engine, request: &str, dialect: &str) -> Result<String, CallError> {
+    query(engine, request, dialect).map(|q| q.to_json())
 }
 
 /// [`Engine::authorize_parts`], with its event.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::bundle::entities::parse_entity;
-use crate::bundle::{json_problem, BundleFile};
+use crate::bundle::{parse_json, serde_message, BundleFile};
 use crate::wire::error::{LoadError, Problem};
 
 /// The file's name in a bundle.
@@ -48,9 +48,7 @@ pub(crate) fn load(
     schema: Option<&Schema>,
 ) -> Result<Vec<ast::Entity>, LoadError> {
     let source = crate::bundle::text(file)?;
-    let parsed: MemberRolesFile<'_> = crate::wire::json::unique_keys(source)
-        .and_then(|()| serde_json::from_str(source))
-        .map_err(|e| LoadError::Entities(vec![json_problem(&file.path, &e)]))?;
+    let parsed: MemberRolesFile<'_> = parse_json(file).map_err(LoadError::Entities)?;
     let mut problems = Vec::new();
     let mut ids = HashSet::new();
     let mut entities = Vec::new();
@@ -61,7 +59,7 @@ pub(crate) fn load(
         let role: Role = match serde_json::from_str(raw.get()) {
             Ok(role) => role,
             Err(e) => {
-                problems.push(problem(format!("a role: {}", one_line_serde(&e))));
+                problems.push(problem(format!("a role: {}", serde_message(&e))));
                 continue;
             }
         };
@@ -118,15 +116,6 @@ pub(crate) fn load(
     } else {
         Err(LoadError::Entities(problems))
     }
-}
-
-/// serde's message without its " at line L column C" (the role's own line is reported).
-fn one_line_serde(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    message
-        .rsplit_once(" at line ")
-        .map_or(message.as_str(), |(head, _)| head)
-        .to_owned()
 }
 
 #[cfg(test)]

@@ -496,9 +496,7 @@ impl Bundle {
 }
 
 /// Parses a bundle JSON file, reporting serde's line and column on failure.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    file: &BundleFile,
-) -> Result<T, Vec<Problem>> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(file: &'a BundleFile) -> Result<T, Vec<Problem>> {
     let source = file.text().map_err(|p| vec![p])?;
     unique_keys(source)
         .and_then(|()| serde_json::from_str(source))
@@ -506,18 +504,21 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 pub(crate) fn json_problem(file: &str, e: &serde_json::Error) -> Problem {
-    // serde appends " at line L column C" to its message; we report them as fields instead.
-    let message = e.to_string();
-    let message = message
-        .rsplit_once(" at line ")
-        .map_or(message.as_str(), |(head, _)| head)
-        .to_owned();
     Problem {
         file: file.to_owned(),
         line: (e.line() > 0).then_some(e.line()),
         column: (e.column() > 0).then_some(e.column()),
-        message,
+        message: serde_message(e),
     }
+}
+
+/// serde's message without the " at line L column C" it appends (reported as fields instead).
+pub(crate) fn serde_message(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(head, _)| head)
+        .to_owned()
 }
 
 /// The entity types a policy names, in its scope and its conditions.

@@ -485,11 +485,14 @@ impl Engine {
     /// the resource (see [`Query`]). Principal, action, context and entities are known, as in a
     /// check; the resource alone is unknown.
     pub fn query(&self, request: &QueryRequest) -> Result<Query, QueryError> {
+        contain_query(|| self.planned(request))
+    }
+
+    /// [`Engine::query`] inside the caller's panic boundary.
+    fn planned(&self, request: &QueryRequest) -> Result<Query, QueryError> {
         let bundle = self.bundle.load_full();
-        contain_query(|| {
-            check_entities(&request.entities, &bundle.reader(&self.limits))?;
-            crate::query::plan(Arc::clone(&bundle), request)
-        })
+        check_entities(&request.entities, &bundle.reader(&self.limits))?;
+        crate::query::plan(bundle, request)
     }
 
     /// [`Engine::query`] written as SQL in `dialect`, through the bundle's `sql/mapping.json`.
@@ -498,7 +501,7 @@ impl Engine {
         request: &QueryRequest,
         dialect: Dialect,
     ) -> Result<SqlQuery, QueryError> {
-        contain_query(|| self.query(request)?.to_sql(dialect))
+        contain_query(|| self.planned(request)?.to_sql(dialect))
     }
 
     /// Reads a query given as request JSON whose `resource` names a `type` and no `id`.

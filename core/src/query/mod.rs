@@ -112,7 +112,7 @@ pub struct Condition {
 }
 
 /// A query written as SQL: `SELECT <table>.id FROM <table> WHERE <sql>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SqlQuery {
     /// `all`, `none` or `where`.
     pub kind: &'static str,
@@ -125,12 +125,7 @@ pub struct SqlQuery {
 impl SqlQuery {
     /// `{"kind", "sql", "params"}`, as `arbiter query` prints it.
     pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "kind": self.kind,
-            "sql": self.sql,
-            "params": self.params.iter().map(SqlValue::to_json).collect::<Vec<_>>(),
-        })
-        .to_string()
+        serde_json::to_string(self).expect("strings, integers and booleans serialize")
     }
 }
 

@@ -37,15 +37,16 @@ impl Dialect {
     /// `postgres` or `sqlite`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
-            "postgres" | "postgresql" => Some(Self::Postgres),
+            "postgres" => Some(Self::Postgres),
             "sqlite" => Some(Self::Sqlite),
             _ => None,
         }
     }
 }
 
-/// A bound parameter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A bound parameter; as JSON, the plain value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
 pub enum SqlValue {
     /// An integer (ids, levels, mapped strings).
     Long(i64),
@@ -53,17 +54,6 @@ pub enum SqlValue {
     Text(String),
     /// A boolean.
     Bool(bool),
-}
-
-impl SqlValue {
-    /// The value as JSON (`params` in `arbiter query`'s output).
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Self::Long(n) => (*n).into(),
-            Self::Text(s) => s.as_str().into(),
-            Self::Bool(b) => (*b).into(),
-        }
-    }
 }
 
 /// What cannot be translated: the expression, in Cedar, and why.
