@@ -66,8 +66,7 @@ python-test: build
 # minitest: the API, every error class, threads, the GVL, fork, GC.stress and GC.compact, a
 # million decisions, the shared error spec and the bundle tests through the typed calls.
 ruby-test: build
-	ruby -w -I bindings-ruby/lib -I target/ruby/lib \
-		-e 'ARGV.each { |f| require File.expand_path(f) }' bindings-ruby/test/test_*.rb
+	bindings-ruby/test/run bindings-ruby/test/test_*.rb
 
 # The source gem: what it packs laid out in target/ruby-gem/src (the workspace trimmed to core
 # and the extension), `gem build`, then `gem install` (which compiles it with cargo, sharing

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::decision::{Decision, MAX_SHARED_DECISIONS};
 use crate::error::{guard, Failure, RubyError};
 use crate::gvl::without_gvl;
-use crate::request::{read_request, read_request_hash, text_argument, with_text};
+use crate::request::{elements, read_request, read_request_hash, text_argument, with_text};
 use arbiter_core::ffi::{self, Logged, RequestText, SpannedRequest};
 use arbiter_core::{
     BundleFile, Decision as CoreDecision, DecisionLogOptions, Explanation, RequestParts,
@@ -138,8 +138,7 @@ impl Engine {
         let engine = &rb_self.inner;
         let mut text = RequestText::new(engine);
         let items: Vec<Result<SpannedRequest, Failure>> = guard(ruby, || {
-            Ok(requests
-                .into_iter()
+            Ok(elements(requests)
                 .map(|request| read_request_hash(&mut text, request))
                 .collect())
         })?;

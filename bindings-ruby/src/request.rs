@@ -165,6 +165,17 @@ fn with_string_text<T>(value: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
 
 /// A String argument as text (see [`with_string_text`]), or a `MalformedRequestError` naming
 /// it.
+/// The elements of `array`, read in place. magnus's `RArray` iterator reads a hidden copy
+/// sharing the original's buffer, and Ruby 3.1 crashes when the compacting collector moves
+/// such a pair mid-read (seen with `GC.auto_compact` and `GC.stress`); reading by index makes
+/// no copy. Elements the array loses meanwhile are not read.
+pub(crate) fn elements(array: RArray) -> impl Iterator<Item = Value> {
+    (0..).map_while(move |at: usize| match at < array.len() {
+        true => array.entry(at as isize).ok(),
+        false => None,
+    })
+}
+
 pub(crate) fn text_argument(ruby: &Ruby, name: &str, value: Value) -> Result<String, Error> {
     with_string_text(value, str::to_owned).ok_or_else(|| {
         Failure::malformed(format!("`{name}` must be a String of UTF-8 text")).into_error(ruby)
@@ -214,7 +225,7 @@ impl Serialize for Json {
             }
         } else if let Some(array) = RArray::from_value(value) {
             let mut seq = serializer.serialize_seq(Some(array.len()))?;
-            for item in array {
+            for item in elements(array) {
                 seq.serialize_element(&self.nested(item))?;
             }
             seq.end()
