@@ -8,8 +8,8 @@ use crate::gvl::without_gvl;
 use crate::request::{elements, read_request, read_request_hash, text_argument, with_text};
 use arbiter_core::ffi::{self, Logged, RequestText, SpannedRequest};
 use arbiter_core::{
-    BundleFile, Decision as CoreDecision, DecisionLogOptions, Explanation, RequestParts,
-    TokenReport,
+    BridgeResult, BundleFile, Decision as CoreDecision, DecisionLogOptions, Explanation,
+    RequestParts, TokenReport,
 };
 use magnus::r_hash::ForEach;
 use magnus::typed_data::Obj;
@@ -269,6 +269,34 @@ impl Engine {
         guard(ruby, || Ok(rb_self.inner.metrics().to_prometheus()))
     }
 
+    /// The serving bundle's `abilities.json` as a Hash with String keys, or nil.
+    fn abilities(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        match guard(ruby, || Ok(rb_self.inner.abilities()))? {
+            Some(abilities) => hash(ruby, &abilities),
+            None => Ok(ruby.qnil().as_value()),
+        }
+    }
+
+    /// Counts a bridge check of `ability`: `result` is "agree", "mismatch", "fallback" or
+    /// "error".
+    fn count_bridge_check(
+        ruby: &Ruby,
+        rb_self: &Self,
+        ability: String,
+        result: String,
+    ) -> Result<(), Error> {
+        let result = BridgeResult::parse(&result).ok_or_else(|| {
+            Error::new(
+                ruby.exception_arg_error(),
+                format!(
+                    "a bridge check's result is agree, mismatch, fallback or error, not {result:?}"
+                ),
+            )
+        })?;
+        rb_self.inner.count_bridge_check(&ability, result);
+        Ok(())
+    }
+
     #[cfg(feature = "fault-injection")]
     fn inject_panics(&self, on: bool) {
         self.inner.inject_panics(on);
@@ -363,6 +391,8 @@ pub(crate) fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     engine.define_method("explain_text", method!(Engine::explain_text, 1))?;
     engine.define_method("metrics", method!(Engine::metrics, 0))?;
     engine.define_method("metrics_prometheus", method!(Engine::metrics_prometheus, 0))?;
+    engine.define_method("abilities", method!(Engine::abilities, 0))?;
+    engine.define_method("count_bridge_check", method!(Engine::count_bridge_check, 2))?;
     #[cfg(feature = "fault-injection")]
     engine.define_method("inject_panics", method!(Engine::inject_panics, 1))?;
     Ok(())

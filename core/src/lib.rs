@@ -20,6 +20,7 @@ pub mod ffi;
 pub use bundle::bundle_tests;
 pub use operations::decision_log;
 
+pub use bundle::abilities::{Abilities, Ability};
 pub use bundle::signing::{BundleSigner, SigningError, TrustedKeys, SIGNATURE_FILE};
 pub use bundle::{read_bundle_dir, BundleFile, BundleInfo, Manifest};
 pub use engine::limits::Limits;
@@ -27,7 +28,7 @@ pub use engine::Engine;
 pub use evaluation::explain::{Explanation, Outcome, PolicyExplanation};
 pub use operations::decision_log::{DecisionLogOptions, InvalidOptions};
 pub use operations::metrics::{
-    ActionDecisions, BundleMetrics, Latency, LatencyBucket, MetricsSnapshot,
+    ActionDecisions, BridgeResult, BundleMetrics, Latency, LatencyBucket, MetricsSnapshot,
 };
 pub use operations::shadow::{CandidateInfo, Disagreement, ShadowReport};
 pub use query::{Condition, Dialect, Query, QueryError, QueryRequest, SqlQuery, SqlValue};

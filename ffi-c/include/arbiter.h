@@ -81,6 +81,10 @@ enum arbiter_result
    */
   ARBITER_RESULT_SQL_MAPPING = 109,
   /**
+   * `abilities.json` is invalid.
+   */
+  ARBITER_RESULT_ABILITIES = 110,
+  /**
    * The request is not valid JSON, lacks a field, or names an entity badly.
    */
   ARBITER_RESULT_MALFORMED_REQUEST = 200,

@@ -12,6 +12,7 @@
 
 from ._arbiter import (
     ERROR_KINDS,
+    AbilitiesError,
     ArbiterError,
     Decision,
     DecisionError,
@@ -49,6 +50,7 @@ ArbiterError.__bool__ = _allows_nothing  # type: ignore[method-assign]
 
 __all__ = [
     "ERROR_KINDS",
+    "AbilitiesError",
     "ArbiterError",
     "Decision",
     "DecisionError",

@@ -67,6 +67,9 @@ class SignatureError(ArbiterError):
 class SqlMappingError(ArbiterError):
     """``sql/mapping.json`` is invalid (kind ``sql_mapping``, code 109)."""
 
+class AbilitiesError(ArbiterError):
+    """``abilities.json`` is invalid (kind ``abilities``, code 110)."""
+
 class MalformedRequestError(ArbiterError):
     """The request is malformed: bad JSON, a key given twice, over a limit (kind
     ``malformed_request``, code 200)."""

@@ -4,6 +4,7 @@
 //! Long: reading a bundle directory (links, loops, key files) and loading its files are one
 //! concept, what a bundle is.
 
+pub(crate) mod abilities;
 pub mod bundle_tests;
 pub(crate) mod default_bundle;
 pub(crate) mod entities;
@@ -92,6 +93,7 @@ pub(crate) fn is_engine_file(path: &str) -> bool {
             LINKS,
             TOKENS,
             member_roles::MEMBER_ROLES,
+            abilities::ABILITIES,
             crate::query::mapping::SQL_MAPPING,
             SIGNATURE_FILE,
         ]
@@ -344,6 +346,8 @@ pub(crate) struct Bundle {
     pub(crate) shapes: Option<Shapes>,
     /// How its entities are stored in the host's database (`sql/mapping.json`), for queries.
     pub(crate) sql_mapping: Option<crate::query::mapping::SqlMapping>,
+    /// The host's abilities and their actions (`abilities.json`), for a host's bridge.
+    pub(crate) abilities: Option<abilities::Abilities>,
     /// The engine's per-action decision counters for this bundle's actions (set by the engine).
     pub(crate) outcomes: ActionOutcomes,
     /// When its signature says it was signed, for an engine that trusts signing keys.
@@ -434,6 +438,9 @@ impl Bundle {
         let sql_mapping = file(crate::query::mapping::SQL_MAPPING)
             .map(crate::query::mapping::SqlMapping::load)
             .transpose()?;
+        let abilities = file(abilities::ABILITIES)
+            .map(|f| abilities::Abilities::load(f, schema.as_ref()))
+            .transpose()?;
         let mut types: Vec<EntityTypeName> = entities
             .store()
             .iter()
@@ -454,6 +461,7 @@ impl Bundle {
             types: TypeNames::new(types),
             shapes,
             sql_mapping,
+            abilities,
             manifest,
             schema,
             policies: loaded.set,

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use crate::bundle::abilities::Abilities;
 use crate::bundle::signing::TrustedKeys;
 use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::engine::fault::{contain_decision, contain_load, contain_query, contain_token, Faults};
@@ -23,7 +24,7 @@ use crate::evaluation::explain::Explanation;
 use crate::operations::decision_log::{
     Decided, DecisionLog, DecisionLogOptions, Delivery, Held, InvalidOptions,
 };
-use crate::operations::metrics::{Metrics, MetricsSnapshot};
+use crate::operations::metrics::{BridgeResult, Metrics, MetricsSnapshot};
 use crate::operations::shadow::{CandidateInfo, Shadow, ShadowReport};
 use crate::query::{Dialect, Query, QueryError, QueryRequest, SqlQuery};
 use crate::token::{TokenError, TokenInfo};
@@ -326,6 +327,20 @@ impl Engine {
         let shadow = self.candidate.load();
         let (agreements, disagreements) = shadow.as_ref().map_or((0, 0), |c| c.shadow.counts());
         self.metrics.snapshot(&bundle, agreements, disagreements)
+    }
+
+    /// Counts a check a host's bridge ran beside Arbiter (shadow comparisons, fallbacks to the
+    /// host's own answer, errors), by ability, in [`Self::metrics`]: the label is the ability
+    /// when the serving bundle's `abilities.json` names it, `other` otherwise, so what a host
+    /// passes cannot grow the metrics without bound.
+    pub fn count_bridge_check(&self, ability: &str, result: BridgeResult) {
+        self.metrics
+            .bridge_check(&self.bundle.load(), ability, result);
+    }
+
+    /// The serving bundle's `abilities.json`: the host's abilities and the actions they are.
+    pub fn abilities(&self) -> Option<Abilities> {
+        self.bundle.load().abilities.clone()
     }
 
     /// Test builds only (feature `fault-injection`): while `on`, every decision and every reload

@@ -103,6 +103,39 @@ impl LogOutcome {
     }
 }
 
+/// How a check a host's bridge ran beside Arbiter ended (see
+/// [`Engine::count_bridge_check`](crate::Engine::count_bridge_check)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeResult {
+    /// Shadow mode: Arbiter answered as the host's own code did.
+    Agree,
+    /// Shadow mode: Arbiter answered otherwise (the host's answer was used).
+    Mismatch,
+    /// Arbiter failed and the host's own code answered instead.
+    Fallback,
+    /// Arbiter failed with no fallback: the check was denied.
+    Error,
+}
+
+impl BridgeResult {
+    const ALL: [Self; 4] = [Self::Agree, Self::Mismatch, Self::Fallback, Self::Error];
+
+    /// `agree`, `mismatch`, `fallback` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agree => "agree",
+            Self::Mismatch => "mismatch",
+            Self::Fallback => "fallback",
+            Self::Error => "error",
+        }
+    }
+
+    /// The result named `name` (as [`Self::as_str`] gives it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
 /// The engine's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -117,6 +150,8 @@ pub(crate) struct Metrics {
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     log_outcomes: [AtomicU64; LogOutcome::ALL.len()],
+    /// Bridge checks by ability (one the serving bundle's `abilities.json` names, or `other`).
+    bridge: Mutex<BTreeMap<String, [u64; BridgeResult::ALL.len()]>>,
 }
 
 impl Metrics {
@@ -187,6 +222,24 @@ impl Metrics {
     /// Counts what became of a decision offered to the decision log.
     pub(crate) fn logged(&self, outcome: LogOutcome) {
         self.log_outcomes[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a host bridge's check of `ability` (labelled `other` unless `serving` maps it).
+    pub(crate) fn bridge_check(&self, serving: &Bundle, ability: &str, result: BridgeResult) {
+        let known = serving
+            .abilities
+            .as_ref()
+            .is_some_and(|a| a.abilities.contains_key(ability));
+        let label = if known { ability } else { OTHER_ACTION };
+        let mut bridge = self.bridge.lock().unwrap_or_else(|e| e.into_inner());
+        match bridge.get_mut(label) {
+            Some(counts) => counts[result as usize] += 1,
+            None => {
+                let mut counts = [0; BridgeResult::ALL.len()];
+                counts[result as usize] = 1;
+                bridge.insert(label.to_owned(), counts);
+            }
+        }
     }
 
     /// Counts a reload that succeeded.
@@ -271,6 +324,19 @@ impl Metrics {
                 .iter()
                 .map(|o| (o.as_str(), self.log_outcomes[*o as usize].load(Relaxed)))
                 .collect(),
+            bridge_checks: self
+                .bridge
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(ability, counts)| {
+                    let by_result = BridgeResult::ALL
+                        .iter()
+                        .map(|r| (r.as_str(), counts[*r as usize]))
+                        .collect();
+                    (ability.clone(), by_result)
+                })
+                .collect(),
         }
     }
 }
@@ -304,6 +370,9 @@ pub struct MetricsSnapshot {
     /// Decisions offered to the decision log, by what became of them: `logged`,
     /// `sampled_out`, `rate_limited`, `sink_panicked`, `unclaimed` (see [`crate::ffi::Logged`]).
     pub decision_log: BTreeMap<&'static str, u64>,
+    /// Checks a host's bridge ran beside Arbiter (e.g. the Ruby gem's declarative_policy
+    /// bridge), by ability and result (`agree`, `mismatch`, `fallback`, `error`).
+    pub bridge_checks: BTreeMap<String, BTreeMap<&'static str, u64>>,
 }
 
 /// Decisions of one action.
@@ -510,6 +579,23 @@ impl MetricsSnapshot {
             self.decision_log
                 .iter()
                 .map(|(result, n)| (labels(&[("result", result)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "arbiter_bridge_checks_total",
+            "counter",
+            "Checks a host's bridge ran beside Arbiter, by ability and result (agree, mismatch, \
+             fallback to the host's answer, error).",
+            self.bridge_checks
+                .iter()
+                .flat_map(|(ability, results)| {
+                    results.iter().map(move |(result, n)| {
+                        (
+                            labels(&[("ability", ability), ("result", result)]),
+                            n.to_string(),
+                        )
+                    })
+                })
                 .collect(),
         );
         out

@@ -40,6 +40,8 @@ pub enum ErrorKind {
     Signature,
     /// `sql/mapping.json` is invalid.
     SqlMapping,
+    /// `abilities.json` is invalid.
+    Abilities,
     /// The request is not valid JSON, lacks a field, or names an entity badly.
     MalformedRequest,
     /// The request does not conform to the bundle's schema.
@@ -56,7 +58,7 @@ pub enum ErrorKind {
 
 /// The table behind [`ErrorKind`]: kind, code, snake_case kind, name, one-line doc, in
 /// declaration order.
-const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 19] = [
+const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 20] = [
     (ErrorKind::NullArgument, 1, "null_argument", "NullArgument", "a required pointer argument was NULL"),
     (ErrorKind::InvalidUtf8, 2, "invalid_utf8", "InvalidUtf8", "a string argument is not valid UTF-8"),
     (ErrorKind::InvalidArgument, 3, "invalid_argument", "InvalidArgument", "an argument is out of its range"),
@@ -70,6 +72,7 @@ const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 19] = [
     (ErrorKind::Tokens, 107, "tokens", "Tokens", "`tokens.json` is invalid or names a key that is missing or unusable"),
     (ErrorKind::Signature, 108, "signature", "Signature", "the bundle's signature is missing, untrusted, older than the bundle served, or does not match its files"),
     (ErrorKind::SqlMapping, 109, "sql_mapping", "SqlMapping", "`sql/mapping.json` is invalid"),
+    (ErrorKind::Abilities, 110, "abilities", "Abilities", "`abilities.json` is invalid"),
     (ErrorKind::MalformedRequest, 200, "malformed_request", "MalformedRequest", "the request is not valid JSON, lacks a field, or names an entity badly"),
     (ErrorKind::InvalidRequest, 201, "invalid_request", "InvalidRequest", "the request does not conform to the bundle's schema"),
     (ErrorKind::InvalidContext, 202, "invalid_context", "InvalidContext", "the context does not conform to the schema"),
@@ -80,7 +83,7 @@ const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 19] = [
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::NullArgument,
         Self::InvalidUtf8,
         Self::InvalidArgument,
@@ -94,6 +97,7 @@ impl ErrorKind {
         Self::Tokens,
         Self::Signature,
         Self::SqlMapping,
+        Self::Abilities,
         Self::MalformedRequest,
         Self::InvalidRequest,
         Self::InvalidContext,
@@ -276,6 +280,9 @@ pub enum LoadError {
     /// `sql/mapping.json` does not parse or maps something wrongly.
     #[error("{}", join(.0))]
     SqlMapping(Vec<Problem>),
+    /// `abilities.json` does not parse or names an action the schema lacks.
+    #[error("{}", join(.0))]
+    Abilities(Vec<Problem>),
     /// Arbiter failed inside while loading (a caught panic).
     #[error("{0}")]
     Internal(String),
@@ -303,6 +310,7 @@ impl LoadError {
             Self::Tokens(_) => ErrorKind::Tokens,
             Self::Signature(_) => ErrorKind::Signature,
             Self::SqlMapping(_) => ErrorKind::SqlMapping,
+            Self::Abilities(_) => ErrorKind::Abilities,
             Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -329,7 +337,8 @@ impl LoadError {
             | Self::Links(p)
             | Self::Tokens(p)
             | Self::Signature(p)
-            | Self::SqlMapping(p) => p,
+            | Self::SqlMapping(p)
+            | Self::Abilities(p) => p,
             Self::Internal(_) => &[],
         }
     }
