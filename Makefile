@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
+.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -27,7 +27,8 @@ build: ruby-deps python-build
 
 # Ruby comes from Debian: ruby-dev, libclang-dev (rb-sys makes its bindings with bindgen), and
 # the Ruby libraries the tests and benchmarks use, installed here when missing.
-RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy ruby-sqlite3
+RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy ruby-sqlite3 \
+	ruby-railties ruby-activerecord ruby-pg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The CLI over the default bundle's decision tests under valgrind: no invalid access, no leak
 # (lazily built statics are "possibly lost" by design and not counted).
@@ -68,6 +69,13 @@ python-test: build
 ruby-test: build
 	bindings-ruby/test/run bindings-ruby/test/test_*.rb
 
+# The gem in a real Rails application (bindings-ruby/test/rails, Debian's Rails 6.1): the
+# railtie, the declarative_policy bridge in every mode, relations from list queries, reloads in
+# forked workers and `rake arbiter:diff`; on SQLite, then on PostgreSQL.
+rails-test: build
+	bindings-ruby/test/run bindings-ruby/test/rails/test_rails.rb
+	tests/postgres/with-postgres.sh bindings-ruby/test/run bindings-ruby/test/rails/test_rails.rb
+
 # The source gem: what it packs laid out in target/ruby-gem/src (the workspace trimmed to core
 # and the extension), `gem build`, then `gem install` (which compiles it with cargo, sharing
 # this target directory) into target/ruby-gem/home, and a decision through the installed gem.
@@ -90,7 +98,7 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "10"}, context: {admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test query-test bundle-test valgrind header-check c-test go-test python-test ruby-test ruby-gem interop fips fault-test miri fuzz-smoke
+test: lint rust-test query-test bundle-test valgrind header-check c-test go-test python-test ruby-test rails-test ruby-gem interop fips fault-test miri fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check

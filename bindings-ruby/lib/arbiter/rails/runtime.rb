@@ -1,0 +1,148 @@
+# frozen_string_literal: true
+
+require "active_support/notifications"
+require "pathname"
+
+module Arbiter
+  module Rails
+    # A process's engine, built once at boot (before a preforking server forks its workers) and
+    # kept current without a thread: #check_reload, called at request boundaries, looks at the
+    # bundle directory at most once per +reload_interval+ seconds (and at once after SIGHUP),
+    # and reloads when a file changed. A reload that fails keeps the serving bundle and is
+    # logged; a signed engine checks each new bundle's signature (and refuses an older one).
+    class Runtime
+      attr_reader :engine, :bundle_path, :abilities
+
+      # +bundle_path+: the bundle directory (nil: the default bundle built into the gem, never
+      # reloaded). +signing_keys+: trusted public keys (PEM text or paths to PEM files); with
+      # any, only bundles they signed load. +decision_log+: where decision log lines go (a path,
+      # a Logger, an IO or a callable).
+      def initialize(bundle_path: nil, signing_keys: [], decision_log: nil, decision_log_sample_rate: 1.0,
+                     reload_interval: 1.0, logger: nil)
+        @bundle_path = bundle_path&.to_s
+        @reload_interval = Float(reload_interval)
+        @logger = logger
+        @lock = Mutex.new
+        @reload_requested = false
+        @fingerprint = fingerprint
+        @checked_at = now
+        @engine = build_engine(Array(signing_keys).map { |key| pem(key) })
+        @abilities = @engine.abilities
+        log_decisions_to(decision_log, decision_log_sample_rate) if decision_log
+      end
+
+      # Reloads the bundle if SIGHUP asked for it, or if its files changed (looked at no more
+      # than once per reload interval). Answers whether a reload succeeded. Never raises for a
+      # bad bundle: the serving one stays, and the failure is logged and instrumented.
+      def check_reload
+        return false unless @bundle_path && (@reload_requested || now - @checked_at >= @reload_interval)
+        return false unless @lock.try_lock
+
+        begin
+          requested = @reload_requested
+          @reload_requested = false
+          @checked_at = now
+          current = fingerprint
+          return false if current == @fingerprint && !requested
+
+          @fingerprint = current
+          reload
+        ensure
+          @lock.unlock
+        end
+      end
+
+      # Makes the next #check_reload reload (what SIGHUP does).
+      def request_reload
+        @reload_requested = true
+      end
+
+      # SIGHUP asks for a reload at the next request boundary; a handler set before is still
+      # called.
+      def trap_sighup
+        previous = Signal.trap("HUP") do |signal|
+          request_reload
+          previous.call(signal) if previous.respond_to?(:call)
+        end
+      end
+
+      # Decides a request (the keywords of Engine#authorize) and instruments it as
+      # +authorize.arbiter+ (action, ability, decision, reasons, errors, duration in seconds).
+      def authorize(ability: nil, **request)
+        ActiveSupport::Notifications.instrument("authorize.arbiter",
+                                                action: request.dig(:action, :id), ability: ability) do |payload|
+          started = now
+          decision = engine.authorize(**request)
+          payload[:duration] = now - started
+          payload[:decision] = decision.allowed? ? :allow : :deny
+          payload[:reasons] = decision.reasons
+          payload[:errors] = decision.errors.map(&:kind)
+          decision
+        end
+      end
+
+      private
+
+      def build_engine(keys)
+        return Arbiter::Engine.gitlab_default unless @bundle_path
+        return Arbiter::Engine.from_bundle_dir(@bundle_path) if keys.empty?
+
+        Arbiter::Engine.from_signed_bundle_dir(@bundle_path, keys)
+      end
+
+      def reload
+        ActiveSupport::Notifications.instrument("reload.arbiter", bundle_path: @bundle_path) do |payload|
+          engine.reload_from_dir(@bundle_path)
+          @abilities = engine.abilities
+          payload[:result] = :ok
+          true
+        rescue Arbiter::Error => e
+          payload[:result] = :error
+          payload[:error] = e
+          @logger&.error("arbiter: reloading #{@bundle_path} failed, the serving bundle stays " \
+                         "(#{e.class}): #{e.message}")
+          false
+        end
+      end
+
+      # What changes when the bundle does: where the directory resolves to (a deploy may swap a
+      # symlink) and each file's path, size, modification time and inode.
+      def fingerprint
+        return nil unless @bundle_path
+
+        root = File.realpath(@bundle_path)
+        files = Dir.glob("**/*", base: root).sort.filter_map do |path|
+          stat = File.stat(File.join(root, path))
+          [path, stat.size, stat.mtime.to_r, stat.ino] if stat.file?
+        end
+        [root, files]
+      rescue SystemCallError => e
+        [:unreadable, e.message]
+      end
+
+      def pem(key)
+        key = key.to_s
+        key.include?("-----BEGIN") ? key : File.read(key)
+      end
+
+      def log_decisions_to(destination, sample_rate)
+        write =
+          if destination.is_a?(String) || destination.is_a?(Pathname)
+            file = File.open(destination, "a")
+            file.sync = true # one write per line, appended whole even from forked workers
+            ->(line) { file.write("#{line}\n") }
+          elsif destination.respond_to?(:call) then destination
+          elsif destination.respond_to?(:info) then ->(line) { destination.info(line) }
+          elsif destination.respond_to?(:write) then ->(line) { destination.write("#{line}\n") }
+          else
+            raise ArgumentError, "decision_log is a path, a Logger, an IO or a callable, not #{destination.inspect}"
+          end
+        engine.set_decision_log(sample_rate: sample_rate) { |line| write.call(line) }
+      end
+
+      def now
+        Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      end
+    end
+  end
+end
