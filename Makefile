@@ -243,6 +243,7 @@ bench: build
 	target/py-bench-venv/bin/pip install -q target/wheels/arbiter-*.whl -r benches/python/requirements.txt
 	target/py-bench-venv/bin/python benches/python/bench.py
 	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/bench.rb
+	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/rails_bench.rb
 	tests/postgres/with-postgres.sh $(CARGO) run --release -q -p arbiter-benches --bin query_bench > target/query-bench.json
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

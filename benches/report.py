@@ -16,6 +16,7 @@ CRITERION = ROOT / "target" / "criterion"
 GO_BENCH = ROOT / "target" / "go-bench.txt"
 PY_BENCH = ROOT / "target" / "python-bench.json"
 RB_BENCH = ROOT / "target" / "ruby-bench.json"
+RAILS_BENCH = ROOT / "target" / "rails-bench.json"
 RSS = ROOT / "target" / "rss.json"
 QUERY_BENCH = ROOT / "target" / "query-bench.json"
 QUERY_EXPLAIN = ROOT / "target" / "query-explain.txt"
@@ -66,6 +67,12 @@ TARGETS = {
     "rb/token/rs256": ("arbiter_rb", "ruby_jwt", 0.2, None, "RS256 verify at least 5x faster than ruby-jwt"),
     "rb/token/rs256  ": ("arbiter_rb", "openssl_verify", None, None, "RS256 verify against OpenSSL's RSA check of the signature alone, called from Ruby (no target)"),
     "rb/token/rs256 ": ("arbiter_rb_cached", "ruby_jwt", None, None, "RS256 verify of a token seen before, the token cache on as bundles have it by default (no target)"),
+    "rails/check": ("shadow", "declarative_policy", 1.2, None, "a check in shadow mode, every check compared, within +20% of declarative_policy alone (a request per user and project, three abilities each)"),
+    "rails/check ": ("shadow_sampled", "declarative_policy", 1.2, None, "the same with shadow_sample_rate 0.1, within +20%"),
+    "rails/check  ": ("enforce", "declarative_policy", None, None, "the same checks enforced by Arbiter (no target)"),
+    "rails/check_cold": ("enforce", "declarative_policy", 0.1, None, "a check in a request of its own, enforced by Arbiter, at least 10x faster than declarative_policy with a cold request cache"),
+    "rails/check_cold ": ("membership_query", "declarative_policy", None, None, "the floor: the membership row's query alone, which Arbiter's project entity needs (no target)"),
+    "rails/list_page": ("arbiter_where", "ability_filter", 0.05, None, "the first 100 projects a user may read with arbiter_where at least 20x faster than loading projects and filtering with Ability.allowed?"),
     "query/generate": ("arbiter", None, None, 50_000.0, "list query generation (a read query to PostgreSQL SQL and parameters) under 50 µs"),
     "query/generate  ": ("arbiter", "cedar_tpe", None, None, "the same against cedar-policy's own partial evaluation of the bundle for that request, inputs prebuilt (no target; the floor: Arbiter runs it over the policies whose scope fits)"),
     "query/generate ": ("arbiter_from_json", None, None, None, "the same from query JSON (no target)"),
@@ -130,6 +137,7 @@ def go_results():
 GO = go_results()
 PY = json.loads(PY_BENCH.read_text()) if PY_BENCH.exists() else {}
 RB = json.loads(RB_BENCH.read_text()) if RB_BENCH.exists() else {}
+RAILS = json.loads(RAILS_BENCH.read_text()) if RAILS_BENCH.exists() else {}
 RSS_KIB = json.loads(RSS.read_text()) if RSS.exists() else {}
 QUERY = json.loads(QUERY_BENCH.read_text()) if QUERY_BENCH.exists() else {}
 
@@ -146,6 +154,8 @@ def median_ns(group, function):
         return PY.get(f"{group}/{function}")
     elif group.startswith("rb/"):
         return RB.get(f"{group}/{function}")
+    elif group.startswith("rails/"):
+        return RAILS.get(f"{group}/{function}")
     elif group.startswith("query/"):
         return QUERY.get(f"{group}/{function}")
     # criterion writes group "a/b" to the folder "a_b".

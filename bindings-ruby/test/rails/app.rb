@@ -54,10 +54,11 @@ module GitlabSlice
   end
 end
 
-# Per request: admin mode, and each user's access level per project (GitLab caches
-# max_member_access_for_project the same way, so both policies read one query per project).
+# Per request: admin mode, each user's access level per project (GitLab caches
+# max_member_access_for_project the same way, so both policies read one query per project), and
+# declarative_policy's cache (GitLab keeps it in its request store).
 class Current < ActiveSupport::CurrentAttributes
-  attribute :admin_mode, :access_levels
+  attribute :admin_mode, :access_levels, :policy_cache
 end
 
 class ApplicationRecord < ActiveRecord::Base
@@ -128,7 +129,7 @@ end
 # Where the app's permission checks go, as GitLab's Ability.
 class Ability
   def self.allowed?(user, ability, subject = :global, opts = {})
-    DeclarativePolicy.policy_for(user, subject, cache: opts[:cache] || {}).allowed?(ability)
+    DeclarativePolicy.policy_for(user, subject, cache: opts[:cache] || (Current.policy_cache ||= {})).allowed?(ability)
   end
 end
 
