@@ -84,5 +84,6 @@ abort "the page is not full" unless page_arbiter.call.size == 100
 results["rails/list_page/arbiter_where"] = median_ns(1, &page_arbiter)
 results["rails/list_page/ability_filter"] = median_ns(1, &page_filter)
 
+FileUtils.rm_rf(GitlabSlice::TMP)
 File.write(OUT, "#{JSON.pretty_generate(results.sort.to_h)}\n")
 results.sort.each { |k, ns| puts format("%-45s %12.2f µs", k, ns / 1000) }

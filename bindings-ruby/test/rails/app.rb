@@ -19,7 +19,7 @@ require "arbiter/rails"
 
 module GitlabSlice
   REPO = File.expand_path("../../..", __dir__)
-  TMP = Dir.mktmpdir("arbiter-rails")
+  TMP = Dir.mktmpdir("arbiter-rails") # removed by whoever loads the app, when done
   # The bundle the app serves: the default one without its demo entities and tests, in a
   # directory the tests change to make the app reload.
   BUNDLE = File.join(TMP, "bundle")

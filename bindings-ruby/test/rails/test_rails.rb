@@ -10,6 +10,7 @@ require "rake"
 require_relative "app"
 
 GitlabSlice.seed(users: 24, projects: 100)
+Minitest.after_run { FileUtils.rm_rf(GitlabSlice::TMP) }
 
 class TestRails < Minitest::Test
   Bridge = Arbiter::Rails::Bridge
