@@ -39,7 +39,7 @@ module Arbiter
             compare(user, ability, subject, expected) if Random.rand < Arbiter::Rails.settings.shadow_sample_rate
             expected
           when :enforce_with_fallback, :enforce
-            answer = arbiter_answer(user, ability, subject)
+            answer = arbiter_answer(user, ability, subject, mode)
             return answer unless answer.nil?
 
             mode == :enforce ? false : yield
@@ -109,10 +109,12 @@ module Arbiter
 
         private
 
-        def arbiter_answer(user, ability, subject)
+        # Arbiter's answer, or nil when it failed (counted and reported as an error under
+        # :enforce, a fallback under :enforce_with_fallback).
+        def arbiter_answer(user, ability, subject, mode)
           decide(user, ability, subject).allowed?
         rescue StandardError => e
-          failed(user, ability, subject, e, Arbiter::Rails.settings.mode_for(ability) == :enforce ? "error" : "fallback")
+          failed(user, ability, subject, e, mode == :enforce ? "error" : "fallback")
           nil
         end
 

@@ -10,7 +10,8 @@ module Arbiter
     #   signed load, and never one signed before the bundle serving);
     # - decision_log: where decision log lines go (a path, a Logger, an IO or a callable), and
     #   decision_log_sample_rate;
-    # - reload_interval: seconds between looks at the bundle directory (1.0);
+    # - reload_interval: seconds between looks at the bundle directory (1.0); trap_sighup: whether
+    #   SIGHUP asks for a reload (true);
     # - mode, modes, shadow_sample_rate, context, record_checks: the bridge's (see Bridge).
     # The engine is built after the application initializes, so a preforking server (Puma's
     # preload_app!, Unicorn's preload_app) builds it once before forking its workers.
@@ -21,6 +22,7 @@ module Arbiter
       config.arbiter.decision_log = nil
       config.arbiter.decision_log_sample_rate = 1.0
       config.arbiter.reload_interval = 1.0
+      config.arbiter.trap_sighup = true
       config.arbiter.mode = :off
       config.arbiter.modes = {}
       config.arbiter.shadow_sample_rate = 1.0
