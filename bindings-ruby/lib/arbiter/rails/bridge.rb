@@ -67,22 +67,28 @@ module Arbiter
           Thread.current[:arbiter_host_only] = previous
         end
 
-        # The request Arbiter decides for a host check (the keywords of Engine#authorize).
-        def request(user, ability, subject, runtime = Arbiter::Rails.runtime)
-          mapped = runtime.abilities&.dig("abilities", ability.to_s)
+        # What the serving bundle's abilities.json makes of +ability+: its action (as an entity
+        # reference) and the resource type it is checked on.
+        def action_of(ability, runtime = Arbiter::Rails.runtime)
+          mapped = runtime&.abilities&.dig("abilities", ability.to_s)
           raise BridgeError, "the bundle's abilities.json does not map ability #{ability}" unless mapped
 
+          [{ type: runtime.abilities["action_type"], id: mapped["action"] }, mapped["resource_type"]]
+        end
+
+        # The request Arbiter decides for a host check (the keywords of Engine#authorize).
+        def request(user, ability, subject, runtime = Arbiter::Rails.runtime)
+          action, resource_type = action_of(ability, runtime)
           entities = Arbiter::Rails.entities
           principal = entities.build(user, user)
           resource = entities.build(subject, user)
-          resource_type = Entities.uid(resource.first)&.then { |uid| uid[:type] || uid["type"] }
-          unless resource_type == mapped["resource_type"]
-            raise BridgeError, "ability #{ability} is checked on #{mapped['resource_type']}, " \
-                               "not on #{resource_type} (#{subject.class})"
+          built_type = Entities.uid(resource.first)&.then { |uid| uid[:type] || uid["type"] }
+          unless built_type == resource_type
+            raise BridgeError, "ability #{ability} is checked on #{resource_type}, not on #{built_type} (#{subject.class})"
           end
           {
             principal: Entities.uid(principal.first),
-            action: { type: runtime.abilities["action_type"], id: mapped["action"] },
+            action: action,
             resource: Entities.uid(resource.first),
             context: Arbiter::Rails.settings.context_for(user, ability, subject),
             entities: (principal + resource).uniq { |entity| Entities.uid(entity) },

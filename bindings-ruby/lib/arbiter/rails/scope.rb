@@ -26,19 +26,15 @@ module Arbiter
         def query(model, user, ability, runtime = Arbiter::Rails.runtime)
           raise BridgeError, "Arbiter::Rails has not booted (Arbiter::Rails.boot!)" unless runtime
 
-          mapped = runtime.abilities&.dig("abilities", ability.to_s)
-          raise BridgeError, "the bundle's abilities.json does not map ability #{ability}" unless mapped
-
+          action, resource_type = Bridge.action_of(ability, runtime)
           entities = Arbiter::Rails.entities
-          resource_type = entities.type_for(model)
-          unless resource_type == mapped["resource_type"]
-            raise BridgeError, "ability #{ability} is checked on #{mapped['resource_type']}, " \
-                               "not on #{model} (#{resource_type})"
+          unless entities.type_for(model) == resource_type
+            raise BridgeError, "ability #{ability} is checked on #{resource_type}, not on #{model} (#{entities.type_for(model)})"
           end
           principal = entities.build(user, user)
           runtime.engine.query(
             principal: Entities.uid(principal.first),
-            action: { type: runtime.abilities["action_type"], id: mapped["action"] },
+            action: action,
             resource_type: resource_type,
             context: Arbiter::Rails.settings.context_for(user, ability, nil),
             entities: principal,
