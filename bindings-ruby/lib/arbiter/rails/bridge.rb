@@ -127,7 +127,7 @@ module Arbiter
         def compare(user, ability, subject, expected)
           Arbiter::Rails.settings.record(ability, describe(user), describe(subject), expected)
           decision = decide(user, ability, subject)
-          agreed = decision.allowed? == expected
+          agreed = decision.allowed? == (expected ? true : false) # the host may answer nil
           count(ability, agreed ? "agree" : "mismatch")
           mismatch(user, ability, subject, expected, decision) unless agreed
         rescue StandardError => e

@@ -46,7 +46,7 @@ module Arbiter
         expected = Bridge.host_only { @ability_class.allowed?(user, ability.to_sym, subject) }
         decision = Bridge.decide(user, ability, subject, @runtime)
         result.checked += 1
-        return if decision.allowed? == expected
+        return if decision.allowed? == (expected ? true : false)
 
         result.disagreements += 1
         @out.puts "line #{number}: #{ability} by #{check['user']} on #{check['subject']}: " \
