@@ -28,7 +28,7 @@ build: ruby-deps python-build
 # Ruby comes from Debian: ruby-dev, libclang-dev (rb-sys makes its bindings with bindgen), and
 # the Ruby libraries the tests and benchmarks use, installed here when missing.
 RUBY_DEBS := ruby-dev libclang-dev ruby-minitest ruby-jwt ruby-declarative-policy ruby-sqlite3 \
-	ruby-railties ruby-activerecord ruby-pg
+	ruby-railties ruby-activerecord ruby-pg puma
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The CLI over the default bundle's decision tests under valgrind: no invalid access, no leak
 # (lazily built statics are "possibly lost" by design and not counted).
@@ -71,7 +71,7 @@ ruby-test: build
 
 # The gem in a real Rails application (bindings-ruby/test/rails, Debian's Rails 6.1): the
 # railtie, the declarative_policy bridge in every mode, relations from list queries, reloads in
-# forked workers and `rake arbiter:diff`; on SQLite, then on PostgreSQL.
+# forked workers (Puma's among them) and `rake arbiter:diff`; on SQLite, then on PostgreSQL.
 rails-test: build
 	bindings-ruby/test/run bindings-ruby/test/rails/test_rails.rb
 	tests/postgres/with-postgres.sh bindings-ruby/test/run bindings-ruby/test/rails/test_rails.rb

@@ -19,7 +19,9 @@ require "arbiter/rails"
 
 module GitlabSlice
   REPO = File.expand_path("../../..", __dir__)
-  TMP = Dir.mktmpdir("arbiter-rails") # removed by whoever loads the app, when done
+  # Removed by whoever loads the app, when done; ARBITER_RAILS_TMP names it for a server the
+  # tests start.
+  TMP = ENV["ARBITER_RAILS_TMP"]&.tap { |dir| FileUtils.mkdir_p(dir) } || Dir.mktmpdir("arbiter-rails")
   # The bundle the app serves: the default one without its demo entities and tests, in a
   # directory the tests change to make the app reload.
   BUNDLE = File.join(TMP, "bundle")

@@ -5,8 +5,10 @@
 # recorded-traffic check. Run by `make rails-test` against SQLite, then PostgreSQL.
 
 require "minitest/autorun"
+require "net/http"
 require "rack/mock"
 require "rake"
+require "socket"
 require_relative "app"
 
 GitlabSlice.seed(users: 24, projects: 100)
@@ -247,6 +249,50 @@ class TestRails < Minitest::Test
     to_parent.close
     to_child.sync = true
     Worker.new(pid, to_child, from_child)
+  end
+
+  # The same under Puma itself (Debian's), in cluster mode with preload_app!: two workers fork
+  # from a master that built the engine; SIGHUP to the workers (not the master, where Puma's own
+  # handler stops the server) reloads each at its next request; a change is seen by whichever
+  # worker answers once the interval passed.
+  def test_puma_workers_pick_up_a_changed_bundle
+    dir = File.join(GitlabSlice::TMP, "puma")
+    port = TCPServer.open("127.0.0.1", 0) { |server| server.addr[1] }
+    File.write(File.join(GitlabSlice::TMP, "puma.rb"),
+               "workers 2\npreload_app!\nbind 'tcp://127.0.0.1:#{port}'\nquiet\n")
+    env = { "ARBITER_RAILS_TMP" => dir, "ARBITER_TEST_POSTGRES" => nil,
+            "RUBYLIB" => [File.join(GitlabSlice::REPO, "bindings-ruby", "lib"),
+                          File.join(GitlabSlice::REPO, "target", "ruby", "lib"), ENV["RUBYLIB"]].compact.join(":") }
+    master = spawn(env, "puma", "-C", File.join(GitlabSlice::TMP, "puma.rb"), File.join(__dir__, "config.ru"),
+                   out: File::NULL, err: File.join(GitlabSlice::TMP, "puma.log"))
+    ask = lambda do
+      Array.new(8) { Net::HTTP.get(URI("http://127.0.0.1:#{port}/check?user=1&project=1&ability=read_project")) }.uniq
+    end
+    workers = []
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 60
+    until workers.size == 2 && (ask.call rescue nil)
+      flunk "Puma did not start: #{File.read(File.join(GitlabSlice::TMP, 'puma.log'))}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      sleep 0.2
+      workers = Dir.glob("/proc/[0-9]*/stat").filter_map do |stat|
+        fields = File.read(stat).split(") ").last.split
+        Integer(File.basename(File.dirname(stat))) if Integer(fields[1]) == master
+      rescue SystemCallError
+        nil
+      end
+    end
+    assert_equal ["true"], ask.call
+    File.write(File.join(dir, "bundle", "extra.cedar"), '@id("closed") forbid (principal, action, resource);')
+    workers.each { |pid| Process.kill("HUP", pid) }
+    assert_equal ["false"], ask.call, "SIGHUP reloads each worker at its next request"
+    File.delete(File.join(dir, "bundle", "extra.cedar"))
+    sleep 1.1
+    assert_equal ["true"], ask.call, "after the interval, whichever worker answers has reloaded"
+    assert_nil Process.wait(master, Process::WNOHANG), "the master runs on"
+  ensure
+    if master
+      Process.kill("TERM", master)
+      Process.wait(master)
+    end
   end
 
   def test_recorded_checks_replay_through_both_and_print_each_disagreement

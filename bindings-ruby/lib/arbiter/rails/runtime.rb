@@ -57,12 +57,15 @@ module Arbiter
         @reload_requested = true
       end
 
-      # SIGHUP asks for a reload at the next request boundary; a handler set before is still
-      # called.
+      # SIGHUP asks for a reload at the next request boundary. In the process that set the trap
+      # (a preforking server's master), a handler set before still runs (Puma's reopens its logs,
+      # or stops). In a forked worker, SIGHUP is Arbiter's alone: the master's handler, copied
+      # into the worker, is not the worker's to run.
       def trap_sighup
+        owner = Process.pid
         previous = Signal.trap("HUP") do |signal|
           request_reload
-          previous.call(signal) if previous.respond_to?(:call)
+          previous.call(signal) if Process.pid == owner && previous.respond_to?(:call)
         end
       end
 
