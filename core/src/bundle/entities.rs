@@ -12,7 +12,9 @@
 //! Static entities in plain JSON are read without Cedar's entity parser (`plain_entities`);
 //! anything else goes through it.
 
-use std::collections::{HashMap, HashSet};
+// foldhash (randomly seeded per process), not SipHash: a request that brings entities builds
+// these maps and looks up the static ones, and this is most of its cost.
+use hashbrown::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -169,6 +171,7 @@ impl StaticEntities {
             }
             seen.insert(uid);
         }
+        drop(overlay); // it borrows request_entities, which the store takes below
         if let Some(closed) = self.closed_over_static(&request_entities) {
             // The request's entities neither replace nor extend static ones: their ancestors
             // are closed here, and one store is built with no transitive-closure repair.
