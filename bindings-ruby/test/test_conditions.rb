@@ -67,7 +67,9 @@ class TestConditions < Minitest::Test
   end
 
   # A ticker thread counts while another thread is inside a long batch: it can only advance
-  # during the call if the batch gave up the GVL.
+  # during the call if the batch gave up the GVL (holding it, the call reaches no point where
+  # Ruby switches threads). About 290,000 ticks on a quiet machine, about 50 with both cores
+  # busy elsewhere; 20 tells the two cases apart.
   def test_a_batch_releases_the_gvl
     e = engine # loaded first: loading too releases the GVL
     requests = Array.new(100_000) { user_request("alice", "push_code", "10") }
@@ -87,7 +89,7 @@ class TestConditions < Minitest::Test
     ticker.join
     assert_equal 100_000, answers.size
     assert(answers.all?(&:allowed?))
-    assert_operator during, :>, 100, "the ticker made no progress while the batch ran"
+    assert_operator during, :>, 20, "the ticker made no progress while the batch ran"
   end
 
   def test_fork_after_loading_decides_in_child_and_parent
