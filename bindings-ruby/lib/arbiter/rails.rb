@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require "pathname"
 require "arbiter"
 require "arbiter/rails/runtime"
 require "arbiter/rails/entities"
@@ -61,7 +62,7 @@ module Arbiter
         raise ArgumentError, "config.arbiter.shadow_sample_rate #{rate} is not within 0.0..1.0" unless (0.0..1.0).cover?(rate)
 
         @settings = Settings.new(mode: mode, modes: modes, shadow_sample_rate: rate, context: options[:context],
-                                 record_checks: line_writer(options[:record_checks]))
+                                 record_checks: options[:record_checks] && line_writer(options[:record_checks], "record_checks"))
         @runtime = Runtime.new(
           bundle_path: options[:bundle_path], signing_keys: options.fetch(:signing_keys, []),
           decision_log: options[:decision_log], decision_log_sample_rate: options.fetch(:decision_log_sample_rate, 1.0),
@@ -71,15 +72,19 @@ module Arbiter
         @runtime
       end
 
-      private
-
-      def line_writer(destination)
-        return nil if destination.nil?
-        return ->(line) { destination.write("#{line}\n") } if destination.respond_to?(:write)
-
-        file = File.open(destination.to_s, "a")
-        file.sync = true
-        ->(line) { file.write("#{line}\n") }
+      # Where the lines of +setting+ go, as a callable taking one line: a path (appended, one
+      # write per line, whole even from forked workers), a callable, a Logger (+info+) or an IO.
+      def line_writer(destination, setting)
+        if destination.is_a?(String) || destination.is_a?(Pathname)
+          file = File.open(destination, "a")
+          file.sync = true
+          ->(line) { file.write("#{line}\n") }
+        elsif destination.respond_to?(:call) then destination
+        elsif destination.respond_to?(:info) then ->(line) { destination.info(line) }
+        elsif destination.respond_to?(:write) then ->(line) { destination.write("#{line}\n") }
+        else
+          raise ArgumentError, "config.arbiter.#{setting} is a path, a Logger, an IO or a callable, not #{destination.inspect}"
+        end
       end
     end
   end

@@ -53,7 +53,7 @@ module Arbiter
         def mode_for(ability, subject)
           runtime = Arbiter::Rails.runtime
           return :off if runtime.nil? || subject == :global || Thread.current[:arbiter_host_only]
-          return :off unless runtime.abilities&.dig("abilities", ability.to_s)
+          return :off unless runtime.ability(ability)
 
           Arbiter::Rails.settings.mode_for(ability)
         end
@@ -70,7 +70,7 @@ module Arbiter
         # What the serving bundle's abilities.json makes of +ability+: its action (as an entity
         # reference) and the resource type it is checked on.
         def action_of(ability, runtime = Arbiter::Rails.runtime)
-          mapped = runtime&.abilities&.dig("abilities", ability.to_s)
+          mapped = runtime&.ability(ability)
           raise BridgeError, "the bundle's abilities.json does not map ability #{ability}" unless mapped
 
           [{ type: runtime.abilities["action_type"], id: mapped["action"] }, mapped["resource_type"]]
@@ -82,7 +82,7 @@ module Arbiter
           entities = Arbiter::Rails.entities
           principal = entities.build(user, user)
           resource = entities.build(subject, user)
-          built_type = Entities.uid(resource.first)&.then { |uid| uid[:type] || uid["type"] }
+          built_type = Entities.type_of(resource.first)
           unless built_type == resource_type
             raise BridgeError, "ability #{ability} is checked on #{resource_type}, not on #{built_type} (#{subject.class})"
           end
@@ -97,8 +97,9 @@ module Arbiter
 
         # Arbiter's decision of a host check, instrumented as authorize.arbiter. Raises what
         # building or deciding raised.
-        def decide(user, ability, subject, runtime = Arbiter::Rails.runtime)
-          decision = runtime.authorize(ability: ability.to_s, **request(user, ability, subject, runtime))
+        def decide(user, ability, subject, runtime = Arbiter::Rails.runtime,
+                   request: request(user, ability, subject, runtime))
+          decision = runtime.authorize(ability: ability.to_s, **request)
           internal = decision.errors.find { |e| e.kind == "internal" }
           raise Arbiter::InternalError, internal.message if internal
 
@@ -126,16 +127,16 @@ module Arbiter
 
         def compare(user, ability, subject, expected)
           Arbiter::Rails.settings.record(ability, describe(user), describe(subject), expected)
-          decision = decide(user, ability, subject)
+          request = request(user, ability, subject)
+          decision = decide(user, ability, subject, request: request)
           agreed = decision.allowed? == (expected ? true : false) # the host may answer nil
           count(ability, agreed ? "agree" : "mismatch")
-          mismatch(user, ability, subject, expected, decision) unless agreed
+          mismatch(user, ability, subject, request, expected, decision) unless agreed
         rescue StandardError => e
           failed(user, ability, subject, e, "error")
         end
 
-        def mismatch(user, ability, subject, expected, decision)
-          request = request(user, ability, subject)
+        def mismatch(user, ability, subject, request, expected, decision)
           ActiveSupport::Notifications.instrument(
             "mismatch.arbiter",
             ability: ability.to_s, user: describe(user), subject: describe(subject),

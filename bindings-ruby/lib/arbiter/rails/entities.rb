@@ -41,7 +41,7 @@ module Arbiter
         builder = builder_for(record.class)
         built = builder.block.arity == 1 ? builder.block.call(record) : builder.block.call(record, user)
         entities = built.is_a?(Array) ? built : [built]
-        type = Entities.uid(entities.first)&.then { |uid| uid[:type] || uid["type"] }
+        type = Entities.type_of(entities.first)
         unless type == builder.type
           raise BridgeError, "the #{record.class} builder answered an entity of type #{type.inspect}, " \
                              "not #{builder.type}"
@@ -52,6 +52,12 @@ module Arbiter
       # An entity Hash's uid, its keys Symbols or Strings.
       def self.uid(entity)
         entity.is_a?(Hash) ? entity[:uid] || entity["uid"] : nil
+      end
+
+      # An entity Hash's type.
+      def self.type_of(entity)
+        uid = uid(entity)
+        uid.is_a?(Hash) ? uid[:type] || uid["type"] : nil
       end
 
       private

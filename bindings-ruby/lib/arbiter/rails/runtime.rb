@@ -1,7 +1,6 @@
 # frozen_string_literal: true
 
 require "active_support/notifications"
-require "pathname"
 
 module Arbiter
   module Rails
@@ -29,6 +28,12 @@ module Arbiter
         @engine = build_engine(Array(signing_keys).map { |key| pem(key) })
         @abilities = @engine.abilities
         log_decisions_to(decision_log, decision_log_sample_rate) if decision_log
+      end
+
+      # What the serving bundle's abilities.json says +ability+ is ({"action", "resource_type"}),
+      # or nil.
+      def ability(name)
+        abilities&.dig("abilities", name.to_s)
       end
 
       # Reloads the bundle if SIGHUP asked for it, or if its files changed (looked at no more
@@ -132,17 +137,7 @@ module Arbiter
       end
 
       def log_decisions_to(destination, sample_rate)
-        write =
-          if destination.is_a?(String) || destination.is_a?(Pathname)
-            file = File.open(destination, "a")
-            file.sync = true # one write per line, appended whole even from forked workers
-            ->(line) { file.write("#{line}\n") }
-          elsif destination.respond_to?(:call) then destination
-          elsif destination.respond_to?(:info) then ->(line) { destination.info(line) }
-          elsif destination.respond_to?(:write) then ->(line) { destination.write("#{line}\n") }
-          else
-            raise ArgumentError, "decision_log is a path, a Logger, an IO or a callable, not #{destination.inspect}"
-          end
+        write = Arbiter::Rails.line_writer(destination, "decision_log")
         engine.set_decision_log(sample_rate: sample_rate) { |line| write.call(line) }
       end
 
