@@ -65,6 +65,7 @@ var (
 	ErrSignature        = &Error{Code: C.ARBITER_RESULT_SIGNATURE, Kind: "signature"}
 	ErrSqlMapping       = &Error{Code: C.ARBITER_RESULT_SQL_MAPPING, Kind: "sql_mapping"}
 	ErrAbilities        = &Error{Code: C.ARBITER_RESULT_ABILITIES, Kind: "abilities"}
+	ErrHttp             = &Error{Code: C.ARBITER_RESULT_HTTP, Kind: "http"}
 	ErrMalformedRequest = &Error{Code: C.ARBITER_RESULT_MALFORMED_REQUEST, Kind: "malformed_request"}
 	ErrInvalidRequest   = &Error{Code: C.ARBITER_RESULT_INVALID_REQUEST, Kind: "invalid_request"}
 	ErrInvalidContext   = &Error{Code: C.ARBITER_RESULT_INVALID_CONTEXT, Kind: "invalid_context"}

@@ -21,10 +21,11 @@ pub use bundle::bundle_tests;
 pub use operations::decision_log;
 
 pub use bundle::abilities::{Abilities, Ability};
+pub use bundle::http::{HeaderValue, HttpError, HttpRequest, HttpRoutes};
 pub use bundle::signing::{BundleSigner, SigningError, TrustedKeys, SIGNATURE_FILE};
 pub use bundle::{read_bundle_dir, BundleFile, BundleInfo, Manifest};
 pub use engine::limits::Limits;
-pub use engine::Engine;
+pub use engine::{Engine, HttpAnswer};
 pub use evaluation::explain::{Explanation, Outcome, PolicyExplanation};
 pub use operations::decision_log::{DecisionLogOptions, InvalidOptions};
 pub use operations::metrics::{

@@ -85,6 +85,10 @@ enum arbiter_result
    */
   ARBITER_RESULT_ABILITIES = 110,
   /**
+   * `http.json` is invalid.
+   */
+  ARBITER_RESULT_HTTP = 111,
+  /**
    * The request is not valid JSON, lacks a field, or names an entity badly.
    */
   ARBITER_RESULT_MALFORMED_REQUEST = 200,

@@ -45,6 +45,8 @@ pub enum arbiter_result {
     ARBITER_RESULT_SQL_MAPPING = 109,
     /// `abilities.json` is invalid.
     ARBITER_RESULT_ABILITIES = 110,
+    /// `http.json` is invalid.
+    ARBITER_RESULT_HTTP = 111,
     /// The request is not valid JSON, lacks a field, or names an entity badly.
     ARBITER_RESULT_MALFORMED_REQUEST = 200,
     /// The request does not conform to the bundle's schema.

@@ -65,6 +65,7 @@ static void test_result_kinds(void) {
       {ARBITER_RESULT_SIGNATURE, "signature"},
       {ARBITER_RESULT_SQL_MAPPING, "sql_mapping"},
       {ARBITER_RESULT_ABILITIES, "abilities"},
+      {ARBITER_RESULT_HTTP, "http"},
       {ARBITER_RESULT_MALFORMED_REQUEST, "malformed_request"},
       {ARBITER_RESULT_INVALID_REQUEST, "invalid_request"},
       {ARBITER_RESULT_INVALID_CONTEXT, "invalid_context"},

@@ -70,6 +70,9 @@ class SqlMappingError(ArbiterError):
 class AbilitiesError(ArbiterError):
     """``abilities.json`` is invalid (kind ``abilities``, code 110)."""
 
+class HttpError(ArbiterError):
+    """``http.json`` is invalid (kind ``http``, code 111)."""
+
 class MalformedRequestError(ArbiterError):
     """The request is malformed: bad JSON, a key given twice, over a limit (kind
     ``malformed_request``, code 200)."""

@@ -8,6 +8,7 @@ pub(crate) mod abilities;
 pub mod bundle_tests;
 pub(crate) mod default_bundle;
 pub(crate) mod entities;
+pub(crate) mod http;
 pub(crate) mod member_roles;
 pub(crate) mod policies;
 pub(crate) mod signing;
@@ -94,6 +95,7 @@ pub(crate) fn is_engine_file(path: &str) -> bool {
             TOKENS,
             member_roles::MEMBER_ROLES,
             abilities::ABILITIES,
+            http::HTTP,
             crate::query::mapping::SQL_MAPPING,
             SIGNATURE_FILE,
         ]
@@ -348,6 +350,8 @@ pub(crate) struct Bundle {
     pub(crate) sql_mapping: Option<crate::query::mapping::SqlMapping>,
     /// The host's abilities and their actions (`abilities.json`), for a host's bridge.
     pub(crate) abilities: Option<abilities::Abilities>,
+    /// How HTTP requests map to Cedar requests (`http.json`), for a proxy's checks.
+    pub(crate) http: Option<http::HttpRoutes>,
     /// The engine's per-action decision counters for this bundle's actions (set by the engine).
     pub(crate) outcomes: ActionOutcomes,
     /// When its signature says it was signed, for an engine that trusts signing keys.
@@ -441,6 +445,9 @@ impl Bundle {
         let abilities = file(abilities::ABILITIES)
             .map(|f| abilities::Abilities::load(f, schema.as_ref()))
             .transpose()?;
+        let http = file(http::HTTP)
+            .map(|f| http::HttpRoutes::load(f, schema.as_ref()))
+            .transpose()?;
         let mut types: Vec<EntityTypeName> = entities
             .store()
             .iter()
@@ -462,6 +469,7 @@ impl Bundle {
             shapes,
             sql_mapping,
             abilities,
+            http,
             manifest,
             schema,
             policies: loaded.set,

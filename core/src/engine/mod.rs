@@ -16,6 +16,7 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::bundle::abilities::Abilities;
+use crate::bundle::http::{HttpError, HttpRequest};
 use crate::bundle::signing::TrustedKeys;
 use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
 use crate::engine::fault::{contain_decision, contain_load, contain_query, contain_token, Faults};
@@ -532,6 +533,50 @@ impl Engine {
             .map(|q| q.to_json())
     }
 
+    /// Decides an HTTP request as a proxy sees it, through the bundle's `http.json` (see
+    /// [`HttpRoutes`](crate::HttpRoutes)): its route names the action and resource, its token,
+    /// peer identity or the anonymous principal the principal. A request the mapping cannot
+    /// take (no `http.json`, no route, no principal, a bad path or value) is an [`HttpError`],
+    /// which the caller answers as a deny. The mapping and the policies come from one bundle,
+    /// even while a reload swaps it.
+    pub fn authorize_http(&self, http: &HttpRequest<'_>) -> Result<HttpAnswer, HttpError> {
+        let bundle = self.bundle.load();
+        let routes = bundle
+            .http
+            .as_ref()
+            .ok_or_else(|| HttpError::new("no_mapping", "the bundle has no http.json"))?;
+        let mapped = routes.map(http, bundle.request_schema())?;
+        let mut principal = mapped.request.principal.clone();
+        let decision = self
+            .guarded(|start| {
+                let now = self.now();
+                self.decide_with(&bundle, &mapped.request, now, start, None, |trace| {
+                    let decided = decide_uncounted(&bundle, &mapped.request, now, trace);
+                    if let Some(token) = &trace.token {
+                        principal = Some(token.principal.uid.clone());
+                    }
+                    decided
+                })
+            })
+            .map_err(|e| HttpError::new(e.kind(), e.to_string()))?;
+        let headers = if decision.allowed() {
+            routes.allow_headers(
+                principal.as_ref(),
+                mapped.route,
+                http.request_id,
+                &decision.reasons,
+            )
+        } else {
+            Vec::new()
+        };
+        Ok(HttpAnswer {
+            decision,
+            principal,
+            route: mapped.route.to_owned(),
+            headers,
+        })
+    }
+
     /// Decides a request given as borrowed parts, without request JSON (the C ABI's fast path).
     pub fn authorize_parts(&self, parts: &RequestParts<'_>) -> Result<Decision, RequestError> {
         self.decide_parts(parts, None)
@@ -550,6 +595,19 @@ impl Engine {
             self.decide(&bundle, &request, self.now(), start, held)
         })
     }
+}
+
+/// What [`Engine::authorize_http`] decided, with what a proxy passes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// The decision.
+    pub decision: Decision,
+    /// The principal decided for (the token's, once verified), when one was found.
+    pub principal: Option<cedar_policy::EntityUid>,
+    /// The route's name (its path template when it has none).
+    pub route: String,
+    /// The headers `http.json` adds to an allowed request; none for a deny.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Loads a bundle inside the panic boundary (a reload trips an injected fault first), wires it

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     SqlMapping,
     /// `abilities.json` is invalid.
     Abilities,
+    /// `http.json` is invalid.
+    Http,
     /// The request is not valid JSON, lacks a field, or names an entity badly.
     MalformedRequest,
     /// The request does not conform to the bundle's schema.
@@ -58,7 +60,7 @@ pub enum ErrorKind {
 
 /// The table behind [`ErrorKind`]: kind, code, snake_case kind, name, one-line doc, in
 /// declaration order.
-const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 20] = [
+const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 21] = [
     (ErrorKind::NullArgument, 1, "null_argument", "NullArgument", "a required pointer argument was NULL"),
     (ErrorKind::InvalidUtf8, 2, "invalid_utf8", "InvalidUtf8", "a string argument is not valid UTF-8"),
     (ErrorKind::InvalidArgument, 3, "invalid_argument", "InvalidArgument", "an argument is out of its range"),
@@ -73,6 +75,7 @@ const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 20] = [
     (ErrorKind::Signature, 108, "signature", "Signature", "the bundle's signature is missing, untrusted, older than the bundle served, or does not match its files"),
     (ErrorKind::SqlMapping, 109, "sql_mapping", "SqlMapping", "`sql/mapping.json` is invalid"),
     (ErrorKind::Abilities, 110, "abilities", "Abilities", "`abilities.json` is invalid"),
+    (ErrorKind::Http, 111, "http", "Http", "`http.json` is invalid"),
     (ErrorKind::MalformedRequest, 200, "malformed_request", "MalformedRequest", "the request is not valid JSON, lacks a field, or names an entity badly"),
     (ErrorKind::InvalidRequest, 201, "invalid_request", "InvalidRequest", "the request does not conform to the bundle's schema"),
     (ErrorKind::InvalidContext, 202, "invalid_context", "InvalidContext", "the context does not conform to the schema"),
@@ -83,7 +86,7 @@ const ERROR_KINDS: [(ErrorKind, u32, &str, &str, &str); 20] = [
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::NullArgument,
         Self::InvalidUtf8,
         Self::InvalidArgument,
@@ -98,6 +101,7 @@ impl ErrorKind {
         Self::Signature,
         Self::SqlMapping,
         Self::Abilities,
+        Self::Http,
         Self::MalformedRequest,
         Self::InvalidRequest,
         Self::InvalidContext,
@@ -283,6 +287,9 @@ pub enum LoadError {
     /// `abilities.json` does not parse or names an action the schema lacks.
     #[error("{}", join(.0))]
     Abilities(Vec<Problem>),
+    /// `http.json` does not parse or maps a route wrongly.
+    #[error("{}", join(.0))]
+    Http(Vec<Problem>),
     /// Arbiter failed inside while loading (a caught panic).
     #[error("{0}")]
     Internal(String),
@@ -311,6 +318,7 @@ impl LoadError {
             Self::Signature(_) => ErrorKind::Signature,
             Self::SqlMapping(_) => ErrorKind::SqlMapping,
             Self::Abilities(_) => ErrorKind::Abilities,
+            Self::Http(_) => ErrorKind::Http,
             Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -338,7 +346,8 @@ impl LoadError {
             | Self::Tokens(p)
             | Self::Signature(p)
             | Self::SqlMapping(p)
-            | Self::Abilities(p) => p,
+            | Self::Abilities(p)
+            | Self::Http(p) => p,
             Self::Internal(_) => &[],
         }
     }
