@@ -139,11 +139,16 @@ enum Command {
     /// Sign bundles and verify their signatures.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Serve decisions over the network: Envoy's external authorization (gRPC, through the
+    /// bundle's http.json) and AuthZEN 1.0 (HTTP), with /metrics, /healthz and /readyz.
+    /// SIGHUP reloads the bundle; SIGTERM drains and exits 0.
+    Serve(arbiter_server::Options),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Serve(options) => return arbiter_server::run(options),
         Command::Check {
             bundle,
             request,

@@ -236,7 +236,8 @@ pub struct HttpError {
 }
 
 impl HttpError {
-    pub(crate) fn new(kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error of `kind` (a host's own, e.g. a server's `not_ready`, or one of those above).
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -476,17 +477,19 @@ impl HttpRoutes {
         ))
     }
 
-    /// The headers an allowed request gets, as `http.json`'s `allow_headers` names them.
+    /// The headers an allowed request gets, as `http.json`'s `allow_headers` names them: each
+    /// with its value, or `None` for one this request has no value for (which a proxy removes,
+    /// so a client never sets it).
     pub(crate) fn allow_headers(
         &self,
         principal: Option<&EntityUid>,
         route: &str,
         request_id: Option<&str>,
         reasons: &[String],
-    ) -> Vec<(String, String)> {
+    ) -> Vec<(String, Option<String>)> {
         self.allow_headers
             .iter()
-            .filter_map(|(name, value)| {
+            .map(|(name, value)| {
                 let value = match value {
                     HeaderValue::Principal => principal.map(ToString::to_string),
                     HeaderValue::PrincipalType => principal.map(|p| p.type_name().to_string()),
@@ -494,8 +497,8 @@ impl HttpRoutes {
                     HeaderValue::RequestId => request_id.map(str::to_owned),
                     HeaderValue::Route => Some(route.to_owned()),
                     HeaderValue::Policies => Some(reasons.join(",")),
-                }?;
-                Some((name.clone(), value))
+                };
+                (name.clone(), value)
             })
             .collect()
     }
@@ -824,9 +827,13 @@ mod tests {
         assert_eq!(
             routes.allow_headers(Some(&principal), "write", Some("r"), &[]),
             [
-                ("x-principal".to_owned(), r#"User::"7""#.to_owned()),
-                ("x-route".to_owned(), "write".to_owned())
+                ("x-principal".to_owned(), Some(r#"User::"7""#.to_owned())),
+                ("x-route".to_owned(), Some("write".to_owned()))
             ]
+        );
+        assert_eq!(
+            routes.allow_headers(None, "write", None, &[])[0],
+            ("x-principal".to_owned(), None)
         );
     }
 

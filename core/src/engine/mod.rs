@@ -457,6 +457,19 @@ impl Engine {
         contain_token(|| verify_token(&self.bundle.load(), token, self.now())).map(TokenInfo::new)
     }
 
+    /// The entity type of the bundle's actions (e.g. `Gitlab::Action`), when its schema's
+    /// actions all share one: what a caller that names actions by id alone (AuthZEN) means.
+    pub fn action_type(&self) -> Option<String> {
+        let bundle = self.bundle.load();
+        let mut types = bundle
+            .schema
+            .as_ref()?
+            .actions()
+            .map(|a| a.type_name().to_string());
+        let first = types.next()?;
+        types.all(|t| t == first).then_some(first)
+    }
+
     /// The current bundle's entities (its static entities and the schema's action entities),
     /// as Cedar entity JSON with explicit `__entity`/`__extn` escapes.
     pub fn entities_json(&self) -> String {
@@ -606,8 +619,9 @@ pub struct HttpAnswer {
     pub principal: Option<cedar_policy::EntityUid>,
     /// The route's name (its path template when it has none).
     pub route: String,
-    /// The headers `http.json` adds to an allowed request; none for a deny.
-    pub headers: Vec<(String, String)>,
+    /// The headers `http.json` names for an allowed request (none for a deny): each with its
+    /// value, or `None` when this request has none, for a proxy to remove what a client sent.
+    pub headers: Vec<(String, Option<String>)>,
 }
 
 /// Loads a bundle inside the panic boundary (a reload trips an injected fault first), wires it

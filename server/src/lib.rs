@@ -1,0 +1,223 @@
+//! `arbiter serve`: the embedded engine behind a network API, for callers that cannot link it.
+//!
+//! - gRPC: Envoy's external authorization (`envoy.service.auth.v3.Authorization/Check`), the
+//!   request mapped through the bundle's `http.json`, and the gRPC health service.
+//! - HTTP: OpenID AuthZEN 1.0 (`/access/v1/evaluation`, `/access/v1/evaluations`,
+//!   `/access/v1/search/resource`, `/.well-known/authzen-configuration`), `/metrics`,
+//!   `/healthz` and `/readyz`.
+//!
+//! One engine decides for both, as it would embedded: the same bundle, the same answers. Every
+//! failure is a deny with its reason, never an error status a proxy could fail open on. The
+//! bundle reloads on `SIGHUP` and when its directory changes (a failed reload keeps the bundle
+//! serving); `SIGTERM` stops accepting, lets requests under way finish, and exits 0.
+
+mod authzen;
+mod ext_authz;
+mod ops;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use state::State;
+
+/// `arbiter serve`'s options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Bundle directory; the embedded default GitLab bundle when left out.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Address for AuthZEN, /metrics, /healthz and /readyz over HTTP, or `off`.
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    pub http: String,
+    /// Address for Envoy's external authorization and gRPC health, or `off`.
+    #[arg(long, default_value = "127.0.0.1:9191")]
+    pub grpc: String,
+    /// A trusted bundle signing key (public key PEM file); repeat for several. With any, only
+    /// bundles signed by one of them load, at start and on every reload.
+    #[arg(long = "public-key", value_name = "PUB.pem")]
+    pub public_keys: Vec<PathBuf>,
+    /// Append a decision log event (one JSON line) per decision to this file, or `-` for
+    /// standard error. Events are written off the deciding thread; when the writer falls
+    /// behind, events are dropped and counted, never waited for.
+    #[arg(long, value_name = "FILE")]
+    pub decision_log: Option<PathBuf>,
+    /// Check the bundle directory for changes this often (seconds); 0 reloads on SIGHUP only.
+    #[arg(long, default_value_t = 1)]
+    pub reload_interval: u64,
+    /// The largest request accepted (bytes); a larger one is denied (ext_authz) or refused
+    /// with 413 (AuthZEN).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_request_bytes: usize,
+    /// At most this many decisions at once; more wait their turn.
+    #[arg(long, default_value_t = 1024)]
+    pub max_concurrency: usize,
+}
+
+/// What the server prints on standard output once it listens (one JSON line), so that whoever
+/// started it with port 0 learns the ports.
+#[derive(serde::Serialize)]
+struct Listening {
+    event: &'static str,
+    http: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+}
+
+/// Runs the server until SIGTERM or SIGINT. Exit 0 after a clean stop, 2 when the bundle or an
+/// option is unusable at start.
+pub fn run(options: Options) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("arbiter serve: {message}");
+    ExitCode::from(2)
+}
+
+async fn serve(options: Options) -> Result<(), String> {
+    let state = Arc::new(State::new(&options)?);
+    let http = bind(&options.http).await?;
+    let grpc = bind(&options.grpc).await?;
+    let address = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let listening = Listening {
+        event: "listening",
+        http: address(&http),
+        grpc: address(&grpc),
+    };
+    println!("{}", serde_json::to_string(&listening).unwrap_or_default());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listener) = http {
+        let router = authzen::router(Arc::clone(&state)).merge(ops::router(Arc::clone(&state)));
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| format!("HTTP server: {e}"))
+        });
+    }
+    if let Some(listener) = grpc {
+        let service = ext_authz::service(Arc::clone(&state));
+        let stop = stopped(stop_rx.clone());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await
+                .map_err(|e| format!("gRPC server: {e}"))
+        });
+    }
+
+    // The bundle loads once the ports are open, so /readyz and gRPC health say when it has.
+    let loading = Arc::clone(&state);
+    let loaded = tokio::task::spawn_blocking(move || loading.load())
+        .await
+        .map_err(|e| format!("loading the bundle: {e}"))?;
+    if let Err(message) = loaded {
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        return Err(message);
+    }
+    health_reporter
+        .set_serving::<ext_authz::AuthorizationServer<ext_authz::Check>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    state.log_event("ready", serde_json::json!({"bundle": state.describe()}));
+
+    let reloads = tokio::spawn(reload_loop(
+        Arc::clone(&state),
+        Duration::from_secs(options.reload_interval),
+    ));
+    wait_for_stop().await?;
+    state.log_event("stopping", serde_json::json!({}));
+    reloads.abort();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) | Err(e) = done.map_err(|e| e.to_string()) {
+            result = Err(e);
+        }
+    }
+    state.flush_decision_log();
+    result
+}
+
+/// A listener on `address`, or none for `off`.
+async fn bind(address: &str) -> Result<Option<TcpListener>, String> {
+    if address == "off" {
+        return Ok(None);
+    }
+    TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|e| format!("cannot listen on {address}: {e}"))
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn wait_for_stop() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Reloads on SIGHUP, and when the bundle directory changed, checked every `interval` (never
+/// when it is zero).
+async fn reload_loop(state: Arc<State>, interval: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(if interval.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        interval
+    });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            _ = tick.tick() => false,
+        };
+        if !forced && interval.is_zero() {
+            continue;
+        }
+        let state = Arc::clone(&state);
+        let _ = tokio::task::spawn_blocking(move || state.reload(forced)).await;
+    }
+}

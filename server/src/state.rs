@@ -1,0 +1,267 @@
+//! What every request handler shares: the engine (once its bundle has loaded), how it was
+//! loaded (to reload it the same way), the decision log's writer and the server's counters.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use arbiter::{DecisionLogOptions, Engine, TrustedKeys};
+
+use crate::ops::Counters;
+use crate::Options;
+
+/// Decision log events waiting for the writer; past this many, new ones are dropped.
+const LOG_QUEUE: usize = 65_536;
+
+/// The server's shared state.
+pub struct State {
+    engine: OnceLock<Engine>,
+    bundle: Option<PathBuf>,
+    keys: Option<TrustedKeys>,
+    decision_log: Option<LogWriter>,
+    /// The bundle directory's files as last loaded (paths, sizes, modification times).
+    fingerprint: Mutex<Option<u64>>,
+    /// The entity type of the bundle's actions, for AuthZEN's action names.
+    action_type: RwLock<Arc<str>>,
+    pub(crate) counters: Counters,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) permits: tokio::sync::Semaphore,
+}
+
+/// A decision log written by its own thread from a bounded queue.
+struct LogWriter {
+    queue: SyncSender<Option<String>>,
+    dropped: Arc<AtomicU64>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl State {
+    /// The state for `options`, its bundle not loaded yet; fails on an unusable key or log file.
+    pub fn new(options: &Options) -> Result<Self, String> {
+        let keys = if options.public_keys.is_empty() {
+            None
+        } else {
+            let pems = options
+                .public_keys
+                .iter()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(TrustedKeys::from_pems(&pems).map_err(|e| e.to_string())?)
+        };
+        let decision_log = options
+            .decision_log
+            .as_deref()
+            .map(LogWriter::open)
+            .transpose()?;
+        Ok(Self {
+            engine: OnceLock::new(),
+            bundle: options.bundle.clone(),
+            keys,
+            decision_log,
+            fingerprint: Mutex::new(None),
+            action_type: RwLock::new(Arc::from("Action")),
+            counters: Counters::default(),
+            max_request_bytes: options.max_request_bytes,
+            permits: tokio::sync::Semaphore::new(options.max_concurrency.max(1)),
+        })
+    }
+
+    /// The engine, once its bundle has loaded.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.get()
+    }
+
+    /// Loads the bundle (the first time only).
+    pub(crate) fn load(&self) -> Result<(), String> {
+        let fingerprint = self.bundle.as_deref().map(fingerprint);
+        let engine = match (&self.bundle, &self.keys) {
+            (Some(dir), Some(keys)) => Engine::from_signed_bundle_dir(dir, keys.clone()),
+            (Some(dir), None) => Engine::from_bundle_dir(dir),
+            (None, Some(_)) => {
+                return Err(
+                    "--public-key needs --bundle (the embedded bundle is not signed)".into(),
+                )
+            }
+            (None, None) => Engine::gitlab_default(),
+        }
+        .map_err(|e| format!("cannot load {} ({}):\n{e}", self.describe(), e.kind()))?;
+        if let Some(log) = &self.decision_log {
+            let (queue, dropped) = (log.queue.clone(), Arc::clone(&log.dropped));
+            engine
+                .set_decision_log(DecisionLogOptions::default(), move |line| {
+                    if let Err(TrySendError::Full(_)) = queue.try_send(Some(line.to_owned())) {
+                        dropped.fetch_add(1, Relaxed);
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        self.remember(&engine, fingerprint);
+        let _ = self.engine.set(engine);
+        Ok(())
+    }
+
+    /// Reloads the bundle directory when `forced` (SIGHUP) or when its files changed since the
+    /// last attempt. A bundle that fails to load is logged and the serving one kept.
+    pub(crate) fn reload(&self, forced: bool) {
+        let (Some(dir), Some(engine)) = (&self.bundle, self.engine()) else {
+            return;
+        };
+        let now = fingerprint(dir);
+        {
+            let mut last = self.fingerprint.lock().unwrap_or_else(|e| e.into_inner());
+            if !forced && *last == Some(now) {
+                return;
+            }
+            *last = Some(now);
+        }
+        match engine.reload_from_dir(dir) {
+            Ok(()) => {
+                self.remember(engine, Some(now));
+                self.log_event("reloaded", serde_json::json!({"bundle": self.describe()}));
+            }
+            Err(e) => self.log_event(
+                "reload_failed",
+                serde_json::json!({"kind": e.kind(), "error": e.to_string(),
+                                   "serving": engine.info().version}),
+            ),
+        }
+    }
+
+    /// Notes what the serving bundle is, after a load.
+    fn remember(&self, engine: &Engine, fingerprint: Option<u64>) {
+        *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
+        if let Some(action_type) = engine.action_type() {
+            *self.action_type.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(action_type);
+        }
+    }
+
+    /// The entity type AuthZEN action names are ids of.
+    pub(crate) fn action_type(&self) -> Arc<str> {
+        Arc::clone(&self.action_type.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The bundle, for messages: its directory, or the default bundle.
+    pub(crate) fn describe(&self) -> String {
+        let source = self
+            .bundle
+            .as_ref()
+            .map_or("the default bundle".to_owned(), |d| {
+                format!("bundle `{}`", d.display())
+            });
+        match self.engine().map(Engine::info) {
+            Some(info) => format!(
+                "{source} ({} {})",
+                info.name.unwrap_or_default(),
+                info.version.unwrap_or_default()
+            ),
+            None => source,
+        }
+    }
+
+    /// Prints one server event as a JSON line on standard error.
+    pub(crate) fn log_event(&self, event: &str, fields: serde_json::Value) {
+        let mut line = serde_json::json!({"event": event});
+        if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+            line.extend(fields);
+        }
+        eprintln!("{line}");
+    }
+
+    /// Decision log events dropped because the writer fell behind.
+    pub(crate) fn decision_log_dropped(&self) -> Option<u64> {
+        self.decision_log
+            .as_ref()
+            .map(|log| log.dropped.load(Relaxed))
+    }
+
+    /// Writes out every queued decision log event (at shutdown).
+    pub(crate) fn flush_decision_log(&self) {
+        if let Some(log) = &self.decision_log {
+            let _ = log.queue.send(None);
+            if let Some(thread) = log.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl LogWriter {
+    fn open(path: &Path) -> Result<Self, String> {
+        let out: Box<dyn Write + Send> = if path == Path::new("-") {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        format!("cannot open the decision log `{}`: {e}", path.display())
+                    })?,
+            )
+        };
+        let (queue, lines) = sync_channel(LOG_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_lines(lines, out))
+            .map_err(|e| format!("cannot start the decision log writer: {e}"))?;
+        Ok(Self {
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+}
+
+/// Writes each line as it comes, flushing whenever the queue runs dry; `None` ends it.
+fn write_lines(lines: Receiver<Option<String>>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::new(out);
+    while let Ok(Some(line)) = lines.recv() {
+        let _ = writeln!(out, "{line}");
+        while let Ok(next) = lines.try_recv() {
+            match next {
+                Some(line) => {
+                    let _ = writeln!(out, "{line}");
+                }
+                None => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
+        }
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+}
+
+/// A hash of the paths, sizes and modification times of the files under `dir`.
+fn fingerprint(dir: &Path) -> u64 {
+    fn walk(dir: &Path, hasher: &mut DefaultHasher) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            path.hash(hasher);
+            if meta.is_dir() {
+                walk(&path, hasher);
+            } else {
+                meta.len().hash(hasher);
+                meta.modified().ok().hash(hasher);
+            }
+        }
+    }
+    let mut hasher = DefaultHasher::new();
+    walk(dir, &mut hasher);
+    hasher.finish()
+}
