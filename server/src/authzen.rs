@@ -2,7 +2,9 @@
 //!
 //! A subject or resource `{type, id, properties}` is the Cedar entity `type::"id"`, its
 //! `properties` (when given) the entity's attributes for this request, layered over the bundle's
-//! entity of that uid; `action.name` is the id of an action of the bundle's action type. A body
+//! entity of that uid; `action.name` is the id of an action of the bundle's action type (its
+//! `properties` are not read: no Cedar policy can refer to them, so they cannot change an
+//! answer). A body
 //! that is not a JSON object with the fields the spec requires is a 400 naming the field; a
 //! request Cedar refuses (an unknown type, a context the schema does not allow) is a deny with
 //! the error in the decision's `context`, as is each failed item of a batch.
@@ -172,14 +174,6 @@ fn request_json(
     let Some(Value::String(name)) = action.get("name") else {
         return Err(BadInput::field("`action.name` is missing or not a string"));
     };
-    if action
-        .get("properties")
-        .is_some_and(|p| p.as_object().is_some_and(|p| !p.is_empty()))
-    {
-        return Err(BadInput::field(
-            "`action.properties` cannot be honoured: Cedar actions have no per-request attributes",
-        ));
-    }
     let context = match parts.context {
         None | Some(Value::Null) => json!({}),
         Some(c @ Value::Object(_)) => c.clone(),

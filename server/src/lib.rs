@@ -58,6 +58,9 @@ pub struct Options {
     /// At most this many decisions at once; more wait their turn.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrency: usize,
+    /// After SIGTERM, wait at most this long (seconds) for requests under way to finish.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
 }
 
 /// What the server prints on standard output once it listens (one JSON line), so that whoever
@@ -158,14 +161,24 @@ async fn serve(options: Options) -> Result<(), String> {
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let _ = stop_tx.send(true);
-    let mut result = Ok(());
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Err(e)) | Err(e) = done.map_err(|e| e.to_string()) {
-            result = Err(e);
+    let drained = tokio::time::timeout(Duration::from_secs(options.drain_timeout), async {
+        let mut result = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) | Err(e) = done.map_err(|e| e.to_string()) {
+                result = Err(e);
+            }
         }
+        result
+    })
+    .await;
+    if drained.is_err() {
+        state.log_event(
+            "drain_timeout",
+            serde_json::json!({"seconds": options.drain_timeout}),
+        );
     }
     state.flush_decision_log();
-    result
+    drained.unwrap_or(Ok(()))
 }
 
 /// A listener on `address`, or none for `off`.
