@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
+.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -98,7 +98,7 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "10"}, context: {admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test query-test bundle-test valgrind header-check c-test go-test python-test ruby-test rails-test ruby-gem interop fips fault-test miri fuzz-smoke
+test: lint rust-test query-test bundle-test valgrind header-check c-test go-test server-test python-test ruby-test rails-test ruby-gem interop fips fault-test miri fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
@@ -167,6 +167,14 @@ go-test: build
 	cd bindings-go && GODEBUG=cgocheck=1 ../tests/postgres/with-postgres.sh $(GO) test -count=1 ./...
 	cd bindings-go && ../tests/postgres/with-postgres.sh $(GO) test -race -count=1 ./...
 	bindings-go/link_test.sh
+
+# `arbiter serve` through Envoy's own ext_authz client (go-control-plane), each answer checked
+# against the same request decided in-process by the Go binding. Its AuthZEN and operations
+# tests are Rust tests (server/tests), in rust-test.
+server-test: build
+	cd tests/envoy && $(GO) vet ./...
+	cd tests/envoy && test -z "$$(gofmt -l .)"
+	cd tests/envoy && $(GO) test -count=1 ./...
 
 # A panic injected inside the engine as Rust, C, Go, Ruby and Python see it: a deny with an
 # `internal` error, a failed reload that keeps the old bundle. The hook is the test-only

@@ -451,7 +451,11 @@ impl HttpRoutes {
                             })?
                         }
                     };
-                    return Ok((None, Some(token.trim().to_owned())));
+                    let token = token.trim();
+                    if token.is_empty() {
+                        return Err(no_principal(format!("header `{name}` holds no token")));
+                    }
+                    return Ok((None, Some(token.to_owned())));
                 }
                 PrincipalSource::Spiffe {
                     entity_type,
@@ -797,6 +801,8 @@ mod tests {
             None,
         )
         .unwrap_err();
+        assert_eq!(e.kind, "no_principal");
+        let e = map("PUT", "/docs/1", &[("authorization", "Bearer  ")], None).unwrap_err();
         assert_eq!(e.kind, "no_principal");
     }
 
