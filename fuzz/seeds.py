@@ -91,7 +91,7 @@ def macaroons():
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "fuzz", "corpus")
-    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query")}
+    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query", "http_request")}
     requests = [json.dumps(r) for r in gitlab_requests()]
     tokens_ = list(tokens())
     default_bundle = bundle_files(BUNDLE)
@@ -127,6 +127,20 @@ def main():
         seeds["query"].append(json.dumps(r))
         seeds["query"].append(json.dumps({**r, "principal": member["uid"], "entities": [member]}))
     seeds["query"].append(read(os.path.join(BUNDLE, "sql", "mapping.json")))
+
+    # http_request: each route of the default http.json with project 1 and 10, anonymous, with a
+    # token or from a SPIFFE peer (`METHOD TARGET`, header lines, `peer ID`).
+    http = json.loads(read(os.path.join(BUNDLE, "http.json")))
+    for route in http["routes"]:
+        methods = route["method"] if isinstance(route["method"], list) else [route["method"]]
+        for project in ("1", "10"):
+            path = route["path"].replace("{id}", project)
+            path = path.replace("{*file_path}", "lib%2Fa.rb/raw").replace("{*branch}", "main")
+            path = path.replace("{issue_iid}", "3").replace("{package_id}", "4")
+            for method in methods:
+                seeds["http_request"].append(f"{method} {path}?ref=main\nx-request-id: r1")
+                seeds["http_request"].append(f"{method} {path}\nauthorization: Bearer {tokens_[0]}")
+                seeds["http_request"].append(f"{method} {path}\npeer spiffe://gitlab.example.com/gitaly-client")
 
     for target, items in seeds.items():
         folder = os.path.join(out, target)
