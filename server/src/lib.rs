@@ -158,6 +158,9 @@ async fn serve(options: Options) -> Result<(), String> {
     state.log_event("stopping", serde_json::json!({}));
     reloads.abort();
     health_reporter
+        .set_not_serving::<ext_authz::AuthorizationServer<ext_authz::Check>>()
+        .await;
+    health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let _ = stop_tx.send(true);
