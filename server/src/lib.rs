@@ -15,6 +15,7 @@ mod authzen;
 mod ext_authz;
 mod ops;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +59,16 @@ pub struct Options {
     /// At most this many decisions at once; more wait their turn.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrency: usize,
+    /// Serve TLS on both listeners with this certificate chain (PEM); read again on every
+    /// reload, so a rotated certificate is used for new connections without a restart.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates that chain to these CA certificates (PEM): mutual TLS.
+    #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
     /// After SIGTERM, wait at most this long (seconds) for requests under way to finish.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
@@ -111,25 +122,52 @@ async fn serve(options: Options) -> Result<(), String> {
     if let Some(listener) = http {
         let router = authzen::router(Arc::clone(&state)).merge(ops::router(Arc::clone(&state)));
         let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-                .map_err(|e| format!("HTTP server: {e}"))
-        });
+        match state.tls() {
+            Some(tls) => {
+                let incoming = tls.incoming(listener, stop_rx.clone());
+                tasks.spawn(async move {
+                    axum::serve(incoming, router)
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .map_err(|e| format!("HTTP server: {e}"))
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .map_err(|e| format!("HTTP server: {e}"))
+                });
+            }
+        }
     }
     if let Some(listener) = grpc {
         let service = ext_authz::service(Arc::clone(&state));
         let stop = stopped(stop_rx.clone());
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tasks.spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(health_service)
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stop)
-                .await
-                .map_err(|e| format!("gRPC server: {e}"))
-        });
+        let router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(service);
+        match state.tls() {
+            Some(tls) => {
+                let incoming = tls.incoming(listener, stop_rx.clone()).into_stream();
+                tasks.spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, stop)
+                        .await
+                        .map_err(|e| format!("gRPC server: {e}"))
+                });
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                tasks.spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, stop)
+                        .await
+                        .map_err(|e| format!("gRPC server: {e}"))
+                });
+            }
+        }
     }
 
     // The bundle loads once the ports are open, so /readyz and gRPC health say when it has.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use arbiter::{DecisionLogOptions, Engine, TrustedKeys};
 
 use crate::ops::Counters;
+use crate::tls::{Tls, TlsFiles};
 use crate::Options;
 
 /// Decision log events waiting for the writer; past this many, new ones are dropped.
@@ -22,6 +23,7 @@ pub struct State {
     bundle: Option<PathBuf>,
     keys: Option<TrustedKeys>,
     decision_log: Option<LogWriter>,
+    tls: Option<Arc<Tls>>,
     /// The bundle directory's files as last loaded (paths, sizes, modification times).
     fingerprint: Mutex<Option<u64>>,
     /// The entity type of the bundle's actions, for AuthZEN's action names.
@@ -53,6 +55,14 @@ impl State {
                 .collect::<Result<Vec<_>, _>>()?;
             Some(TrustedKeys::from_pems(&pems).map_err(|e| e.to_string())?)
         };
+        let tls = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: options.client_ca.clone(),
+            })?)),
+            _ => None,
+        };
         let decision_log = options
             .decision_log
             .as_deref()
@@ -63,6 +73,7 @@ impl State {
             bundle: options.bundle.clone(),
             keys,
             decision_log,
+            tls,
             fingerprint: Mutex::new(None),
             action_type: RwLock::new(Arc::from("Action")),
             counters: Counters::default(),
@@ -105,9 +116,19 @@ impl State {
         Ok(())
     }
 
-    /// Reloads the bundle directory when `forced` (SIGHUP) or when its files changed since the
-    /// last attempt. A bundle that fails to load is logged and the serving one kept.
+    /// TLS, when the server serves it.
+    pub(crate) fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
+    /// Reloads the bundle directory and the TLS files when `forced` (SIGHUP) or when they
+    /// changed since the last attempt. What fails to load is logged and what serves is kept.
     pub(crate) fn reload(&self, forced: bool) {
+        match self.tls.as_ref().and_then(|tls| tls.reload(forced)) {
+            Some(Ok(())) => self.log_event("tls_reloaded", serde_json::json!({})),
+            Some(Err(e)) => self.log_event("tls_reload_failed", serde_json::json!({"error": e})),
+            None => {}
+        }
         let (Some(dir), Some(engine)) = (&self.bundle, self.engine()) else {
             return;
         };

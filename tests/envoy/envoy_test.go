@@ -98,32 +98,17 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer engine.Close()
-	server := exec.Command(filepath.Join(root, "target", "release", "arbiter-server"),
-		"--bundle", bundleDir, "--http", "off", "--grpc", "127.0.0.1:0",
-		"--max-request-bytes", "65536")
-	server.Stderr = os.Stderr
-	stdout, err := server.StdoutPipe()
+	server, err := start("--max-request-bytes", "65536")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := server.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	defer func() {
-		server.Process.Signal(syscall.SIGTERM)
-		if err := server.Wait(); err != nil {
+		if err := server.stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "arbiter-server did not exit cleanly:", err)
 		}
 	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	var listening struct{ GRPC string }
-	if err != nil || json.Unmarshal([]byte(line), &listening) != nil {
-		fmt.Fprintf(os.Stderr, "no listening line (%v): %q\n", err, line)
-		return 1
-	}
-	conn, err := grpc.NewClient(listening.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(server.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -146,6 +131,41 @@ func run(m *testing.M) int {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return m.Run()
+}
+
+// serverProcess is a running arbiter-server and the addresses it listens on.
+type serverProcess struct {
+	cmd  *exec.Cmd
+	HTTP string
+	GRPC string
+}
+
+// start runs arbiter-server over the default bundle directory on loopback ports, with args.
+func start(args ...string) (*serverProcess, error) {
+	args = append([]string{"--bundle", bundleDir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, args...)
+	cmd := exec.Command(filepath.Join(root, "target", "release", "arbiter-server"), args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	server := &serverProcess{cmd: cmd}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || json.Unmarshal([]byte(line), server) != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("no listening line (%v): %q", err, line)
+	}
+	return server, nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *serverProcess) stop() error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	return s.cmd.Wait()
 }
 
 // check sends one HTTP request's attributes to the server, as Envoy would.
