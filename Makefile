@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri
+.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri server-bench
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -168,6 +168,15 @@ go-test: build
 	cd bindings-go && ../tests/postgres/with-postgres.sh $(GO) test -race -count=1 ./...
 	bindings-go/link_test.sh
 
+# `arbiter serve` over loopback against OPA's server with the same rule in Rego
+# (benches/server): servers on CPU 0, the load generator on CPU 1. Writes target/server-bench.json.
+OPA_VERSION := v1.22.3
+server-bench: build
+	@test -x target/tools/bin/opa || GOBIN=$(CURDIR)/target/tools/bin CGO_ENABLED=0 \
+		$(GO) install -tags opa_no_wasm github.com/open-policy-agent/opa@$(OPA_VERSION)
+	cd benches/server && $(GO) build -o ../../target/server-bench .
+	taskset -c 1 target/server-bench -root .
+
 # `arbiter serve` through Envoy's own ext_authz client (go-control-plane), each answer checked
 # against the same request decided in-process by the Go binding. Its AuthZEN and operations
 # tests are Rust tests (server/tests), in rust-test.
@@ -253,5 +262,6 @@ bench: build
 	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/bench.rb
 	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/rails_bench.rb
 	tests/postgres/with-postgres.sh $(CARGO) run --release -q -p arbiter-benches --bin query_bench > target/query-bench.json
+	$(MAKE) server-bench
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

@@ -19,6 +19,8 @@ RB_BENCH = ROOT / "target" / "ruby-bench.json"
 RAILS_BENCH = ROOT / "target" / "rails-bench.json"
 RSS = ROOT / "target" / "rss.json"
 QUERY_BENCH = ROOT / "target" / "query-bench.json"
+SERVER_BENCH = ROOT / "target" / "server-bench.json"
+OPA_VERSION = "1.22.3"
 QUERY_EXPLAIN = ROOT / "target" / "query-explain.txt"
 
 # group: (subject, peer, target ratio subject/peer or None, absolute target in ns or None, what)
@@ -196,6 +198,51 @@ def cpu():
     return platform.processor() or "unknown CPU"
 
 
+def server_section():
+    """`arbiter serve` against OPA's server, from benches/server (`make server-bench`)."""
+    if not SERVER_BENCH.exists():
+        return []
+    bench = json.loads(SERVER_BENCH.read_text())
+    runs = {(r["name"], r["mode"]): r for r in bench["results"]}
+    names = {
+        "arbiter_ext_authz": "Arbiter, Envoy ext_authz Check (gRPC)",
+        "arbiter_authzen": "Arbiter, AuthZEN evaluation (HTTP/1.1 keep-alive)",
+        "opa_rest": f"OPA {OPA_VERSION}, REST with the CheckRequest as input (HTTP/1.1 keep-alive)",
+        "noop_ext_authz": "floor: a Go ext_authz server answering OK at once (gRPC)",
+    }
+    lines = [
+        "",
+        "## Server (`make server-bench`)",
+        "",
+        f"Servers on CPU 0, the load generator on CPU 1 (one core each); {bench['workers']} callers at",
+        f"saturation, {bench['duration_seconds']:.0f} s per run; at a fixed rate each latency counts from when the",
+        f"request was due. {bench['allowed_of'][0]} of {bench['allowed_of'][1]} requests allowed, and Arbiter and OPA agree on each.",
+        "",
+        "| server | mode | requests/s | p50 | p99 | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (name, mode), r in runs.items():
+        rate = f" at {r['target_rate']}/s" if r.get("target_rate") else ""
+        lines.append(f"| {names.get(name, name)} | {mode.replace('_', ' ')}{rate} | {r['per_second']:,.0f} |"
+                     f" {r['p50_us']:,.0f} µs | {r['p99_us']:,.0f} µs | {r['errors']} |")
+    ours, opa = runs.get(("arbiter_ext_authz", "saturation")), runs.get(("opa_rest", "saturation"))
+    floor = runs.get(("noop_ext_authz", "saturation"))
+    checks = []
+    if ours and opa:
+        ratio = ours["per_second"] / opa["per_second"]
+        checks.append(f"- Throughput at saturation: {ratio:.1f}x OPA's (target at least 5x): "
+                      f"{'met' if ratio >= 5 else 'NO'}.")
+    if ours and floor:
+        checks.append(f"- The floor: the no-op server takes {floor['per_second']:,.0f}/s from the same generator, so "
+                      f"Arbiter's {ours['per_second']:,.0f}/s is {ours['per_second'] / floor['per_second']:.0%} of what one generator core can send.")
+    for name in ("arbiter_ext_authz", "arbiter_authzen"):
+        r = runs.get((name, "fixed_rate"))
+        if r:
+            checks.append(f"- {names[name]}, p99 at {r['target_rate']}/s: {r['p99_us']:,.0f} µs (target under 1,000 µs): "
+                          f"{'met' if r['p99_us'] < 1000 else 'NO'}.")
+    return lines + [""] + checks
+
+
 def main():
     command = os.environ.get("BENCH_COMMAND", "make bench")
     lines = [
@@ -269,6 +316,7 @@ def main():
         "the per-project checks (each project's rows read once as entities, then one",
         "authorize_batch); every way must select the same ids, or the benchmark fails).",
     ]
+    lines += server_section()
     if missing:
         lines += ["", "Not run: " + ", ".join(missing) + "."]
     print("\n".join(lines))

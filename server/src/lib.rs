@@ -23,7 +23,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio::sync::watch;
 
 pub use state::State;
@@ -133,6 +135,9 @@ async fn serve(options: Options) -> Result<(), String> {
                 });
             }
             None => {
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 tasks.spawn(async move {
                     axum::serve(listener, router)
                         .with_graceful_shutdown(stop)
@@ -159,7 +164,11 @@ async fn serve(options: Options) -> Result<(), String> {
                 });
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|tcp| {
+                    tcp.inspect(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    })
+                });
                 tasks.spawn(async move {
                     router
                         .serve_with_incoming_shutdown(incoming, stop)

@@ -93,6 +93,8 @@ impl Tls {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                // Small answers go out at once, not after the peer's delayed ACK.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = TlsAcceptor::from(tls.config.load_full());
                 let send = send.clone();
                 tokio::spawn(async move {
