@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arbiter::{Decision, Dialect, Engine};
+use arbiter::{Decision, Dialect, Engine, RequestParts};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State as Shared};
@@ -159,52 +159,97 @@ fn entity<'a>(
     Ok((type_name, id, properties))
 }
 
-/// The contract's request JSON for `parts`: checked for the spec's required fields.
-fn request_json(
-    state: &State,
-    parts: &Parts<'_>,
-    resource_id: bool,
-    request_id: Option<&str>,
-) -> Result<Value, BadInput> {
-    let (subject_type, subject_id, subject_properties) = entity(parts.subject, "subject", true)?;
-    let (resource_type, id, resource_properties) = entity(parts.resource, "resource", resource_id)?;
-    let Some(Value::Object(action)) = parts.action else {
-        return Err(BadInput::field("`action` must be an object with `name`"));
-    };
-    let Some(Value::String(name)) = action.get("name") else {
-        return Err(BadInput::field("`action.name` is missing or not a string"));
-    };
-    let context = match parts.context {
-        None | Some(Value::Null) => json!({}),
-        Some(c @ Value::Object(_)) => c.clone(),
-        Some(_) => return Err(BadInput::field("`context` must be an object")),
-    };
-    let mut entities = Vec::new();
-    let mut resource = json!({"type": resource_type});
-    if let Some(id) = id {
-        resource["id"] = json!(id);
-        if let Some(attrs) = resource_properties {
-            entities.push(
-                json!({"uid": {"type": resource_type, "id": id}, "attrs": attrs, "parents": []}),
-            );
+/// One evaluation's request, checked for the fields the spec requires.
+struct Checked<'a> {
+    subject: (&'a str, &'a str),
+    subject_properties: Option<&'a Value>,
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    resource_properties: Option<&'a Value>,
+    context: Option<&'a Value>,
+}
+
+impl<'a> Checked<'a> {
+    /// `parts` checked; the resource's id is required when `resource_id`.
+    fn new(parts: &Parts<'a>, resource_id: bool) -> Result<Self, BadInput> {
+        let (subject_type, subject_id, subject_properties) =
+            entity(parts.subject, "subject", true)?;
+        let (resource_type, id, resource_properties) =
+            entity(parts.resource, "resource", resource_id)?;
+        let Some(Value::Object(action)) = parts.action else {
+            return Err(BadInput::field("`action` must be an object with `name`"));
+        };
+        let Some(Value::String(name)) = action.get("name") else {
+            return Err(BadInput::field("`action.name` is missing or not a string"));
+        };
+        let context = match parts.context {
+            None | Some(Value::Null) => None,
+            Some(c @ Value::Object(_)) => Some(c),
+            Some(_) => return Err(BadInput::field("`context` must be an object")),
+        };
+        Ok(Self {
+            subject: (subject_type, subject_id.unwrap_or_default()),
+            subject_properties,
+            action: name,
+            resource_type,
+            resource_id: id,
+            resource_properties,
+            context,
+        })
+    }
+
+    /// The entities the properties make, for a resource of id `resource_id`, as JSON.
+    fn entities(&self, resource_id: Option<&str>) -> Option<String> {
+        let entity = |(type_name, id): (&str, &str), attrs: &Value| json!({"uid": {"type": type_name, "id": id}, "attrs": attrs, "parents": []});
+        let mut entities = Vec::new();
+        if let Some(attrs) = self.subject_properties {
+            entities.push(entity(self.subject, attrs));
         }
+        if let (Some(id), Some(attrs)) = (resource_id, self.resource_properties) {
+            entities.push(entity((self.resource_type, id), attrs));
+        }
+        (!entities.is_empty()).then(|| Value::Array(entities).to_string())
     }
-    if let Some(attrs) = subject_properties {
-        entities.push(
-            json!({"uid": {"type": subject_type, "id": subject_id}, "attrs": attrs, "parents": []}),
-        );
+
+    /// The decision for the resource of id `resource_id` (the request's own, by default), or
+    /// the error that stands for a deny.
+    fn decide(
+        &self,
+        engine: &Engine,
+        action_type: &str,
+        resource_id: Option<&str>,
+        request_id: Option<&str>,
+    ) -> Result<Decision, BadInput> {
+        let resource_id = resource_id.or(self.resource_id).unwrap_or_default();
+        let context = self.context.map(Value::to_string);
+        let entities = self.entities(Some(resource_id));
+        engine
+            .authorize_parts(&RequestParts {
+                principal: Some(self.subject),
+                action: (action_type, self.action),
+                resource: (self.resource_type, resource_id),
+                context_json: context.as_deref(),
+                entities_json: entities.as_deref(),
+                token: None,
+                request_id,
+            })
+            .map_err(|e| BadInput::field(format!("{}: {e}", e.kind())))
     }
-    let mut request = json!({
-        "principal": {"type": subject_type, "id": subject_id},
-        "action": {"type": &*state.action_type(), "id": name},
-        "resource": resource,
-        "context": context,
-        "entities": entities,
-    });
-    if let Some(id) = request_id {
-        request["request_id"] = json!(id);
+
+    /// The request as query JSON: its resource a type, without an id.
+    fn query_json(&self, action_type: &str) -> String {
+        let mut request = json!({
+            "principal": {"type": self.subject.0, "id": self.subject.1},
+            "action": {"type": action_type, "id": self.action},
+            "resource": {"type": self.resource_type},
+            "context": self.context.cloned().unwrap_or_else(|| json!({})),
+        });
+        if let Some(entities) = self.entities(None) {
+            request["entities"] = serde_json::from_str(&entities).unwrap_or_default();
+        }
+        request.to_string()
     }
-    Ok(request)
 }
 
 /// One evaluation: the decision, or the error that stands for a deny.
@@ -214,11 +259,7 @@ fn evaluate(
     parts: &Parts<'_>,
     request_id: Option<&str>,
 ) -> Result<Decision, BadInput> {
-    let json = request_json(state, parts, true, request_id)?;
-    engine
-        .read_request(&json.to_string())
-        .and_then(|request| engine.authorize(&request))
-        .map_err(|e| BadInput::field(format!("{}: {e}", e.kind())))
+    Checked::new(parts, true)?.decide(engine, &state.action_type(), None, request_id)
 }
 
 /// An item of a batch answer: the decision alone, or a deny carrying its error.
@@ -296,18 +337,27 @@ async fn evaluation(
     let parsed = body(&headers, raw);
     answered(&state, Api::Evaluation, &headers, |engine, request_id| {
         let map = parsed?;
-        let parts = Parts::of(&map);
-        // The spec's required fields are a 400; what Cedar refuses is a deny with its error.
-        request_json(&state, &parts, true, request_id)?;
-        match evaluate(engine, &state, &parts, request_id) {
-            Ok(decision) => Ok((single(&decision), outcome_of(decision.allowed()))),
-            Err(BadInput(_, message)) => Ok((
-                json!({"decision": false, "context": {"error": {"status": 400, "message": message}}}),
-                Outcome::Deny,
-            )),
-        }
+        one_evaluation(engine, &state, &Parts::of(&map), request_id)
     })
     .await
+}
+
+/// A single evaluation's answer: a 400 for what the spec requires and lacks; a deny carrying
+/// the error for what Cedar refuses.
+fn one_evaluation(
+    engine: &Engine,
+    state: &State,
+    parts: &Parts<'_>,
+    request_id: Option<&str>,
+) -> Result<(Value, Outcome), BadInput> {
+    let checked = Checked::new(parts, true)?;
+    match checked.decide(engine, &state.action_type(), None, request_id) {
+        Ok(decision) => Ok((single(&decision), outcome_of(decision.allowed()))),
+        Err(BadInput(_, message)) => Ok((
+            json!({"decision": false, "context": {"error": {"status": 400, "message": message}}}),
+            Outcome::Deny,
+        )),
+    }
 }
 
 /// How a batch stops early.
@@ -351,9 +401,7 @@ async fn evaluations(
         };
         // No items: the request is a single evaluation, and so is its answer.
         if items.is_empty() {
-            request_json(&state, &defaults, true, request_id)?;
-            let decision = evaluate(engine, &state, &defaults, request_id)?;
-            return Ok((single(&decision), outcome_of(decision.allowed())));
+            return one_evaluation(engine, &state, &defaults, request_id);
         }
         let mut answers = Vec::with_capacity(items.len());
         let mut all_allowed = true;
@@ -394,27 +442,26 @@ async fn search_resource(
     answered(&state, Api::Search, &headers, |engine, request_id| {
         let map = parsed?;
         let parts = Parts::of(&map);
-        let mut request = request_json(&state, &parts, false, request_id)?;
-        let resource_type = request["resource"]["type"].clone();
+        let checked = Checked::new(&parts, false)?;
+        let action_type = state.action_type();
         match map.get("resources") {
             // Candidates: those the subject may act on, in the order given.
             Some(Value::Array(candidates)) => {
                 let mut results = Vec::new();
                 for candidate in candidates {
                     let id = match candidate {
-                        Value::String(id) => id.as_str(),
-                        Value::Object(c) => c.get("id").and_then(Value::as_str).ok_or_else(|| {
-                            BadInput::field("each of `resources` must be an id or an object with `id`")
-                        })?,
-                        _ => return Err(BadInput::field("each of `resources` must be an id or an object with `id`")),
-                    };
-                    request["resource"]["id"] = json!(id);
-                    let allowed = engine
-                        .read_request(&request.to_string())
-                        .and_then(|r| engine.authorize(&r))
+                        Value::String(id) => Some(id.as_str()),
+                        Value::Object(c) => c.get("id").and_then(Value::as_str),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        BadInput::field("each of `resources` must be an id or an object with `id`")
+                    })?;
+                    let allowed = checked
+                        .decide(engine, &action_type, Some(id), request_id)
                         .is_ok_and(|d| d.allowed());
                     if allowed {
-                        results.push(json!({"type": resource_type, "id": id}));
+                        results.push(json!({"type": checked.resource_type, "id": id}));
                     }
                 }
                 let outcome = outcome_of(!results.is_empty());
@@ -428,7 +475,7 @@ async fn search_resource(
                     Some("sqlite") => Dialect::Sqlite,
                     Some(other) => return Err(BadInput::field(format!("`options.dialect` `{other}` is not postgres or sqlite"))),
                 };
-                let answer = match engine.query_json(&request.to_string(), dialect) {
+                let answer = match engine.query_json(&checked.query_json(&action_type), dialect) {
                     Ok(query) => json!({"results": [], "context": {"query": serde_json::from_str::<Value>(&query).unwrap_or(Value::Null)}}),
                     Err(e) => json!({"results": [], "context": {"error": {"status": 400, "kind": e.kind(), "message": e.to_string()}}}),
                 };

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 
 pub use state::State;
 
@@ -164,11 +164,12 @@ async fn serve(options: Options) -> Result<(), String> {
                 });
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|tcp| {
-                    tcp.inspect(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    })
-                });
+                let incoming =
+                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|tcp| {
+                        tcp.inspect(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        })
+                    });
                 tasks.spawn(async move {
                     router
                         .serve_with_incoming_shutdown(incoming, stop)

@@ -25,10 +25,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, Schema};
+use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::bundle::{parse_json, serde_message, BundleFile};
 use crate::wire::error::{LoadError, Problem};
@@ -154,13 +154,13 @@ enum PrincipalSource {
     Anonymous(EntityUid),
 }
 
-/// Where one context value comes from.
+/// Where one context value comes from: a fixed value is read into Cedar's once, at load.
 #[derive(Debug)]
 enum Source {
     Header(String),
     Query(String),
     Capture(String),
-    Value(Value),
+    Value(RestrictedExpression),
 }
 
 #[derive(Debug)]
@@ -344,12 +344,9 @@ impl HttpRoutes {
     }
 
     /// The Cedar request `http` maps to (its principal left to its token, when a token header
-    /// supplied it), or why it maps to none.
-    pub(crate) fn map(
-        &self,
-        http: &HttpRequest<'_>,
-        schema: Option<&Schema>,
-    ) -> Result<Mapped<'_>, HttpError> {
+    /// supplied it), or why it maps to none. Its context is checked against the schema where
+    /// every request's is, when it is decided.
+    pub(crate) fn map(&self, http: &HttpRequest<'_>) -> Result<Mapped<'_>, HttpError> {
         let (path, query) = http.path.split_once('?').unwrap_or((http.path, ""));
         check_path(path)?;
         let matched = self
@@ -380,11 +377,11 @@ impl HttpRoutes {
                 Piece::Capture(name) => captures.get(name.as_str()).map_or("", |v| v.as_ref()),
             })
             .collect();
-        let mut context = Map::new();
+        let mut context = Vec::with_capacity(route.context.len());
         for (key, source, as_type) in &route.context {
             let text = match source {
                 Source::Value(value) => {
-                    context.insert(key.clone(), value.clone());
+                    context.push((key.clone(), value.clone()));
                     continue;
                 }
                 Source::Header(name) => http.header(name).map(str::to_owned),
@@ -392,19 +389,18 @@ impl HttpRoutes {
                 Source::Query(name) => query_value(query, name)?,
             };
             if let Some(text) = text {
-                context.insert(key.clone(), typed(key, &text, *as_type)?);
+                context.push((key.clone(), typed(key, text, *as_type)?));
             }
         }
         let (principal, token) = self.principal(http)?;
         let action = route.action.clone();
-        let context =
-            Context::from_json_value(Value::Object(context), schema.map(|s| (s, &action)))
-                .map_err(|e| {
-                    HttpError::new(
-                        "invalid_context",
-                        crate::wire::error::one_line(&e.to_string()),
-                    )
-                })?;
+        // Keys are unique (the file's context is a map), so the context always builds.
+        let context = Context::from_pairs(context).map_err(|e| {
+            HttpError::new(
+                "invalid_context",
+                crate::wire::error::one_line(&e.to_string()),
+            )
+        })?;
         let resource = EntityUid::from_type_name_and_id(
             route.resource_type.clone(),
             EntityId::new(resource_id),
@@ -552,7 +548,11 @@ fn route(
                 .map(|h| Source::Header(h.to_ascii_lowercase())),
             source.query.map(Source::Query),
             source.path.map(Source::Capture),
-            source.value.map(Source::Value),
+            source
+                .value
+                .map(|v| fixed(&key, v))
+                .transpose()?
+                .map(Source::Value),
         ];
         let mut given = given.into_iter().flatten();
         let (Some(from), None) = (given.next(), given.next()) else {
@@ -591,6 +591,24 @@ fn route(
         resource_id,
         context,
     })
+}
+
+/// A fixed context value in Cedar's JSON value encoding (`__entity` and `__extn` escapes
+/// explicit), read once.
+fn fixed(key: &str, value: Value) -> Result<RestrictedExpression, String> {
+    let mut record = serde_json::Map::new();
+    record.insert(key.to_owned(), value);
+    Context::from_json_value(Value::Object(record), None)
+        .map_err(|e| {
+            format!(
+                "context `{key}`: {}",
+                crate::wire::error::one_line(&e.to_string())
+            )
+        })?
+        .into_iter()
+        .next()
+        .map(|(_, value)| value)
+        .ok_or_else(|| format!("context `{key}`: no value"))
 }
 
 /// The names a path template captures: `{id}` and `{*rest}`.
@@ -666,15 +684,18 @@ fn query_value(query: &str, name: &str) -> Result<Option<String>, HttpError> {
     Ok(found)
 }
 
-fn typed(key: &str, text: &str, as_type: ValueType) -> Result<Value, HttpError> {
+fn typed(key: &str, text: String, as_type: ValueType) -> Result<RestrictedExpression, HttpError> {
     match as_type {
-        ValueType::String => Ok(Value::String(text.to_owned())),
-        ValueType::Long => text.parse::<i64>().map(Value::from).map_err(|_| {
-            HttpError::bad_request(format!("context `{key}`: `{text}` is not a Long"))
-        }),
-        ValueType::Bool => match text {
-            "true" => Ok(Value::Bool(true)),
-            "false" => Ok(Value::Bool(false)),
+        ValueType::String => Ok(RestrictedExpression::new_string(text)),
+        ValueType::Long => text
+            .parse::<i64>()
+            .map(RestrictedExpression::new_long)
+            .map_err(|_| {
+                HttpError::bad_request(format!("context `{key}`: `{text}` is not a Long"))
+            }),
+        ValueType::Bool => match text.as_str() {
+            "true" => Ok(RestrictedExpression::new_bool(true)),
+            "false" => Ok(RestrictedExpression::new_bool(false)),
             _ => Err(HttpError::bad_request(format!(
                 "context `{key}`: `{text}` is not true or false"
             ))),
@@ -746,7 +767,7 @@ mod tests {
             peer,
             request_id: Some("r-1"),
         };
-        routes().map(&http, Some(&schema())).map(|m| m.request)
+        routes().map(&http).map(|m| m.request)
     }
 
     #[test]
@@ -876,5 +897,38 @@ mod tests {
                 "line {line}: {expected} not in {got:#?}"
             );
         }
+    }
+
+    #[test]
+    fn the_engine_decides_the_mapped_request_and_refuses_a_context_the_schema_does_not_allow() {
+        let schema = "entity User; entity Service; entity Doc; entity Folder;
+             action read, write appliesTo { principal: [User, Service], resource: Doc,
+                                            context: { ref?: String, page?: Long, admin_mode?: Bool } };";
+        let file = FILE.replace(
+            r#""page": {"header": "x-page", "as": "long"}"#,
+            r#""page": {"header": "x-page"}"#,
+        );
+        let engine = crate::Engine::from_files([
+            BundleFile::new("schema.cedarschema", schema),
+            BundleFile::new("policies.cedar", r#"permit (principal == User::"anonymous", action == Action::"read", resource == Doc::"doc-1");"#),
+            BundleFile::new(HTTP, file),
+        ])
+        .unwrap();
+        let decide = |path: &str, headers: &[(&str, &str)]| {
+            engine.authorize_http(&HttpRequest {
+                method: "GET",
+                path,
+                headers,
+                peer: None,
+                request_id: None,
+            })
+        };
+        let allowed = decide("/docs/1?ref=main", &[]).unwrap();
+        assert!(allowed.decision.allowed(), "{allowed:?}");
+        assert_eq!(allowed.route, "/docs/{id}");
+        assert!(!decide("/docs/2", &[]).unwrap().decision.allowed());
+        // `page` is a Long in the schema, but this file reads the header as a String.
+        let refused = decide("/docs/1", &[("x-page", "3")]).unwrap_err();
+        assert!(refused.kind.starts_with("invalid_"), "{refused:?}");
     }
 }

@@ -558,7 +558,7 @@ impl Engine {
             .http
             .as_ref()
             .ok_or_else(|| HttpError::new("no_mapping", "the bundle has no http.json"))?;
-        let mapped = routes.map(http, bundle.request_schema())?;
+        let mapped = routes.map(http)?;
         let mut principal = mapped.request.principal.clone();
         let decision = self
             .guarded(|start| {
