@@ -677,3 +677,117 @@ fn a_bundle_that_does_not_load_at_start_exits_2_naming_it() {
     assert!(stderr.contains("policy_parse"), "{stderr}");
     assert!(stderr.contains("policies.cedar:1"), "{stderr}");
 }
+
+#[test]
+fn a_reload_storm_under_load_never_tears_or_fails_a_decision() {
+    // Both good bundles allow Doc 1; only the first allows Doc 2; the third does not load.
+    let versions = [
+        r#"permit (principal == User::"a", action, resource);"#,
+        r#"permit (principal == User::"a", action, resource) when { resource == Doc::"1" };"#,
+        "permit (principal ==",
+    ];
+    let dir = bundle(&[("policies.cedar", versions[0])]);
+    let server = Server::start(&[
+        "--bundle",
+        dir.path().to_str().unwrap(),
+        "--reload-interval",
+        "0",
+    ]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let decided = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let (server, stop, decided) = (&server, &stop, &decided);
+            scope.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let doc = if worker % 2 == 0 { "1" } else { "2" };
+                    let (status, answer) = server.post(
+                        "/access/v1/evaluation",
+                        &json!({"subject": {"type": "User", "id": "a"}, "action": {"name": "go"},
+                                "resource": {"type": "Doc", "id": doc}})
+                        .to_string(),
+                    );
+                    assert_eq!(status, 200, "{answer}");
+                    assert!(
+                        answer.get("context").and_then(|c| c.get("error")).is_none(),
+                        "{answer}"
+                    );
+                    if doc == "1" {
+                        assert_eq!(
+                            answer["decision"], true,
+                            "a torn or failed decision: {answer}"
+                        );
+                    }
+                    decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        for round in 0..60 {
+            write(dir.path(), "policies.cedar", versions[round % 3]);
+            server.signal("-HUP");
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(decided.into_inner() > 100);
+    let log = server.stderr();
+    assert!(log.contains("\"event\":\"reloaded\""), "{log}");
+    assert!(log.contains("\"event\":\"reload_failed\""), "{log}");
+}
+
+#[test]
+fn slow_and_silent_clients_hold_up_no_one() {
+    let (server, _bundle) = spec_server(&[]);
+    // Connections that send half a request line, or nothing at all, and stay open.
+    let idle: Vec<TcpStream> = (0..50)
+        .map(|i| {
+            let mut stream = TcpStream::connect(&server.http).unwrap();
+            if i % 2 == 0 {
+                stream.write_all(b"POST /access/v1/evalu").unwrap();
+            }
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    for _ in 0..20 {
+        let answer = server.decide(
+            &json!({"subject": {"type": "user", "id": "alice@example.com"},
+            "action": {"name": "can_read"}, "resource": {"type": "account", "id": "123"}}),
+        );
+        assert_eq!(answer["decision"], true);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "20 decisions took {:?} beside 50 stalled connections",
+        started.elapsed()
+    );
+    drop(idle);
+}
+
+#[test]
+fn decisions_are_logged_with_their_request_ids_and_written_out_at_shutdown() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (server, _bundle) = spec_server(&["--decision-log", log.path().to_str().unwrap()]);
+    for i in 0..3 {
+        let body = json!({"subject": {"type": "user", "id": "alice@example.com"},
+            "action": {"name": "can_read"}, "resource": {"type": "account", "id": "123"}});
+        let ((status, _), _) = server.post_with(
+            "/access/v1/evaluation",
+            &body.to_string(),
+            "application/json",
+            Some(&format!("req-{i}")),
+        );
+        assert_eq!(status, 200);
+    }
+    assert_eq!(server.stop().code(), Some(0));
+    let events: Vec<Value> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["request_id"], format!("req-{i}"), "{event}");
+        assert_eq!(event["decision"], "allow", "{event}");
+    }
+}
