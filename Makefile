@@ -228,7 +228,7 @@ miri:
 # runs each for FUZZ_SMOKE_SECONDS.
 CARGO_FUZZ := target/tools/bin/cargo-fuzz
 CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi query http_request
+FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi query http_request authzen
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS := 30
 FUZZ := PATH="$(CURDIR)/target/tools/bin:$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz

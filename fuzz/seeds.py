@@ -91,7 +91,7 @@ def macaroons():
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "fuzz", "corpus")
-    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query", "http_request")}
+    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query", "http_request", "authzen")}
     requests = [json.dumps(r) for r in gitlab_requests()]
     tokens_ = list(tokens())
     default_bundle = bundle_files(BUNDLE)
@@ -141,6 +141,22 @@ def main():
                 seeds["http_request"].append(f"{method} {path}?ref=main\nx-request-id: r1")
                 seeds["http_request"].append(f"{method} {path}\nauthorization: Bearer {tokens_[0]}")
                 seeds["http_request"].append(f"{method} {path}\npeer spiffe://gitlab.example.com/gitaly-client")
+
+    # authzen: the decision tests' requests as AuthZEN bodies (a selector byte: 0 evaluation,
+    # 1 evaluations, 2 resource search), a batch of each semantic, and searches with candidates.
+    for r in map(json.loads, requests[:200]):
+        if "principal" not in r or not isinstance(r.get("resource"), dict) or "id" not in r["resource"]:
+            continue
+        body = {"subject": r["principal"], "action": {"name": r["action"]["id"]},
+                "resource": r["resource"], "context": r.get("context", {})}
+        seeds["authzen"].append(b"\x00" + json.dumps(body).encode())
+        for semantic in ("execute_all", "deny_on_first_deny", "permit_on_first_permit"):
+            batch = {"subject": body["subject"], "context": body["context"], "options": {"evaluations_semantic": semantic},
+                     "evaluations": [{"action": {"name": a}, "resource": body["resource"]}
+                                     for a in ("read_project", "push_code", "remove_project")]}
+            seeds["authzen"].append(b"\x01" + json.dumps(batch).encode())
+        search = {**body, "resource": {"type": r["resource"]["type"]}, "resources": ["1", "3", "10", {"id": "6"}]}
+        seeds["authzen"].append(b"\x02" + json.dumps(search).encode())
 
     for target, items in seeds.items():
         folder = os.path.join(out, target)

@@ -36,6 +36,7 @@ pub use query::{Condition, Dialect, Query, QueryError, QueryRequest, SqlQuery, S
 pub use token::macaroon::{Format as MacaroonFormat, Macaroon, MacaroonCaveat};
 pub use token::mint::{MintError, Minter, SigningKey};
 pub use token::{TokenError, TokenInfo, TokenReport};
+pub use wire::authzen::{AuthzenAnswer, AuthzenError};
 pub use wire::decision::{Decision, DecisionError, DecisionErrorKind, Effect};
 pub use wire::error::{CallError, ErrorKind, LoadError, Problem, RequestError};
 pub use wire::request::{Request, RequestParts};

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arbiter::{DecisionLogOptions, Engine, TrustedKeys};
 
@@ -26,8 +26,6 @@ pub struct State {
     tls: Option<Arc<Tls>>,
     /// The bundle directory's files as last loaded (paths, sizes, modification times).
     fingerprint: Mutex<Option<u64>>,
-    /// The entity type of the bundle's actions, for AuthZEN's action names.
-    action_type: RwLock<Arc<str>>,
     pub(crate) counters: Counters,
     pub(crate) max_request_bytes: usize,
     pub(crate) permits: tokio::sync::Semaphore,
@@ -75,7 +73,6 @@ impl State {
             decision_log,
             tls,
             fingerprint: Mutex::new(None),
-            action_type: RwLock::new(Arc::from("Action")),
             counters: Counters::default(),
             max_request_bytes: options.max_request_bytes,
             permits: tokio::sync::Semaphore::new(options.max_concurrency.max(1)),
@@ -111,7 +108,7 @@ impl State {
                 })
                 .map_err(|e| e.to_string())?;
         }
-        self.remember(&engine, fingerprint);
+        *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
         let _ = self.engine.set(engine);
         Ok(())
     }
@@ -141,29 +138,13 @@ impl State {
             *last = Some(now);
         }
         match engine.reload_from_dir(dir) {
-            Ok(()) => {
-                self.remember(engine, Some(now));
-                self.log_event("reloaded", serde_json::json!({"bundle": self.describe()}));
-            }
+            Ok(()) => self.log_event("reloaded", serde_json::json!({"bundle": self.describe()})),
             Err(e) => self.log_event(
                 "reload_failed",
                 serde_json::json!({"kind": e.kind(), "error": e.to_string(),
                                    "serving": engine.info().version}),
             ),
         }
-    }
-
-    /// Notes what the serving bundle is, after a load.
-    fn remember(&self, engine: &Engine, fingerprint: Option<u64>) {
-        *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
-        if let Some(action_type) = engine.action_type() {
-            *self.action_type.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(action_type);
-        }
-    }
-
-    /// The entity type AuthZEN action names are ids of.
-    pub(crate) fn action_type(&self) -> Arc<str> {
-        Arc::clone(&self.action_type.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The bundle, for messages: its directory, or the default bundle.

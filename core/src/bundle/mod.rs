@@ -352,6 +352,8 @@ pub(crate) struct Bundle {
     pub(crate) abilities: Option<abilities::Abilities>,
     /// How HTTP requests map to Cedar requests (`http.json`), for a proxy's checks.
     pub(crate) http: Option<http::HttpRoutes>,
+    /// The entity type of the schema's actions, when they all share one.
+    pub(crate) action_type: Option<String>,
     /// The engine's per-action decision counters for this bundle's actions (set by the engine).
     pub(crate) outcomes: ActionOutcomes,
     /// When its signature says it was signed, for an engine that trusts signing keys.
@@ -448,6 +450,11 @@ impl Bundle {
         let http = file(http::HTTP)
             .map(|f| http::HttpRoutes::load(f, schema.as_ref()))
             .transpose()?;
+        let action_type = schema.as_ref().and_then(|schema| {
+            let mut types = schema.actions().map(|a| a.type_name().to_string());
+            let first = types.next()?;
+            types.all(|t| t == first).then_some(first)
+        });
         let mut types: Vec<EntityTypeName> = entities
             .store()
             .iter()
@@ -470,6 +477,7 @@ impl Bundle {
             sql_mapping,
             abilities,
             http,
+            action_type,
             manifest,
             schema,
             policies: loaded.set,

@@ -460,14 +460,7 @@ impl Engine {
     /// The entity type of the bundle's actions (e.g. `Gitlab::Action`), when its schema's
     /// actions all share one: what a caller that names actions by id alone (AuthZEN) means.
     pub fn action_type(&self) -> Option<String> {
-        let bundle = self.bundle.load();
-        let mut types = bundle
-            .schema
-            .as_ref()?
-            .actions()
-            .map(|a| a.type_name().to_string());
-        let first = types.next()?;
-        types.all(|t| t == first).then_some(first)
+        self.bundle.load().action_type.clone()
     }
 
     /// The current bundle's entities (its static entities and the schema's action entities),

@@ -1,6 +1,7 @@
-//! What crosses the API: requests, decisions, errors (one table of kinds), and the strict JSON
-//! every reader reads alike.
+//! What crosses the API: requests, decisions, errors (one table of kinds), the strict JSON
+//! every reader reads alike, and AuthZEN's bodies.
 
+pub(crate) mod authzen;
 pub(crate) mod decision;
 pub(crate) mod error;
 pub(crate) mod json;
