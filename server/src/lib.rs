@@ -13,6 +13,7 @@
 
 mod authzen;
 mod ext_authz;
+mod listen;
 mod ops;
 mod state;
 mod tls;
@@ -23,10 +24,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 pub use state::State;
 
@@ -123,61 +124,28 @@ async fn serve(options: Options) -> Result<(), String> {
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = http {
         let router = authzen::router(Arc::clone(&state)).merge(ops::router(Arc::clone(&state)));
+        let incoming = listen::incoming(listener, state.tls().cloned(), stop_rx.clone());
         let stop = stopped(stop_rx.clone());
-        match state.tls() {
-            Some(tls) => {
-                let incoming = tls.incoming(listener, stop_rx.clone());
-                tasks.spawn(async move {
-                    axum::serve(incoming, router)
-                        .with_graceful_shutdown(stop)
-                        .await
-                        .map_err(|e| format!("HTTP server: {e}"))
-                });
-            }
-            None => {
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                tasks.spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop)
-                        .await
-                        .map_err(|e| format!("HTTP server: {e}"))
-                });
-            }
-        }
+        tasks.spawn(async move {
+            axum::serve(incoming, router)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| format!("HTTP server: {e}"))
+        });
     }
     if let Some(listener) = grpc {
-        let service = ext_authz::service(Arc::clone(&state));
-        let stop = stopped(stop_rx.clone());
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(service);
-        match state.tls() {
-            Some(tls) => {
-                let incoming = tls.incoming(listener, stop_rx.clone()).into_stream();
-                tasks.spawn(async move {
-                    router
-                        .serve_with_incoming_shutdown(incoming, stop)
-                        .await
-                        .map_err(|e| format!("gRPC server: {e}"))
-                });
-            }
-            None => {
-                let incoming =
-                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|tcp| {
-                        tcp.inspect(|tcp| {
-                            let _ = tcp.set_nodelay(true);
-                        })
-                    });
-                tasks.spawn(async move {
-                    router
-                        .serve_with_incoming_shutdown(incoming, stop)
-                        .await
-                        .map_err(|e| format!("gRPC server: {e}"))
-                });
-            }
-        }
+            .add_service(ext_authz::service(Arc::clone(&state)));
+        let incoming =
+            listen::incoming(listener, state.tls().cloned(), stop_rx.clone()).into_stream();
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await
+                .map_err(|e| format!("gRPC server: {e}"))
+        });
     }
 
     // The bundle loads once the ports are open, so /readyz and gRPC health say when it has.
@@ -190,12 +158,7 @@ async fn serve(options: Options) -> Result<(), String> {
         while tasks.join_next().await.is_some() {}
         return Err(message);
     }
-    health_reporter
-        .set_serving::<ext_authz::AuthorizationServer<ext_authz::Check>>()
-        .await;
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    set_health(&health_reporter, ServingStatus::Serving).await;
     state.log_event("ready", serde_json::json!({"bundle": state.describe()}));
 
     let reloads = tokio::spawn(reload_loop(
@@ -205,12 +168,7 @@ async fn serve(options: Options) -> Result<(), String> {
     wait_for_stop().await?;
     state.log_event("stopping", serde_json::json!({}));
     reloads.abort();
-    health_reporter
-        .set_not_serving::<ext_authz::AuthorizationServer<ext_authz::Check>>()
-        .await;
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
+    set_health(&health_reporter, ServingStatus::NotServing).await;
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(Duration::from_secs(options.drain_timeout), async {
         let mut result = Ok(());
@@ -230,6 +188,16 @@ async fn serve(options: Options) -> Result<(), String> {
     }
     state.flush_decision_log();
     drained.unwrap_or(Ok(()))
+}
+
+/// Sets the gRPC health of the server (`""`) and of its Authorization service alike.
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    use tonic::server::NamedService;
+    type Authorization = ext_authz::AuthorizationServer<ext_authz::Check>;
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(<Authorization as NamedService>::NAME, status)
+        .await;
 }
 
 /// A listener on `address`, or none for `off`.

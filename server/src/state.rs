@@ -43,6 +43,8 @@ impl State {
     pub fn new(options: &Options) -> Result<Self, String> {
         let keys = if options.public_keys.is_empty() {
             None
+        } else if options.bundle.is_none() {
+            return Err("--public-key needs --bundle (the embedded bundle is not signed)".into());
         } else {
             let pems = options
                 .public_keys
@@ -90,12 +92,7 @@ impl State {
         let engine = match (&self.bundle, &self.keys) {
             (Some(dir), Some(keys)) => Engine::from_signed_bundle_dir(dir, keys.clone()),
             (Some(dir), None) => Engine::from_bundle_dir(dir),
-            (None, Some(_)) => {
-                return Err(
-                    "--public-key needs --bundle (the embedded bundle is not signed)".into(),
-                )
-            }
-            (None, None) => Engine::gitlab_default(),
+            (None, _) => Engine::gitlab_default(),
         }
         .map_err(|e| format!("cannot load {} ({}):\n{e}", self.describe(), e.kind()))?;
         if let Some(log) = &self.decision_log {

@@ -791,3 +791,66 @@ fn decisions_are_logged_with_their_request_ids_and_written_out_at_shutdown() {
         assert_eq!(event["decision"], "allow", "{event}");
     }
 }
+
+#[test]
+fn with_a_trusted_key_only_signed_bundles_serve_and_never_an_older_one() {
+    let key = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/keys/ed.pem"),
+    )
+    .unwrap();
+    let signer = arbiter::BundleSigner::from_pem(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("bundle.pub");
+    std::fs::write(&public, signer.public_key_pem()).unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    // Writes `policy` into the bundle, signed as of `signed_at` when asked.
+    let write_signed = |policy: &str, signed_at: Option<i64>| {
+        write(&bundle, "policies.cedar", policy);
+        if let Some(at) = signed_at {
+            let files = arbiter::read_bundle_dir(&bundle).unwrap();
+            write(
+                &bundle,
+                arbiter::SIGNATURE_FILE,
+                &signer.sign(&files, at).unwrap(),
+            );
+        }
+    };
+    let allow = r#"permit (principal, action, resource);"#;
+    let deny = r#"forbid (principal, action, resource);"#;
+    write_signed(allow, Some(1_000));
+    let server = Server::start(&[
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+        "--reload-interval",
+        "0",
+    ]);
+    let allowed = |s: &Server| {
+        s.decide(
+            &json!({"subject": {"type": "User", "id": "a"}, "action": {"name": "go"},
+                         "resource": {"type": "Doc", "id": "1"}}),
+        )["decision"]
+            == true
+    };
+    assert!(allowed(&server));
+    // Changed but not signed again, then signed earlier than the bundle serving: both refused.
+    for signed_at in [None, Some(999)] {
+        write_signed(deny, signed_at);
+        server.signal("-HUP");
+        server.wait_until(
+            |s| s.stderr().matches("reload_failed").count() == 1 + usize::from(signed_at.is_some()),
+            "the reload is refused",
+        );
+        assert!(allowed(&server), "a refused bundle decided");
+    }
+    assert!(
+        server.stderr().contains("\"kind\":\"signature\""),
+        "{}",
+        server.stderr()
+    );
+    write_signed(deny, Some(1_001));
+    server.signal("-HUP");
+    server.wait_until(|s| !allowed(s), "the newer signed bundle serves");
+}
