@@ -44,7 +44,7 @@ TARGETS = {
     "scaling/static_100000": ("arbiter", "cedar_policy", None, None, "100,000 static entities (no target)"),
     "scaling/static_100000 ": ("arbiter", "rust:scaling/static_1000/arbiter", 1.5, None, "100,000 static entities within 1.5x of 1,000"),
     "load/static_100000": ("arbiter", "cedar_policy", None, 1e9, "loading 100,000 static entities under 1 s"),
-    "load/default_bundle": ("arbiter", "cedar_policy", None, None, "loading the default bundle (policies validated; no target)"),
+    "load/default_bundle": ("arbiter", "cedar_policy", None, None, "loading the default bundle, against cedar-policy's parse, strict validation and entities (no target)"),
     "load/default_bundle ": ("arbiter_reload", "cedar_policy", None, None, "reloading it into a serving engine (no target)"),
     "batch/1000": ("arbiter", "cedar_policy", None, None, "1,000 varied default-bundle requests in one batch (no target)"),
     "rss/default_bundle": ("arbiter", "cedar_policy", None, 20 * 1024, "RSS of a process holding an engine with the default bundle under 20 MB"),

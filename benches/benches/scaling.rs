@@ -10,7 +10,7 @@ use arbiter::{BundleFile, Engine, Request as ArbiterRequest};
 use arbiter_benches::{file_text, gitlab_files, policy_text, slice_policies};
 use cedar_policy::{
     Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, SlotId,
-    Template,
+    Template, ValidationMode, Validator,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Value};
@@ -345,8 +345,9 @@ fn batch(c: &mut Criterion) {
     group.finish();
 }
 
-/// Loading and reloading the default bundle, against parsing its schema, policies and entities
-/// with cedar-policy.
+/// Loading and reloading the default bundle, against cedar-policy parsing its schema and
+/// policies, validating the policies strictly against the schema (as a bundle with a schema
+/// does at load) and parsing its entities.
 fn load(c: &mut Criterion) {
     let files = gitlab_files();
     let engine = Engine::from_files(files.clone()).unwrap();
@@ -367,6 +368,9 @@ fn load(c: &mut Criterion) {
         b.iter(|| {
             let schema = Schema::from_cedarschema_str(&schema_text).unwrap().0;
             let set = PolicySet::from_str(&policies).unwrap();
+            assert!(Validator::new(schema.clone())
+                .validate(&set, ValidationMode::Strict)
+                .validation_passed());
             let entities = Entities::from_json_str(&entities_text, Some(&schema)).unwrap();
             (schema, set, entities)
         })
