@@ -375,13 +375,30 @@ fn load(c: &mut Criterion) {
             (schema, set, entities)
         })
     });
-    group.bench_function("arbiter_reload", |b| {
-        b.iter_batched(
-            || files.clone(),
-            |files| engine.reload_from_files(files).unwrap(),
-            BatchSize::SmallInput,
-        )
-    });
+    // Reloads alternating between the bundle and the bundle with one file changed: its entities
+    // (the same policies and schema, not validated again), or a policy (validated each time).
+    let edited = |path: &str| {
+        let mut files = files.clone();
+        let file = files.iter_mut().find(|f| f.path == path).unwrap();
+        file.contents.extend_from_slice(b"\n");
+        files
+    };
+    for (name, changed) in [
+        ("arbiter_reload", edited("entities.json")),
+        ("arbiter_reload_policies", edited("roles.cedar")),
+    ] {
+        let turn = std::cell::Cell::new(false);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    turn.set(!turn.get());
+                    if turn.get() { &changed } else { &files }.clone()
+                },
+                |files| engine.reload_from_files(files).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

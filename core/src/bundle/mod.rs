@@ -358,15 +358,51 @@ pub(crate) struct Bundle {
     pub(crate) outcomes: ActionOutcomes,
     /// When its signature says it was signed, for an engine that trusts signing keys.
     pub(crate) signed_at: Option<i64>,
+    /// The digest of what strict validation of its policies read (see [`validation_digest`]),
+    /// when they were validated against a schema and passed.
+    pub(crate) validated: Option<ValidationDigest>,
     /// When it loaded (Unix seconds) and how long that took (seconds).
     pub(crate) loaded_at: f64,
     pub(crate) load_seconds: f64,
     types: TypeNames,
 }
 
+/// What strict validation of a bundle's policies reads, as a SHA-256 digest: the paths and bytes
+/// of its schema, policy and links files. Two bundles with one digest validate alike.
+pub(crate) type ValidationDigest = [u8; 32];
+
+/// The [`ValidationDigest`] of `files`, sorted by path.
+fn validation_digest(files: &[BundleFile]) -> ValidationDigest {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let read = |path: &str| {
+        [SCHEMA, SCHEMA_JSON, LINKS].contains(&path)
+            || (path.ends_with(".cedar") && is_engine_file(path))
+    };
+    for file in files.iter().filter(|f| read(&f.path)) {
+        for part in [file.path.as_bytes(), &file.contents] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+    }
+    let mut digest = [0; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    digest
+}
+
 impl Bundle {
     /// Loads a bundle from its files, in any order. Nothing is kept unless every part loads.
-    pub(crate) fn load(mut files: Vec<BundleFile>) -> Result<Self, LoadError> {
+    pub(crate) fn load(files: Vec<BundleFile>) -> Result<Self, LoadError> {
+        Self::load_after(files, None)
+    }
+
+    /// [`Bundle::load`], skipping the strict validation of its policies when what it reads is
+    /// exactly what `validated` (the serving bundle's, on a reload) says passed it: a reload
+    /// that changes only entities, tokens or mappings does not validate the same policies
+    /// against the same schema again.
+    pub(crate) fn load_after(
+        mut files: Vec<BundleFile>,
+        validated: Option<&ValidationDigest>,
+    ) -> Result<Self, LoadError> {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let twice: Vec<Problem> = files
             .windows(2)
@@ -417,16 +453,21 @@ impl Bundle {
             .filter(|f| f.path.ends_with(".cedar") && is_engine_file(&f.path))
             .collect();
         let loaded = policies::load(&policy_files, file(LINKS))?;
+        let mut passed = None;
         if let (Some(schema), true) = (&schema, manifest.validate_policies) {
-            let result =
-                Validator::new(schema.clone()).validate(&loaded.set, ValidationMode::Strict);
-            if !result.validation_passed() {
-                let problems = result
-                    .validation_errors()
-                    .map(|e| loaded.locate(e.policy_id(), e))
-                    .collect();
-                return Err(LoadError::PolicyValidation(problems));
+            let digest = validation_digest(&files);
+            if validated != Some(&digest) {
+                let result =
+                    Validator::new(schema.clone()).validate(&loaded.set, ValidationMode::Strict);
+                if !result.validation_passed() {
+                    let problems = result
+                        .validation_errors()
+                        .map(|e| loaded.locate(e.policy_id(), e))
+                        .collect();
+                    return Err(LoadError::PolicyValidation(problems));
+                }
             }
+            passed = Some(digest);
         }
         let shapes = schema.as_ref().map(Shapes::new);
         let member_roles = file(member_roles::MEMBER_ROLES)
@@ -468,6 +509,7 @@ impl Bundle {
         Ok(Self {
             outcomes: ActionOutcomes::default(),
             signed_at: None,
+            validated: passed,
             loaded_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),

@@ -18,7 +18,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::bundle::abilities::Abilities;
 use crate::bundle::http::{HttpError, HttpRequest};
 use crate::bundle::signing::TrustedKeys;
-use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo};
+use crate::bundle::{read_bundle_dir, Bundle, BundleFile, BundleInfo, ValidationDigest};
 use crate::engine::fault::{contain_decision, contain_load, contain_query, contain_token, Faults};
 use crate::engine::limits::Limits;
 use crate::evaluation::explain::Explanation;
@@ -111,7 +111,7 @@ impl Engine {
             .map(|keys| keys.verify(&files))
             .transpose()?;
         let (metrics, faults) = (Metrics::default(), Faults::default());
-        let bundle = load(&metrics, &faults, files, signed_at, false)?;
+        let bundle = load(&metrics, &faults, files, signed_at, false, None)?;
         Ok(Self {
             bundle: ArcSwap::from_pointee(bundle),
             fixed_time: None,
@@ -183,9 +183,17 @@ impl Engine {
         files: impl IntoIterator<Item = BundleFile>,
     ) -> Result<(), LoadError> {
         let files: Vec<BundleFile> = files.into_iter().collect();
-        let loaded = self
-            .admit(&files)
-            .and_then(|signed_at| load(&self.metrics, &self.faults, files, signed_at, true));
+        let serving = self.bundle.load().validated;
+        let loaded = self.admit(&files).and_then(|signed_at| {
+            load(
+                &self.metrics,
+                &self.faults,
+                files,
+                signed_at,
+                true,
+                serving.as_ref(),
+            )
+        });
         match loaded {
             Ok(bundle) => {
                 self.bundle.store(Arc::new(bundle));
@@ -618,20 +626,22 @@ pub struct HttpAnswer {
 }
 
 /// Loads a bundle inside the panic boundary (a reload trips an injected fault first), wires it
-/// to the engine's per-action counters and records when and how fast it loaded.
+/// to the engine's per-action counters and records when and how fast it loaded. A reload gives
+/// what the serving bundle's validation passed (see [`Bundle::load_after`]).
 fn load(
     metrics: &Metrics,
     faults: &Faults,
     files: Vec<BundleFile>,
     signed_at: Option<i64>,
     reload: bool,
+    validated: Option<&ValidationDigest>,
 ) -> Result<Bundle, LoadError> {
     let start = Instant::now();
     let mut bundle = contain_load(|| {
         if reload {
             faults.trip("reloading");
         }
-        Bundle::load(files)
+        Bundle::load_after(files, validated)
     })?;
     bundle.outcomes = metrics.outcomes_for(bundle.schema.as_ref(), &bundle.policies);
     bundle.signed_at = signed_at;
@@ -651,5 +661,74 @@ mod tests {
     #[test]
     fn engine_is_send_and_sync() {
         assert_send_sync::<Engine>();
+    }
+
+    const SCHEMA: &str = "entity User = { admin: Bool }; entity Doc;
+        action read appliesTo { principal: User, resource: Doc };";
+    const POLICY: &str = "permit (principal, action, resource) when { principal.admin };";
+
+    fn files(schema: &str, policy: &str, admin: bool) -> Vec<BundleFile> {
+        let entities = format!(
+            r#"[{{"uid": {{"type": "User", "id": "a"}}, "attrs": {{"admin": {admin}}}, "parents": []}}]"#
+        );
+        vec![
+            BundleFile::new("schema.cedarschema", schema),
+            BundleFile::new("p.cedar", policy),
+            BundleFile::new("entities.json", entities),
+        ]
+    }
+
+    fn allowed(engine: &Engine) -> bool {
+        let request = r#"{"principal": {"type": "User", "id": "a"}, "action": {"type": "Action", "id": "read"},
+                          "resource": {"type": "Doc", "id": "d"}}"#;
+        engine
+            .authorize_json(request)
+            .unwrap()
+            .contains(r#""allow""#)
+    }
+
+    #[test]
+    fn a_reload_validates_again_whatever_validation_reads_and_only_that() {
+        let engine = Engine::from_files(files(SCHEMA, POLICY, false)).unwrap();
+        let first = engine.bundle.load().validated;
+        assert!(first.is_some());
+        // Entities alone changed: the same digest, and the new entities decide.
+        engine
+            .reload_from_files(files(SCHEMA, POLICY, true))
+            .unwrap();
+        assert_eq!(engine.bundle.load().validated, first);
+        assert!(allowed(&engine));
+        // The same policies under a schema without `admin`: validated again, and refused.
+        let narrower = SCHEMA.replace("{ admin: Bool }", "{}");
+        let e = engine
+            .reload_from_files(
+                files(&narrower, POLICY, true)
+                    .into_iter()
+                    .filter(|f| f.path != "entities.json"),
+            )
+            .unwrap_err();
+        assert!(matches!(e, LoadError::PolicyValidation(_)), "{e}");
+        // A policy the same schema refuses: validated again, and refused.
+        let e = engine
+            .reload_from_files(files(
+                SCHEMA,
+                "permit (principal, action, resource) when { principal.owner };",
+                true,
+            ))
+            .unwrap_err();
+        assert!(matches!(e, LoadError::PolicyValidation(_)), "{e}");
+        assert!(allowed(&engine));
+        // Validation turned off, then on again with the same files: validated again.
+        let mut off = files(SCHEMA, POLICY, true);
+        off.push(BundleFile::new(
+            "manifest.json",
+            r#"{"validate_policies": false}"#,
+        ));
+        engine.reload_from_files(off).unwrap();
+        assert_eq!(engine.bundle.load().validated, None);
+        engine
+            .reload_from_files(files(SCHEMA, POLICY, true))
+            .unwrap();
+        assert_eq!(engine.bundle.load().validated, first);
     }
 }
