@@ -22,7 +22,7 @@
 //! parameters, captures or fixed values. With a schema, every action must exist and apply to its
 //! route's resource type. The file is signed and swapped with the rest of the bundle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
@@ -183,7 +183,7 @@ enum Piece {
 /// request gets.
 pub struct HttpRoutes {
     routes: Vec<Route>,
-    by_method: HashMap<String, matchit::Router<usize>>,
+    by_method: foldhash::HashMap<String, matchit::Router<usize>>,
     principals: Vec<PrincipalSource>,
     allow_headers: Vec<(String, HeaderValue)>,
 }
@@ -308,7 +308,7 @@ impl HttpRoutes {
             }
         }
         let mut routes = Vec::new();
-        let mut by_method: HashMap<String, matchit::Router<usize>> = HashMap::new();
+        let mut by_method = foldhash::HashMap::default();
         for raw in parsed.routes {
             let offset = raw.get().as_ptr() as usize - source.as_ptr() as usize;
             let problem = |message: String| Problem::at_offset(&file.path, source, offset, message);
@@ -360,21 +360,28 @@ impl HttpRoutes {
                 )
             })?;
         let route = &self.routes[*matched.value];
-        let mut captures = HashMap::new();
+        // A template captures a few segments: a list is all the map they need.
+        let mut captures = Vec::new();
         for (name, raw) in matched.params.iter() {
             let decoded = percent_encoding::percent_decode_str(raw)
                 .decode_utf8()
                 .map_err(|_| {
                     HttpError::bad_request(format!("path segment `{name}` is not UTF-8"))
                 })?;
-            captures.insert(name, decoded);
+            captures.push((name, decoded));
         }
+        let capture = |wanted: &str| {
+            captures
+                .iter()
+                .find(|(name, _)| *name == wanted)
+                .map(|(_, value)| value.as_ref())
+        };
         let resource_id: String = route
             .resource_id
             .iter()
             .map(|piece| match piece {
                 Piece::Text(text) => text.as_str(),
-                Piece::Capture(name) => captures.get(name.as_str()).map_or("", |v| v.as_ref()),
+                Piece::Capture(name) => capture(name).unwrap_or_default(),
             })
             .collect();
         let mut context = Vec::with_capacity(route.context.len());
@@ -385,7 +392,7 @@ impl HttpRoutes {
                     continue;
                 }
                 Source::Header(name) => http.header(name).map(str::to_owned),
-                Source::Capture(name) => captures.get(name.as_str()).map(|v| v.to_string()),
+                Source::Capture(name) => capture(name).map(str::to_owned),
                 Source::Query(name) => query_value(query, name)?,
             };
             if let Some(text) = text {
@@ -393,7 +400,6 @@ impl HttpRoutes {
             }
         }
         let (principal, token) = self.principal(http)?;
-        let action = route.action.clone();
         // Keys are unique (the file's context is a map), so the context always builds.
         let context = Context::from_pairs(context).map_err(|e| {
             HttpError::new(
@@ -401,21 +407,19 @@ impl HttpRoutes {
                 crate::wire::error::one_line(&e.to_string()),
             )
         })?;
-        let resource = EntityUid::from_type_name_and_id(
-            route.resource_type.clone(),
-            EntityId::new(resource_id),
-        );
-        let mut request = match principal {
-            Some(principal) => Request::new(principal, action, resource),
-            None => {
-                let mut request = Request::new(resource.clone(), action, resource);
-                request.principal = None;
-                request
-            }
-        }
-        .with_context(context);
-        request.token = token;
-        request.request_id = http.request_id.map(str::to_owned);
+        let request = Request {
+            principal,
+            action: route.action.clone(),
+            resource: EntityUid::from_type_name_and_id(
+                route.resource_type.clone(),
+                EntityId::new(resource_id),
+            ),
+            context,
+            entities: Vec::new(),
+            token,
+            request_id: http.request_id.map(str::to_owned),
+            plain_context_json: None,
+        };
         Ok(Mapped {
             request,
             route: &route.name,
@@ -510,7 +514,7 @@ fn route(
     action_type: Option<&EntityTypeName>,
     schema: Option<&Schema>,
     index: usize,
-    by_method: &mut HashMap<String, matchit::Router<usize>>,
+    by_method: &mut foldhash::HashMap<String, matchit::Router<usize>>,
 ) -> Result<Route, String> {
     let resource_type = EntityTypeName::from_str(&entry.resource.entity_type).map_err(|_| {
         format!(
