@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -108,6 +109,13 @@ fn fail(message: String) -> ExitCode {
 }
 
 async fn serve(options: Options) -> Result<(), String> {
+    // Caught from the start, so that none of them ends the process while the bundle loads.
+    let caught = |kind| signal(kind).map_err(|e| format!("cannot catch signals: {e}"));
+    let (mut term, mut int) = (
+        caught(SignalKind::terminate())?,
+        caught(SignalKind::interrupt())?,
+    );
+    let hup = caught(SignalKind::hangup())?;
     let state = Arc::new(State::new(&options)?);
     let http = bind(&options.http).await?;
     let grpc = bind(&options.grpc).await?;
@@ -164,8 +172,12 @@ async fn serve(options: Options) -> Result<(), String> {
     let reloads = tokio::spawn(reload_loop(
         Arc::clone(&state),
         Duration::from_secs(options.reload_interval),
+        hup,
     ));
-    wait_for_stop().await?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     state.log_event("stopping", serde_json::json!({}));
     reloads.abort();
     set_health(&health_reporter, ServingStatus::NotServing).await;
@@ -216,25 +228,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn wait_for_stop() -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
-}
-
 /// Reloads on SIGHUP, and when the bundle directory changed, checked every `interval` (never
 /// when it is zero).
-async fn reload_loop(state: Arc<State>, interval: Duration) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_loop(state: Arc<State>, interval: Duration, mut hup: Signal) {
     let mut tick = tokio::time::interval(if interval.is_zero() {
         Duration::from_secs(3600)
     } else {
