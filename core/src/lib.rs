@@ -29,7 +29,8 @@ pub use engine::{Engine, HttpAnswer};
 pub use evaluation::explain::{Explanation, Outcome, PolicyExplanation};
 pub use operations::decision_log::{DecisionLogOptions, InvalidOptions};
 pub use operations::metrics::{
-    ActionDecisions, BridgeResult, BundleMetrics, Latency, LatencyBucket, MetricsSnapshot,
+    ActionDecisions, BridgeResult, BundleMetrics, Latency, LatencyBucket, LatencyRecorder,
+    MetricsSnapshot,
 };
 pub use operations::shadow::{CandidateInfo, Disagreement, ShadowReport};
 pub use query::{Condition, Dialect, Query, QueryError, QueryRequest, SqlQuery, SqlValue};

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arbiter::LatencyRecorder;
 use axum::extract::State as Shared;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -53,16 +54,10 @@ pub(crate) enum Outcome {
 
 const OUTCOMES: [&str; 3] = ["allow", "deny", "error"];
 
-/// Upper bounds of the request latency buckets, in seconds (then `+Inf`).
-const BUCKETS: [f64; 10] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1,
-];
-
 #[derive(Default)]
 struct ApiCounters {
     outcomes: [AtomicU64; OUTCOMES.len()],
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
+    latency: LatencyRecorder,
 }
 
 /// The server's request counters, by API.
@@ -74,70 +69,52 @@ impl Counters {
     pub(crate) fn record(&self, api: Api, outcome: Outcome, took: Duration) {
         let counters = &self.0[api as usize];
         counters.outcomes[outcome as usize].fetch_add(1, Relaxed);
-        let seconds = took.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&le| seconds <= le)
-            .unwrap_or(BUCKETS.len());
-        counters.buckets[bucket].fetch_add(1, Relaxed);
-        counters
-            .sum_ns
-            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        counters.latency.record(took);
     }
 
     /// The counters in Prometheus' text format.
     fn to_prometheus(&self, decision_log_dropped: Option<u64>) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP arbiter_server_requests_total Requests answered, by API and outcome.\n",
-        );
-        out.push_str("# TYPE arbiter_server_requests_total counter\n");
-        for api in Api::ALL {
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
-                let n = self.0[api as usize].outcomes[i].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "arbiter_server_requests_total{{api=\"{}\",outcome=\"{outcome}\"}} {n}",
-                    api.label()
-                );
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
             }
-        }
-        out.push_str(
-            "# HELP arbiter_server_request_duration_seconds Time to answer a request, by API.\n",
-        );
-        out.push_str("# TYPE arbiter_server_request_duration_seconds histogram\n");
+        };
+        let mut requests = Vec::new();
+        let mut latency = Vec::new();
         for api in Api::ALL {
             let counters = &self.0[api as usize];
-            let mut cumulative = 0;
-            for (i, le) in BUCKETS
-                .iter()
-                .map(f64::to_string)
-                .chain(["+Inf".into()])
-                .enumerate()
-            {
-                cumulative += counters.buckets[i].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "arbiter_server_request_duration_seconds_bucket{{api=\"{}\",le=\"{le}\"}} {cumulative}",
-                    api.label()
-                );
+            for (outcome, n) in OUTCOMES.iter().zip(&counters.outcomes) {
+                let labels = format!("{{api=\"{}\",outcome=\"{outcome}\"}}", api.label());
+                requests.push((labels, n.load(Relaxed).to_string()));
             }
-            let sum = counters.sum_ns.load(Relaxed) as f64 / 1e9;
-            let _ = writeln!(
-                out,
-                "arbiter_server_request_duration_seconds_sum{{api=\"{}\"}} {sum}\n\
-                 arbiter_server_request_duration_seconds_count{{api=\"{}\"}} {cumulative}",
-                api.label(),
-                api.label()
+            latency.extend(
+                counters
+                    .latency
+                    .snapshot()
+                    .prometheus_samples(&[("api", api.label())]),
             );
         }
+        family(
+            "arbiter_server_requests_total",
+            "counter",
+            "Requests answered, by API and outcome.",
+            requests,
+        );
+        family(
+            "arbiter_server_request_duration_seconds",
+            "histogram",
+            "Time to answer a request, by API.",
+            latency,
+        );
         if let Some(dropped) = decision_log_dropped {
-            out.push_str(
-                "# HELP arbiter_server_decision_log_dropped_total Decision log events dropped \
-                 because the writer fell behind.\n\
-                 # TYPE arbiter_server_decision_log_dropped_total counter\n",
+            family(
+                "arbiter_server_decision_log_dropped_total",
+                "counter",
+                "Decision log events dropped because the writer fell behind.",
+                vec![(String::new(), dropped.to_string())],
             );
-            let _ = writeln!(out, "arbiter_server_decision_log_dropped_total {dropped}");
         }
         out
     }

@@ -145,8 +145,7 @@ pub(crate) struct Metrics {
     token_failures: [AtomicU64; DecisionErrorKind::ALL.len()],
     policy_errors: Mutex<BTreeMap<String, u64>>,
     internal_errors: AtomicU64,
-    latency_buckets: [AtomicU64; BUCKETS_NS.len() + 1],
-    latency_sum_ns: AtomicU64,
+    latency: LatencyRecorder,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     log_outcomes: [AtomicU64; LogOutcome::ALL.len()],
@@ -188,13 +187,7 @@ impl Metrics {
 
     /// Counts one call that asked for a decision, and how long it took.
     pub(crate) fn record(&self, result: &Result<Decision, RequestError>, took: Duration) {
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BUCKETS_NS
-            .iter()
-            .position(|&le| ns <= le)
-            .unwrap_or(BUCKETS_NS.len());
-        self.latency_buckets[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_ns.fetch_add(ns, Relaxed);
+        self.latency.record(took);
         let decision = match result {
             Ok(decision) => decision,
             Err(e) => {
@@ -270,23 +263,6 @@ impl Metrics {
                 deny: outcomes.deny.load(Relaxed),
             })
             .collect();
-        let mut cumulative = 0;
-        let mut buckets: Vec<LatencyBucket> = BUCKETS_NS
-            .iter()
-            .zip(&self.latency_buckets)
-            .map(|(&le, count)| {
-                cumulative += count.load(Relaxed);
-                LatencyBucket {
-                    le_seconds: le as f64 / 1e9,
-                    count: cumulative,
-                }
-            })
-            .collect();
-        cumulative += self.latency_buckets[BUCKETS_NS.len()].load(Relaxed);
-        buckets.push(LatencyBucket {
-            le_seconds: f64::INFINITY,
-            count: cumulative,
-        });
         MetricsSnapshot {
             decisions,
             request_errors: RequestError::KINDS
@@ -305,11 +281,7 @@ impl Metrics {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             internal_errors: self.internal_errors.load(Relaxed),
-            latency: Latency {
-                count: cumulative,
-                sum_seconds: self.latency_sum_ns.load(Relaxed) as f64 / 1e9,
-                buckets,
-            },
+            latency: self.latency.snapshot(),
             bundle: BundleMetrics {
                 name: serving.manifest.name.clone(),
                 version: serving.manifest.version.clone(),
@@ -386,6 +358,49 @@ pub struct ActionDecisions {
     pub deny: u64,
 }
 
+/// A latency histogram recorded without locks, from 1 µs to 100 ms (then `+Inf`): the engine's
+/// decisions, and a host's own calls (`arbiter serve`'s requests).
+#[derive(Debug, Default)]
+pub struct LatencyRecorder {
+    buckets: [AtomicU64; BUCKETS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl LatencyRecorder {
+    /// Counts one call that took `took`.
+    pub fn record(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_NS
+            .iter()
+            .position(|&le| ns <= le)
+            .unwrap_or(BUCKETS_NS.len());
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    /// What it has counted, with cumulative buckets.
+    pub fn snapshot(&self) -> Latency {
+        let mut cumulative = 0;
+        let bounds = BUCKETS_NS.iter().map(|&le| le as f64 / 1e9);
+        let buckets = bounds
+            .chain([f64::INFINITY])
+            .zip(&self.buckets)
+            .map(|(le_seconds, count)| {
+                cumulative += count.load(Relaxed);
+                LatencyBucket {
+                    le_seconds,
+                    count: cumulative,
+                }
+            })
+            .collect();
+        Latency {
+            count: cumulative,
+            sum_seconds: self.sum_ns.load(Relaxed) as f64 / 1e9,
+            buckets,
+        }
+    }
+}
+
 /// A latency histogram with cumulative buckets, as Prometheus keeps them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Latency {
@@ -405,6 +420,30 @@ pub struct LatencyBucket {
     pub le_seconds: f64,
     /// Calls that took at most that long.
     pub count: u64,
+}
+
+impl Latency {
+    /// The histogram as Prometheus samples of one family, each `(suffix and labels, value)`:
+    /// the cumulative `_bucket` samples (labels `own`, then `le`), then `_sum` and `_count`.
+    pub fn prometheus_samples(&self, own: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut samples: Vec<(String, String)> = self
+            .buckets
+            .iter()
+            .map(|b| {
+                let le = match b.le_seconds.is_finite() {
+                    true => b.le_seconds.to_string(),
+                    false => "+Inf".to_owned(),
+                };
+                let mut pairs = own.to_vec();
+                pairs.push(("le", &le));
+                (format!("_bucket{}", labels(&pairs)), b.count.to_string())
+            })
+            .collect();
+        let own = labels(own);
+        samples.push((format!("_sum{own}"), self.sum_seconds.to_string()));
+        samples.push((format!("_count{own}"), self.count.to_string()));
+        samples
+    }
 }
 
 fn finite_or_null<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -495,30 +534,11 @@ impl MetricsSnapshot {
             "Panics contained inside Arbiter (each answered with a deny).",
             vec![(String::new(), self.internal_errors.to_string())],
         );
-        let mut latency: Vec<(String, String)> = self
-            .latency
-            .buckets
-            .iter()
-            .map(|b| {
-                let le = match b.le_seconds.is_finite() {
-                    true => b.le_seconds.to_string(),
-                    false => "+Inf".to_owned(),
-                };
-                (labels(&[("le", &le)]), b.count.to_string())
-            })
-            .collect();
-        // The histogram's _sum and _count samples, written under the family's name.
-        let histogram = "arbiter_decision_duration_seconds";
-        latency
-            .iter_mut()
-            .for_each(|(l, _)| *l = format!("_bucket{l}"));
-        latency.push(("_sum".to_owned(), self.latency.sum_seconds.to_string()));
-        latency.push(("_count".to_owned(), self.latency.count.to_string()));
         family(
-            histogram,
+            "arbiter_decision_duration_seconds",
             "histogram",
             "Time to decide one request, reading it included.",
-            latency,
+            self.latency.prometheus_samples(&[]),
         );
         let bundle = &self.bundle;
         family(
@@ -602,8 +622,12 @@ impl MetricsSnapshot {
     }
 }
 
-/// `{a="x",b="y"}` with label values escaped as the exposition format requires.
+/// `{a="x",b="y"}` with label values escaped as the exposition format requires (nothing for
+/// no labels).
 fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
     let body: Vec<String> = pairs
         .iter()
         .map(|(name, value)| {
