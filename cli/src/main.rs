@@ -219,17 +219,7 @@ fn log_decisions(engine: Engine, path: Option<&Path>) -> Result<Engine, String> 
     let Some(path) = path else {
         return Ok(engine);
     };
-    let out: Box<dyn Write + Send> = if path == Path::new("-") {
-        Box::new(std::io::stderr())
-    } else {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open the decision log `{}`: {e}", path.display()))?;
-        Box::new(file)
-    };
-    let out = std::sync::Mutex::new(out);
+    let out = std::sync::Mutex::new(arbiter_server::log_destination(path)?);
     engine
         .set_decision_log(DecisionLogOptions::default(), move |event| {
             let line = format!("{event}\n");

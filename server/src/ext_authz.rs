@@ -98,25 +98,19 @@ pub(crate) fn check(state: &State, request: &CheckRequest) -> (CheckResponse, Ou
             headers.push((h.key.as_str(), value));
         }
     }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    };
-    let request_id = header("x-request-id")
-        .or(Some(http.id.as_str()))
-        .filter(|id| !id.is_empty());
-    let peer = attributes
-        .and_then(|a| a.source.as_ref())
-        .map(|p| p.principal.as_str());
-    let mapped = HttpRequest {
+    let mut mapped = HttpRequest {
         method: &http.method,
         path: &http.path,
         headers: &headers,
-        peer,
-        request_id,
+        peer: attributes
+            .and_then(|a| a.source.as_ref())
+            .map(|p| p.principal.as_str()),
+        request_id: None,
     };
+    mapped.request_id = mapped
+        .header("x-request-id")
+        .or(Some(http.id.as_str()))
+        .filter(|id| !id.is_empty());
     match engine.authorize_http(&mapped) {
         Ok(answer) if answer.decision.allowed() => (allowed(answer.headers), Outcome::Allow),
         Ok(answer) => (

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-pub use state::State;
+pub use state::{log_destination, State};
 
 /// `arbiter serve`'s options.
 #[derive(clap::Args, Debug, Clone)]

@@ -191,19 +191,7 @@ impl State {
 
 impl LogWriter {
     fn open(path: &Path) -> Result<Self, String> {
-        let out: Box<dyn Write + Send> = if path == Path::new("-") {
-            Box::new(std::io::stderr())
-        } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| {
-                        format!("cannot open the decision log `{}`: {e}", path.display())
-                    })?,
-            )
-        };
+        let out = log_destination(path)?;
         let (queue, lines) = sync_channel(LOG_QUEUE);
         let thread = std::thread::Builder::new()
             .name("decision-log".into())
@@ -215,6 +203,20 @@ impl LogWriter {
             thread: Mutex::new(Some(thread)),
         })
     }
+}
+
+/// Where a decision log given as `--decision-log PATH` goes: appended to the file, or standard
+/// error for `-` (what `arbiter check` and `arbiter serve` both take).
+pub fn log_destination(path: &Path) -> Result<Box<dyn Write + Send>, String> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stderr()));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(|file| Box::new(file) as Box<dyn Write + Send>)
+        .map_err(|e| format!("cannot open the decision log `{}`: {e}", path.display()))
 }
 
 /// Writes each line as it comes, flushing whenever the queue runs dry; `None` ends it.

@@ -215,7 +215,7 @@ pub struct HttpRequest<'a> {
 
 impl<'a> HttpRequest<'a> {
     /// The first header of this name, compared without regard to case.
-    fn header(&self, name: &str) -> Option<&'a str> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))

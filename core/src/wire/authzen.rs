@@ -168,8 +168,8 @@ impl<'a> Checked<'a> {
         })
     }
 
-    /// The entities the properties make, for a resource of id `resource_id`, as JSON.
-    fn entities(&self, resource_id: Option<&str>) -> Option<String> {
+    /// The entities the properties make, for a resource of id `resource_id`, as entity JSON.
+    fn entities(&self, resource_id: Option<&str>) -> Vec<Value> {
         let entity = |(type_name, id): (&str, &str), attrs: &Value| json!({"uid": {"type": type_name, "id": id}, "attrs": attrs, "parents": []});
         let mut entities = Vec::new();
         if let Some(attrs) = self.subject_properties {
@@ -178,7 +178,7 @@ impl<'a> Checked<'a> {
         if let (Some(id), Some(attrs)) = (resource_id, self.resource_properties) {
             entities.push(entity((self.resource_type, id), attrs));
         }
-        (!entities.is_empty()).then(|| Value::Array(entities).to_string())
+        entities
     }
 
     /// The decision for the resource of id `resource_id` (the request's own, by default), or
@@ -193,6 +193,7 @@ impl<'a> Checked<'a> {
         let resource_id = resource_id.or(self.resource_id).unwrap_or_default();
         let context = self.context.map(Value::to_string);
         let entities = self.entities(Some(resource_id));
+        let entities = (!entities.is_empty()).then(|| Value::Array(entities).to_string());
         engine
             .authorize_parts(&RequestParts {
                 principal: Some(self.subject),
@@ -208,16 +209,14 @@ impl<'a> Checked<'a> {
 
     /// The request as query JSON: its resource a type, without an id.
     fn query_json(&self, action_type: &str) -> String {
-        let mut request = json!({
+        json!({
             "principal": {"type": self.subject.0, "id": self.subject.1},
             "action": {"type": action_type, "id": self.action},
             "resource": {"type": self.resource_type},
             "context": self.context.cloned().unwrap_or_else(|| json!({})),
-        });
-        if let Some(entities) = self.entities(None) {
-            request["entities"] = serde_json::from_str(&entities).unwrap_or_default();
-        }
-        request.to_string()
+            "entities": self.entities(None),
+        })
+        .to_string()
     }
 }
 
