@@ -21,7 +21,7 @@ pub use bundle::bundle_tests;
 pub use operations::decision_log;
 
 pub use bundle::abilities::{Abilities, Ability};
-pub use bundle::http::{HeaderValue, HttpError, HttpRequest, HttpRoutes};
+pub use bundle::http::{HttpError, HttpRequest};
 pub use bundle::signing::{BundleSigner, SigningError, TrustedKeys, SIGNATURE_FILE};
 pub use bundle::{read_bundle_dir, BundleFile, BundleInfo, Manifest};
 pub use engine::limits::Limits;

@@ -125,7 +125,7 @@ enum ValueType {
 /// What an allowed request's added header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HeaderValue {
+pub(crate) enum HeaderValue {
     /// The principal as Cedar writes it, `Gitlab::User::"42"`.
     Principal,
     /// The principal's entity type.
@@ -181,21 +181,11 @@ enum Piece {
 
 /// `http.json`, loaded: the routes by method, the principal sources and the headers an allowed
 /// request gets.
-pub struct HttpRoutes {
+pub(crate) struct HttpRoutes {
     routes: Vec<Route>,
     by_method: foldhash::HashMap<String, matchit::Router<usize>>,
     principals: Vec<PrincipalSource>,
     allow_headers: Vec<(String, HeaderValue)>,
-}
-
-impl std::fmt::Debug for HttpRoutes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpRoutes")
-            .field("routes", &self.routes)
-            .field("principals", &self.principals)
-            .field("allow_headers", &self.allow_headers)
-            .finish_non_exhaustive()
-    }
 }
 
 /// An HTTP request as a proxy sees it, for [`crate::Engine::authorize_http`].

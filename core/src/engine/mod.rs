@@ -467,7 +467,7 @@ impl Engine {
 
     /// The entity type of the bundle's actions (e.g. `Gitlab::Action`), when its schema's
     /// actions all share one: what a caller that names actions by id alone (AuthZEN) means.
-    pub fn action_type(&self) -> Option<String> {
+    pub(crate) fn action_type(&self) -> Option<String> {
         self.bundle.load().action_type.clone()
     }
 
@@ -548,7 +548,7 @@ impl Engine {
     }
 
     /// Decides an HTTP request as a proxy sees it, through the bundle's `http.json` (see
-    /// [`HttpRoutes`](crate::HttpRoutes)): its route names the action and resource, its token,
+    /// docs/server.md): its route names the action and resource, its token,
     /// peer identity or the anonymous principal the principal. A request the mapping cannot
     /// take (no `http.json`, no route, no principal, a bad path or value) is an [`HttpError`],
     /// which the caller answers as a deny. The mapping and the policies come from one bundle,
