@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri server-bench
+.PHONY: build test lint fleet-test fleet-bench rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri server-bench
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -82,10 +82,12 @@ rails-test: build
 RUBY_GEM_SRC := target/ruby-gem/src
 ruby-gem: build
 	rm -rf target/ruby-gem
-	mkdir -p $(RUBY_GEM_SRC)/core $(RUBY_GEM_SRC)/policies $(RUBY_GEM_SRC)/bindings-ruby
-	sed 's/^members = .*/members = ["core", "bindings-ruby"]/' Cargo.toml > $(RUBY_GEM_SRC)/Cargo.toml
+	mkdir -p $(RUBY_GEM_SRC)/core $(RUBY_GEM_SRC)/fleet $(RUBY_GEM_SRC)/otlp $(RUBY_GEM_SRC)/policies $(RUBY_GEM_SRC)/bindings-ruby
+	sed 's/^members = .*/members = ["core", "fleet", "otlp", "bindings-ruby"]/' Cargo.toml > $(RUBY_GEM_SRC)/Cargo.toml
 	cp Cargo.lock README.md bindings-ruby/arbiter.gemspec $(RUBY_GEM_SRC)/
 	cp -r core/Cargo.toml core/build.rs core/README.md core/src $(RUBY_GEM_SRC)/core/
+	cp -r fleet/Cargo.toml fleet/src $(RUBY_GEM_SRC)/fleet/
+	cp -r otlp/Cargo.toml otlp/src $(RUBY_GEM_SRC)/otlp/
 	cp -r policies/gitlab $(RUBY_GEM_SRC)/policies/
 	cp -r bindings-ruby/Cargo.toml bindings-ruby/README.md bindings-ruby/src bindings-ruby/lib bindings-ruby/ext $(RUBY_GEM_SRC)/bindings-ruby/
 	cd $(RUBY_GEM_SRC) && gem build arbiter.gemspec
@@ -98,7 +100,7 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "10"}, context: {admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test query-test bundle-test valgrind header-check c-test go-test server-test python-test ruby-test rails-test ruby-gem interop fips fault-test miri fuzz-smoke
+test: lint rust-test query-test bundle-test valgrind header-check c-test go-test server-test python-test ruby-test rails-test ruby-gem fleet-test interop fips fault-test miri fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
@@ -123,7 +125,7 @@ bundle-test: build
 	$(ARBITER) test
 
 # Tokens minted by independent implementations (PyJWT, pymacaroons) verify in Arbiter, and
-# Arbiter's in them.
+# Arbiter's in them; decision log records decoded by opentelemetry-proto (protobuf and JSON).
 interop: build $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/interop
 
@@ -177,6 +179,11 @@ server-bench: build
 	cd benches/server && $(GO) build -o ../../target/server-bench .
 	taskset -c 1 target/server-bench -root .
 
+# Bundle refreshes over loopback: one that finds nothing new, and a 10 MB bundle swapped in
+# while another thread decides. Writes target/fleet-bench.json.
+fleet-bench: build
+	$(CARGO) run --release -q -p arbiter-benches --bin fleet_bench > target/fleet-bench.json
+
 # `arbiter serve` through Envoy's own ext_authz client (go-control-plane), each answer checked
 # against the same request decided in-process by the Go binding. Its AuthZEN and operations
 # tests are Rust tests (server/tests), in rust-test.
@@ -184,6 +191,20 @@ server-test: build
 	cd tests/envoy && $(GO) vet ./...
 	cd tests/envoy && test -z "$$(gofmt -l .)"
 	cd tests/envoy && $(GO) test -count=1 ./...
+
+# Bundles through a real OCI registry (Debian's docker-registry, started on loopback by each
+# test) and a third-party client (oras, built from the Go module proxy): pushed by one, pulled
+# by the other, by tag and by digest; a refresher following a tag (cli/tests/registry.rs). The
+# HTTP and directory sources are tested in rust-test (fleet/tests).
+ORAS_VERSION := v1.3.6
+ORAS := target/tools/bin/oras
+fleet-test: build
+	@command -v docker-registry >/dev/null || \
+		($(SUDO) apt-get update -q && \
+		 $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry)
+	@test -x $(ORAS) || GOBIN=$(CURDIR)/target/tools/bin CGO_ENABLED=0 \
+		$(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
+	$(CARGO) test --release -p arbiter-cli --test registry -- --ignored
 
 # A panic injected inside the engine as Rust, C, Go, Ruby and Python see it: a deny with an
 # `internal` error, a failed reload that keeps the old bundle. The hook is the test-only
@@ -228,7 +249,7 @@ miri:
 # runs each for FUZZ_SMOKE_SECONDS.
 CARGO_FUZZ := target/tools/bin/cargo-fuzz
 CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi query http_request authzen
+FUZZ_TARGETS ?= request_json bundle_load jwt macaroon c_abi query http_request authzen bundle_archive
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS := 30
 FUZZ := PATH="$(CURDIR)/target/tools/bin:$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
@@ -263,5 +284,6 @@ bench: build
 	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/rails_bench.rb
 	tests/postgres/with-postgres.sh $(CARGO) run --release -q -p arbiter-benches --bin query_bench > target/query-bench.json
 	$(MAKE) server-bench
+	$(MAKE) fleet-bench
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

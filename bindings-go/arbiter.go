@@ -157,19 +157,29 @@ func NewEngineFromSignedBundleDir(dir string, publicKeysPEM ...string) (*Engine,
 		return nil, err
 	}
 	defer C.free(unsafe.Pointer(cdir))
-	strs := make([]C.arbiter_str, len(publicKeysPEM))
-	for i, pem := range publicKeysPEM {
-		c := C.CString(pem)
-		defer C.free(unsafe.Pointer(c))
-		strs[i] = C.arbiter_str{ptr: c, len: C.size_t(len(pem))}
-	}
+	keys, count, free := cStrs(publicKeysPEM)
+	defer free()
 	return newEngine(func(out **C.arbiter_engine, err **C.arbiter_error) C.uint32_t {
-		var first *C.arbiter_str
-		if len(strs) > 0 {
-			first = &strs[0]
-		}
-		return C.arbiter_engine_new_from_signed_bundle_dir(cdir, first, C.size_t(len(strs)), out, err)
+		return C.arbiter_engine_new_from_signed_bundle_dir(cdir, keys, count, out, err)
 	})
+}
+
+// cStrs copies strings into C memory as an arbiter_str array (nil for none); free releases it.
+func cStrs(strs []string) (first *C.arbiter_str, count C.size_t, free func()) {
+	if len(strs) == 0 {
+		return nil, 0, func() {}
+	}
+	list := (*C.arbiter_str)(C.malloc(C.size_t(unsafe.Sizeof(C.arbiter_str{})) * C.size_t(len(strs))))
+	entries := unsafe.Slice(list, len(strs))
+	for i, s := range strs {
+		entries[i] = C.arbiter_str{ptr: C.CString(s), len: C.size_t(len(s))}
+	}
+	return list, C.size_t(len(strs)), func() {
+		for _, e := range entries {
+			C.free(unsafe.Pointer(e.ptr))
+		}
+		C.free(unsafe.Pointer(list))
+	}
 }
 
 // NewGitLabDefault loads the default GitLab bundle embedded in the library.

@@ -2,6 +2,7 @@ package arbiter
 
 /*
 #include <stdint.h>
+#include <stdlib.h>
 #include "arbiter.h"
 
 // Defined in decision_log_export.go; they take the cgo.Handle as the integer it is.
@@ -25,7 +26,11 @@ static uint32_t arbiter_go_set_decision_log(const arbiter_engine *engine, double
 */
 import "C"
 
-import "runtime/cgo"
+import (
+	"encoding/json"
+	"runtime/cgo"
+	"unsafe"
+)
 
 // DecisionLogOption tunes a decision log (see SetDecisionLog).
 type DecisionLogOption func(*decisionLogOptions)
@@ -94,4 +99,65 @@ func (e *Engine) ClearDecisionLog() {
 		C.arbiter_engine_clear_decision_log(ptr)
 		return nil
 	})
+}
+
+// OTLPOptions say where and how ExportDecisionLogOTLP sends; zero values take the defaults.
+type OTLPOptions struct {
+	// The OTLP/HTTP logs endpoint, e.g. "http://127.0.0.1:4318/v1/logs" (required).
+	Endpoint string `json:"endpoint"`
+	// "protobuf" (the default) or "json".
+	Encoding string `json:"encoding,omitempty"`
+	// Records waiting for the receiver (default 8192; past it new ones are dropped and
+	// counted) and records per request (default 512).
+	MaxQueue int `json:"max_queue,omitempty"`
+	MaxBatch int `json:"max_batch,omitempty"`
+	// The longest a record waits for its batch (default 1 s) and one request's timeout
+	// (default 5 s), in seconds.
+	FlushIntervalSeconds float64 `json:"flush_interval_seconds,omitempty"`
+	TimeoutSeconds       float64 `json:"timeout_seconds,omitempty"`
+	// The resource's service.name (default "arbiter").
+	ServiceName string `json:"service_name,omitempty"`
+	// Trust only the CA certificates in this PEM file for HTTPS (default: the platform's roots).
+	CAFile string `json:"ca_file,omitempty"`
+	// As for SetDecisionLog: the fraction logged (0 means every decision) and a rate cap.
+	SampleRate         float64 `json:"sample_rate,omitempty"`
+	MaxEventsPerSecond uint32  `json:"max_events_per_second,omitempty"`
+}
+
+// OTLPStats count what the engine's OpenTelemetry exporter has done.
+type OTLPStats struct {
+	Exported      uint64 `json:"exported"`
+	Dropped       uint64 `json:"dropped"`
+	FailedExports uint64 `json:"failed_exports"`
+}
+
+// ExportDecisionLogOTLP sends every decision as an OpenTelemetry log record to an OTLP/HTTP
+// receiver, from a bounded queue on an exporter thread of its own, replacing any other decision
+// log. A decision never waits for the receiver; OTLPStats counts what was exported and lost.
+func (e *Engine) ExportDecisionLogOTLP(options OTLPOptions) error {
+	opts, err := json.Marshal(options)
+	if err != nil {
+		return ErrInvalidArgument.with(err.Error())
+	}
+	copts := C.CString(string(opts))
+	defer C.free(unsafe.Pointer(copts))
+	return e.use(func(ptr *C.arbiter_engine) error {
+		var cerr *C.arbiter_error
+		if code := C.arbiter_engine_export_decision_log_otlp(ptr, copts, &cerr); code != C.ARBITER_RESULT_OK {
+			return takeError(code, cerr)
+		}
+		return nil
+	})
+}
+
+// OTLPStats reports the engine's OpenTelemetry exporter, or nil when its decision log is not one.
+func (e *Engine) OTLPStats() (*OTLPStats, error) {
+	out, err := e.outputCall(func(ptr *C.arbiter_engine, out **C.char, cerr **C.arbiter_error) C.uint32_t {
+		return C.arbiter_engine_otlp_stats_json(ptr, out, cerr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var stats *OTLPStats
+	return stats, json.Unmarshal(out, &stats)
 }

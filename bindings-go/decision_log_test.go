@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // docsBundle lets members of Team::"core" do anything; its manifest marks `ip` sensitive.
@@ -185,5 +188,83 @@ func TestAPanickingSinkLosesTheEventNotTheDecision(t *testing.T) {
 	e.Close()
 	if err := e.SetDecisionLog(func([]byte) {}); err != ErrClosed {
 		t.Fatalf("closed: %v", err)
+	}
+}
+
+// Decisions as OpenTelemetry log records (OTLP/JSON) to net/http's server: each decision
+// arrives with its fields as attributes, and the counts say so; a bad endpoint is refused.
+func TestDecisionLogToOTLP(t *testing.T) {
+	var mu sync.Mutex
+	var records []map[string]any
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var export struct {
+			ResourceLogs []struct {
+				ScopeLogs []struct {
+					LogRecords []map[string]any `json:"logRecords"`
+				} `json:"scopeLogs"`
+			} `json:"resourceLogs"`
+		}
+		if r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&export) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rl := range export.ResourceLogs {
+			for _, sl := range rl.ScopeLogs {
+				records = append(records, sl.LogRecords...)
+			}
+		}
+	}))
+	defer receiver.Close()
+	e, err := NewGitLabDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	request, _ := json.Marshal(userRequest("alice", "push_code", "10"))
+	if err := e.ExportDecisionLogOTLP(OTLPOptions{Endpoint: "udp://x"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("a bad endpoint: %v", err)
+	}
+	if err := e.ExportDecisionLogOTLP(OTLPOptions{Endpoint: receiver.URL + "/v1/logs", Encoding: "json", FlushIntervalSeconds: 0.05}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 25; i++ {
+		if _, err := e.AuthorizeJSON(request); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stats, err := e.OTLPStats()
+		if err != nil || stats == nil {
+			t.Fatalf("%v %v", stats, err)
+		}
+		if stats.Exported == 25 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not exported: %+v", stats)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(records) != 25 || records[0]["eventName"] != "arbiter.decision" {
+		t.Fatalf("%d records: %v", len(records), records)
+	}
+	found := false
+	for _, kv := range records[0]["attributes"].([]any) {
+		attr := kv.(map[string]any)
+		if attr["key"] == "decision" {
+			found = attr["value"].(map[string]any)["stringValue"] == "allow"
+		}
+	}
+	if !found {
+		t.Fatalf("no decision attribute: %v", records[0])
+	}
+	e.ClearDecisionLog()
+	if stats, err := e.OTLPStats(); err != nil || stats != nil {
+		t.Fatalf("cleared: %v %v", stats, err)
 	}
 }

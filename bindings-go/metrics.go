@@ -29,6 +29,27 @@ type Metrics struct {
 	// Decisions offered to the decision log, by what became of them: "logged", "sampled_out",
 	// "rate_limited", "sink_panicked".
 	DecisionLog map[string]uint64 `json:"decision_log"`
+	// Where the bundle comes from and how refreshing it goes, for an engine a Refresher
+	// started; nil otherwise.
+	Source *SourceStatus `json:"source"`
+}
+
+// SourceStatus is a bundle source's state after the last refresh attempt.
+type SourceStatus struct {
+	// The source: a directory, an HTTP(S) URL or an oci:// reference.
+	Source string `json:"source"`
+	// The serving bundle's manifest version, its digest (sha256:...) and signing time.
+	Revision string `json:"revision"`
+	Digest   string `json:"digest"`
+	SignedAt int64  `json:"signed_at"`
+	// "source", or "cache" after a start with the source down.
+	ServedFrom string `json:"served_from"`
+	// Unix seconds of the last success and the last attempt (0 for never).
+	LastSuccess int64 `json:"last_success"`
+	LastAttempt int64 `json:"last_attempt"`
+	// Why the last attempt failed ("" when it did not); the serving bundle stayed.
+	LastError           string `json:"last_error"`
+	ConsecutiveFailures uint64 `json:"consecutive_failures"`
 }
 
 // ActionDecisions counts the decisions of one action.

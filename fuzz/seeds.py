@@ -6,11 +6,14 @@ macaroons). Nothing here is copied into the repository."""
 
 import base64
 import glob
+import gzip
+import io
 import hashlib
 import hmac
 import json
 import os
 import sys
+import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(ROOT, "policies", "gitlab")
@@ -91,7 +94,7 @@ def macaroons():
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "fuzz", "corpus")
-    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query", "http_request", "authzen")}
+    seeds = {name: [] for name in ("request_json", "bundle_load", "jwt", "macaroon", "c_abi", "query", "http_request", "authzen", "bundle_archive")}
     requests = [json.dumps(r) for r in gitlab_requests()]
     tokens_ = list(tokens())
     default_bundle = bundle_files(BUNDLE)
@@ -157,6 +160,28 @@ def main():
             seeds["authzen"].append(b"\x01" + json.dumps(batch).encode())
         search = {**body, "resource": {"type": r["resource"]["type"]}, "resources": ["1", "3", "10", {"id": "6"}]}
         seeds["authzen"].append(b"\x02" + json.dumps(search).encode())
+
+    # bundle_archive: the default bundle as a gzip-compressed tar (selector 0), edits to its
+    # signed archive (1: offset and XOR byte), and OCI manifests (2), one an Arbiter bundle's.
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        for path, contents in default_bundle:
+            data = contents.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    seeds["bundle_archive"].append(b"\x00" + gzip.compress(tar_bytes.getvalue(), mtime=0))
+    seeds["bundle_archive"] += [b"\x01", b"\x01" + (4).to_bytes(4, "little") + b"\x01",
+                                b"\x01" + (600).to_bytes(4, "little") + b"\x20"]
+    layer = {"mediaType": "application/vnd.arbiter.bundle.layer.v1.tar+gzip", "size": 10,
+             "digest": "sha256:" + "a" * 64, "annotations": {"org.opencontainers.image.title": "bundle.tar.gz"}}
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "artifactType": "application/vnd.arbiter.bundle.v1",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+                           "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},
+                "layers": [layer]}
+    seeds["bundle_archive"].append(b"\x02" + json.dumps(manifest).encode())
+    seeds["bundle_archive"].append(b"\x02" + json.dumps({**manifest, "layers": [layer, layer]}).encode())
 
     for target, items in seeds.items():
         folder = os.path.join(out, target)

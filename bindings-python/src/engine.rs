@@ -39,10 +39,12 @@ fn bundle_files(files: &Bound<'_, PyDict>) -> Result<Vec<BundleFile>, Failure> {
 /// Decides requests against one bundle at a time. Safe to share between threads, reloads
 /// included; a forked child keeps a working copy.
 #[pyclass(frozen, module = "arbiter")]
-struct Engine {
+pub(crate) struct Engine {
     inner: arbiter_core::Engine,
     /// The decision log's sink, while one is set.
     decision_log: Mutex<Option<Py<PyAny>>>,
+    /// The OpenTelemetry exporter that is its decision log, when one is.
+    otlp: Mutex<Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>>,
 }
 
 fn load(
@@ -50,14 +52,30 @@ fn load(
     f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> PyResult<Engine> {
     py.detach(|| guarded(|| Ok(f()?)))
-        .map(|inner| Engine {
-            inner,
-            decision_log: Mutex::new(None),
-        })
+        .map(Engine::wrap)
         .map_err(|e| e.into_py(py))
 }
 
 impl Engine {
+    /// An engine built elsewhere (a refresher's start).
+    pub(crate) fn wrap(inner: arbiter_core::Engine) -> Self {
+        Self {
+            inner,
+            decision_log: Mutex::new(None),
+            otlp: Mutex::new(None),
+        }
+    }
+
+    fn otlp(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>> {
+        self.otlp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn core(&self) -> &arbiter_core::Engine {
+        &self.inner
+    }
+
     fn sink(&self) -> std::sync::MutexGuard<'_, Option<Py<PyAny>>> {
         self.decision_log.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -396,6 +414,7 @@ impl Engine {
             current.replace(sink.clone().unbind())
         };
         drop(previous); // only now the lock is free: its finalizer may run Python code
+        *self.otlp() = None;
         Ok(())
     }
 
@@ -403,6 +422,54 @@ impl Engine {
     fn clear_decision_log(&self) {
         self.inner.clear_decision_log();
         self.drop_sink();
+        *self.otlp() = None;
+    }
+
+    /// Sends every decision as an OpenTelemetry log record to an OTLP/HTTP logs endpoint, from a
+    /// bounded queue on an exporter thread of its own, replacing any other decision log.
+    #[pyo3(signature = (*, endpoint, encoding="protobuf", max_queue=None, max_batch=None,
+                        flush_interval=None, timeout=None, service_name=None, ca_file=None,
+                        sample_rate=None, max_events_per_second=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn export_decision_log_otlp(
+        &self,
+        py: Python<'_>,
+        endpoint: String,
+        encoding: &str,
+        max_queue: Option<usize>,
+        max_batch: Option<usize>,
+        flush_interval: Option<f64>,
+        timeout: Option<f64>,
+        service_name: Option<String>,
+        ca_file: Option<PathBuf>,
+        sample_rate: Option<f64>,
+        max_events_per_second: Option<u32>,
+    ) -> PyResult<()> {
+        let options = serde_json::json!({
+            "endpoint": endpoint, "encoding": encoding, "max_queue": max_queue,
+            "max_batch": max_batch, "flush_interval_seconds": flush_interval,
+            "timeout_seconds": timeout, "service_name": service_name, "ca_file": ca_file,
+            "sample_rate": sample_rate, "max_events_per_second": max_events_per_second,
+        });
+        let exported = guarded(|| {
+            // Members left as None are null, which reads as absent.
+            let (options, log) = arbiter_otlp::options_from_json(&options.to_string())
+                .map_err(|e| Failure::new(arbiter_core::ErrorKind::InvalidArgument, e))?;
+            arbiter_otlp::export_decision_log(&self.inner, options, log)
+        })
+        .map_err(|e| e.into_py(py))?;
+        self.drop_sink();
+        *self.otlp() = Some(exported);
+        Ok(())
+    }
+
+    /// ``{"exported", "dropped", "failed_exports"}`` of the OpenTelemetry exporter, or None
+    /// when the decision log is not one.
+    fn otlp_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let json = arbiter_otlp::stats_json(self.otlp().as_ref().map(|e| e.stats()).as_ref());
+        let value: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| Failure::internal(e.to_string()).into_py(py))?;
+        Ok(pythonize(py, &value)?)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -6,6 +6,7 @@
 mod decision;
 mod engine;
 mod error;
+mod refresher;
 mod request;
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ fn _arbiter(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::init(m)?;
     engine::init(m)?;
     decision::init(m)?;
+    refresher::init(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -41,3 +41,9 @@ def all_allowed(engine: arbiter.Engine, projects: list[str]) -> bool:
     ]
     answers: list[Union[arbiter.Decision, arbiter.ArbiterError]] = engine.authorize_many(requests)
     return all(answers) and all(engine.authorize_many(tuple(requests)))
+
+
+def refreshed_engine(source: str, public_key: str) -> tuple[arbiter.Engine, str]:
+    refresher = arbiter.Refresher(source, public_keys=[public_key], cache_dir="/var/cache/arbiter", interval=30.0)
+    engine = refresher.start()
+    return engine, refresher.refresh_if_due(engine)["refreshed"]

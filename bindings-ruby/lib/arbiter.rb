@@ -80,5 +80,56 @@ module Arbiter
       @decision_log = nil
       self
     end
+
+    # Sends every decision as an OpenTelemetry log record to the OTLP/HTTP logs +endpoint+
+    # (e.g. "http://127.0.0.1:4318/v1/logs"), from a bounded queue on an exporter thread of its
+    # own, replacing any other decision log. A decision never waits for the receiver;
+    # #otlp_stats counts what was exported and lost. A preforking server calls this in each
+    # worker, after the fork. Bad options raise Arbiter::InvalidArgumentError.
+    def export_decision_log_otlp(endpoint:, encoding: :protobuf, max_queue: nil, max_batch: nil, flush_interval: nil,
+                                 timeout: nil, service_name: nil, ca_file: nil, sample_rate: nil,
+                                 max_events_per_second: nil)
+      options = { endpoint: endpoint.to_s, encoding: encoding.to_s, max_queue: max_queue, max_batch: max_batch,
+                  flush_interval_seconds: flush_interval, timeout_seconds: timeout, service_name: service_name,
+                  ca_file: ca_file&.to_s, sample_rate: sample_rate, max_events_per_second: max_events_per_second }.compact
+      _export_decision_log_otlp(JSON.generate(options))
+      @decision_log = nil
+      self
+    end
+
+    # {exported:, dropped:, failed_exports:} of the OpenTelemetry exporter, or nil when the
+    # decision log is not one.
+    def otlp_stats
+      JSON.parse(_otlp_stats_json, symbolize_names: true)&.freeze
+    end
+  end
+
+  # Fetches an engine's bundle from a source and refreshes it when asked: a directory, an
+  # https:// URL serving a bundle archive, or oci://HOST/REPO[:TAG|@DIGEST] (docs/fleet.md).
+  # There is no background thread: call #refresh_if_due where a fetch is affordable (a request
+  # boundary), or #refresh to fetch now. A remote source needs +public_keys+ (PEM Strings).
+  # Calls take turns; fetches release the GVL.
+  class Refresher
+    def self.new(source, public_keys: [], cache_dir: nil, interval: nil, max_backoff: nil, timeout: nil,
+                 max_bytes: nil, plain_http: false, ca_file: nil, allow_rollback: false)
+      options = { cache_dir: cache_dir&.to_s, interval_seconds: interval, max_backoff_seconds: max_backoff,
+                  timeout_seconds: timeout, max_bytes: max_bytes, plain_http: plain_http,
+                  ca_file: ca_file&.to_s, allow_rollback: allow_rollback }.compact
+      _new(source.to_s, JSON.generate(options), Array(public_keys).map(&:to_s))
+    end
+
+    # Fetches now and swaps a new bundle into +engine+: {refreshed: :updated, digest: "sha256:..."}
+    # or {refreshed: :unchanged}. On an error (an Arbiter::Error) the engine keeps its bundle.
+    def refresh(engine) = outcome(_refresh(engine, false))
+
+    # #refresh when the schedule says one is due; {refreshed: :not_due} otherwise.
+    def refresh_if_due(engine) = outcome(_refresh(engine, true))
+
+    private
+
+    def outcome(json)
+      answer = JSON.parse(json, symbolize_names: true)
+      answer.merge(refreshed: answer.fetch(:refreshed).to_sym).freeze
+    end
   end
 end

@@ -35,18 +35,57 @@ fn bundle_files(files: RHash) -> Result<Vec<BundleFile>, Failure> {
 
 /// Decides requests against one bundle at a time; safe to share between threads.
 #[magnus::wrap(class = "Arbiter::Engine", free_immediately, size, frozen_shareable)]
-struct Engine {
+pub(crate) struct Engine {
     inner: arbiter_core::Engine,
+    /// The OpenTelemetry exporter that is its decision log, when one is.
+    otlp: std::sync::Mutex<Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>>,
 }
 
 fn load(
     ruby: &Ruby,
     f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> Result<Engine, Error> {
-    without_gvl(ruby, || Ok(f()?)).map(|inner| Engine { inner })
+    without_gvl(ruby, || Ok(f()?)).map(Engine::wrap)
 }
 
 impl Engine {
+    /// An engine built elsewhere (a refresher's start).
+    pub(crate) fn wrap(inner: arbiter_core::Engine) -> Self {
+        Self {
+            inner,
+            otlp: std::sync::Mutex::default(),
+        }
+    }
+
+    fn otlp(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>> {
+        self.otlp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The body of `Engine#export_decision_log_otlp` (its keywords are read in lib/arbiter.rb).
+    fn export_decision_log_otlp(
+        ruby: &Ruby,
+        rb_self: &Self,
+        options_json: String,
+    ) -> Result<(), Error> {
+        let exported = guard(ruby, || {
+            let (options, log) = arbiter_otlp::options_from_json(&options_json)
+                .map_err(|e| Failure::new(arbiter_core::ErrorKind::InvalidArgument, e))?;
+            arbiter_otlp::export_decision_log(&rb_self.inner, options, log)
+        })?;
+        *rb_self.otlp() = Some(exported);
+        Ok(())
+    }
+
+    fn otlp_stats_json(&self) -> String {
+        arbiter_otlp::stats_json(self.otlp().as_ref().map(|e| e.stats()).as_ref())
+    }
+
+    pub(crate) fn core(&self) -> &arbiter_core::Engine {
+        &self.inner
+    }
+
     fn from_bundle_dir(ruby: &Ruby, path: PathBuf) -> Result<Self, Error> {
         load(ruby, move || arbiter_core::Engine::from_bundle_dir(&path))
     }
@@ -254,11 +293,14 @@ impl Engine {
             max_events_per_second,
         };
         ffi::log_to_caller(&rb_self.inner, options)
-            .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))
+            .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))?;
+        *rb_self.otlp() = None;
+        Ok(())
     }
 
     fn disable_decision_log(&self) {
         self.inner.clear_decision_log();
+        *self.otlp() = None;
     }
 
     fn metrics(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
@@ -390,6 +432,11 @@ pub(crate) fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     engine.define_method("explain", method!(Engine::explain, 1))?;
     engine.define_method("explain_text", method!(Engine::explain_text, 1))?;
     engine.define_method("metrics", method!(Engine::metrics, 0))?;
+    engine.define_method(
+        "_export_decision_log_otlp",
+        method!(Engine::export_decision_log_otlp, 1),
+    )?;
+    engine.define_method("_otlp_stats_json", method!(Engine::otlp_stats_json, 0))?;
     engine.define_method("metrics_prometheus", method!(Engine::metrics_prometheus, 0))?;
     engine.define_method("abilities", method!(Engine::abilities, 0))?;
     engine.define_method("count_bridge_check", method!(Engine::count_bridge_check, 2))?;

@@ -11,6 +11,7 @@ mod decision;
 mod engine;
 mod error;
 mod gvl;
+mod refresher;
 mod request;
 
 use magnus::{prelude::*, Error, Ruby};
@@ -21,6 +22,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     error::init(ruby, module)?;
     engine::init(ruby, module)?;
     decision::init(ruby, module)?;
+    refresher::init(ruby, module)?;
     module.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "test_helper"
+require "socket"
 
 # What operators use: metrics, explain, shadow evaluation and signed bundles.
 
@@ -161,5 +162,53 @@ class TestDecisionLog < Minitest::Test
     _, err = capture_io { decision = e.authorize(**ann_reads("r")) }
     assert decision.allowed?
     assert_includes err, "sink broke"
+  end
+end
+
+# The decision log as OpenTelemetry log records (OTLP/JSON) to a receiver on loopback.
+class TestOtlpDecisionLog < Minitest::Test
+  include Helpers
+
+  # Accepts OTLP/JSON exports on a TCP socket, one request a connection; the records go to +records+.
+  def receiver(records)
+    server = TCPServer.new("127.0.0.1", 0)
+    thread = Thread.new do
+      loop do
+        client = server.accept
+        length = 0
+        while (line = client.gets) && line != "\r\n"
+          length = Integer(line.split(":", 2).last) if line.downcase.start_with?("content-length:")
+        end
+        export = JSON.parse(client.read(length))
+        export["resourceLogs"].each do |rl|
+          rl["scopeLogs"].each { |sl| records.concat(sl["logRecords"]) }
+        end
+        client.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        client.close
+      end
+    end
+    [server, thread]
+  end
+
+  def test_decisions_reach_the_receiver_as_records_and_are_counted
+    records = []
+    server, thread = receiver(records)
+    e = Arbiter::Engine.from_bundle_dir(BUNDLE)
+    assert_nil e.otlp_stats
+    e.export_decision_log_otlp(endpoint: "http://127.0.0.1:#{server.addr[1]}/v1/logs", encoding: :json,
+                               flush_interval: 0.05)
+    5.times { e.authorize(**user_request("alice", "push_code", "10")) }
+    deadline = Time.now + 10
+    sleep 0.02 until e.otlp_stats[:exported] == 5 || Time.now > deadline
+    assert_equal({ exported: 5, dropped: 0, failed_exports: 0 }, e.otlp_stats)
+    assert_equal 5, records.size
+    decision = records.first["attributes"].find { |kv| kv["key"] == "decision" }
+    assert_equal({ "stringValue" => "allow" }, decision["value"])
+    assert_raises(Arbiter::InvalidArgumentError) { e.export_decision_log_otlp(endpoint: "udp://x") }
+    e.clear_decision_log
+    assert_nil e.otlp_stats
+  ensure
+    thread&.kill
+    server&.close
   end
 end

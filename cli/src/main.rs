@@ -49,6 +49,8 @@ enum Command {
         /// standard error.
         #[arg(long, value_name = "FILE")]
         decision_log: Option<PathBuf>,
+        #[command(flatten)]
+        otlp: arbiter_server::OtlpArgs,
     },
     /// Load and validate a bundle. Exit 0 when it loads, 2 otherwise, with the problems printed.
     Validate {
@@ -155,12 +157,27 @@ fn main() -> ExitCode {
             requests,
             now,
             decision_log,
-        } => load(bundle.as_deref(), now)
-            .and_then(|engine| log_decisions(engine, decision_log.as_deref()))
-            .and_then(|engine| match requests {
-                Some(path) => check_batch(&engine, &path),
-                None => check_one(&engine, request.as_deref()),
-            }),
+            otlp,
+        } => otlp.start().and_then(|otlp| {
+            let otlp = otlp.map(std::sync::Arc::new);
+            let decided = load(bundle.as_deref(), now)
+                .and_then(|engine| log_decisions(engine, decision_log.as_deref(), otlp.clone()))
+                .and_then(|engine| match requests {
+                    Some(path) => check_batch(&engine, &path),
+                    None => check_one(&engine, request.as_deref()),
+                });
+            if let Some(otlp) = otlp {
+                otlp.shutdown(std::time::Duration::from_secs(5));
+                let stats = otlp.stats();
+                if stats.dropped > 0 {
+                    eprintln!(
+                        "arbiter: {} decision log records not exported to the OTLP receiver",
+                        stats.dropped
+                    );
+                }
+            }
+            decided
+        }),
         Command::Validate { bundle } => validate(bundle.as_deref()),
         Command::Test { bundle } => test(bundle.as_deref()),
         Command::Entities { bundle } => load(bundle.as_deref(), None).map(|engine| {
@@ -214,20 +231,33 @@ pub(crate) fn load(bundle: Option<&Path>, now: Option<i64>) -> Result<Engine, St
     })
 }
 
-/// `engine`, logging each decision as a JSON line to `path` (appended; `-` is standard error).
-fn log_decisions(engine: Engine, path: Option<&Path>) -> Result<Engine, String> {
-    let Some(path) = path else {
+/// `engine`, logging each decision as a JSON line to `path` (appended; `-` is standard error)
+/// and as a log record to `otlp`'s receiver.
+fn log_decisions(
+    engine: Engine,
+    path: Option<&Path>,
+    otlp: Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>,
+) -> Result<Engine, String> {
+    if path.is_none() && otlp.is_none() {
         return Ok(engine);
-    };
-    let out = std::sync::Mutex::new(arbiter_server::log_destination(path)?);
+    }
+    let out = path
+        .map(arbiter_server::log_destination)
+        .transpose()?
+        .map(std::sync::Mutex::new);
     engine
         .set_decision_log(DecisionLogOptions::default(), move |event| {
-            let line = format!("{event}\n");
-            // One write per line; a log that cannot be written loses it, never the decision.
-            let _ = out
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write_all(line.as_bytes());
+            if let Some(out) = &out {
+                let line = format!("{event}\n");
+                // One write per line; a log that cannot be written loses it, never the decision.
+                let _ = out
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write_all(line.as_bytes());
+            }
+            if let Some(otlp) = &otlp {
+                otlp.offer(event);
+            }
         })
         .map_err(|e| e.to_string())?;
     Ok(engine)

@@ -21,6 +21,7 @@ pub use bundle::bundle_tests;
 pub use operations::decision_log;
 
 pub use bundle::abilities::{Abilities, Ability};
+pub use bundle::archive::{pack_archive, unpack_archive, write_bundle_dir, ARCHIVE_MEDIA_TYPE};
 pub use bundle::http::{HttpError, HttpRequest};
 pub use bundle::signing::{BundleSigner, SigningError, TrustedKeys, SIGNATURE_FILE};
 pub use bundle::{read_bundle_dir, BundleFile, BundleInfo, Manifest};
@@ -30,7 +31,7 @@ pub use evaluation::explain::{Explanation, Outcome, PolicyExplanation};
 pub use operations::decision_log::{DecisionLogOptions, InvalidOptions};
 pub use operations::metrics::{
     ActionDecisions, BridgeResult, BundleMetrics, Latency, LatencyBucket, LatencyRecorder,
-    MetricsSnapshot,
+    MetricsSnapshot, SourceStatus,
 };
 pub use operations::shadow::{CandidateInfo, Disagreement, ShadowReport};
 pub use query::{Condition, Dialect, Query, QueryError, QueryRequest, SqlQuery, SqlValue};

@@ -141,6 +141,12 @@ typedef struct arbiter_engine arbiter_engine;
 typedef struct arbiter_error arbiter_error;
 
 /**
+ * Fetches a bundle from its source and refreshes an engine's bundle from it. Not for
+ * concurrent use: one thread at a time (the engines it serves may be used by any number).
+ */
+typedef struct arbiter_refresher arbiter_refresher;
+
+/**
  * A borrowed UTF-8 string: `ptr` to `len` bytes, not necessarily NUL-terminated. A NULL `ptr`
  * means "absent" where a field is optional.
  */
@@ -312,6 +318,35 @@ uint32_t arbiter_engine_set_decision_log(const struct arbiter_engine *engine,
  * `engine` is NULL or a live engine.
  */
 void arbiter_engine_clear_decision_log(const struct arbiter_engine *engine);
+
+/**
+ * Sends the engine's decision log to an OpenTelemetry receiver over OTLP/HTTP, from a bounded
+ * queue on an exporter thread of its own (a forking host sets it in each worker, after the
+ * fork), replacing any other decision log. `options_json`: `{"endpoint":
+ * "http://127.0.0.1:4318/v1/logs", "encoding": "protobuf"|"json", "max_queue", "max_batch",
+ * "flush_interval_seconds", "timeout_seconds", "service_name", "ca_file", "sample_rate",
+ * "max_events_per_second"}`, all but `endpoint` optional. A decision never waits for the
+ * receiver; `arbiter_engine_otlp_stats_json` counts what was exported and lost.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `options_json` is NULL or NUL-terminated; `err_out` is
+ * NULL or writable.
+ */
+uint32_t arbiter_engine_export_decision_log_otlp(const struct arbiter_engine *engine,
+                                                 const char *options_json,
+                                                 struct arbiter_error **err_out);
+
+/**
+ * What the engine's OpenTelemetry exporter has done: `{"exported", "dropped",
+ * "failed_exports"}`, or `null` when its decision log is not one. On success `*json_out`
+ * receives a string the caller frees with `arbiter_string_free`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `json_out` and `err_out` are NULL or writable.
+ */
+uint32_t arbiter_engine_otlp_stats_json(const struct arbiter_engine *engine,
+                                        char **json_out,
+                                        struct arbiter_error **err_out);
 
 /**
  * Loads the bundle in directory `path` (NUL-terminated UTF-8). On success `*engine_out`
@@ -586,6 +621,65 @@ void arbiter_engine_inject_panics(const struct arbiter_engine *engine, bool on);
  * `engine` is NULL or an engine from `arbiter_engine_new_*`, not freed before.
  */
 void arbiter_engine_free(struct arbiter_engine *engine);
+
+/**
+ * A refresher for `source` (`oci://HOST/REPO[:TAG|@DIGEST]`, `https://...`, or a directory)
+ * with `options_json` (NULL for the defaults; members `cache_dir`, `interval_seconds`,
+ * `max_backoff_seconds`, `timeout_seconds`, `max_bytes`, `plain_http`, `ca_file`,
+ * `allow_rollback`) and the `key_count` trusted public keys at `public_keys` (SPKI PEM; at
+ * least one for a remote source). Nothing is fetched yet. On success `*refresher_out`
+ * receives a refresher the caller frees with `arbiter_refresher_free`.
+ *
+ * # Safety
+ * `source` is NULL or NUL-terminated; `options_json` is NULL or NUL-terminated;
+ * `public_keys` points to `key_count` strings (or is NULL with `key_count` 0);
+ * `refresher_out` and `err_out` are NULL or writable.
+ */
+uint32_t arbiter_refresher_new(const char *source,
+                               const char *options_json,
+                               const struct arbiter_str *public_keys,
+                               size_t key_count,
+                               struct arbiter_refresher **refresher_out,
+                               struct arbiter_error **err_out);
+
+/**
+ * Fetches the bundle and builds an engine from it, or, when the source fails, from the cache
+ * (see docs/fleet.md). On success `*engine_out` receives an engine the caller frees with
+ * `arbiter_engine_free`; its `arbiter_engine_metrics_json` reports the source's status.
+ *
+ * # Safety
+ * `refresher` is NULL or a live refresher no other thread is using; `engine_out` and
+ * `err_out` are NULL or writable.
+ */
+uint32_t arbiter_refresher_start(struct arbiter_refresher *refresher,
+                                 struct arbiter_engine **engine_out,
+                                 struct arbiter_error **err_out);
+
+/**
+ * Refreshes `engine` from the source: at once, or only when the schedule says a refresh is
+ * due when `only_if_due`. On success `*outcome_out` receives `{"refreshed": "updated",
+ * "digest": "..."}`, `{"refreshed": "unchanged"}` or `{"refreshed": "not_due"}`, which the
+ * caller frees with `arbiter_string_free`. On failure the engine keeps its bundle, and the
+ * error says why (`io` for a fetch that failed, the bundle's own kind for one refused).
+ *
+ * # Safety
+ * `refresher` is NULL or a live refresher no other thread is using; `engine` is NULL or a
+ * live engine (other threads may decide with it meanwhile); `outcome_out` and `err_out` are
+ * NULL or writable.
+ */
+uint32_t arbiter_refresher_refresh(struct arbiter_refresher *refresher,
+                                   const struct arbiter_engine *engine,
+                                   bool only_if_due,
+                                   char **outcome_out,
+                                   struct arbiter_error **err_out);
+
+/**
+ * Frees a refresher. NULL does nothing. Engines it started live on.
+ *
+ * # Safety
+ * `refresher` is NULL or a refresher from `arbiter_refresher_new`, not freed before.
+ */
+void arbiter_refresher_free(struct arbiter_refresher *refresher);
 
 /**
  * Frees a string Arbiter handed out. NULL does nothing.

@@ -121,10 +121,35 @@ pub(crate) unsafe fn entity_ref<'a>(
 /// # Safety
 /// `engine` is NULL or a live engine.
 pub(crate) unsafe fn engine_ref<'a>(engine: *const arbiter_engine) -> Result<&'a Engine, Failure> {
-    engine
-        .as_ref()
-        .map(|e| &e.engine)
-        .ok_or_else(|| Failure::null("engine"))
+    wrapper_ref(engine).map(|e| &e.engine)
+}
+
+/// The engine with what the C ABI keeps beside it.
+///
+/// # Safety
+/// `engine` is NULL or a live engine.
+pub(crate) unsafe fn wrapper_ref<'a>(
+    engine: *const arbiter_engine,
+) -> Result<&'a arbiter_engine, Failure> {
+    engine.as_ref().ok_or_else(|| Failure::null("engine"))
+}
+
+/// The `count` PEM strings at `keys` (NULL with `count` 0 is none).
+///
+/// # Safety
+/// `keys` points to `count` strings valid for the call, or is NULL.
+pub(crate) unsafe fn pems<'a>(
+    keys: *const arbiter_str,
+    count: usize,
+) -> Result<Vec<&'a str>, Failure> {
+    match count {
+        0 => Ok(Vec::new()),
+        _ if keys.is_null() => Err(Failure::null("public_keys")),
+        _ => std::slice::from_raw_parts(keys, count)
+            .iter()
+            .map(|k| bytes_str(k.ptr, k.len, "public_keys"))
+            .collect(),
+    }
 }
 
 /// Writes an owned value to an output pointer.

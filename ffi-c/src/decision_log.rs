@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::args::engine_ref;
+use super::args::{c_str, wrapper_ref, write_string};
 use super::engine::arbiter_engine;
 use super::result::{arbiter_error, c_string, ffi_boundary, Failure, Report};
 use arbiter_core::{DecisionLogOptions, ErrorKind};
@@ -77,7 +77,8 @@ pub unsafe extern "C" fn arbiter_engine_set_decision_log(
             release,
             user_data,
         };
-        let engine = engine_ref(engine)?;
+        let wrapper = wrapper_ref(engine)?;
+        let engine = &wrapper.engine;
         if log.is_none() {
             return Err(Failure::null("log"));
         }
@@ -87,7 +88,9 @@ pub unsafe extern "C" fn arbiter_engine_set_decision_log(
         };
         engine
             .set_decision_log(options, move |event| sink.log(event))
-            .map_err(|e| Failure::new(ErrorKind::InvalidArgument, e.to_string()))
+            .map_err(|e| Failure::new(ErrorKind::InvalidArgument, e.to_string()))?;
+        *otlp(wrapper) = None;
+        Ok(())
     })
 }
 
@@ -101,6 +104,63 @@ pub unsafe extern "C" fn arbiter_engine_clear_decision_log(engine: *const arbite
     ffi_boundary!({
         if let Some(engine) = engine.as_ref() {
             engine.engine.clear_decision_log();
+            *otlp(engine) = None;
         }
+    })
+}
+
+fn otlp(
+    engine: &arbiter_engine,
+) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>> {
+    engine.otlp.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends the engine's decision log to an OpenTelemetry receiver over OTLP/HTTP, from a bounded
+/// queue on an exporter thread of its own (a forking host sets it in each worker, after the
+/// fork), replacing any other decision log. `options_json`: `{"endpoint":
+/// "http://127.0.0.1:4318/v1/logs", "encoding": "protobuf"|"json", "max_queue", "max_batch",
+/// "flush_interval_seconds", "timeout_seconds", "service_name", "ca_file", "sample_rate",
+/// "max_events_per_second"}`, all but `endpoint` optional. A decision never waits for the
+/// receiver; `arbiter_engine_otlp_stats_json` counts what was exported and lost.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `options_json` is NULL or NUL-terminated; `err_out` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_export_decision_log_otlp(
+    engine: *const arbiter_engine,
+    options_json: *const c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    ffi_boundary!(err_out, {
+        let wrapper = wrapper_ref(engine)?;
+        let (options, log) = arbiter_otlp::options_from_json(c_str(options_json, "options_json")?)
+            .map_err(|e| Failure::new(ErrorKind::InvalidArgument, e))?;
+        let exporter = arbiter_otlp::export_decision_log(&wrapper.engine, options, log)?;
+        *otlp(wrapper) = Some(exporter);
+        Ok(())
+    })
+}
+
+/// What the engine's OpenTelemetry exporter has done: `{"exported", "dropped",
+/// "failed_exports"}`, or `null` when its decision log is not one. On success `*json_out`
+/// receives a string the caller frees with `arbiter_string_free`.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `json_out` and `err_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn arbiter_engine_otlp_stats_json(
+    engine: *const arbiter_engine,
+    json_out: *mut *mut c_char,
+    err_out: *mut *mut arbiter_error,
+) -> u32 {
+    ffi_boundary!(err_out, {
+        let wrapper = wrapper_ref(engine)?;
+        if json_out.is_null() {
+            return Err(Failure::null("json_out"));
+        }
+        let stats = otlp(wrapper).as_ref().map(|e| e.stats());
+        write_string(json_out, &arbiter_otlp::stats_json(stats.as_ref()));
+        Ok(())
     })
 }

@@ -7,7 +7,7 @@ use std::ffi::c_char;
 
 use super::args::{
     arbiter_bundle_file, arbiter_request, arbiter_str, bundle_files, bytes_str, c_str, engine_ref,
-    entity_ref, optional_str, write_out, write_string,
+    entity_ref, optional_str, pems, write_out, write_string,
 };
 use super::decision::{arbiter_decision, decision_strings};
 use super::result::{arbiter_error, ffi_boundary, Failure, Report};
@@ -17,9 +17,20 @@ use arbiter_core::{Decision, Engine, LoadError, RequestParts, TokenReport, Trust
 /// `arbiter_engine_new_*` functions; free it with `arbiter_engine_free`.
 pub struct arbiter_engine {
     pub(crate) engine: Engine,
+    /// The OpenTelemetry exporter that is its decision log, when one is.
+    pub(crate) otlp: std::sync::Mutex<Option<std::sync::Arc<arbiter_otlp::OtlpExporter>>>,
 }
 
-fn new_engine(
+impl arbiter_engine {
+    pub(crate) fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            otlp: std::sync::Mutex::default(),
+        }
+    }
+}
+
+pub(crate) fn new_engine(
     engine_out: *mut *mut arbiter_engine,
     load: impl FnOnce() -> Result<Engine, Failure>,
 ) -> Result<(), Failure> {
@@ -28,7 +39,7 @@ fn new_engine(
     }
     let engine = load()?;
     // SAFETY: checked non-NULL above; the caller owns it.
-    unsafe { write_out(engine_out, Box::new(arbiter_engine { engine })) };
+    unsafe { write_out(engine_out, Box::new(arbiter_engine::new(engine))) };
     Ok(())
 }
 
@@ -100,15 +111,8 @@ pub unsafe extern "C" fn arbiter_engine_new_from_signed_bundle_dir(
 ) -> u32 {
     ffi_boundary!(err_out, {
         let path = c_str(path, "path")?;
-        let pems: Vec<&str> = match key_count {
-            0 => Vec::new(),
-            _ if public_keys.is_null() => return Err(Failure::null("public_keys")),
-            _ => std::slice::from_raw_parts(public_keys, key_count)
-                .iter()
-                .map(|k| bytes_str(k.ptr, k.len, "public_keys"))
-                .collect::<Result<_, _>>()?,
-        };
-        let keys = TrustedKeys::from_pems(&pems).map_err(LoadError::from)?;
+        let keys =
+            TrustedKeys::from_pems(&pems(public_keys, key_count)?).map_err(LoadError::from)?;
         new_engine(engine_out, || {
             Ok(Engine::from_signed_bundle_dir(path, keys)?)
         })

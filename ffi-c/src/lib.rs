@@ -23,6 +23,7 @@ mod args;
 mod decision;
 mod decision_log;
 mod engine;
+mod refresher;
 mod result;
 
 // The whole ABI at the crate root, as C sees it (and as the fuzz target, which compiles this
@@ -31,6 +32,7 @@ pub use args::*;
 pub use decision::*;
 pub use decision_log::*;
 pub use engine::*;
+pub use refresher::*;
 pub use result::arbiter_result::*;
 pub use result::*;
 

@@ -27,6 +27,7 @@ fn every_exported_body_runs_inside_the_panic_boundary() {
         ("decision.rs", include_str!("decision.rs")),
         ("decision_log.rs", include_str!("decision_log.rs")),
         ("engine.rs", include_str!("engine.rs")),
+        ("refresher.rs", include_str!("refresher.rs")),
         ("result.rs", include_str!("result.rs")),
     ];
     let mut exported = Vec::new();

@@ -399,6 +399,95 @@ static void test_reload_from_dir(const char *bundle_dir) {
   arbiter_engine_free(engine);
 }
 
+/* A refresher over a directory source: start, refresh now and when due, its status in the
+ * metrics; a remote source without keys and bad options are errors naming them. */
+static void test_refresher(const char *bundle_dir) {
+  arbiter_refresher *refresher = NULL;
+  arbiter_error *err = NULL;
+  CHECK(arbiter_refresher_new(bundle_dir, "{\"interval_seconds\": 600}", NULL, 0, &refresher,
+                              &err) == ARBITER_RESULT_OK);
+  arbiter_engine *engine = NULL;
+  CHECK(arbiter_refresher_start(refresher, &engine, &err) == ARBITER_RESULT_OK);
+  char *d = decide(engine, ALLOW_REQUEST);
+  CHECK(d != NULL && strstr(d, "role-developer") != NULL);
+  arbiter_string_free(d);
+  char *outcome = NULL;
+  CHECK(arbiter_refresher_refresh(refresher, engine, false, &outcome, NULL) == ARBITER_RESULT_OK);
+  CHECK(outcome != NULL && strcmp(outcome, "{\"refreshed\":\"unchanged\"}") == 0);
+  arbiter_string_free(outcome);
+  CHECK(arbiter_refresher_refresh(refresher, engine, true, &outcome, NULL) == ARBITER_RESULT_OK);
+  CHECK(outcome != NULL && strcmp(outcome, "{\"refreshed\":\"not_due\"}") == 0);
+  arbiter_string_free(outcome);
+  char *metrics = NULL;
+  CHECK(arbiter_engine_metrics_json(engine, &metrics, NULL) == ARBITER_RESULT_OK);
+  CHECK(metrics != NULL && strstr(metrics, "\"consecutive_failures\":0") != NULL);
+  arbiter_string_free(metrics);
+  CHECK(arbiter_refresher_refresh(refresher, NULL, false, &outcome, NULL) ==
+        ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_refresher_refresh(refresher, engine, false, NULL, NULL) ==
+        ARBITER_RESULT_NULL_ARGUMENT);
+  arbiter_engine_free(engine);
+  arbiter_refresher_free(refresher);
+
+  refresher = NULL;
+  CHECK(arbiter_refresher_new("https://127.0.0.1:1/bundle.tar.gz", NULL, NULL, 0, &refresher,
+                              NULL) == ARBITER_RESULT_OK);
+  CHECK(arbiter_refresher_start(refresher, &engine, &err) == ARBITER_RESULT_INVALID_ARGUMENT);
+  CHECK(err != NULL && strstr(arbiter_error_message(err), "must be signed") != NULL);
+  arbiter_error_free(err);
+  arbiter_refresher_free(refresher);
+  err = NULL;
+  CHECK(arbiter_refresher_new(bundle_dir, "{\"interval\": 1}", NULL, 0, &refresher, &err) ==
+        ARBITER_RESULT_INVALID_ARGUMENT);
+  CHECK(err != NULL && strstr(arbiter_error_message(err), "interval") != NULL);
+  arbiter_error_free(err);
+  CHECK(arbiter_refresher_new("oci://nohost", NULL, NULL, 0, &refresher, NULL) ==
+        ARBITER_RESULT_INVALID_ARGUMENT);
+  CHECK(arbiter_refresher_new(NULL, NULL, NULL, 0, &refresher, NULL) ==
+        ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_refresher_start(NULL, &engine, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  arbiter_refresher_free(NULL);
+}
+
+/* The decision log as OpenTelemetry records: bad options are errors naming them; with the
+ * receiver down every decision is still answered and every record is accounted for. */
+static void test_otlp_decision_log(void) {
+  arbiter_engine *engine = NULL;
+  CHECK(arbiter_engine_new_gitlab_default(&engine, NULL) == ARBITER_RESULT_OK);
+  char *stats = NULL;
+  CHECK(arbiter_engine_otlp_stats_json(engine, &stats, NULL) == ARBITER_RESULT_OK);
+  CHECK(stats != NULL && strcmp(stats, "null") == 0);
+  arbiter_string_free(stats);
+  arbiter_error *err = NULL;
+  CHECK(arbiter_engine_export_decision_log_otlp(engine, "{\"endpoint\": \"udp://x\"}", &err) ==
+        ARBITER_RESULT_INVALID_ARGUMENT);
+  arbiter_error_free(err);
+  err = NULL;
+  CHECK(arbiter_engine_export_decision_log_otlp(engine, "{\"endpoint\": \"http://127.0.0.1:1/v1/logs\","
+                                                " \"encoding\": \"xml\"}", &err) ==
+        ARBITER_RESULT_INVALID_ARGUMENT);
+  CHECK(err != NULL && strstr(arbiter_error_message(err), "xml") != NULL);
+  arbiter_error_free(err);
+  CHECK(arbiter_engine_export_decision_log_otlp(
+            engine, "{\"endpoint\": \"http://127.0.0.1:1/v1/logs\", \"flush_interval_seconds\": 0.01}",
+            NULL) == ARBITER_RESULT_OK);
+  for (int i = 0; i < 10; i++) {
+    char *d = decide(engine, ALLOW_REQUEST);
+    CHECK(d != NULL && strstr(d, "\"allow\"") != NULL);
+    arbiter_string_free(d);
+  }
+  CHECK(arbiter_engine_otlp_stats_json(engine, &stats, NULL) == ARBITER_RESULT_OK);
+  CHECK(stats != NULL && strstr(stats, "\"exported\":0") != NULL);
+  arbiter_string_free(stats);
+  arbiter_engine_clear_decision_log(engine);
+  CHECK(arbiter_engine_otlp_stats_json(engine, &stats, NULL) == ARBITER_RESULT_OK);
+  CHECK(stats != NULL && strcmp(stats, "null") == 0);
+  arbiter_string_free(stats);
+  CHECK(arbiter_engine_export_decision_log_otlp(NULL, "{}", NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  CHECK(arbiter_engine_export_decision_log_otlp(engine, NULL, NULL) == ARBITER_RESULT_NULL_ARGUMENT);
+  arbiter_engine_free(engine);
+}
+
 /* Explanations: JSON and text, and a bad request is an error of the call. */
 static void test_explain(const arbiter_engine *engine) {
   char *json = NULL;
@@ -632,6 +721,8 @@ int main(int argc, char **argv) {
   test_shadow();
   test_threads_and_reload();
   test_reload_from_dir(argv[1]);
+  test_refresher(argv[1]);
+  test_otlp_decision_log();
   test_decision_log();
 
   if (failures) {

@@ -7,7 +7,7 @@
 // The C ABI's source, compiled into this target (its library is a cdylib and staticlib only),
 // with the name it gives the core crate.
 extern crate arbiter as arbiter_core;
-#[allow(dead_code, unexpected_cfgs, clippy::all)]
+#[allow(dead_code, unused_imports, unexpected_cfgs, clippy::all)]
 #[path = "../../ffi-c/src/lib.rs"]
 mod ffi;
 

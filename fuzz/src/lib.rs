@@ -16,6 +16,9 @@ macro_rules! key {
     };
 }
 
+/// The Ed25519 test key (PKCS#8), for signing bundles.
+pub const ED25519_KEY: &str = key!("ed.pem");
+
 /// The default bundle, as the CLI runs it.
 pub fn default_engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();

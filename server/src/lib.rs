@@ -35,9 +35,25 @@ pub use state::{log_destination, State};
 /// `arbiter serve`'s options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
-    /// Bundle directory; the embedded default GitLab bundle when left out.
-    #[arg(long)]
+    /// Bundle directory; the embedded default GitLab bundle when left out (and no --source).
+    #[arg(long, conflicts_with = "source")]
     pub bundle: Option<PathBuf>,
+    /// Where the bundle is fetched from and refreshed: `oci://HOST/REPO[:TAG|@DIGEST]`, an
+    /// `https://` URL serving a bundle archive, or a directory. A remote source needs
+    /// --public-key. See docs/fleet.md.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Keep the last good bundle archive of --source here, so that a restart while the source
+    /// is down still serves policy.
+    #[arg(long, value_name = "DIR", requires = "source")]
+    pub cache_dir: Option<PathBuf>,
+    /// Refresh --source about this often (seconds, jittered; failures back off up to 15
+    /// minutes). SIGHUP refreshes at once.
+    #[arg(long, default_value_t = 60, requires = "source")]
+    pub refresh_interval: u64,
+    /// Speak plain HTTP to the OCI registry of --source (one on loopback).
+    #[arg(long, requires = "source")]
+    pub plain_http: bool,
     /// Address for AuthZEN, /metrics, /healthz and /readyz over HTTP, or `off`.
     #[arg(long, default_value = "127.0.0.1:8181")]
     pub http: String,
@@ -53,6 +69,8 @@ pub struct Options {
     /// behind, events are dropped and counted, never waited for.
     #[arg(long, value_name = "FILE")]
     pub decision_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
     /// Check the bundle directory for changes this often (seconds); 0 reloads on SIGHUP only.
     #[arg(long, default_value_t = 1)]
     pub reload_interval: u64,
@@ -76,6 +94,37 @@ pub struct Options {
     /// After SIGTERM, wait at most this long (seconds) for requests under way to finish.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+}
+
+/// Decision logs to an OpenTelemetry receiver (`arbiter serve` and `arbiter check`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OtlpArgs {
+    /// Send each decision as an OpenTelemetry log record to this OTLP/HTTP logs endpoint
+    /// (e.g. http://127.0.0.1:4318/v1/logs), from a bounded queue: a receiver that is down or
+    /// slow never slows a decision; what is lost is counted.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// How records are encoded: protobuf or json.
+    #[arg(long, default_value = "protobuf", requires = "otlp_endpoint")]
+    pub otlp_encoding: String,
+    /// Records waiting for the receiver; past this many, new ones are dropped (and counted).
+    #[arg(long, default_value_t = 8192, requires = "otlp_endpoint")]
+    pub otlp_max_queue: usize,
+}
+
+impl OtlpArgs {
+    /// The exporter these options ask for, started; `None` without `--otlp-endpoint`.
+    pub fn start(&self) -> Result<Option<arbiter_otlp::OtlpExporter>, String> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        let options = arbiter_otlp::ExporterOptions {
+            encoding: self.otlp_encoding.parse()?,
+            max_queue: self.otlp_max_queue,
+            ..arbiter_otlp::ExporterOptions::new(endpoint.clone())
+        };
+        arbiter_otlp::OtlpExporter::start(options).map(Some)
+    }
 }
 
 /// What the server prints on standard output once it listens (one JSON line), so that whoever
@@ -129,6 +178,8 @@ async fn serve(options: Options) -> Result<(), String> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // tonic-health starts the server's own status ("") at SERVING: not until the bundle loads.
+    set_health(&health_reporter, ServingStatus::NotServing).await;
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = http {
         let router = authzen::router(Arc::clone(&state)).merge(ops::router(Arc::clone(&state)));

@@ -73,7 +73,11 @@ impl Counters {
     }
 
     /// The counters in Prometheus' text format.
-    fn to_prometheus(&self, decision_log_dropped: Option<u64>) -> String {
+    fn to_prometheus(
+        &self,
+        decision_log_dropped: Option<u64>,
+        otlp: Option<arbiter_otlp::ExporterStats>,
+    ) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -116,6 +120,24 @@ impl Counters {
                 vec![(String::new(), dropped.to_string())],
             );
         }
+        if let Some(otlp) = otlp {
+            family(
+                "arbiter_server_decision_log_otlp_records_total",
+                "counter",
+                "Decision log records for the OpenTelemetry receiver, by result (exported, or \
+                 dropped: the queue was full or their export failed).",
+                vec![
+                    ("{result=\"exported\"}".into(), otlp.exported.to_string()),
+                    ("{result=\"dropped\"}".into(), otlp.dropped.to_string()),
+                ],
+            );
+            family(
+                "arbiter_server_decision_log_otlp_failed_exports_total",
+                "counter",
+                "Export requests to the OpenTelemetry receiver that failed.",
+                vec![(String::new(), otlp.failed_exports.to_string())],
+            );
+        }
         out
     }
 }
@@ -134,7 +156,11 @@ async fn metrics(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
         .engine()
         .map(|engine| engine.metrics().to_prometheus())
         .unwrap_or_default();
-    text.push_str(&state.counters.to_prometheus(state.decision_log_dropped()));
+    text.push_str(
+        &state
+            .counters
+            .to_prometheus(state.decision_log_dropped(), state.otlp_stats()),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -9,6 +9,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arbiter::{DecisionLogOptions, Engine, TrustedKeys};
+use arbiter_fleet::{RefreshOptions, Refresher, Source};
 
 use crate::ops::Counters;
 use crate::tls::{Tls, TlsFiles};
@@ -21,8 +22,14 @@ const LOG_QUEUE: usize = 65_536;
 pub struct State {
     engine: OnceLock<Engine>,
     bundle: Option<PathBuf>,
+    /// Refreshes the bundle from `--source`, when there is one.
+    refresher: Option<Mutex<Refresher>>,
+    /// `--source` as given.
+    source: Option<String>,
     keys: Option<TrustedKeys>,
     decision_log: Option<LogWriter>,
+    /// Decision log records for an OpenTelemetry receiver.
+    otlp: Option<Arc<arbiter_otlp::OtlpExporter>>,
     tls: Option<Arc<Tls>>,
     /// The bundle directory's files as last loaded (paths, sizes, modification times).
     fingerprint: Mutex<Option<u64>>,
@@ -43,8 +50,11 @@ impl State {
     pub fn new(options: &Options) -> Result<Self, String> {
         let keys = if options.public_keys.is_empty() {
             None
-        } else if options.bundle.is_none() {
-            return Err("--public-key needs --bundle (the embedded bundle is not signed)".into());
+        } else if options.bundle.is_none() && options.source.is_none() {
+            return Err(
+                "--public-key needs --bundle or --source (the embedded bundle is not signed)"
+                    .into(),
+            );
         } else {
             let pems = options
                 .public_keys
@@ -63,16 +73,35 @@ impl State {
             })?)),
             _ => None,
         };
+        let refresher = options
+            .source
+            .as_deref()
+            .map(|source| {
+                let source: Source = source.parse().map_err(|e| format!("--source {e}"))?;
+                let refresh = RefreshOptions {
+                    cache_dir: options.cache_dir.clone(),
+                    interval: std::time::Duration::from_secs(options.refresh_interval.max(1)),
+                    plain_http: options.plain_http,
+                    ..RefreshOptions::default()
+                };
+                Refresher::new(source, refresh).map_err(|e| e.to_string())
+            })
+            .transpose()?
+            .map(Mutex::new);
         let decision_log = options
             .decision_log
             .as_deref()
             .map(LogWriter::open)
             .transpose()?;
+        let otlp = options.otlp.start()?.map(Arc::new);
         Ok(Self {
             engine: OnceLock::new(),
             bundle: options.bundle.clone(),
+            refresher,
+            source: options.source.clone(),
             keys,
             decision_log,
+            otlp,
             tls,
             fingerprint: Mutex::new(None),
             counters: Counters::default(),
@@ -89,18 +118,32 @@ impl State {
     /// Loads the bundle (the first time only).
     pub(crate) fn load(&self) -> Result<(), String> {
         let fingerprint = self.bundle.as_deref().map(fingerprint);
-        let engine = match (&self.bundle, &self.keys) {
-            (Some(dir), Some(keys)) => Engine::from_signed_bundle_dir(dir, keys.clone()),
-            (Some(dir), None) => Engine::from_bundle_dir(dir),
-            (None, _) => Engine::gitlab_default(),
-        }
-        .map_err(|e| format!("cannot load {} ({}):\n{e}", self.describe(), e.kind()))?;
-        if let Some(log) = &self.decision_log {
-            let (queue, dropped) = (log.queue.clone(), Arc::clone(&log.dropped));
+        let engine = match (&self.refresher, &self.bundle, &self.keys) {
+            (Some(refresher), ..) => lock(refresher)
+                .start(self.keys.clone())
+                .map_err(|e| format!("cannot load {}:\n{e}", self.describe()))?,
+            (None, Some(dir), Some(keys)) => Engine::from_signed_bundle_dir(dir, keys.clone())
+                .map_err(|e| format!("cannot load {} ({}):\n{e}", self.describe(), e.kind()))?,
+            (None, Some(dir), None) => Engine::from_bundle_dir(dir)
+                .map_err(|e| format!("cannot load {} ({}):\n{e}", self.describe(), e.kind()))?,
+            (None, None, _) => Engine::gitlab_default()
+                .map_err(|e| format!("cannot load {} ({}):\n{e}", self.describe(), e.kind()))?,
+        };
+        if self.decision_log.is_some() || self.otlp.is_some() {
+            let file = self
+                .decision_log
+                .as_ref()
+                .map(|log| (log.queue.clone(), Arc::clone(&log.dropped)));
+            let otlp = self.otlp.clone();
             engine
                 .set_decision_log(DecisionLogOptions::default(), move |line| {
-                    if let Err(TrySendError::Full(_)) = queue.try_send(Some(line.to_owned())) {
-                        dropped.fetch_add(1, Relaxed);
+                    if let Some((queue, dropped)) = &file {
+                        if let Err(TrySendError::Full(_)) = queue.try_send(Some(line.to_owned())) {
+                            dropped.fetch_add(1, Relaxed);
+                        }
+                    }
+                    if let Some(otlp) = &otlp {
+                        otlp.offer(line);
                     }
                 })
                 .map_err(|e| e.to_string())?;
@@ -122,6 +165,31 @@ impl State {
             Some(Ok(())) => self.log_event("tls_reloaded", serde_json::json!({})),
             Some(Err(e)) => self.log_event("tls_reload_failed", serde_json::json!({"error": e})),
             None => {}
+        }
+        if let (Some(refresher), Some(engine)) = (&self.refresher, self.engine()) {
+            let refreshed = {
+                let mut refresher = lock(refresher);
+                match forced {
+                    true => Some(refresher.refresh(engine)),
+                    false => refresher.refresh_if_due(engine),
+                }
+            };
+            match refreshed {
+                Some(Ok(arbiter_fleet::Refreshed::Updated(digest))) => self.log_event(
+                    "reloaded",
+                    serde_json::json!({"bundle": self.describe(), "digest": digest}),
+                ),
+                Some(Err(e)) => {
+                    let info = engine.info();
+                    self.log_event(
+                        "reload_failed",
+                        serde_json::json!({"error": e.to_string(), "serving": info.version,
+                                           "source": info.source}),
+                    )
+                }
+                Some(Ok(arbiter_fleet::Refreshed::Unchanged)) | None => {}
+            }
+            return;
         }
         let (Some(dir), Some(engine)) = (&self.bundle, self.engine()) else {
             return;
@@ -146,12 +214,14 @@ impl State {
 
     /// The bundle, for messages: its directory, or the default bundle.
     pub(crate) fn describe(&self) -> String {
-        let source = self
-            .bundle
-            .as_ref()
-            .map_or("the default bundle".to_owned(), |d| {
-                format!("bundle `{}`", d.display())
-            });
+        let source = match (&self.refresher, &self.bundle) {
+            (Some(_), _) => format!(
+                "bundle from `{}`",
+                self.source.as_deref().unwrap_or_default()
+            ),
+            (None, Some(dir)) => format!("bundle `{}`", dir.display()),
+            (None, None) => "the default bundle".to_owned(),
+        };
         match self.engine().map(Engine::info) {
             Some(info) => format!(
                 "{source} ({} {})",
@@ -178,8 +248,17 @@ impl State {
             .map(|log| log.dropped.load(Relaxed))
     }
 
-    /// Writes out every queued decision log event (at shutdown).
+    /// What the OpenTelemetry exporter has exported, dropped and failed, when there is one.
+    pub(crate) fn otlp_stats(&self) -> Option<arbiter_otlp::ExporterStats> {
+        self.otlp.as_ref().map(|otlp| otlp.stats())
+    }
+
+    /// Writes out every queued decision log event (at shutdown), to the file and to the
+    /// OpenTelemetry receiver (waiting at most 5 s for it).
     pub(crate) fn flush_decision_log(&self) {
+        if let Some(otlp) = &self.otlp {
+            otlp.shutdown(std::time::Duration::from_secs(5));
+        }
         if let Some(log) = &self.decision_log {
             let _ = log.queue.send(None);
             if let Some(thread) = log.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -265,4 +344,8 @@ fn fingerprint(dir: &Path) -> u64 {
     let mut hasher = DefaultHasher::new();
     walk(dir, &mut hasher);
     hasher.finish()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

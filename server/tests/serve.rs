@@ -580,6 +580,54 @@ fn a_changed_bundle_reloads_and_a_broken_one_keeps_the_old_serving() {
 }
 
 #[test]
+fn a_source_is_refreshed_on_its_schedule_and_its_status_is_in_the_metrics() {
+    let dir = bundle(&[("policies.cedar", r#"permit (principal, action, resource);"#)]);
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(&[
+        "--source",
+        dir.path().to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--refresh-interval",
+        "1",
+    ]);
+    let body = json!({"subject": {"type": "User", "id": "a"}, "action": {"name": "go"},
+                      "resource": {"type": "Doc", "id": "1"}});
+    assert_eq!(server.decide(&body)["decision"], true);
+    let metrics = server.get("/metrics").1;
+    assert!(
+        metrics.contains(&format!(
+            "arbiter_bundle_source_info{{source=\"{}\"",
+            dir.path().display()
+        )),
+        "{metrics}"
+    );
+    assert!(cache.path().join(arbiter_fleet::CACHE_ARCHIVE).exists());
+    write(
+        dir.path(),
+        "policies.cedar",
+        r#"forbid (principal, action, resource);"#,
+    );
+    server.wait_until(|s| s.decide(&body)["decision"] == false, "refreshed");
+    write(dir.path(), "policies.cedar", "permit (");
+    server.wait_until(
+        |s| {
+            s.get("/metrics")
+                .1
+                .contains("arbiter_bundle_source_consecutive_failures 1")
+        },
+        "the failure is counted",
+    );
+    assert_eq!(
+        server.decide(&body)["decision"],
+        false,
+        "the old bundle serves"
+    );
+    assert!(server.stderr().contains("reload_failed"));
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
 fn sighup_reloads_when_the_directory_is_not_watched() {
     let dir = bundle(&[("policies.cedar", r#"permit (principal, action, resource);"#)]);
     let server = Server::start(&[

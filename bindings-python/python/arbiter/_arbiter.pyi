@@ -233,9 +233,60 @@ class Engine:
         the rate; out-of-range options raise ``ValueError``. Replaces any earlier sink."""
     def clear_decision_log(self) -> None:
         """Stops logging decisions."""
+    def export_decision_log_otlp(
+        self,
+        *,
+        endpoint: str,
+        encoding: Literal["protobuf", "json"] = "protobuf",
+        max_queue: Optional[int] = None,
+        max_batch: Optional[int] = None,
+        flush_interval: Optional[float] = None,
+        timeout: Optional[float] = None,
+        service_name: Optional[str] = None,
+        ca_file: Union[str, PathLike[str], None] = None,
+        sample_rate: Optional[float] = None,
+        max_events_per_second: Optional[int] = None,
+    ) -> None:
+        """Sends every decision as an OpenTelemetry log record to the OTLP/HTTP logs
+        ``endpoint``, from a bounded queue on an exporter thread of its own, replacing any other
+        decision log; a decision never waits for the receiver. A forking server calls it in
+        each worker, after the fork."""
+    def otlp_stats(self) -> Optional[dict[str, int]]:
+        """``{"exported", "dropped", "failed_exports"}`` of the OpenTelemetry exporter, or None
+        when the decision log is not one."""
     def metrics(self) -> dict[str, Any]:
         """What the engine has counted since it was created: decisions by action, request
         errors and token failures by kind, policy errors, a latency histogram, the bundle,
         the decision log's outcomes."""
     def metrics_prometheus(self) -> str:
         """The metrics in the Prometheus text exposition format."""
+
+class Refresher:
+    """Fetches an engine's bundle from a source (a directory, an ``https://`` URL serving a
+    bundle archive, or ``oci://HOST/REPO[:TAG|@DIGEST]``) and refreshes it when asked: there is
+    no background thread. A remote source needs ``public_keys`` (SPKI PEM). Calls take turns;
+    fetches release the GIL."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        public_keys: Sequence[str] = ...,
+        cache_dir: Union[str, PathLike[str], None] = None,
+        interval: Optional[float] = None,
+        max_backoff: Optional[float] = None,
+        timeout: Optional[float] = None,
+        max_bytes: Optional[int] = None,
+        plain_http: bool = False,
+        ca_file: Union[str, PathLike[str], None] = None,
+        allow_rollback: bool = False,
+    ) -> None: ...
+    def start(self) -> Engine:
+        """Fetches the bundle and builds an engine from it, or from the cache when the source
+        fails; the engine's ``metrics()["source"]`` reports the source's status."""
+    def refresh(self, engine: Engine) -> dict[str, str]:
+        """Fetches now: ``{"refreshed": "updated", "digest": ...}`` or ``{"refreshed":
+        "unchanged"}``; on an error the engine keeps its bundle."""
+    def refresh_if_due(self, engine: Engine) -> dict[str, str]:
+        """``refresh`` when the schedule says one is due; ``{"refreshed": "not_due"}``
+        otherwise."""

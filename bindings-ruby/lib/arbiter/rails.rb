@@ -64,11 +64,12 @@ module Arbiter
         @settings = Settings.new(mode: mode, modes: modes, shadow_sample_rate: rate, context: options[:context],
                                  record_checks: options[:record_checks] && line_writer(options[:record_checks], "record_checks"))
         @runtime = Runtime.new(
-          bundle_path: options[:bundle_path], signing_keys: options.fetch(:signing_keys, []),
+          bundle_path: options[:bundle_path], source: options[:source], cache_dir: options[:cache_dir],
+          refresh_interval: options.fetch(:refresh_interval, 60), signing_keys: options.fetch(:signing_keys, []),
           decision_log: options[:decision_log], decision_log_sample_rate: options.fetch(:decision_log_sample_rate, 1.0),
           reload_interval: options.fetch(:reload_interval, 1.0), logger: logger
         )
-        @runtime.trap_sighup if options[:bundle_path] && options.fetch(:trap_sighup, true)
+        @runtime.trap_sighup if (options[:bundle_path] || options[:source]) && options.fetch(:trap_sighup, true)
         @runtime
       end
 

@@ -357,4 +357,46 @@ class TestRails < Minitest::Test
     assert_includes log.string, "extra.cedar: added since the bundle was signed"
     assert_equal "Gitlab::Action", runtime.abilities["action_type"]
   end
+  # A runtime fed from a source (a directory here; docs/fleet.md has OCI and HTTPS): refreshed on
+  # its schedule and at once when asked, a broken bundle logged while the old one serves, and a
+  # restart with the source gone served from the cache.
+  def test_a_runtime_refreshes_from_a_source_and_restarts_from_the_cache
+    dir = File.join(GitlabSlice::TMP, "source")
+    cache = File.join(GitlabSlice::TMP, "source-cache")
+    FileUtils.rm_rf([dir, cache])
+    FileUtils.cp_r(GitlabSlice::BUNDLE, dir)
+    FileUtils.rm_f(File.join(dir, "extra.cedar"))
+    log = StringIO.new
+    error = assert_raises(ArgumentError) { Arbiter::Rails::Runtime.new(bundle_path: dir, source: dir) }
+    assert_includes error.message, "not both"
+    runtime = Arbiter::Rails::Runtime.new(source: dir, cache_dir: cache, refresh_interval: 3600, logger: Logger.new(log))
+    # The anonymous caller may read a public project (their entities come with the request).
+    anonymous = { uid: { type: "Gitlab::User", id: "anonymous" }, parents: [],
+                  attrs: { state: "active", admin: false, auditor: false, external: false, user_type: "human",
+                           username: "anonymous", id: "anonymous" } }
+    project = { uid: { type: "Gitlab::Project", id: "9" }, parents: [{ type: "Gitlab::Group", id: "acme" }],
+                attrs: { visibility: "public", archived: false, job_token_allowlist: [],
+                         features: %w[repository issues merge_requests builds container_registry package_registry]
+                           .to_h { |f| [f, "enabled"] } } }
+    request = { principal: { type: "Gitlab::User", id: "anonymous" }, action: { type: "Gitlab::Action", id: "read_project" },
+                resource: { type: "Gitlab::Project", id: "9" }, context: { admin_mode: false }, entities: [anonymous, project] }
+    allowed = ->(engine = runtime.engine) { engine.authorize(**request).allowed? }
+    assert allowed.call, "the public project is readable"
+    File.write(File.join(dir, "extra.cedar"),
+               "@id(\"closed\") forbid (principal, action, resource == Gitlab::Project::\"9\");")
+    refute runtime.check_reload, "not due for an hour"
+    runtime.request_reload
+    assert runtime.check_reload
+    refute allowed.call
+    File.write(File.join(dir, "extra.cedar"), "permit (")
+    runtime.request_reload
+    refute runtime.check_reload
+    assert_includes log.string, "extra.cedar"
+    refute allowed.call, "the serving bundle stays"
+
+    FileUtils.rm_rf(dir)
+    restarted = Arbiter::Rails::Runtime.new(source: dir, cache_dir: cache)
+    assert_equal "cache", restarted.engine.metrics["source"]["served_from"]
+    refute allowed.call(restarted.engine), "the cache holds the last good bundle"
+  end
 end

@@ -5,6 +5,7 @@
 //! concept, what a bundle is.
 
 pub(crate) mod abilities;
+pub(crate) mod archive;
 pub mod bundle_tests;
 pub(crate) mod default_bundle;
 pub(crate) mod entities;
@@ -334,6 +335,8 @@ pub struct BundleInfo {
     /// keys: what a host persists to keep rollback protection across restarts (see
     /// [`crate::TrustedKeys::signed_no_earlier_than`]).
     pub signed_at: Option<i64>,
+    /// Where it came from and how refreshing it goes, when a refresher reports it.
+    pub source: Option<crate::SourceStatus>,
 }
 
 /// A loaded bundle. Immutable: a reload builds a new one and swaps it in whole.
@@ -540,6 +543,7 @@ impl Bundle {
             validate_policies: self.manifest.validate_policies,
             validate_requests: self.manifest.validate_requests,
             signed_at: self.signed_at,
+            source: None,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::evaluation::explain::Explanation;
 use crate::operations::decision_log::{
     Decided, DecisionLog, DecisionLogOptions, Delivery, Held, InvalidOptions,
 };
+use crate::operations::metrics::SourceStatus;
 use crate::operations::metrics::{BridgeResult, Metrics, MetricsSnapshot};
 use crate::operations::shadow::{CandidateInfo, Shadow, ShadowReport};
 use crate::query::{Dialect, Query, QueryError, QueryRequest, SqlQuery};
@@ -54,6 +55,15 @@ pub struct Engine {
     candidate: ArcSwapOption<Candidate>,
     /// Where decisions are logged, when anywhere.
     decision_log: ArcSwapOption<DecisionLog>,
+    /// Where the bundle comes from, as a refresher last reported it.
+    source: ArcSwapOption<SourceStatus>,
+}
+
+/// Whether a reload may go back to a bundle signed before the serving one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollback {
+    Refuse,
+    Allow,
 }
 
 /// A candidate bundle and its comparison counters, set and dropped together.
@@ -121,20 +131,21 @@ impl Engine {
             metrics,
             candidate: ArcSwapOption::empty(),
             decision_log: ArcSwapOption::empty(),
+            source: ArcSwapOption::empty(),
         })
     }
 
     /// Checks what every bundle must pass before it loads: the size limit and, for an engine
     /// that trusts signing keys, the signature, signed no earlier than the serving bundle (no
-    /// rollback to an older one). Answers when it was signed.
-    fn admit(&self, files: &[BundleFile]) -> Result<Option<i64>, LoadError> {
+    /// rollback to an older one) unless `rollback` allows it. Answers when it was signed.
+    fn admit(&self, files: &[BundleFile], rollback: Rollback) -> Result<Option<i64>, LoadError> {
         self.limits.check_bundle(files)?;
         let Some(keys) = &self.trusted else {
             return Ok(None);
         };
         let signed_at = keys.verify(files)?;
         let serving = self.bundle.load().signed_at.unwrap_or(i64::MIN);
-        if signed_at < serving {
+        if signed_at < serving && rollback == Rollback::Refuse {
             return Err(LoadError::Signature(vec![
                 crate::wire::error::Problem::in_file(
                     crate::bundle::signing::SIGNATURE_FILE,
@@ -152,6 +163,11 @@ impl Engine {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Whether this engine loads only bundles signed by keys it trusts.
+    pub fn trusts_signing_keys(&self) -> bool {
+        self.trusted.is_some()
     }
 
     /// The limits this engine enforces.
@@ -182,9 +198,22 @@ impl Engine {
         &self,
         files: impl IntoIterator<Item = BundleFile>,
     ) -> Result<(), LoadError> {
-        let files: Vec<BundleFile> = files.into_iter().collect();
+        self.reload(files.into_iter().collect(), Rollback::Refuse)
+    }
+
+    /// [`Self::reload_from_files`], accepting a signed bundle older than the serving one: an
+    /// operator's deliberate rollback (every other check still holds: the signature, the
+    /// trusted keys, the files unchanged since signing).
+    pub fn rollback_to_files(
+        &self,
+        files: impl IntoIterator<Item = BundleFile>,
+    ) -> Result<(), LoadError> {
+        self.reload(files.into_iter().collect(), Rollback::Allow)
+    }
+
+    fn reload(&self, files: Vec<BundleFile>, rollback: Rollback) -> Result<(), LoadError> {
         let serving = self.bundle.load().validated;
-        let loaded = self.admit(&files).and_then(|signed_at| {
+        let loaded = self.admit(&files, rollback).and_then(|signed_at| {
             load(
                 &self.metrics,
                 &self.faults,
@@ -273,7 +302,7 @@ impl Engine {
         files: impl IntoIterator<Item = BundleFile>,
     ) -> Result<(), LoadError> {
         let files: Vec<BundleFile> = files.into_iter().collect();
-        self.admit(&files)?;
+        self.admit(&files, Rollback::Refuse)?;
         let bundle = contain_load(|| Bundle::load(files))?;
         self.candidate.store(Some(Arc::new(Candidate {
             bundle,
@@ -335,7 +364,15 @@ impl Engine {
         let bundle = self.bundle.load();
         let shadow = self.candidate.load();
         let (agreements, disagreements) = shadow.as_ref().map_or((0, 0), |c| c.shadow.counts());
-        self.metrics.snapshot(&bundle, agreements, disagreements)
+        let source = self.source.load().as_deref().cloned();
+        self.metrics
+            .snapshot(&bundle, agreements, disagreements, source)
+    }
+
+    /// Records where the bundle comes from and how refreshing it goes (a refresher calls this
+    /// after each attempt), for [`Self::metrics`] and [`Self::info`].
+    pub fn set_source_status(&self, status: SourceStatus) {
+        self.source.store(Some(Arc::new(status)));
     }
 
     /// Counts a check a host's bridge ran beside Arbiter (shadow comparisons, fallbacks to the
@@ -479,7 +516,10 @@ impl Engine {
 
     /// What the current bundle holds.
     pub fn info(&self) -> BundleInfo {
-        self.bundle.load().info()
+        BundleInfo {
+            source: self.source.load().as_deref().cloned(),
+            ..self.bundle.load().info()
+        }
     }
 
     /// Decides one request. Its own entities are checked as the JSON path checks them (number,

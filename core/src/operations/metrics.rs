@@ -251,6 +251,7 @@ impl Metrics {
         serving: &Bundle,
         shadow_agreements: u64,
         shadow_disagreements: u64,
+        source: Option<SourceStatus>,
     ) -> MetricsSnapshot {
         let decisions = self
             .actions
@@ -309,6 +310,7 @@ impl Metrics {
                     (ability.clone(), by_result)
                 })
                 .collect(),
+            source,
         }
     }
 }
@@ -345,6 +347,35 @@ pub struct MetricsSnapshot {
     /// Checks a host's bridge ran beside Arbiter (e.g. the Ruby gem's declarative_policy
     /// bridge), by ability and result (`agree`, `mismatch`, `fallback`, `error`).
     pub bridge_checks: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// Where the serving bundle comes from and how refreshing it goes, when a refresher
+    /// reports it ([`crate::Engine::set_source_status`]).
+    pub source: Option<SourceStatus>,
+}
+
+/// A bundle source's state, as the host's refresher (crate `arbiter-fleet`) reports it to the
+/// engine, for [`crate::Engine::metrics`] and [`crate::Engine::info`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourceStatus {
+    /// The source: a directory, an HTTP(S) URL or an `oci://` reference.
+    pub source: String,
+    /// The serving bundle's revision: its manifest's `version`, when it has one.
+    pub revision: Option<String>,
+    /// The serving bundle's digest (`sha256:...`): the OCI manifest's, the archive's (HTTP), or
+    /// its files' (a directory).
+    pub digest: Option<String>,
+    /// When the serving bundle was signed (Unix seconds), when it is signed.
+    pub signed_at: Option<i64>,
+    /// Where the serving bundle was read from: `source`, or `cache` after a start with the
+    /// source down.
+    pub served_from: String,
+    /// The last attempt that reached the source and found it usable (Unix seconds).
+    pub last_success: Option<i64>,
+    /// The last attempt, successful or not (Unix seconds).
+    pub last_attempt: Option<i64>,
+    /// Why the last attempt failed, if it did (the serving bundle stayed).
+    pub last_error: Option<String>,
+    /// Attempts that failed since the last success.
+    pub consecutive_failures: u64,
 }
 
 /// Decisions of one action.
@@ -618,6 +649,35 @@ impl MetricsSnapshot {
                 })
                 .collect(),
         );
+        if let Some(source) = &self.source {
+            family(
+                "arbiter_bundle_source_info",
+                "gauge",
+                "The serving bundle's source (always 1; source, digest, revision and where it \
+                 was read from are labels).",
+                vec![(
+                    labels(&[
+                        ("source", &source.source),
+                        ("digest", source.digest.as_deref().unwrap_or("")),
+                        ("revision", source.revision.as_deref().unwrap_or("")),
+                        ("served_from", &source.served_from),
+                    ]),
+                    "1".to_owned(),
+                )],
+            );
+            family(
+                "arbiter_bundle_source_last_success_timestamp_seconds",
+                "gauge",
+                "When a refresh last reached the source and found it usable, in Unix seconds.",
+                vec![(String::new(), source.last_success.unwrap_or(0).to_string())],
+            );
+            family(
+                "arbiter_bundle_source_consecutive_failures",
+                "gauge",
+                "Refreshes that failed since the last success (the serving bundle stayed).",
+                vec![(String::new(), source.consecutive_failures.to_string())],
+            );
+        }
         out
     }
 }
@@ -665,7 +725,7 @@ mod tests {
         m.record(&deny, Duration::from_micros(3));
         m.record(&deny, Duration::from_secs(2));
         let bundle = Bundle::load(vec![crate::BundleFile::new("p.cedar", "")]).unwrap();
-        let latency = m.snapshot(&bundle, 0, 0).latency;
+        let latency = m.snapshot(&bundle, 0, 0, None).latency;
         assert_eq!(latency.count, 3);
         let counts: Vec<u64> = latency.buckets.iter().map(|b| b.count).collect();
         assert_eq!(&counts[..3], &[1, 1, 2]);

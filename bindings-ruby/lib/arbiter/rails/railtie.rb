@@ -6,6 +6,10 @@ module Arbiter
   module Rails
     # config.arbiter, set in config/application.rb or an initializer:
     # - bundle_path: the bundle directory (nil: the default bundle built into the gem);
+    # - source (instead of bundle_path): where the bundle is fetched from and refreshed
+    #   (oci://HOST/REPO:TAG, an https:// URL serving an archive; docs/fleet.md), with cache_dir
+    #   (the last good bundle, for a restart while the source is down) and refresh_interval
+    #   (seconds, 60; jittered, backing off after failures);
     # - signing_keys: trusted public keys, PEM text or file paths (with any, only bundles they
     #   signed load, and never one signed before the bundle serving);
     # - decision_log: where decision log lines go (a path, a Logger, an IO or a callable), and
@@ -18,6 +22,9 @@ module Arbiter
     class Railtie < ::Rails::Railtie
       config.arbiter = ActiveSupport::OrderedOptions.new
       config.arbiter.bundle_path = nil
+      config.arbiter.source = nil
+      config.arbiter.cache_dir = nil
+      config.arbiter.refresh_interval = 60
       config.arbiter.signing_keys = []
       config.arbiter.decision_log = nil
       config.arbiter.decision_log_sample_rate = 1.0

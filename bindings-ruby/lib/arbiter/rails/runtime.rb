@@ -7,25 +7,40 @@ module Arbiter
     # A process's engine, built once at boot (before a preforking server forks its workers) and
     # kept current without a thread: #check_reload, called at request boundaries, looks at the
     # bundle directory at most once per +reload_interval+ seconds (and at once after SIGHUP),
-    # and reloads when a file changed. A reload that fails keeps the serving bundle and is
-    # logged; a signed engine checks each new bundle's signature (and refuses an older one).
+    # and reloads when a file changed; with a +source+ instead (an OCI reference, an HTTPS URL),
+    # it refreshes from it when its refresher's jittered schedule says so (Arbiter::Refresher).
+    # A reload that fails keeps the serving bundle and is logged; a signed engine checks each
+    # new bundle's signature (and refuses an older one).
     class Runtime
-      attr_reader :engine, :bundle_path, :abilities
+      attr_reader :engine, :bundle_path, :source, :abilities
 
       # +bundle_path+: the bundle directory (nil: the default bundle built into the gem, never
-      # reloaded). +signing_keys+: trusted public keys (PEM text or paths to PEM files); with
-      # any, only bundles they signed load. +decision_log+: where decision log lines go (a path,
-      # a Logger, an IO or a callable).
-      def initialize(bundle_path: nil, signing_keys: [], decision_log: nil, decision_log_sample_rate: 1.0,
-                     reload_interval: 1.0, logger: nil)
+      # reloaded). +source+ (instead of +bundle_path+): where the bundle is fetched from, with
+      # +cache_dir+ keeping the last good one for a restart while the source is down, refreshed
+      # about every +refresh_interval+ seconds. +signing_keys+: trusted public keys (PEM text
+      # or paths to PEM files); with any, only bundles they signed load (a remote source needs
+      # them). +decision_log+: where decision log lines go (a path, a Logger, an IO or a
+      # callable).
+      def initialize(bundle_path: nil, source: nil, cache_dir: nil, refresh_interval: 60, signing_keys: [],
+                     decision_log: nil, decision_log_sample_rate: 1.0, reload_interval: 1.0, logger: nil)
+        raise ArgumentError, "config.arbiter: give bundle_path or source, not both" if bundle_path && source
+
         @bundle_path = bundle_path&.to_s
+        @source = source&.to_s
         @reload_interval = Float(reload_interval)
         @logger = logger
         @lock = Mutex.new
         @reload_requested = false
         @fingerprint = fingerprint
         @checked_at = now
-        @engine = build_engine(Array(signing_keys).map { |key| pem(key) })
+        keys = Array(signing_keys).map { |key| pem(key) }
+        if @source
+          @refresher = Arbiter::Refresher.new(@source, public_keys: keys, cache_dir: cache_dir,
+                                                      interval: Float(refresh_interval))
+          @engine = @refresher.start
+        else
+          @engine = build_engine(keys)
+        end
         @abilities = @engine.abilities
         log_decisions_to(decision_log, decision_log_sample_rate) if decision_log
       end
@@ -40,6 +55,7 @@ module Arbiter
       # than once per reload interval). Answers whether a reload succeeded. Never raises for a
       # bad bundle: the serving one stays, and the failure is logged and instrumented.
       def check_reload
+        return refresh if @refresher
         return false unless @bundle_path && (@reload_requested || now - @checked_at >= @reload_interval)
         return false unless @lock.try_lock
 
@@ -108,12 +124,40 @@ module Arbiter
           payload[:result] = :ok
           true
         rescue Arbiter::Error => e
-          payload[:result] = :error
-          payload[:error] = e
-          @logger&.error("arbiter: reloading #{@bundle_path} failed, the serving bundle stays " \
-                         "(#{e.class}): #{e.message}")
-          false
+          failed(payload, @bundle_path, e)
         end
+      end
+
+      # A refresh from the source when one is due (or asked for); instrumented only when it
+      # fetched something new or failed.
+      def refresh
+        return false unless @lock.try_lock
+
+        begin
+          requested = @reload_requested
+          @reload_requested = false
+          outcome = requested ? @refresher.refresh(engine) : @refresher.refresh_if_due(engine)
+          return false unless outcome[:refreshed] == :updated
+
+          @abilities = engine.abilities
+          ActiveSupport::Notifications.instrument("reload.arbiter", source: @source, result: :ok,
+                                                                    digest: outcome[:digest])
+          true
+        rescue Arbiter::Error => e
+          ActiveSupport::Notifications.instrument("reload.arbiter", source: @source) do |payload|
+            failed(payload, @source, e)
+          end
+        ensure
+          @lock.unlock
+        end
+      end
+
+      def failed(payload, from, error)
+        payload[:result] = :error
+        payload[:error] = error
+        @logger&.error("arbiter: reloading #{from} failed, the serving bundle stays " \
+                       "(#{error.class}): #{error.message}")
+        false
       end
 
       # What changes when the bundle does: where the directory resolves to (a deploy may swap a
