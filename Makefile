@@ -14,7 +14,7 @@ CBINDGEN_VERSION := 0.29.4
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer -Iffi-c/include
 
-.PHONY: build test lint fleet-test fleet-bench rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri server-bench
+.PHONY: build test lint fleet-test fork-test fleet-bench rust-test query-test bundle-test interop fips bench header header-check c-test go-test server-test python-build python-test ruby-deps ruby-test rails-test ruby-gem valgrind fuzz fuzz-build fuzz-smoke fault-test miri server-bench
 
 # Also leaves the Ruby extension where `ruby -I target/ruby/lib -r arbiter` finds it. The
 # Python extension is maturin's to build (cargo alone would configure pyo3 differently and
@@ -100,7 +100,7 @@ ruby-gem: build
 	GEM_HOME=$(CURDIR)/target/ruby-gem/home GEM_PATH=$(CURDIR)/target/ruby-gem/home ruby -e \
 		'require "arbiter"; d = Arbiter::Engine.gitlab_default.authorize(principal: {type: "Gitlab::User", id: "alice"}, action: {type: "Gitlab::Action", id: "push_code"}, resource: {type: "Gitlab::Project", id: "10"}, context: {admin_mode: false}); abort d.inspect unless d.reasons == ["role-developer"]; puts "installed gem: #{$$LOADED_FEATURES.grep(/arbiter_ruby/).first}: #{d.inspect}"'
 
-test: lint rust-test query-test bundle-test valgrind header-check c-test go-test server-test python-test ruby-test rails-test ruby-gem fleet-test interop fips fault-test miri fuzz-smoke
+test: lint rust-test query-test bundle-test valgrind header-check c-test go-test server-test python-test ruby-test rails-test ruby-gem fleet-test fork-test interop fips fault-test miri fuzz-smoke
 
 lint: ruby-deps
 	$(CARGO) fmt --all -- --check
@@ -198,6 +198,17 @@ server-test: build
 # HTTP and directory sources are tested in rust-test (fleet/tests).
 ORAS_VERSION := v1.3.6
 ORAS := target/tools/bin/oras
+# Memory a preforked worker stops sharing once it decides, in Rust and in Ruby
+# (benches/src/bin/fork_share.rs, benches/ruby/fork_share.rb): a parent holding the default
+# bundle and one with 100,000 more entities forks 8 workers of 100,000 decisions each; the
+# engine may make under 1 MiB of each worker's memory private.
+fork-test: build
+	target/release/fork_share --check > target/fork-share.json
+	rm -rf target/fork-bundle
+	target/release/fork_share --write-bundle target/fork-bundle
+	ruby -I bindings-ruby/lib -I target/ruby/lib benches/ruby/fork_share.rb target/fork-bundle --check \
+		> target/fork-share-rb.json
+
 fleet-test: build
 	@command -v docker-registry >/dev/null || \
 		($(SUDO) apt-get update -q && \
@@ -285,5 +296,6 @@ bench: build
 	tests/postgres/with-postgres.sh $(CARGO) run --release -q -p arbiter-benches --bin query_bench > target/query-bench.json
 	$(MAKE) server-bench
 	$(MAKE) fleet-bench
+	$(MAKE) fork-test
 	python3 benches/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md

@@ -21,6 +21,7 @@ RSS = ROOT / "target" / "rss.json"
 QUERY_BENCH = ROOT / "target" / "query-bench.json"
 SERVER_BENCH = ROOT / "target" / "server-bench.json"
 FLEET_BENCH = ROOT / "target" / "fleet-bench.json"
+FORK_SHARE = {"Rust": ROOT / "target" / "fork-share.json", "Ruby": ROOT / "target" / "fork-share-rb.json"}
 OPA_VERSION = "1.22.3"
 QUERY_EXPLAIN = ROOT / "target" / "query-explain.txt"
 
@@ -301,6 +302,42 @@ def fleet_section():
     ]
 
 
+def fork_section():
+    """Memory forked workers stop sharing, from benches/src/bin/fork_share.rs and
+    benches/ruby/fork_share.rb (`make fork-test`)."""
+    runs = {language: json.loads(path.read_text()) for language, path in FORK_SHARE.items() if path.exists()}
+    if not runs:
+        return []
+    first = next(iter(runs.values()))
+    lines = [
+        "",
+        "## Fork sharing (`make fork-test`)",
+        "",
+        f"A parent loads the default bundle and the default bundle with {first['entities']:,} more entities, makes 1,000 decisions (a boot check), then forks "
+        f"{first['workers']} workers and a control; each worker makes {first['decisions_per_worker']:,} varied decisions, the "
+        "control builds the same arguments without deciding. USS and PSS from each worker's `/proc/PID/smaps_rollup` "
+        "while all are alive; the engine's share is a worker's growth in private memory during its decisions less the "
+        "control's. Both load their engines as the bindings do, on a thread of their own (`arbiter::ffi::in_own_arena`), so "
+        "the engine's data and the load's freed temporaries sit in a malloc arena apart from the host's heap. Target: under "
+        "1 MiB per worker.",
+        "",
+        "| language | parent RSS | worker USS (max) | worker PSS (max) | control's growth | engine's private memory per worker (max) | of it after the first 1,000 decisions | where it grew (worst worker) | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    mib = lambda kib: f"{kib / 1024:,.1f} MiB"
+    for language, run in runs.items():
+        workers = [r for r in run["reports"] if not r["control"]]
+        control = next(r for r in run["reports"] if r["control"])
+        worst = max(workers, key=lambda r: r["engine_private_kib"])
+        grown = ", ".join(f"{name} {kib:,} KiB" for name, kib in worst["growth_by_mapping_kib"].items())
+        met = "yes" if run["worst_engine_private_kib"] < run["limit_kib"] else "NO"
+        lines.append(f"| {language} | {mib(run['parent_rss_kib'])} | {mib(max(r['uss_kib'] for r in workers))} |"
+                     f" {mib(max(r['pss_kib'] for r in workers))} | {control['private_growth_kib']:,} KiB |"
+                     f" {run['worst_engine_private_kib']:,} KiB | {run['worst_engine_private_after_first_kib']:,} KiB |"
+                     f" {grown} | {met} |")
+    return lines
+
+
 def main():
     command = os.environ.get("BENCH_COMMAND", "make bench")
     lines = [
@@ -376,6 +413,7 @@ def main():
     ]
     lines += server_section()
     lines += fleet_section()
+    lines += fork_section()
     if missing:
         lines += ["", "Not run: " + ", ".join(missing) + "."]
     print("\n".join(lines))

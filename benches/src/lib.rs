@@ -68,3 +68,50 @@ pub fn slice_policies() -> String {
         .collect();
     std::fs::read_to_string(path).unwrap()
 }
+
+/// The default bundle's files with `n` more entities in `entities.json`, shaped as GitLab's:
+/// users (`u0`, `u1`, ...), groups (`g0`, ...) and projects (`bench-0`, ...) in those groups,
+/// each project with three members' authorizations as its tags. Three fifths are users, one in a
+/// hundred a group, the rest projects.
+pub fn gitlab_with_entities(n: usize) -> Vec<arbiter::BundleFile> {
+    use serde_json::{json, Value};
+    let (users, groups) = (n * 3 / 5, (n / 100).max(1));
+    let projects = n - users - groups;
+    let mut list: Vec<Value> = serde_json::from_str(&file_text(&gitlab_files(), "entities.json"))
+        .expect("the default bundle's entities are JSON");
+    list.extend((0..users).map(|i| {
+        let state = if i % 40 == 0 { "blocked" } else { "active" };
+        json!({"uid": {"type": "Gitlab::User", "id": format!("u{i}")},
+               "attrs": {"state": state, "admin": false, "auditor": false, "external": i % 25 == 0,
+                         "user_type": "human", "username": format!("user{i}"), "id": format!("u{i}")},
+               "parents": []})
+    }));
+    list.extend((0..groups).map(|i| {
+        json!({"uid": {"type": "Gitlab::Group", "id": format!("g{i}")},
+               "attrs": {"visibility": "private", "path": format!("group-{i}")}, "parents": []})
+    }));
+    let visibility = ["private", "internal", "public"];
+    list.extend((0..projects).map(|i| {
+        let members: serde_json::Map<String, Value> = [10, 30, 40]
+            .iter()
+            .enumerate()
+            .map(|(k, level)| (format!("u{}", (i * 3 + k) % users.max(3)), json!({"access_level": level})))
+            .collect();
+        json!({"uid": {"type": "Gitlab::Project", "id": format!("bench-{i}")},
+               "attrs": {"visibility": visibility[i % 3], "archived": i % 50 == 0,
+                         "path": format!("group-{}/project-{i}", i % groups),
+                         "features": {"repository": "enabled", "issues": "enabled",
+                                      "merge_requests": "enabled", "builds": "enabled",
+                                      "container_registry": "enabled", "package_registry": "enabled"},
+                         "job_token_allowlist": []},
+               "parents": [{"type": "Gitlab::Group", "id": format!("g{}", i % groups)}],
+               "tags": members})
+    }));
+    let mut files = gitlab_files();
+    let entities = files
+        .iter_mut()
+        .find(|f| f.path == "entities.json")
+        .expect("the default bundle has entities.json");
+    entities.contents = serde_json::to_vec(&list).expect("JSON values serialize");
+    files
+}

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use crate::decision::Decision;
 use crate::error::{Failure, IntoPyErr};
 use crate::request::{read_request, read_request_dict};
-use arbiter_core::ffi::{self, guarded, Logged, RequestText, SpannedRequest};
+use arbiter_core::ffi::{self, guarded, in_own_arena, Logged, RequestText, SpannedRequest};
 use arbiter_core::{BundleFile, DecisionLogOptions, Explanation, RequestParts, TokenReport};
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -51,7 +51,7 @@ fn load(
     py: Python<'_>,
     f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> PyResult<Engine> {
-    py.detach(|| guarded(|| Ok(f()?)))
+    py.detach(|| guarded(|| Ok(in_own_arena(f)?)))
         .map(Engine::wrap)
         .map_err(|e| e.into_py(py))
 }
@@ -164,14 +164,14 @@ impl Engine {
 
     /// Replaces the bundle with the one in `path`; on failure the old one keeps serving.
     fn reload_from_dir(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| guarded(|| Ok(self.inner.reload_from_dir(&path)?)))
+        py.detach(|| guarded(|| Ok(in_own_arena(|| self.inner.reload_from_dir(&path))?)))
             .map_err(|e| e.into_py(py))
     }
 
     /// Replaces the bundle with one held in memory; on failure the old one keeps serving.
     fn reload_from_files(&self, py: Python<'_>, files: &Bound<'_, PyDict>) -> PyResult<()> {
         let files = bundle_files(files).map_err(|e| e.into_py(py))?;
-        py.detach(|| guarded(|| Ok(self.inner.reload_from_files(files)?)))
+        py.detach(|| guarded(|| Ok(in_own_arena(|| self.inner.reload_from_files(files))?)))
             .map_err(|e| e.into_py(py))
     }
 

@@ -6,7 +6,7 @@ use crate::decision::{Decision, MAX_SHARED_DECISIONS};
 use crate::error::{guard, Failure, RubyError};
 use crate::gvl::without_gvl;
 use crate::request::{elements, read_request, read_request_hash, text_argument, with_text};
-use arbiter_core::ffi::{self, Logged, RequestText, SpannedRequest};
+use arbiter_core::ffi::{self, in_own_arena, Logged, RequestText, SpannedRequest};
 use arbiter_core::{
     BridgeResult, BundleFile, Decision as CoreDecision, DecisionLogOptions, Explanation,
     RequestParts, TokenReport,
@@ -45,7 +45,7 @@ fn load(
     ruby: &Ruby,
     f: impl FnOnce() -> Result<arbiter_core::Engine, arbiter_core::LoadError> + Send,
 ) -> Result<Engine, Error> {
-    without_gvl(ruby, || Ok(f()?)).map(Engine::wrap)
+    without_gvl(ruby, || Ok(in_own_arena(f)?)).map(Engine::wrap)
 }
 
 impl Engine {
@@ -112,12 +112,16 @@ impl Engine {
     }
 
     fn reload_from_dir(ruby: &Ruby, rb_self: &Self, path: PathBuf) -> Result<(), Error> {
-        without_gvl(ruby, || Ok(rb_self.inner.reload_from_dir(&path)?))
+        without_gvl(ruby, || {
+            Ok(in_own_arena(|| rb_self.inner.reload_from_dir(&path))?)
+        })
     }
 
     fn reload_from_files(ruby: &Ruby, rb_self: &Self, files: RHash) -> Result<(), Error> {
         let files = bundle_files(files).map_err(|e| e.into_error(ruby))?;
-        without_gvl(ruby, || Ok(rb_self.inner.reload_from_files(files)?))
+        without_gvl(ruby, || {
+            Ok(in_own_arena(|| rb_self.inner.reload_from_files(files))?)
+        })
     }
 
     fn authorize_json(ruby: &Ruby, rb_self: Obj<Self>, request: Value) -> Result<String, Error> {

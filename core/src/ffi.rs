@@ -32,6 +32,35 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallErr
         .unwrap_or_else(|_| Err(CallError::internal("Arbiter panicked; nothing was decided")))
 }
 
+/// Runs `f` (a bundle load) on a short-lived thread of its own and waits for it; runs it on the
+/// calling thread if no thread can be started. glibc's malloc gives that thread an arena of its
+/// own, so the loaded engine and the load's freed temporaries sit apart from the host's heap: a
+/// preforked worker whose host allocates and frees as it runs (Ruby's GC, Python's) then never
+/// writes to the pages the engine shares with its parent (`make fork-test` measures it). Only
+/// the bindings call it; the engine starts no thread, and none outlives this call. A panic in
+/// `f` continues on the calling thread.
+pub fn in_own_arena<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let f = std::sync::Mutex::new(Some(f));
+    let run = || {
+        f.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(|f| f())
+    };
+    let ran = std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("arbiter-load".into())
+            .spawn_scoped(scope, run);
+        thread.ok().map(|t| t.join())
+    });
+    match ran {
+        Some(Ok(Some(value))) => value,
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread could be started: `f` is still here.
+        Some(Ok(None)) | None => run().expect("`f` runs once"),
+    }
+}
+
 /// A call's answer, with the decision log events its decisions gave (oldest first; none while
 /// the engine's log is not set with [`log_to_caller`]).
 #[derive(Debug)]
@@ -310,6 +339,22 @@ impl SpannedRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_apart_runs_on_a_thread_of_its_own_and_its_panic_comes_back() {
+        let caller = std::thread::current().id();
+        let (thread, name) = in_own_arena(|| {
+            let me = std::thread::current();
+            (me.id(), me.name().map(str::to_owned))
+        });
+        assert_ne!(thread, caller);
+        assert_eq!(name.as_deref(), Some("arbiter-load"));
+        let engine = in_own_arena(Engine::gitlab_default).unwrap();
+        assert!(engine.info().entities > 0);
+        let panicked = catch_unwind(|| in_own_arena(|| panic!("in the load")));
+        let payload = panicked.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"in the load"));
+    }
 
     #[test]
     fn requests_read_into_one_text_give_their_parts_back() {
