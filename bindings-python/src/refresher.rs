@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::engine::Engine;
 use crate::error::{Failure, IntoPyErr};
-use arbiter_core::ffi::guarded;
+use arbiter_core::ffi::{guarded, in_own_arena};
 use arbiter_core::{LoadError, TrustedKeys};
 use arbiter_fleet::{RefreshOptions, Refreshed, Source};
 use pyo3::prelude::*;
@@ -69,7 +69,7 @@ impl Refresher {
     /// The engine's ``metrics()["source"]`` reports the source's status from then on.
     fn start(&self, py: Python<'_>) -> PyResult<Engine> {
         let keys = self.keys.clone();
-        py.detach(|| guarded(|| Ok(lock(&self.inner).start(keys)?)))
+        py.detach(|| guarded(|| Ok(in_own_arena(|| lock(&self.inner).start(keys))?)))
             .map(Engine::wrap)
             .map_err(|e| e.into_py(py))
     }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use crate::engine::Engine;
 use crate::error::{Failure, RubyError};
 use crate::gvl::without_gvl;
+use arbiter_core::ffi::in_own_arena;
 use arbiter_core::{LoadError, TrustedKeys};
 use arbiter_fleet::{RefreshOptions, Refreshed, Source};
 use magnus::{function, method, prelude::*, Error, RModule, Ruby};
@@ -43,7 +44,9 @@ impl Refresher {
 
     fn start(ruby: &Ruby, rb_self: &Self) -> Result<Engine, Error> {
         let keys = rb_self.keys.clone();
-        let engine = without_gvl(ruby, || Ok(lock(&rb_self.inner).start(keys)?))?;
+        let engine = without_gvl(ruby, || {
+            Ok(in_own_arena(|| lock(&rb_self.inner).start(keys))?)
+        })?;
         Ok(Engine::wrap(engine))
     }
 
