@@ -312,7 +312,19 @@ fn plain_entities(
     schema: Option<&Schema>,
     shapes: Option<&Shapes>,
 ) -> Option<Entities> {
-    let wire: Vec<WireEntity> = serde_json::from_str(text).ok()?;
+    // Entity references only where the compiled shapes will check that the schema expects them.
+    match (schema, shapes) {
+        (Some(_), Some(_)) => plain_entities_of::<true>(text, schema, shapes),
+        _ => plain_entities_of::<false>(text, schema, shapes),
+    }
+}
+
+fn plain_entities_of<const REFS: bool>(
+    text: &str,
+    schema: Option<&Schema>,
+    shapes: Option<&Shapes>,
+) -> Option<Entities> {
+    let wire: Vec<WireEntity<REFS>> = serde_json::from_str(text).ok()?;
     let mut names: HashMap<String, Option<EntityTypeName>> = HashMap::new();
     let mut resolve = |name: &str| -> Option<EntityTypeName> {
         names

@@ -343,18 +343,19 @@ fn plain_entity(json: &str, reader: &RequestReader<'_>) -> Option<ast::Entity> {
 }
 
 /// An entity in Cedar's entity JSON whose attributes and tags are plain JSON: what
-/// `plain_entity` reads, and the static entities' fast loader.
+/// `plain_entity` reads, and the static entities' fast loader (which, with a schema, reads
+/// entity references too: `REFS`, see `context`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct WireEntity {
+pub(crate) struct WireEntity<const REFS: bool = false> {
     uid: WireRef,
-    attrs: PlainRecord,
+    attrs: PlainRecord<REFS>,
     parents: Vec<WireRef>,
     #[serde(default)]
-    tags: PlainRecord,
+    tags: PlainRecord<REFS>,
 }
 
-impl WireEntity {
+impl<const REFS: bool> WireEntity<REFS> {
     /// The entity, with type names resolved by `resolve`; `None` if one does not resolve or a
     /// reference is not `{"type", "id"}` or `{"__entity": ...}`. Nothing is validated.
     pub(crate) fn into_entity(
@@ -375,7 +376,7 @@ impl WireEntity {
             .into_iter()
             .map(&mut uid)
             .collect::<Option<_>>()?;
-        let values = |record: PlainRecord| {
+        let values = |record: PlainRecord<REFS>| {
             record
                 .0
                 .into_iter()

@@ -967,6 +967,54 @@ fn plain_static_entities_load_as_cedar_loads_them() {
     assert!(e.contains("entities.json"), "{e}");
 }
 
+/// Entity references in static entities (`{"type", "id"}` and `__entity`, in attributes, sets,
+/// records and tags) read as Cedar reads them where the schema expects an entity, and decide; a
+/// record of that shape where the schema expects a record stays a record.
+#[test]
+fn static_entity_references_read_as_cedar_reads_them() {
+    let schema = r#"
+        entity Role;
+        entity User { manager?: User, peers: Set<User>, home: { owner: User }, badge?: { type: String, id: String } } tags Role;
+        action read appliesTo { principal: User, resource: User };
+    "#;
+    let user = |id: &str, attrs: Value, tags: Value| json!({"uid": {"type": "User", "id": id}, "attrs": attrs, "parents": [], "tags": tags});
+    let refs = json!([
+        {"uid": {"type": "Role", "id": "dev"}, "attrs": {}, "parents": []},
+        user("a", json!({"peers": [], "home": {"owner": {"__entity": {"type": "User", "id": "a"}}}}), json!({})),
+        user("b", json!({"manager": {"type": "User", "id": "a"}, "peers": [{"__entity": {"type": "User", "id": "a"}}],
+                         "home": {"owner": {"type": "User", "id": "b"}}}),
+             json!({"lead": {"type": "Role", "id": "dev"}})),
+    ]);
+    let mut badge = refs.clone();
+    badge[1]["attrs"]["badge"] = json!({"type": "b", "id": "1"});
+    let cedar_schema = cedar_policy::Schema::from_cedarschema_str(schema)
+        .unwrap()
+        .0;
+    for entities in [refs, badge] {
+        let engine = Engine::from_files([
+            BundleFile::new(
+                "policies.cedar",
+                r#"permit (principal, action, resource) when { resource has manager && resource.manager == principal && resource.peers.contains(principal) && resource.hasTag("lead") && resource.getTag("lead") == Role::"dev" };"#,
+            ),
+            BundleFile::new("schema.cedarschema", schema),
+            BundleFile::new("entities.json", entities.to_string()),
+        ])
+        .unwrap();
+        let request = json!({"principal": {"type": "User", "id": "a"}, "action": {"type": "Action", "id": "read"},
+                             "resource": {"type": "User", "id": "b"}});
+        let d = engine.decide_json(&request.to_string()).unwrap();
+        assert!(d.allowed(), "{}", d.to_json());
+        let cedar =
+            cedar_policy::Entities::from_json_value(entities.clone(), Some(&cedar_schema)).unwrap();
+        let key = |v: &Value| v["uid"].to_string();
+        let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
+        let mut got: Vec<Value> = serde_json::from_str(&engine.entities_json()).unwrap();
+        want.sort_by_key(key);
+        got.sort_by_key(key);
+        assert_eq!(got, want);
+    }
+}
+
 /// Requests and bundles past the engine's limits are refused before parsing, with errors that
 /// name the limit; the limits are the engine's to set.
 #[test]
