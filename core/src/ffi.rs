@@ -54,10 +54,9 @@ pub fn in_own_arena<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         thread.ok().map(|t| t.join())
     });
     match ran {
-        Some(Ok(Some(value))) => value,
+        Some(Ok(value)) => value.expect("the thread ran `f`"),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
-        // No thread could be started: `f` is still here.
-        Some(Ok(None)) | None => run().expect("`f` runs once"),
+        None => run().expect("no thread started, so `f` is still here"),
     }
 }
 

@@ -944,17 +944,7 @@ fn plain_static_entities_load_as_cedar_loads_them() {
     let d = engine.decide_json(&request.to_string()).unwrap();
     assert!(d.allowed(), "{}", d.to_json());
 
-    let cedar_schema = cedar_policy::Schema::from_cedarschema_str(schema)
-        .unwrap()
-        .0;
-    let cedar =
-        cedar_policy::Entities::from_json_value(entities.clone(), Some(&cedar_schema)).unwrap();
-    let key = |v: &Value| v["uid"].to_string();
-    let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
-    let mut got: Vec<Value> = serde_json::from_str(&engine.entities_json()).unwrap();
-    want.sort_by_key(key);
-    got.sort_by_key(key);
-    assert_eq!(got, want);
+    assert_entities_as_cedar_reads_them(&engine, &entities, schema);
 
     // A wrong attribute type and a cycle: Cedar's errors, naming the file.
     let mut wrong = entities.clone();
@@ -987,9 +977,6 @@ fn static_entity_references_read_as_cedar_reads_them() {
     ]);
     let mut badge = refs.clone();
     badge[1]["attrs"]["badge"] = json!({"type": "b", "id": "1"});
-    let cedar_schema = cedar_policy::Schema::from_cedarschema_str(schema)
-        .unwrap()
-        .0;
     for entities in [refs, badge] {
         let engine = Engine::from_files([
             BundleFile::new(
@@ -1004,15 +991,23 @@ fn static_entity_references_read_as_cedar_reads_them() {
                              "resource": {"type": "User", "id": "b"}});
         let d = engine.decide_json(&request.to_string()).unwrap();
         assert!(d.allowed(), "{}", d.to_json());
-        let cedar =
-            cedar_policy::Entities::from_json_value(entities.clone(), Some(&cedar_schema)).unwrap();
-        let key = |v: &Value| v["uid"].to_string();
-        let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
-        let mut got: Vec<Value> = serde_json::from_str(&engine.entities_json()).unwrap();
-        want.sort_by_key(key);
-        got.sort_by_key(key);
-        assert_eq!(got, want);
+        assert_entities_as_cedar_reads_them(&engine, &entities, schema);
     }
+}
+
+/// The engine's entities are those Cedar's parser reads from `entities` with `schema` (the
+/// schema's action entities included).
+fn assert_entities_as_cedar_reads_them(engine: &Engine, entities: &Value, schema: &str) {
+    let schema = cedar_policy::Schema::from_cedarschema_str(schema)
+        .unwrap()
+        .0;
+    let cedar = cedar_policy::Entities::from_json_value(entities.clone(), Some(&schema)).unwrap();
+    let key = |v: &Value| v["uid"].to_string();
+    let mut want: Vec<Value> = cedar.iter().map(|e| e.to_json_value().unwrap()).collect();
+    let mut got: Vec<Value> = serde_json::from_str(&engine.entities_json()).unwrap();
+    want.sort_by_key(key);
+    got.sort_by_key(key);
+    assert_eq!(got, want);
 }
 
 /// Requests and bundles past the engine's limits are refused before parsing, with errors that
