@@ -116,11 +116,19 @@ pids = (0..WORKERS).map do |worker|
     report_w.flush
     release_r.read
     exit!(0)
+  rescue Exception => e # rubocop:disable Lint/RescueException -- the parent must hear of it
+    report_w.puts JSON.generate(panicked: "#{e.class}: #{e.message}")
+    report_w.flush
+    exit!(1)
   end
 end
 report_w.close
 release_r.close
 reports = pids.map { JSON.parse(report_r.gets) }
+if (panicked = reports.find { |r| r["panicked"] })
+  release_w.close
+  abort "fork_share.rb: a worker failed: #{panicked["panicked"]}"
+end
 reports.each do |r|
   r["uss_kib"] = rollup(r["pid"], %w[Private_Clean Private_Dirty])
   r["pss_kib"] = rollup(r["pid"], %w[Pss])

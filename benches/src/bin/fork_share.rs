@@ -160,7 +160,9 @@ fn spawn(pipes: &Pipes, work: impl FnOnce() -> Value) -> i32 {
         0 => {
             // Only the parent may hold the release pipe open.
             unsafe { libc::close(pipes.release.1.as_raw_fd()) };
-            let answer = work();
+            // A panic must not unwind into the parent's loop, here in the child.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| json!({"panicked": true}));
             // One write of under PIPE_BUF bytes: the workers' lines never interleave.
             let _ = (&pipes.report.1).write_all(format!("{answer}\n").as_bytes());
             let _ = (&pipes.release.0).read(&mut [0u8; 1]);
@@ -239,6 +241,11 @@ fn main() {
         .take(pids.len())
         .map(|l| serde_json::from_str(&l.expect("a report")).expect("a report is JSON"))
         .collect();
+    if reports.iter().any(|r| r["panicked"] == true) {
+        drop(release_write);
+        eprintln!("fork_share: a worker panicked");
+        std::process::exit(1);
+    }
     for report in &mut reports {
         let pid = report["pid"].as_i64().expect("pid") as i32;
         report["uss_kib"] = rollup(pid, &["Private_Clean", "Private_Dirty"]).into();
