@@ -77,8 +77,13 @@ pub fn gitlab_with_entities(n: usize) -> Vec<arbiter::BundleFile> {
     use serde_json::{json, Value};
     let (users, groups) = (n * 3 / 5, (n / 100).max(1));
     let projects = n - users - groups;
-    let mut list: Vec<Value> = serde_json::from_str(&file_text(&gitlab_files(), "entities.json"))
-        .expect("the default bundle's entities are JSON");
+    let mut files = gitlab_files();
+    let entities = files
+        .iter_mut()
+        .find(|f| f.path == "entities.json")
+        .expect("the default bundle has entities.json");
+    let mut list: Vec<Value> =
+        serde_json::from_slice(&entities.contents).expect("the default bundle's entities are JSON");
     list.extend((0..users).map(|i| {
         let state = if i % 40 == 0 { "blocked" } else { "active" };
         json!({"uid": {"type": "Gitlab::User", "id": format!("u{i}")},
@@ -107,11 +112,6 @@ pub fn gitlab_with_entities(n: usize) -> Vec<arbiter::BundleFile> {
                "parents": [{"type": "Gitlab::Group", "id": format!("g{}", i % groups)}],
                "tags": members})
     }));
-    let mut files = gitlab_files();
-    let entities = files
-        .iter_mut()
-        .find(|f| f.path == "entities.json")
-        .expect("the default bundle has entities.json");
     entities.contents = serde_json::to_vec(&list).expect("JSON values serialize");
     files
 }
