@@ -15,7 +15,6 @@
 // foldhash (randomly seeded per process), not SipHash: a request that brings entities builds
 // these maps and looks up the static ones, and this is most of its cost.
 use hashbrown::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy::{EntityTypeName, Schema};
@@ -27,6 +26,7 @@ use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::CoreSchema;
 
 use crate::bundle::BundleFile;
+use crate::evaluation::context::canonical_type_name;
 use crate::evaluation::shapes::Shapes;
 use crate::wire::error::{LoadError, Problem, RequestError};
 use crate::wire::request::WireEntity;
@@ -329,11 +329,7 @@ fn plain_entities_of<const REFS: bool>(
     let mut resolve = |name: &str| -> Option<EntityTypeName> {
         names
             .entry(name.to_owned())
-            .or_insert_with(|| {
-                EntityTypeName::from_str(name)
-                    .ok()
-                    .filter(|t| t.to_string() == name)
-            })
+            .or_insert_with(|| canonical_type_name(name))
             .clone()
     };
     let mut seen: HashSet<EntityUID> = HashSet::with_capacity(wire.len());

@@ -66,15 +66,20 @@ struct TypeAndId {
     id: String,
 }
 
+/// The entity type `name`, when it is written as Cedar writes it.
+pub(crate) fn canonical_type_name(name: &str) -> Option<cedar_policy::EntityTypeName> {
+    cedar_policy::EntityTypeName::from_str(name)
+        .ok()
+        .filter(|t| t.to_string() == name)
+}
+
 /// The entity `type_name::"id"`, when `type_name` is written as Cedar writes it.
 fn entity_value(type_name: &str, id: &str) -> Option<Value> {
-    let parsed = cedar_policy::EntityTypeName::from_str(type_name).ok()?;
-    (parsed.to_string() == type_name).then(|| {
-        let uid: ast::EntityUID =
-            cedar_policy::EntityUid::from_type_name_and_id(parsed, cedar_policy::EntityId::new(id))
-                .into();
-        Value::from(uid)
-    })
+    let parsed = canonical_type_name(type_name)?;
+    let uid: ast::EntityUID =
+        cedar_policy::EntityUid::from_type_name_and_id(parsed, cedar_policy::EntityId::new(id))
+            .into();
+    Some(Value::from(uid))
 }
 
 impl<'de, const REFS: bool> Visitor<'de> for PlainVisitor<REFS> {
