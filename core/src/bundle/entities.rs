@@ -15,6 +15,7 @@
 // foldhash (randomly seeded per process), not SipHash: a request that brings entities builds
 // these maps and looks up the static ones, and this is most of its cost.
 use hashbrown::{HashMap, HashSet};
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use cedar_policy::{EntityTypeName, Schema};
@@ -55,7 +56,7 @@ impl StaticEntities {
             Some(f) => (f.path.as_str(), crate::bundle::text(f)?),
             None => ("entities.json", "[]"),
         };
-        let parsed = match plain_entities(text, schema, shapes) {
+        let parsed: Vec<Arc<ast::Entity>> = match plain_entities(text, schema, shapes) {
             Some(parsed) => parsed,
             None => {
                 // The fast reader refuses duplicate keys; Cedar's parser would keep the last.
@@ -70,12 +71,13 @@ impl StaticEntities {
                 )
                 .from_json_str(text)
                 .map_err(|e| LoadError::Entities(vec![entities_problem(path, text, &e)]))?
+                .into_iter()
+                .map(Arc::new)
+                .collect()
             }
         };
-        let mut by_uid: HashMap<EntityUID, Arc<ast::Entity>> = parsed
-            .into_iter()
-            .map(|e| (e.uid().clone(), Arc::new(e)))
-            .collect();
+        let mut by_uid: HashMap<EntityUID, Arc<ast::Entity>> =
+            parsed.into_iter().map(|e| (e.uid().clone(), e)).collect();
         for entity in more {
             let uid = entity.uid().clone();
             if by_uid.insert(uid.clone(), Arc::new(entity)).is_some() {
@@ -207,69 +209,19 @@ impl StaticEntities {
     /// one (or another request entity) or with a dangling static ancestor, and their parents
     /// form no cycle (Cedar words that error). `None` otherwise.
     fn closed_over_static(&self, request: &[Arc<ast::Entity>]) -> Option<Vec<Arc<ast::Entity>>> {
-        let own: HashMap<&EntityUID, usize> = request
+        if request
             .iter()
-            .enumerate()
-            .map(|(n, e)| (e.uid(), n))
-            .collect();
-        if own.len() != request.len()
-            || own
-                .keys()
-                .any(|uid| self.by_uid.contains_key(*uid) || self.dangling.contains(*uid))
+            .any(|e| self.by_uid.contains_key(e.uid()) || self.dangling.contains(e.uid()))
         {
             return None;
         }
-        // Depth-first, children after their parents; a parent still open is a cycle.
-        const OPEN: u8 = 1;
-        const DONE: u8 = 2;
-        let mut state = vec![0u8; request.len()];
-        let mut ancestors: Vec<HashSet<EntityUID>> = vec![HashSet::new(); request.len()];
-        let mut stack: Vec<(usize, bool)> = (0..request.len()).rev().map(|n| (n, false)).collect();
-        while let Some((n, parents_done)) = stack.pop() {
-            if parents_done {
-                let mut closed = HashSet::new();
-                for parent in request[n].parents() {
-                    closed.insert(parent.clone());
-                    match own.get(parent) {
-                        Some(&p) => closed.extend(ancestors[p].iter().cloned()),
-                        None => {
-                            if let Some(entity) = self.by_uid.get(parent) {
-                                closed.extend(entity.ancestors().cloned());
-                            }
-                        }
-                    }
-                }
-                ancestors[n] = closed;
-                state[n] = DONE;
-                continue;
-            }
-            match state[n] {
-                DONE => continue,
-                OPEN => return None,
-                _ => {}
-            }
-            state[n] = OPEN;
-            stack.push((n, true));
-            for parent in request[n].parents() {
-                if let Some(&p) = own.get(parent) {
-                    match state[p] {
-                        OPEN => return None,
-                        DONE => {}
-                        _ => stack.push((p, false)),
-                    }
-                }
-            }
-        }
+        let indirect = indirect_ancestors(request, |uid| self.get(uid))?;
         Some(
             request
                 .iter()
-                .zip(ancestors)
-                .map(|(entity, closed)| {
+                .zip(indirect)
+                .map(|(entity, indirect)| {
                     let mut entity = Arc::clone(entity);
-                    let indirect: Vec<EntityUID> = closed
-                        .into_iter()
-                        .filter(|a| !entity.parents().any(|p| p == a))
-                        .collect();
                     if !indirect.is_empty() {
                         let entity = Arc::make_mut(&mut entity);
                         indirect
@@ -311,7 +263,7 @@ fn plain_entities(
     text: &str,
     schema: Option<&Schema>,
     shapes: Option<&Shapes>,
-) -> Option<Entities> {
+) -> Option<Vec<Arc<ast::Entity>>> {
     // Entity references only where the compiled shapes will check that the schema expects them.
     match (schema, shapes) {
         (Some(_), Some(_)) => plain_entities_of::<true>(text, schema, shapes),
@@ -323,7 +275,7 @@ fn plain_entities_of<const REFS: bool>(
     text: &str,
     schema: Option<&Schema>,
     shapes: Option<&Shapes>,
-) -> Option<Entities> {
+) -> Option<Vec<Arc<ast::Entity>>> {
     let wire: Vec<WireEntity<REFS>> = serde_json::from_str(text).ok()?;
     let mut names: HashMap<String, Option<EntityTypeName>> = HashMap::new();
     let mut resolve = |name: &str| -> Option<EntityTypeName> {
@@ -332,36 +284,99 @@ fn plain_entities_of<const REFS: bool>(
             .or_insert_with(|| canonical_type_name(name))
             .clone()
     };
-    let mut seen: HashSet<EntityUID> = HashSet::with_capacity(wire.len());
     let mut entities = Vec::with_capacity(wire.len());
     for entity in wire {
         let entity = entity.into_entity(&mut resolve)?;
         let fine = !entity.uid().entity_type().is_action()
-            && seen.insert(entity.uid().clone())
             && (schema.is_none() || shapes.is_some_and(|s| s.vouch_entity(&entity)));
         if !fine {
             return None;
         }
         entities.push(entity);
     }
-    let mut store = Entities::from_entities(
-        entities,
-        None::<&NoEntitiesSchema>,
-        TCComputation::ComputeNow,
-        Extensions::all_available(),
-    )
-    .ok()?;
+    // What Cedar's parser computes: each entity's ancestors, closed (a repeated uid or a
+    // cycle leaves the file to it).
+    let indirect = indirect_ancestors(&entities, |_| None)?;
+    let mut closed: Vec<Arc<ast::Entity>> = entities
+        .into_iter()
+        .zip(indirect)
+        .map(|(mut entity, indirect)| {
+            indirect
+                .into_iter()
+                .for_each(|a| entity.add_indirect_ancestor(a));
+            Arc::new(entity)
+        })
+        .collect();
     if let Some(schema) = schema {
-        store = store
-            .add_entities(
-                CoreSchema::new(schema.as_ref()).action_entities(),
-                None::<&NoEntitiesSchema>,
-                TCComputation::AssumeAlreadyComputed,
-                Extensions::all_available(),
-            )
-            .ok()?;
+        closed.extend(CoreSchema::new(schema.as_ref()).action_entities());
     }
-    Some(store)
+    Some(closed)
+}
+
+/// The indirect ancestors (the ancestors that are not parents) of each of `entities`, closed
+/// over each other and over `outside`: the entity with a uid none of them has, its ancestors
+/// already closed. `None` when two share a uid or their parents form a cycle (Cedar decides
+/// and words those).
+fn indirect_ancestors<'o, E: Borrow<ast::Entity>>(
+    entities: &[E],
+    outside: impl Fn(&EntityUID) -> Option<&'o ast::Entity>,
+) -> Option<Vec<HashSet<EntityUID>>> {
+    let entity = |n: usize| entities[n].borrow();
+    let index: HashMap<&EntityUID, usize> = entities
+        .iter()
+        .enumerate()
+        .map(|(n, e)| (e.borrow().uid(), n))
+        .collect();
+    if index.len() != entities.len() {
+        return None;
+    }
+    // Depth-first, children after their parents; a parent still open is a cycle.
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![0u8; entities.len()];
+    let mut indirect: Vec<HashSet<EntityUID>> = vec![HashSet::new(); entities.len()];
+    let mut stack: Vec<(usize, bool)> = Vec::new();
+    for root in 0..entities.len() {
+        stack.push((root, false));
+        while let Some((n, parents_done)) = stack.pop() {
+            if parents_done {
+                let mut closed = HashSet::new();
+                for parent in entity(n).parents() {
+                    match index.get(parent) {
+                        Some(&p) => {
+                            closed.extend(entity(p).parents().chain(indirect[p].iter()).cloned())
+                        }
+                        None => {
+                            if let Some(outside) = outside(parent) {
+                                closed.extend(outside.ancestors().cloned());
+                            }
+                        }
+                    }
+                }
+                closed.retain(|a| !entity(n).parents().any(|p| p == a));
+                indirect[n] = closed;
+                state[n] = DONE;
+                continue;
+            }
+            match state[n] {
+                DONE => continue,
+                OPEN => return None,
+                _ => {}
+            }
+            state[n] = OPEN;
+            stack.push((n, true));
+            for parent in entity(n).parents() {
+                if let Some(&p) = index.get(parent) {
+                    match state[p] {
+                        OPEN => return None,
+                        DONE => {}
+                        _ => stack.push((p, false)),
+                    }
+                }
+            }
+        }
+    }
+    Some(indirect)
 }
 
 /// Checks a request entity against the schema as Cedar's upsert would: vouched for by the
