@@ -118,10 +118,12 @@ rust-test: build
 query-test: build
 	tests/postgres/with-postgres.sh $(CARGO) test --release -p arbiter --test it query:: -- --ignored
 
-# The default bundle as the CLI runs it, from its directory and embedded.
+# The default bundle as the CLI runs it, from its directory and embedded, and the Docs
+# benchmark bundle's decision tests.
 bundle-test: build
 	$(ARBITER) validate --bundle policies/gitlab
 	$(ARBITER) test --bundle policies/gitlab
+	$(ARBITER) test --bundle benches/bundles/docs
 	$(ARBITER) test
 
 # Tokens minted by independent implementations (PyJWT, pymacaroons) verify in Arbiter, and

@@ -5,6 +5,7 @@ use std::hint::black_box;
 use std::str::FromStr;
 
 use arbiter::{BundleFile, Context, DecisionLogOptions, Engine, EntityUid, Request, RequestParts};
+use arbiter_benches::{docs_files, file_text, policy_text};
 use cedar_policy::{Authorizer, Entities, PolicySet, Schema};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
@@ -116,6 +117,92 @@ fn default_bundle(c: &mut Criterion) {
     group.finish();
 }
 
+/// The Docs bundle (`benches/bundles/docs`, written independently of the default one in other
+/// idioms): its 200 varied requests (`requests.jsonl`), prebuilt and as JSON, against
+/// cedar-policy given the same policies, schema and entities. Every decision must agree.
+fn docs_bundle(c: &mut Criterion) {
+    let files = docs_files();
+    let engine = Engine::from_files(files.clone()).unwrap();
+    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
+        .unwrap()
+        .0;
+    let policies = PolicySet::from_str(&policy_text(&files)).unwrap();
+    let entities =
+        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(format!(
+        "{}/bundles/docs/requests.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    let authorizer = Authorizer::new();
+    // cedar-policy's JSON path: the request's uids and context read from JSON with the schema.
+    let cedar_request = |line: &str| {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let action = EntityUid::from_json(value["action"].clone()).unwrap();
+        let context =
+            Context::from_json_value(value["context"].clone(), Some((&schema, &action))).unwrap();
+        cedar_policy::Request::new(
+            EntityUid::from_json(value["principal"].clone()).unwrap(),
+            action,
+            EntityUid::from_json(value["resource"].clone()).unwrap(),
+            context,
+            Some(&schema),
+        )
+        .unwrap()
+    };
+    let ours: Vec<Request> = lines
+        .iter()
+        .map(|l| engine.read_request(l).unwrap())
+        .collect();
+    let theirs: Vec<cedar_policy::Request> = lines.iter().map(|l| cedar_request(l)).collect();
+    let mut allowed = 0;
+    for ((request, cedar), line) in ours.iter().zip(&theirs).zip(&lines) {
+        let decision = engine.authorize(request).unwrap();
+        let expected = authorizer
+            .is_authorized(cedar, &policies, &entities)
+            .decision()
+            == cedar_policy::Decision::Allow;
+        assert_eq!(decision.allowed(), expected, "{line}");
+        allowed += usize::from(expected);
+    }
+    assert!(allowed > 50 && allowed < 150, "{allowed} of 200 allowed");
+
+    let mut group = c.benchmark_group("decision/docs_bundle_200");
+    group.bench_function("arbiter_typed", |b| {
+        b.iter(|| {
+            for request in &ours {
+                black_box(engine.authorize(black_box(request)).unwrap());
+            }
+        })
+    });
+    group.bench_function("arbiter_json", |b| {
+        b.iter(|| {
+            for line in &lines {
+                black_box(engine.authorize_json(black_box(line)).unwrap());
+            }
+        })
+    });
+    group.bench_function("cedar_policy", |b| {
+        b.iter(|| {
+            for request in &theirs {
+                black_box(authorizer.is_authorized(black_box(request), &policies, &entities));
+            }
+        })
+    });
+    group.bench_function("cedar_json", |b| {
+        b.iter(|| {
+            for line in &lines {
+                let request = cedar_request(black_box(line));
+                black_box(authorizer.is_authorized(&request, &policies, &entities));
+            }
+        })
+    });
+    group.finish();
+}
+
 /// The slice of the bundle the Go benchmarks also run through OPA (benches/go/testdata).
 fn slice(c: &mut Criterion) {
     let testdata = format!("{}/go/testdata", env!("CARGO_MANIFEST_DIR"));
@@ -204,5 +291,5 @@ fn slice_list_page(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, default_bundle, slice, slice_list_page);
+criterion_group!(benches, default_bundle, docs_bundle, slice, slice_list_page);
 criterion_main!(benches);

@@ -21,9 +21,18 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// The files of the default bundle (`policies/gitlab`) the engine reads, for benchmarks that
 /// also hand them to cedar-policy.
 pub fn gitlab_files() -> Vec<arbiter::BundleFile> {
-    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "policies", "gitlab"]
-        .iter()
-        .collect();
+    bundle_files(&[env!("CARGO_MANIFEST_DIR"), "..", "policies", "gitlab"])
+}
+
+/// The files of the Docs bundle (`benches/bundles/docs`), written independently of the default
+/// one in other Cedar idioms.
+pub fn docs_files() -> Vec<arbiter::BundleFile> {
+    bundle_files(&[env!("CARGO_MANIFEST_DIR"), "bundles", "docs"])
+}
+
+/// The bundle files (policies, schema, JSON) directly in the directory `path` joins to.
+fn bundle_files(path: &[&str]) -> Vec<arbiter::BundleFile> {
+    let dir: PathBuf = path.iter().collect();
     let mut files: Vec<arbiter::BundleFile> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())

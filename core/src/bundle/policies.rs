@@ -137,10 +137,12 @@ enum Item {
 }
 
 impl Item {
-    fn annotation_id(&self) -> Option<&str> {
+    fn annotation_id<'a>(&'a self) -> Option<&'a str> {
+        // `annotation` parses its key on every call; the annotations are read as they are.
+        let id = |(key, value): (&str, &'a str)| (key == "id").then_some(value);
         match self {
-            Item::Policy(p) => p.annotation("id"),
-            Item::Template(t) => t.annotation("id"),
+            Item::Policy(p) => p.annotations().find_map(id),
+            Item::Template(t) => t.annotations().find_map(id),
         }
     }
 

@@ -12,11 +12,15 @@
 //! where Cedar says so too; `tests/it/fast_eval.rs` checks that on generated contexts and entities.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
 
 use cedar_policy::Schema;
 use cedar_policy_core::ast::{
-    Entity, EntityType, EntityUID, Literal, PartialValue, Value, ValueKind,
+    self, Entity, EntityType, EntityUID, ExtensionFunction, Literal, Name, PartialValue, Value,
+    ValueKind,
 };
+use cedar_policy_core::entities::SchemaType as ArgType;
+use cedar_policy_core::extensions::{self, Extensions};
 use cedar_policy_core::validator::types::{
     Attributes, BoolType, EntityKind, OpenTag, Type as SchemaType,
 };
@@ -33,6 +37,9 @@ enum Shape {
     Entity(EntityType),
     /// A closed record: attributes sorted by name, with whether each is required.
     Record(Vec<(SmolStr, Shape, bool)>),
+    /// An extension type (`ipaddr`, `decimal`, `datetime`, `duration`), with the constructor
+    /// Cedar's reader calls on a string where the schema expects one.
+    Extension(Name, Option<&'static ExtensionFunction>),
     Unsure,
 }
 
@@ -49,6 +56,8 @@ struct ActionShape {
     principals: Vec<EntityType>,
     resources: Vec<EntityType>,
     context: Shape,
+    /// Whether the context type holds an extension type anywhere.
+    extensions: bool,
 }
 
 /// Every schema action's request shape, and every ordinary entity type's shape.
@@ -73,7 +82,7 @@ impl Shapes {
                 let uid: &EntityUID = uid.as_ref();
                 let action = validator.get_action_id(uid)?;
                 // External actions (no context type) are Cedar's to refuse.
-                let context = action.context_type()?;
+                let context = Shape::of(action.context_type()?, &ordinary);
                 Some((
                     uid.clone(),
                     ActionShape {
@@ -87,7 +96,8 @@ impl Shapes {
                             .filter(ordinary)
                             .cloned()
                             .collect(),
-                        context: Shape::of(context, &ordinary),
+                        extensions: context.holds_extension(),
+                        context,
                     },
                 ))
             })
@@ -152,6 +162,24 @@ impl Shapes {
             }
     }
 
+    /// The context with each string its action's context type reads as an extension value
+    /// built into that value, as Cedar's reader builds it (the fast reader reads the string);
+    /// `None` when there is none to build. A string that does not build stays a string, which
+    /// the shapes then refuse, so Cedar's reader words the error.
+    pub(crate) fn build_extensions(
+        &self,
+        action: &EntityUID,
+        context: &ast::Context,
+    ) -> Option<ast::Context> {
+        let shape = self.actions.get(action).filter(|s| s.extensions)?;
+        match context {
+            ast::Context::Value(record) => Some(ast::Context::Value(Arc::new(
+                shape.context.build_record(record)?,
+            ))),
+            ast::Context::RestrictedResidual(_) => None,
+        }
+    }
+
     /// True only when Cedar's request validation would accept this request.
     pub(crate) fn vouch(
         &self,
@@ -207,8 +235,68 @@ impl Shape {
                 attrs,
                 open_attributes: OpenTag::ClosedAttributes,
             } => Shape::Record(fields(attrs, ordinary)),
+            SchemaType::ExtensionType { name } => Shape::Extension(name.clone(), constructor(name)),
             _ => Shape::Unsure,
         }
+    }
+
+    fn holds_extension(&self) -> bool {
+        match self {
+            Shape::Extension(..) => true,
+            Shape::Set(element) => element.holds_extension(),
+            Shape::Record(fields) => fields.iter().any(|(_, shape, _)| shape.holds_extension()),
+            _ => false,
+        }
+    }
+
+    /// `value` with the extension values its strings stand for built (see
+    /// `Shapes::build_extensions`); `None` when nothing changes.
+    fn build(&self, value: &Value) -> Option<Value> {
+        match (self, value.value_kind()) {
+            (Shape::Extension(_, Some(constructor)), ValueKind::Lit(Literal::String(_))) => {
+                match constructor.call(std::slice::from_ref(value)) {
+                    Ok(PartialValue::Value(built)) => Some(built),
+                    _ => None,
+                }
+            }
+            (Shape::Record(_), ValueKind::Record(record)) => Some(Value::record_arc(
+                Arc::new(self.build_record(record)?),
+                None,
+            )),
+            (Shape::Set(element), ValueKind::Set(set)) if element.holds_extension() => {
+                let mut changed = false;
+                let values: Vec<Value> = set
+                    .iter()
+                    .map(|v| match element.build(v) {
+                        Some(built) => {
+                            changed = true;
+                            built
+                        }
+                        None => v.clone(),
+                    })
+                    .collect();
+                changed.then(|| Value::set(values, None))
+            }
+            _ => None,
+        }
+    }
+
+    fn build_record(&self, record: &BTreeMap<SmolStr, Value>) -> Option<BTreeMap<SmolStr, Value>> {
+        let Shape::Record(fields) = self else {
+            return None;
+        };
+        let mut built: Option<BTreeMap<SmolStr, Value>> = None;
+        for (name, shape, _) in fields {
+            if !shape.holds_extension() {
+                continue;
+            }
+            if let Some(value) = record.get(name).and_then(|v| shape.build(v)) {
+                built
+                    .get_or_insert_with(|| record.clone())
+                    .insert(name.clone(), value);
+            }
+        }
+        built
     }
 
     fn conforms(&self, value: &Value) -> bool {
@@ -221,6 +309,9 @@ impl Shape {
                 set.authoritative.iter().all(|v| element.conforms(v))
             }
             (Shape::Record(_), ValueKind::Record(record)) => self.record_conforms(record),
+            (Shape::Extension(name, _), ValueKind::ExtensionValue(value)) => {
+                value.typename() == *name
+            }
             _ => false,
         }
     }
@@ -247,4 +338,24 @@ impl Shape {
         }
         values.next().is_none()
     }
+}
+
+/// The constructor Cedar's JSON reader calls on a string where the schema expects an extension
+/// type: the one-argument function taking a string and returning that type.
+fn constructor(name: &Name) -> Option<&'static ExtensionFunction> {
+    static CONSTRUCTORS: LazyLock<Vec<&'static ExtensionFunction>> = LazyLock::new(|| {
+        [
+            extensions::ipaddr::extension(),
+            extensions::decimal::extension(),
+            extensions::datetime::extension(),
+        ]
+        .iter()
+        .flat_map(|extension| extension.funcs())
+        .filter(|f| f.is_single_arg_constructor() && f.arg_types() == [ArgType::String])
+        .filter_map(|f| Extensions::all_available().func(f.name()).ok())
+        .collect()
+    });
+    CONSTRUCTORS.iter().copied().find(|f| {
+        matches!(f.return_type(), Some(ArgType::Extension { name: returned }) if returned == name)
+    })
 }

@@ -84,7 +84,6 @@ impl Request {
     /// Parses the contract's request JSON. With a schema, the context and entities are read
     /// the way the schema types them (so `__entity` and `__extn` escapes may be implicit).
     pub(crate) fn from_json(json: &str, reader: &RequestReader<'_>) -> Result<Self, RequestError> {
-        let schema = reader.schema;
         let wire: WireRequest<'_> =
             serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
         let principal = wire
@@ -95,7 +94,7 @@ impl Request {
         let resource = wire.resource.uid("resource", reader.types)?;
         let (context, plain_context_json) = match wire.context {
             None => (Context::empty(), None),
-            Some(json) => read_context(json.get(), &action, schema)?,
+            Some(json) => read_context(json.get(), &action, reader)?,
         };
         Ok(Self {
             principal,
@@ -116,7 +115,6 @@ impl Request {
         reader: &RequestReader<'_>,
         contexts: Option<&mut ContextCache<'p>>,
     ) -> Result<Self, RequestError> {
-        let schema = reader.schema;
         let principal = parts
             .principal
             .map(|(t, id)| reader.types.uid("principal", t, id))
@@ -127,8 +125,8 @@ impl Request {
             .uid("resource", parts.resource.0, parts.resource.1)?;
         let (context, plain_context_json) = match (parts.context_json, contexts) {
             (None, _) => (Context::empty(), None),
-            (Some(json), None) => read_context(json, &action, schema)?,
-            (Some(json), Some(cache)) => cache.read(json, &action, schema)?,
+            (Some(json), None) => read_context(json, &action, reader)?,
+            (Some(json), Some(cache)) => cache.read(json, &action, reader)?,
         };
         let entities = match parts.entities_json {
             None => Vec::new(),
@@ -179,6 +177,20 @@ pub struct RequestParts<'a> {
 fn read_context(
     json: &str,
     action: &EntityUid,
+    reader: &RequestReader<'_>,
+) -> Result<(Context, Option<Arc<str>>), RequestError> {
+    Ok(with_extensions(
+        read_untyped_context(json, action, reader.schema)?,
+        action,
+        reader,
+    ))
+}
+
+/// `read_context` but for the strings the schema reads as extension values, which the fast
+/// reader leaves as strings (this reading does not depend on the action).
+fn read_untyped_context(
+    json: &str,
+    action: &EntityUid,
     schema: Option<&Schema>,
 ) -> Result<(Context, Option<Arc<str>>), RequestError> {
     match plain_context(json) {
@@ -190,6 +202,23 @@ fn read_context(
                 .map(|c| (c, None))
                 .map_err(context_error)
         }
+    }
+}
+
+/// The fast reader's context with the extension values the action's context type expects
+/// built from their strings, as Cedar's reader builds them (see `Shapes::build_extensions`).
+fn with_extensions(
+    read: (Context, Option<Arc<str>>),
+    action: &EntityUid,
+    reader: &RequestReader<'_>,
+) -> (Context, Option<Arc<str>>) {
+    let built = match (&read.1, reader.shapes) {
+        (Some(_), Some(shapes)) => shapes.build_extensions(action.as_ref(), read.0.as_ref()),
+        _ => None,
+    };
+    match built {
+        Some(context) => (Context::from(context), read.1),
+        None => read,
     }
 }
 
@@ -206,16 +235,19 @@ impl<'p> ContextCache<'p> {
         &mut self,
         json: &'p str,
         action: &EntityUid,
-        schema: Option<&Schema>,
+        reader: &RequestReader<'_>,
     ) -> Result<(Context, Option<Arc<str>>), RequestError> {
-        if let Some(read) = self.0.get(json) {
-            return Ok(read.clone());
-        }
-        let read = read_context(json, action, schema)?;
-        if schema.is_none() || read.1.is_some() {
-            self.0.insert(json, read.clone());
-        }
-        Ok(read)
+        let read = match self.0.get(json) {
+            Some(read) => read.clone(),
+            None => {
+                let read = read_untyped_context(json, action, reader.schema)?;
+                if reader.schema.is_none() || read.1.is_some() {
+                    self.0.insert(json, read.clone());
+                }
+                read
+            }
+        };
+        Ok(with_extensions(read, action, reader))
     }
 }
 

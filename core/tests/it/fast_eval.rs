@@ -380,7 +380,8 @@ action view appliesTo {
   principal: [User], resource: [User, Group],
   context: { level: Long, name?: String, flag?: Bool, tags?: Set<String>,
              manager?: User, color?: Color, at?: __cedar::decimal,
-             rec?: { a: Long, b?: Set<User> } }
+             rec?: { a: Long, b?: Set<User>, when?: __cedar::datetime },
+             ip?: __cedar::ipaddr, ips?: Set<__cedar::ipaddr>, span?: __cedar::duration }
 };
 action other appliesTo { principal: [User], resource: [User], context: {} };
 "#;
@@ -408,6 +409,20 @@ fn context_value() -> impl Strategy<Value = Value> {
         )),
         Just(("at", json!({"__extn": {"fn": "decimal", "arg": "1.0"}}))),
         Just(("at", json!({"fn": "decimal", "arg": "1.0"}))),
+        // Strings the schema reads as extension values, right and wrong.
+        Just(("at", json!("2.5"))),
+        Just(("at", json!("1.23456"))),
+        Just(("at", json!(2))),
+        Just(("ip", json!("10.1.2.3"))),
+        Just(("ip", json!("192.168.0.1/16"))),
+        Just(("ip", json!("::1"))),
+        Just(("ip", json!("10.1.2"))),
+        Just(("ips", json!(["10.0.0.1", "172.16.0.1"]))),
+        Just(("ips", json!(["10.0.0.1", "nope"]))),
+        Just(("span", json!("1h30m"))),
+        Just(("span", json!("1x"))),
+        Just(("rec", json!({"a": 1, "when": "2024-10-15T11:35:00Z"}))),
+        Just(("rec", json!({"a": 1, "when": "yesterday"}))),
         Just(("rec", json!({"a": 1}))),
         Just(("rec", json!({"a": 1, "b": [{"__entity": user(1)}]}))),
         Just(("rec", json!({"a": 1, "c": 2}))),
@@ -477,7 +492,12 @@ fn check_shapes(
     let policies = r#"permit(principal, action == Action::"view", resource) when { context has name };
         permit(principal in Group::"g1", action == Action::"view", resource);
         forbid(principal, action == Action::"view", resource) when { context.level > 2 };
-        forbid(principal, action == Action::"view", resource) when { principal has level && principal.level > 2 };"#;
+        forbid(principal, action == Action::"view", resource) when { principal has level && principal.level > 2 };
+        permit(principal, action == Action::"view", resource) when { context has ip && context.ip.isInRange(ip("10.0.0.0/8")) };
+        permit(principal, action == Action::"view", resource) when { context has ips && context.ips.contains(ip("172.16.0.1")) };
+        forbid(principal, action == Action::"view", resource) when { context has at && context.at.greaterThan(decimal("2.0")) };
+        permit(principal, action == Action::"view", resource) when { context has span && context.span == duration("90m") };
+        permit(principal, action == Action::"view", resource) when { context has rec && context.rec has when && context.rec.when < datetime("2025-01-01") };"#;
     let engine = Engine::from_files([
         BundleFile::new("policies.cedar", policies),
         BundleFile::new("schema.cedarschema", SCHEMA),
@@ -603,6 +623,23 @@ proptest! {
 /// from it (as the property test draws them), some requests are allowed, some denied by a
 /// forbid, and some policies error. A generator that lost one of these would let the property
 /// test pass without ever comparing that outcome with Cedar.
+#[test]
+fn strings_the_schema_types_as_extension_values_read_as_cedar_reads_them() {
+    for context in [
+        json!({"level": 1, "ip": "10.1.2.3"}),
+        json!({"level": 1, "ip": "11.1.2.3"}),
+        json!({"level": 1, "ip": "10.1.2"}),
+        json!({"level": 1, "ips": ["10.0.0.1", "172.16.0.1"]}),
+        json!({"level": 1, "at": "2.5"}),
+        json!({"level": 1, "at": "1.5"}),
+        json!({"level": 1, "span": "1h30m"}),
+        json!({"level": 1, "rec": {"a": 1, "when": "2024-10-15T11:35:00Z"}}),
+        json!({"level": 1, "rec": {"a": 1, "when": "2026-10-15"}}),
+    ] {
+        check_shapes("view", user(0), user(1), context, json!([])).unwrap();
+    }
+}
+
 #[test]
 fn the_condition_generator_reaches_allows_forbids_and_errors() {
     use proptest::strategy::ValueTree;

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod decision_log;
+mod docs_bundle;
 mod engine;
 mod equivalence;
 mod fail_closed;
