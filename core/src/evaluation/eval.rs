@@ -18,10 +18,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cedar_policy_core::ast::{
-    BinaryOp, Context, Entity, EntityUID, EntityUIDEntry, Expr, ExprKind, Literal, PartialValue,
-    RepresentableExtensionValue, Request, Set, SlotId, UnaryOp, Value, ValueKind, Var,
+    BinaryOp, Context, Entity, EntityUID, EntityUIDEntry, Expr, ExprKind, Literal, Name,
+    PartialValue, RepresentableExtensionValue, Request, Set, SlotId, UnaryOp, Value, ValueKind,
+    Var,
 };
 use cedar_policy_core::entities::{Dereference, Entities};
+use cedar_policy_core::extensions::Extensions;
 use smol_str::SmolStr;
 
 /// Deeper expressions are left to Cedar, whose evaluator checks the remaining stack.
@@ -35,8 +37,11 @@ enum V<'a> {
     /// A string or an entity uid (never a bool or a long: those are the variants above).
     Lit(&'a Literal),
     Set(&'a Set),
+    /// A set literal of the policy whose elements are all literals, not yet made a set: its
+    /// elements cannot error, and membership does not depend on order or repeats.
+    Elems(&'a [Expr]),
     Record(&'a BTreeMap<SmolStr, Value>),
-    Ext(&'a RepresentableExtensionValue),
+    Ext(&'a Arc<RepresentableExtensionValue>),
 }
 
 impl<'a> V<'a> {
@@ -64,9 +69,11 @@ impl<'a> V<'a> {
         }
     }
 
-    /// Cedar's `Value` equality: values of different kinds are never equal.
-    fn equals(self, other: V<'_>) -> bool {
-        match (self, other) {
+    /// Cedar's `Value` equality: values of different kinds are never equal. `None` for a set
+    /// literal, whose equality is a set's (left to Cedar).
+    fn equals(self, other: V<'_>) -> Option<bool> {
+        Some(match (self, other) {
+            (V::Elems(_), _) | (_, V::Elems(_)) => return None,
             (V::Bool(a), V::Bool(b)) => a == b,
             (V::Long(a), V::Long(b)) => a == b,
             (V::Lit(a), V::Lit(b)) => a == b,
@@ -74,7 +81,89 @@ impl<'a> V<'a> {
             (V::Record(a), V::Record(b)) => a == b,
             (V::Ext(a), V::Ext(b)) => a == b,
             _ => false,
+        })
+    }
+
+    /// The elements of a set or set literal, each as a value; `None` for anything else.
+    fn elements(self) -> Option<Elements<'a>> {
+        match self {
+            V::Set(set) => Some(Elements::Set(set)),
+            V::Elems(elems) => Some(Elements::Literals(elems)),
+            _ => None,
         }
+    }
+
+    /// This value as Cedar's, for an extension function's argument (records are left to
+    /// Cedar).
+    fn to_value(self) -> Option<Value> {
+        Some(match self {
+            V::Bool(b) => Value::from(b),
+            V::Long(n) => Value::from(n),
+            V::Lit(lit) => Value::new(lit.clone(), None),
+            V::Set(set) => Value::new(ValueKind::Set(set.clone()), None),
+            V::Ext(ext) => Value::new(ValueKind::ExtensionValue(Arc::clone(ext)), None),
+            V::Elems(_) | V::Record(_) => return None,
+        })
+    }
+}
+
+/// The elements of a set value or of a set literal of literals.
+#[derive(Clone, Copy)]
+enum Elements<'a> {
+    Set(&'a Set),
+    Literals(&'a [Expr]),
+}
+
+impl<'a> Elements<'a> {
+    fn for_each(self, mut f: impl FnMut(V<'a>) -> Option<()>) -> Option<()> {
+        match self {
+            Elements::Set(set) => set.authoritative.iter().try_for_each(|v| f(V::of(v))),
+            Elements::Literals(elems) => elems.iter().try_for_each(|e| match e.expr_kind() {
+                ExprKind::Lit(lit) => f(V::lit(lit)),
+                _ => None,
+            }),
+        }
+    }
+
+    /// Whether `element` is one of these (Cedar's `contains`).
+    fn contains(self, element: V<'_>) -> Option<bool> {
+        match self {
+            Elements::Set(set) => contains(set, element),
+            Elements::Literals(_) => {
+                let mut found = false;
+                self.for_each(|e| {
+                    found = found || e.equals(element)?;
+                    Some(())
+                })?;
+                Some(found)
+            }
+        }
+    }
+
+    /// Whether every one of `other` is one of these (Cedar's `containsAll`).
+    fn contains_all(self, other: Elements<'_>) -> Option<bool> {
+        if let (Elements::Set(x), Elements::Set(y)) = (self, other) {
+            return Some(y.is_subset(x));
+        }
+        let mut all = true;
+        other.for_each(|e| {
+            all = all && self.contains(e)?;
+            Some(())
+        })?;
+        Some(all)
+    }
+
+    /// Whether some one of `other` is one of these (Cedar's `containsAny`).
+    fn contains_any(self, other: Elements<'_>) -> Option<bool> {
+        if let (Elements::Set(x), Elements::Set(y)) = (self, other) {
+            return Some(!x.is_disjoint(y));
+        }
+        let mut any = false;
+        other.for_each(|e| {
+            any = any || self.contains(e)?;
+            Some(())
+        })?;
+        Some(any)
     }
 }
 
@@ -207,8 +296,24 @@ impl<'a> Env<'a> {
                 (UnaryOp::Not, V::Bool(b)) => V::Bool(!b),
                 (UnaryOp::Neg, V::Long(n)) => V::Long(n.checked_neg()?),
                 (UnaryOp::IsEmpty, V::Set(s)) => V::Bool(s.is_empty()),
+                (UnaryOp::IsEmpty, V::Elems(elems)) => V::Bool(elems.is_empty()),
                 _ => return None,
             },
+            ExprKind::Set(elems)
+                if elems
+                    .iter()
+                    .all(|e| matches!(e.expr_kind(), ExprKind::Lit(_))) =>
+            {
+                V::Elems(elems)
+            }
+            ExprKind::ExtensionFunctionApp { fn_name, args } => {
+                match self.call(fn_name, args, slots, depth)?.value_kind() {
+                    ValueKind::Lit(Literal::Bool(b)) => V::Bool(*b),
+                    ValueKind::Lit(Literal::Long(n)) => V::Long(*n),
+                    // Other results would have to be owned: Cedar's path.
+                    _ => return None,
+                }
+            }
             ExprKind::BinaryApp { op, arg1, arg2 } => {
                 // Cedar evaluates both operands before applying any binary operator.
                 let (a, b) = (
@@ -230,9 +335,34 @@ impl<'a> Env<'a> {
             ExprKind::Is { expr, entity_type } => {
                 V::Bool(self.eval(expr, slots, depth)?.uid()?.entity_type() == entity_type)
             }
-            // Set and record literals, extension calls, `has a.b`, unknowns: Cedar's path.
+            // Sets of other expressions, record literals, unknowns: Cedar's path.
             _ => return None,
         })
+    }
+
+    /// An extension function's value, its arguments evaluated first as Cedar does.
+    #[inline(never)]
+    fn call(
+        &self,
+        name: &Name,
+        args: &'a [Expr],
+        slots: &'a [(SlotId, Literal)],
+        depth: u32,
+    ) -> Option<Value> {
+        let args = args
+            .iter()
+            .map(|arg| match arg.expr_kind() {
+                // A constructor's value (`ip("10.0.0.0/8")`) is owned, not borrowed.
+                ExprKind::ExtensionFunctionApp { fn_name, args } if depth < MAX_DEPTH => {
+                    self.call(fn_name, args, slots, depth + 1)
+                }
+                _ => self.eval(arg, slots, depth)?.to_value(),
+            })
+            .collect::<Option<Vec<Value>>>()?;
+        match Extensions::all_available().func(name).ok()?.call(&args).ok()? {
+            PartialValue::Value(value) => Some(value),
+            PartialValue::Residual(_) => None,
+        }
     }
 
     // Kept out of line so that `eval`'s frame, paid at every level of recursion, stays small.
@@ -262,7 +392,7 @@ impl<'a> Env<'a> {
     #[inline(never)]
     fn binary(&self, op: BinaryOp, a: V<'a>, b: V<'a>) -> Option<V<'a>> {
         Some(match (op, a, b) {
-            (BinaryOp::Eq, a, b) => V::Bool(a.equals(b)),
+            (BinaryOp::Eq, a, b) => V::Bool(a.equals(b)?),
             (BinaryOp::Less, V::Long(x), V::Long(y)) => V::Bool(x < y),
             (BinaryOp::LessEq, V::Long(x), V::Long(y)) => V::Bool(x <= y),
             (BinaryOp::Add, V::Long(x), V::Long(y)) => V::Long(x.checked_add(y)?),
@@ -277,20 +407,20 @@ impl<'a> Env<'a> {
                 match b {
                     V::Lit(Literal::EntityUID(group)) => V::Bool(within(group)),
                     // Cedar requires every element to be an entity before looking at any.
-                    V::Set(set) => {
+                    b => {
                         let mut found = false;
-                        for member in set.authoritative.iter() {
-                            let group = V::of(member).uid()?;
+                        b.elements()?.for_each(|member| {
+                            let group = member.uid()?;
                             found = found || within(group);
-                        }
+                            Some(())
+                        })?;
                         V::Bool(found)
                     }
-                    _ => return None,
                 }
             }
-            (BinaryOp::Contains, V::Set(set), b) => V::Bool(contains(set, b)?),
-            (BinaryOp::ContainsAll, V::Set(x), V::Set(y)) => V::Bool(y.is_subset(x)),
-            (BinaryOp::ContainsAny, V::Set(x), V::Set(y)) => V::Bool(!x.is_disjoint(y)),
+            (BinaryOp::Contains, a, b) => V::Bool(a.elements()?.contains(b)?),
+            (BinaryOp::ContainsAll, a, b) => V::Bool(a.elements()?.contains_all(b.elements()?)?),
+            (BinaryOp::ContainsAny, a, b) => V::Bool(a.elements()?.contains_any(b.elements()?)?),
             (BinaryOp::HasTag, a, V::Lit(Literal::String(tag))) => V::Bool(
                 self.entity(a.uid()?)?
                     .is_some_and(|e| e.get_tag(tag).is_some()),

@@ -47,6 +47,13 @@ fn leaf() -> impl Strategy<Value = String> {
         Just(r#"decimal("1.5")"#.to_owned()),
         Just(r#"ip("10.0.0.1")"#.to_owned()),
         Just("[]".to_owned()),
+        // Extension calls: booleans from constructed values, attributes, and errors.
+        Just(r#"ip("10.0.0.1").isInRange(ip("10.0.0.0/8"))"#.to_owned()),
+        Just(r#"ip("10.0.0.1").isLoopback()"#.to_owned()),
+        Just(r#"decimal("1.5").lessThan(decimal("2.0"))"#.to_owned()),
+        attr().prop_map(|a| format!(r#"principal.{a}.greaterThan(decimal("1.0"))"#)),
+        attr().prop_map(|a| format!(r#"context.{a}.isInRange(ip("10.0.0.0/8"))"#)),
+        Just(r#"ip("nope").isLoopback()"#.to_owned()),
         comparison(),
         membership(),
     ]
@@ -75,6 +82,8 @@ fn membership() -> impl Strategy<Value = String> {
         Just(r#"User::"u3""#),
     ];
     let group = prop_oneof![
+        Just(r#"[Group::"g0", User::"u1"]"#),
+        Just(r#"[Group::"g1", "a"]"#),
         Just(r#"Group::"g0""#),
         Just(r#"Group::"g1""#),
         Just(r#"User::"u1""#),
@@ -84,6 +93,8 @@ fn membership() -> impl Strategy<Value = String> {
         Just("principal.tags"),
     ];
     let set = prop_oneof![
+        Just(r#"["a", "b", "b"]"#),
+        Just(r#"[User::"u1", Group::"g1", 2]"#),
         Just("principal.tags"),
         Just("context.tags"),
         Just("resource.tags"),
@@ -103,7 +114,13 @@ fn membership() -> impl Strategy<Value = String> {
     ];
     prop_oneof![
         (entity, group).prop_map(|(e, g)| format!("{e} in {g}")),
-        (set, element).prop_map(|(s, x)| format!("{s}.contains({x})")),
+        (set.clone(), element).prop_map(|(s, x)| format!("{s}.contains({x})")),
+        (
+            set.clone(),
+            set,
+            prop_oneof![Just("containsAll"), Just("containsAny")]
+        )
+            .prop_map(|(a, b, m)| format!("{a}.{m}({b})")),
     ]
 }
 
@@ -299,7 +316,8 @@ fn contexts() -> Vec<Value> {
         json!({}),
         json!({"level": 2, "name": "a", "tags": ["a"], "flag": true,
                "manager": {"__entity": user(0)}, "rec": {"a": 5, "level": 0}}),
-        json!({"level": "3", "a": [1, [2]], "owners": [{"__entity": user(3)}]}),
+        json!({"level": "3", "a": [1, [2]], "owners": [{"__entity": user(3)}],
+               "tags": {"__extn": {"fn": "ip", "arg": "10.1.1.1"}}}),
     ]
 }
 
