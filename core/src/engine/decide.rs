@@ -167,8 +167,9 @@ pub(super) fn decide_uncounted(
 
     let hierarchy_may_change = bundle.entities.may_regroup(a, &own);
     let layered;
-    let store = if own.is_empty() {
-        bundle.entities.store()
+    let (store, fast_store) = if own.is_empty() {
+        let statics = &bundle.entities;
+        (statics.store(), eval::Store::Static(statics))
     } else {
         let mut seeds = vec![p.clone(), a.clone(), r.clone()];
         if let Some(ast::Context::Value(context)) = ast_request.context() {
@@ -178,10 +179,12 @@ pub(super) fn decide_uncounted(
         }
         seeds.extend_from_slice(bundle.index.literals(a, hierarchy_may_change));
         layered = bundle.entities.layered(seeds, own)?;
-        &layered
+        (&layered, eval::Store::Cedar(&layered))
     };
-    let policies = bundle.index.select(p, a, r, store, hierarchy_may_change);
-    let decision = evaluate(ast_request, store, &policies);
+    let policies = bundle
+        .index
+        .select(p, a, r, fast_store, hierarchy_may_change);
+    let decision = evaluate(ast_request, store, fast_store, &policies);
     if let Some(explain) = &mut trace.explain {
         *explain = explain_policies(ast_request, store, &policies);
     }
@@ -277,12 +280,13 @@ fn token_context(
 fn evaluate(
     request: &ast::Request,
     store: &cedar_policy_core::entities::Entities,
+    fast_store: eval::Store<'_>,
     policies: &[(&IndexedPolicy, &ast::Expr)],
 ) -> Decision {
     let vars = eval::Vars::new(request);
     let fast = vars
         .as_ref()
-        .and_then(|vars| eval::Env::new(vars, request.context(), store));
+        .and_then(|vars| eval::Env::new(vars, request.context(), fast_store));
     // Cedar's evaluator, built only for a condition the fast path leaves to it.
     let mut cedar: Option<Evaluator<'_>> = None;
     let mut permits = Vec::new();

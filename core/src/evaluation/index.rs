@@ -10,7 +10,10 @@
 //! leaving out a policy whose scope cannot match changes neither the decision, nor the reasons,
 //! nor the errors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+// foldhash, not SipHash: every decision looks up its action and its anchors here.
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use cedar_policy::{ActionConstraint, PolicySet, PrincipalConstraint, ResourceConstraint, Schema};
@@ -18,6 +21,7 @@ use cedar_policy_core::ast::{self, EntityType, EntityUID, ExprKind, Literal};
 use cedar_policy_core::entities::{Dereference, Entities};
 
 use crate::bundle::entities::StaticEntities;
+use crate::evaluation::eval::Store;
 
 #[derive(Clone, Copy)]
 enum Anchor {
@@ -62,12 +66,16 @@ pub(crate) struct IndexedPolicy {
     pub(crate) slots: Vec<(ast::SlotId, Literal)>,
     condition: ast::Expr,
     condition_past_action: ast::Expr,
-    principal_type: Option<EntityType>,
-    resource_type: Option<EntityType>,
+    /// Positions in `PolicyIndex::types`.
+    principal_type: Option<usize>,
+    resource_type: Option<usize>,
 }
 
 pub(crate) struct PolicyIndex {
     policies: Vec<IndexedPolicy>,
+    /// The entity types policies' scopes demand, each once: a request's principal and resource
+    /// types are looked up here once, and each policy's demand is a position to compare.
+    types: Vec<EntityType>,
     by_action: HashMap<EntityUID, ActionPolicies>,
     /// Actions known at load time to nobody: only unconstrained-action policies apply.
     other_actions: ActionPolicies,
@@ -118,6 +126,7 @@ impl PolicyIndex {
 
         let mut index = Self {
             policies: Vec::new(),
+            types: Vec::new(),
             by_action: known
                 .iter()
                 .map(|a| (a.clone(), ActionPolicies::default()))
@@ -155,18 +164,49 @@ impl PolicyIndex {
             }
             let ast_policy = policy.as_ref().clone();
             let template = ast_policy.template();
-            // Cedar's condition is `principal && (action && (resource && body))`; scope
-            // constraints never error, so dropping a true action constraint changes nothing.
-            let condition_past_action = ast::Expr::and(
-                template.principal_constraint().as_expr(),
-                ast::Expr::and(
-                    template.resource_constraint().as_expr(),
-                    template
-                        .non_scope_constraints()
-                        .cloned()
-                        .unwrap_or_else(|| ast::Expr::val(true)),
-                ),
-            );
+            // Cedar's condition is `principal && (action && (resource && body))`. Scope
+            // constraints never error, and a policy is only selected when the index has matched
+            // its action scope, its anchor and the types its scope demands (see `select`), so
+            // those constraints are true and left out; the others stay.
+            let body = template
+                .non_scope_constraints()
+                .cloned()
+                .unwrap_or_else(|| ast::Expr::val(true));
+            let principal_scope = match policy.principal_constraint() {
+                PrincipalConstraint::Any | PrincipalConstraint::Is(_) => None,
+                PrincipalConstraint::Eq(_) if matches!(anchor, Some((Anchor::PrincipalEq, _))) => {
+                    None
+                }
+                _ => Some(template.principal_constraint().as_expr()),
+            };
+            let resource_scope = match policy.resource_constraint() {
+                ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
+                ResourceConstraint::Eq(_) => None,
+                _ => Some(template.resource_constraint().as_expr()),
+            };
+            let condition_past_action = [principal_scope, resource_scope]
+                .into_iter()
+                .flatten()
+                .rev()
+                .fold(body, |rest, scope| ast::Expr::and(scope, rest));
+            let principal_type = match policy.principal_constraint() {
+                PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
+                    Some(index.type_position(t.as_ref()))
+                }
+                PrincipalConstraint::Eq(uid) => {
+                    Some(index.type_position(uid.as_ref().entity_type()))
+                }
+                PrincipalConstraint::Any | PrincipalConstraint::In(_) => None,
+            };
+            let resource_type = match policy.resource_constraint() {
+                ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => {
+                    Some(index.type_position(t.as_ref()))
+                }
+                ResourceConstraint::Eq(uid) => {
+                    Some(index.type_position(uid.as_ref().entity_type()))
+                }
+                ResourceConstraint::Any | ResourceConstraint::In(_) => None,
+            };
             index.policies.push(IndexedPolicy {
                 condition: ast_policy.condition(),
                 condition_past_action,
@@ -177,20 +217,8 @@ impl PolicyIndex {
                     .map(|(slot, uid)| (*slot, Literal::EntityUID(Arc::new(uid.clone()))))
                     .collect(),
                 policy: Arc::new(ast_policy),
-                principal_type: match policy.principal_constraint() {
-                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
-                        Some(t.as_ref().clone())
-                    }
-                    PrincipalConstraint::Eq(uid) => Some(uid.as_ref().entity_type().clone()),
-                    PrincipalConstraint::Any | PrincipalConstraint::In(_) => None,
-                },
-                resource_type: match policy.resource_constraint() {
-                    ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => {
-                        Some(t.as_ref().clone())
-                    }
-                    ResourceConstraint::Eq(uid) => Some(uid.as_ref().entity_type().clone()),
-                    ResourceConstraint::Any | ResourceConstraint::In(_) => None,
-                },
+                principal_type,
+                resource_type,
             });
         }
         for bucket in index
@@ -202,6 +230,28 @@ impl PolicyIndex {
             bucket.literals.dedup();
         }
         index
+    }
+
+    /// The position of `t` in `types`, added if new.
+    fn type_position(&mut self, t: &EntityType) -> usize {
+        match self.types.iter().position(|known| known == t) {
+            Some(n) => n,
+            None => {
+                self.types.push(t.clone());
+                self.types.len() - 1
+            }
+        }
+    }
+
+    /// Whether policy `p`'s scope admits a principal and a resource of the types at these
+    /// positions in `types` (`None`: a type no scope demands).
+    fn fits(p: &IndexedPolicy, principal: Option<usize>, resource: Option<usize>) -> bool {
+        p.principal_type.is_none_or(|t| Some(t) == principal)
+            && p.resource_type.is_none_or(|t| Some(t) == resource)
+    }
+
+    fn position(&self, t: &EntityType) -> Option<usize> {
+        self.types.iter().position(|known| known == t)
     }
 
     /// Entities named in the conditions of the policies `action` can reach.
@@ -226,12 +276,10 @@ impl PolicyIndex {
             numbers.extend(anchored.values().flatten());
         }
         let mut set = ast::PolicySet::new();
+        let (principal, resource) = (self.position(principal), self.position(resource));
         for n in numbers {
             let p = &self.policies[n];
-            let fits = |demanded: &Option<EntityType>, given: &EntityType| {
-                demanded.as_ref().is_none_or(|t| t == given)
-            };
-            if fits(&p.principal_type, principal) && fits(&p.resource_type, resource) {
+            if Self::fits(p, principal, resource) {
                 // Policies of one valid set: adding them to a new one cannot clash.
                 set.add(p.policy.as_ref().clone())
                     .expect("a policy of a valid set");
@@ -258,7 +306,7 @@ impl PolicyIndex {
         principal: &EntityUID,
         action: &EntityUID,
         resource: &EntityUID,
-        store: &Entities,
+        store: Store<'_>,
         hierarchy_may_change: bool,
     ) -> Vec<(&IndexedPolicy, &ast::Expr)> {
         let bucket = self.bucket(action, hierarchy_may_change);
@@ -276,7 +324,7 @@ impl PolicyIndex {
                 (Anchor::PrincipalIn, principal),
             ] {
                 lookup(anchor, uid);
-                if let Dereference::Data(entity) = store.entity(uid) {
+                if let Some(Some(entity)) = store.lookup(uid) {
                     for ancestor in entity.ancestors() {
                         lookup(anchor, ancestor);
                     }
@@ -284,16 +332,14 @@ impl PolicyIndex {
             }
         }
         selected.sort_unstable();
-        let (principal_type, resource_type) = (principal.entity_type(), resource.entity_type());
+        let (principal_type, resource_type) = (
+            self.position(principal.entity_type()),
+            self.position(resource.entity_type()),
+        );
         selected
             .iter()
             .map(|&n| &self.policies[n])
-            .filter(|p| {
-                p.principal_type
-                    .as_ref()
-                    .is_none_or(|t| t == principal_type)
-                    && p.resource_type.as_ref().is_none_or(|t| t == resource_type)
-            })
+            .filter(|p| Self::fits(p, principal_type, resource_type))
             .map(|p| {
                 // An action bucket holds only policies whose action scope the static hierarchy
                 // satisfies; with action entities in the request, the whole condition is needed.

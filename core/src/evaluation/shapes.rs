@@ -11,10 +11,11 @@
 //! Cedar's validation, which reports the exact error. So this module only ever says "valid"
 //! where Cedar says so too; `tests/it/fast_eval.rs` checks that on generated contexts and entities.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use cedar_policy::Schema;
+// foldhash, not SipHash: every request looks up its action's shape.
 use cedar_policy_core::ast::{
     self, Entity, EntityType, EntityUID, ExtensionFunction, Literal, Name, PartialValue, Value,
     ValueKind,
@@ -25,6 +26,7 @@ use cedar_policy_core::validator::types::{
     Attributes, BoolType, EntityKind, OpenTag, Type as SchemaType,
 };
 use cedar_policy_core::validator::{ValidatorEntityTypeKind, ValidatorSchema};
+use hashbrown::HashMap;
 use smol_str::SmolStr;
 
 /// What a value must be to conform, or `Unsure` where only Cedar can tell.
