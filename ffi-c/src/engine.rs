@@ -11,6 +11,7 @@ use super::args::{
 };
 use super::decision::{arbiter_decision, decision_strings};
 use super::result::{arbiter_error, ffi_boundary, Failure, Report};
+use arbiter_core::ffi::in_own_arena;
 use arbiter_core::{Decision, Engine, LoadError, RequestParts, TokenReport, TrustedKeys};
 
 /// An engine: a loaded bundle that decides requests. Create it with one of the
@@ -30,14 +31,15 @@ impl arbiter_engine {
     }
 }
 
+/// Loads an engine (`load`, run in an arena of its own: see `in_own_arena`) into `*engine_out`.
 pub(crate) fn new_engine(
     engine_out: *mut *mut arbiter_engine,
-    load: impl FnOnce() -> Result<Engine, Failure>,
+    load: impl FnOnce() -> Result<Engine, Failure> + Send,
 ) -> Result<(), Failure> {
     if engine_out.is_null() {
         return Err(Failure::null("engine_out"));
     }
-    let engine = load()?;
+    let engine = in_own_arena(load)?;
     // SAFETY: checked non-NULL above; the caller owns it.
     unsafe { write_out(engine_out, Box::new(arbiter_engine::new(engine))) };
     Ok(())
@@ -134,7 +136,8 @@ pub unsafe extern "C" fn arbiter_engine_reload_from_dir(
 ) -> u32 {
     ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
-        Ok(engine.reload_from_dir(c_str(path, "path")?)?)
+        let path = c_str(path, "path")?;
+        Ok(in_own_arena(|| engine.reload_from_dir(path))?)
     })
 }
 
@@ -151,7 +154,8 @@ pub unsafe extern "C" fn arbiter_engine_reload_from_files(
 ) -> u32 {
     ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
-        Ok(engine.reload_from_files(bundle_files(files, count)?)?)
+        let files = bundle_files(files, count)?;
+        Ok(in_own_arena(|| engine.reload_from_files(files))?)
     })
 }
 
@@ -331,7 +335,8 @@ pub unsafe extern "C" fn arbiter_engine_set_candidate_from_dir(
 ) -> u32 {
     ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
-        Ok(engine.set_candidate_from_dir(c_str(path, "path")?)?)
+        let path = c_str(path, "path")?;
+        Ok(in_own_arena(|| engine.set_candidate_from_dir(path))?)
     })
 }
 
@@ -348,7 +353,8 @@ pub unsafe extern "C" fn arbiter_engine_set_candidate_from_files(
 ) -> u32 {
     ffi_boundary!(err_out, {
         let engine = engine_ref(engine)?;
-        Ok(engine.set_candidate_from_files(bundle_files(files, count)?)?)
+        let files = bundle_files(files, count)?;
+        Ok(in_own_arena(|| engine.set_candidate_from_files(files))?)
     })
 }
 

@@ -123,6 +123,9 @@ impl StaticEntities {
     /// does: one of them is the action itself or one of its (static) ancestors. Whatever the
     /// entity types, so that it holds without a schema too.
     pub(crate) fn may_regroup(&self, action: &EntityUID, own: &[Arc<ast::Entity>]) -> bool {
+        if own.is_empty() {
+            return false;
+        }
         let statics = self.by_uid.get(action);
         own.iter()
             .any(|e| e.uid() == action || statics.is_some_and(|a| a.is_descendant_of(e.uid())))

@@ -310,7 +310,8 @@ impl PolicyIndex {
         hierarchy_may_change: bool,
     ) -> Vec<(&IndexedPolicy, &ast::Expr)> {
         let bucket = self.bucket(action, hierarchy_may_change);
-        let mut selected: Vec<usize> = bucket.unanchored.clone();
+        let mut selected: Vec<usize> = Vec::with_capacity(bucket.unanchored.len() + 8);
+        selected.extend_from_slice(&bucket.unanchored);
         if bucket.anchored.iter().any(|m| !m.is_empty()) {
             let mut lookup = |anchor: Anchor, uid: &EntityUID| {
                 if let Some(found) = bucket.anchored[anchor as usize].get(uid) {
@@ -331,7 +332,10 @@ impl PolicyIndex {
                 }
             }
         }
-        selected.sort_unstable();
+        // The unanchored policies are in order; anchored ones, when any match, join them.
+        if selected.len() > bucket.unanchored.len() {
+            selected.sort_unstable();
+        }
         let (principal_type, resource_type) = (
             self.position(principal.entity_type()),
             self.position(resource.entity_type()),
