@@ -129,6 +129,45 @@ def decisions(results, workdir):
             results[f"py/decision/{name}/{function}"] = per_call_ns(fn)
 
 
+# The ten abilities of the list page, as benches/ruby/bench.rb and the Rust core's
+# batch/slice_1000 benchmark ask them.
+LIST_PAGE_ACTIONS = [
+    "read_project", "read_issue", "create_issue", "download_code", "read_merge_request",
+    "read_pipeline", "push_code", "create_merge_request", "create_pipeline", "admin_project",
+]
+
+
+def list_page(results):
+    """The Ruby benchmark's list page through Python: 100 projects (alice's role and the
+    projects' switches varying), ten abilities each, as one authorize_many and as 1,000 calls."""
+    levels = [10, 20, 30, 40, 50]
+    entities = [{"uid": {"type": "User", "id": "alice"}, "attrs": {"state": "active"}, "parents": []}]
+    entities += [
+        {"uid": {"type": "Project", "id": str(i)},
+         "attrs": {"archived": i % 10 == 9, "features": {"repository": "disabled" if i % 7 == 6 else "enabled"}},
+         "parents": []}
+        for i in range(100)
+    ]
+    engine = arbiter.Engine.from_files(
+        {"slice.cedar": (TESTDATA / "slice.cedar").read_text(), "entities.json": json.dumps(entities)}
+    )
+    requests = [
+        {"principal": {"type": "User", "id": "alice"}, "action": {"type": "Action", "id": action},
+         "resource": {"type": "Project", "id": str(i)}, "context": {"access_level": levels[i % 5]}}
+        for i in range(100)
+        for action in LIST_PAGE_ACTIONS
+    ]
+    batch = [d.allowed for d in engine.authorize_many(requests)]
+    assert batch == [engine.authorize(**r).allowed for r in requests]
+    assert True in batch and False in batch
+
+    def single_calls():
+        return [engine.authorize(**r) for r in requests]
+
+    results["py/checks_1000/slice/authorize_many"] = per_call_ns(lambda: engine.authorize_many(requests))
+    results["py/checks_1000/slice/authorize"] = per_call_ns(single_calls)
+
+
 def tokens(results):
     """HS256 and RS256 verification, the cache off, against PyJWT with the same key and checks."""
     secret = base64.b64decode((KEYS / "hs256.b64").read_text().strip())
@@ -189,6 +228,7 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         decisions(results, pathlib.Path(workdir))
+    list_page(results)
     tokens(results)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
