@@ -107,7 +107,7 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
                 bundle.display(),
                 signer.key_id()
             );
-            print!("{}", signer.public_key_pem());
+            say_part!("{}", signer.public_key_pem())?;
             Ok(ALLOW)
         }
         BundleCommand::Verify {
@@ -118,14 +118,14 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
             let files = read_bundle_dir(&bundle).map_err(|e| e.to_string())?;
             match keys.verify(&files) {
                 Ok(signed_at) => {
-                    println!(
+                    say!(
                         "{}: signed by a trusted key at {signed_at} (Unix seconds) and unchanged",
                         bundle.display()
-                    );
+                    )?;
                     Ok(ALLOW)
                 }
                 Err(e) => {
-                    println!("{}: {}\n{e}", bundle.display(), e.kind());
+                    say!("{}: {}\n{e}", bundle.display(), e.kind())?;
                     Ok(DENY)
                 }
             }
@@ -133,10 +133,10 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
         BundleCommand::Pack { bundle, out } => {
             let (archive, _) = packed(&bundle)?;
             std::fs::write(&out, &archive).map_err(|e| format!("{}: {e}", out.display()))?;
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"archive": out, "digest": arbiter_fleet::oci::sha256(&archive)})
-            );
+            )?;
             Ok(ALLOW)
         }
         BundleCommand::Push {
@@ -158,10 +158,10 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
                 .registry()
                 .push(&reference, archive, annotations)
                 .map_err(|e| e.to_string())?;
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"reference": reference.to_string(), "digest": digest})
-            );
+            )?;
             Ok(ALLOW)
         }
         BundleCommand::Pull {
@@ -185,14 +185,14 @@ pub(crate) fn run(command: BundleCommand) -> Result<u8, String> {
             };
             loads.map_err(|e| format!("{reference}: refused ({}):\n{e}", e.kind()))?;
             write_bundle_dir(&out, &pulled.files).map_err(|e| e.to_string())?;
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({
                     "reference": reference.to_string(),
                     "digest": pulled.digest,
                     "out": out,
                 })
-            );
+            )?;
             Ok(ALLOW)
         }
     }

@@ -9,6 +9,25 @@ use arbiter::bundle_tests::TestSuite;
 use arbiter::{DecisionLogOptions, Dialect, Engine, LoadError, RequestError};
 use clap::{Parser, Subcommand};
 
+/// `println!` that reports a write that fails (output piped into a command that has exited) as
+/// the CLI's error, instead of panicking: `say!(...)?`.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| format!("cannot write output: {e}"))
+    }};
+}
+
+/// `print!`, as `say!` is `println!`.
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| format!("cannot write output: {e}"))
+    }};
+}
+
 mod bundle;
 mod token;
 
@@ -180,9 +199,9 @@ fn main() -> ExitCode {
         }),
         Command::Validate { bundle } => validate(bundle.as_deref()),
         Command::Test { bundle } => test(bundle.as_deref()),
-        Command::Entities { bundle } => load(bundle.as_deref(), None).map(|engine| {
-            println!("{}", engine.entities_json());
-            ALLOW
+        Command::Entities { bundle } => load(bundle.as_deref(), None).and_then(|engine| {
+            say!("{}", engine.entities_json())?;
+            Ok(ALLOW)
         }),
         Command::Explain {
             bundle,
@@ -276,8 +295,8 @@ fn check_one(engine: &Engine, request: Option<&Path>) -> Result<u8, String> {
             .read_request(&read_request(request)?)
             .and_then(|r| engine.authorize(&r)),
         |decision| {
-            println!("{}", decision.to_json());
-            decision.allowed()
+            say!("{}", decision.to_json())?;
+            Ok(decision.allowed())
         },
     )
 }
@@ -289,10 +308,10 @@ fn explain(engine: &Engine, request: Option<&Path>, json: bool) -> Result<u8, St
             .and_then(|r| engine.explain(&r)),
         |explanation| {
             match json {
-                true => println!("{}", explanation.to_json()),
-                false => print!("{}", explanation.to_text()),
+                true => say!("{}", explanation.to_json())?,
+                false => say_part!("{}", explanation.to_text())?,
             }
-            explanation.decision.allowed()
+            Ok(explanation.decision.allowed())
         },
     )
 }
@@ -318,7 +337,7 @@ fn query(
     });
     match answer {
         Ok(sql) => {
-            println!("{}", sql.to_json());
+            say!("{}", sql.to_json())?;
             Ok(0)
         }
         Err(e) => Ok(invalid(&e, e.to_json_value())),
@@ -327,9 +346,12 @@ fn query(
 
 /// Prints an answer with `show` (which says whether it allows) and gives the exit code; a
 /// request that could not be decided prints its error.
-fn answer<T>(result: Result<T, RequestError>, show: impl FnOnce(&T) -> bool) -> Result<u8, String> {
+fn answer<T>(
+    result: Result<T, RequestError>,
+    show: impl FnOnce(&T) -> Result<bool, String>,
+) -> Result<u8, String> {
     match result {
-        Ok(answer) => Ok(if show(&answer) { ALLOW } else { DENY }),
+        Ok(answer) => Ok(if show(&answer)? { ALLOW } else { DENY }),
         Err(e) => Ok(invalid(&e, e.to_json_value())),
     }
 }
@@ -337,7 +359,8 @@ fn answer<T>(result: Result<T, RequestError>, show: impl FnOnce(&T) -> bool) -> 
 /// Prints a failed call's error, `{"error": {...}}` on standard output and a line on standard
 /// error, and gives the exit code for invalid input.
 fn invalid(e: &dyn std::fmt::Display, json: serde_json::Value) -> u8 {
-    println!("{}", serde_json::json!({ "error": json }));
+    // A failed write is reported on standard error below either way.
+    let _ = say!("{}", serde_json::json!({ "error": json }));
     eprintln!("arbiter: {e}");
     INVALID
 }
@@ -408,14 +431,14 @@ fn validate(bundle: Option<&Path>) -> Result<u8, String> {
         (true, true) => "policies validated against the schema",
         (true, false) => "schema present, policy validation off",
     };
-    println!(
+    say!(
         "ok: bundle `{}` {}: {} policies, {} templates, {} entities; {validated}",
         info.name.as_deref().unwrap_or("unnamed"),
         info.version.as_deref().unwrap_or("(no version)"),
         info.policies,
         info.templates,
         info.entities,
-    );
+    )?;
     Ok(ALLOW)
 }
 
@@ -485,8 +508,8 @@ fn metrics(bundle: Option<&Path>, requests: Option<&Path>, json: bool) -> Result
         }
     };
     match json {
-        true => println!("{}", snapshot.to_json()),
-        false => print!("{}", snapshot.to_prometheus()),
+        true => say!("{}", snapshot.to_json())?,
+        false => say_part!("{}", snapshot.to_prometheus())?,
     }
     Ok(ALLOW)
 }
@@ -502,13 +525,13 @@ fn test_suite(bundle: Option<&Path>) -> Result<TestSuite, String> {
 fn test(bundle: Option<&Path>) -> Result<u8, String> {
     let report = test_suite(bundle)?.run();
     for problem in &report.broken_files {
-        println!("BROKEN {problem}");
+        say!("BROKEN {problem}")?;
     }
     for outcome in &report.outcomes {
         if let Some(failure) = &outcome.failure {
-            println!("FAIL {}: {}: {failure}", outcome.file, outcome.name);
+            say!("FAIL {}: {}: {failure}", outcome.file, outcome.name)?;
         }
     }
-    println!("{} passed, {} failed", report.passed(), report.failed());
+    say!("{} passed, {} failed", report.passed(), report.failed())?;
     Ok(if report.failed() == 0 { ALLOW } else { DENY })
 }

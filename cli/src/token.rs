@@ -104,7 +104,7 @@ pub(crate) fn run(command: TokenCommand) -> Result<u8, String> {
         TokenCommand::Verify { bundle, token, now } => {
             let engine = load(bundle.as_deref(), now)?;
             let verified = engine.verify_token(&token);
-            println!("{}", TokenReport::from(&verified).to_json());
+            say!("{}", TokenReport::from(&verified).to_json())?;
             Ok(if verified.is_ok() { ALLOW } else { DENY })
         }
         TokenCommand::Mint(MintCommand::Jwt {
@@ -147,7 +147,7 @@ pub(crate) fn run(command: TokenCommand) -> Result<u8, String> {
             let token = Minter::new(issuer, key)
                 .mint(claims, ttl, now)
                 .map_err(|e| e.to_string())?;
-            println!("{token}");
+            say!("{token}")?;
             Ok(ALLOW)
         }
         TokenCommand::Mint(MintCommand::Macaroon {
@@ -165,14 +165,14 @@ pub(crate) fn run(command: TokenCommand) -> Result<u8, String> {
             for caveat in caveats {
                 macaroon.add_first_party_caveat(caveat);
             }
-            println!(
+            say!(
                 "{}",
                 macaroon.serialize(match format {
                     Serialization::V1 => MacaroonFormat::V1,
                     Serialization::V2 => MacaroonFormat::V2,
                     Serialization::V2j => MacaroonFormat::V2Json,
                 })
-            );
+            )?;
             Ok(ALLOW)
         }
         TokenCommand::Jwks { keys } => {
@@ -181,7 +181,7 @@ pub(crate) fn run(command: TokenCommand) -> Result<u8, String> {
             for key in keys {
                 minter.add_retired(key?);
             }
-            println!("{}", minter.jwks());
+            say!("{}", minter.jwks())?;
             Ok(ALLOW)
         }
     }

@@ -500,6 +500,15 @@ fn explain_names_each_policy_and_the_condition_that_decided_it() {
         developer.contains("30"),
         "the failing condition names the level: {developer}"
     );
+    // A forbid whose `unless` clause holds says so.
+    let unknown = text
+        .lines()
+        .find(|l| l.contains(" project-unknown "))
+        .unwrap_or_default();
+    assert!(
+        unknown.contains("not satisfied: the condition of `unless {"),
+        "{text}"
+    );
 
     let out = arbiter(&["explain", "--json"], &request("alice", "push_code", "10"));
     assert_eq!(out.status.code(), Some(0));
@@ -730,4 +739,31 @@ fn query_prints_sql_and_exits_0_or_prints_the_error_and_exits_2() {
     assert_eq!(error["error"]["kind"], "malformed_request");
     let out = arbiter(&["query", "--dialect", "oracle"], query);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn output_into_a_closed_pipe_is_an_error_not_a_panic() {
+    // Each command reads its request first, so the pipe is closed before it writes.
+    for args in [&["check"][..], &["explain"], &["explain", "--json"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("arbiter runs");
+        drop(child.stdout.take());
+        let request = request("alice", "push_code", "10");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot write output"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }

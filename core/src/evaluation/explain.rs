@@ -81,6 +81,10 @@ impl Explanation {
             let condition = p.condition.as_deref().unwrap_or_default();
             let outcome = match p.outcome {
                 Outcome::Satisfied => "satisfied".to_owned(),
+                // An `unless` clause fails when what it names is true.
+                Outcome::NotSatisfied if condition.starts_with("unless") => {
+                    format!("not satisfied: the condition of `{condition}` is true")
+                }
                 Outcome::NotSatisfied => format!("not satisfied: `{condition}` is false"),
                 Outcome::Errored => format!(
                     "errored: `{condition}`: {}",
