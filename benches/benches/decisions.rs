@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::str::FromStr;
 
 use arbiter::{BundleFile, Context, DecisionLogOptions, Engine, EntityUid, Request, RequestParts};
-use arbiter_benches::{docs_files, file_text, policy_text};
+use arbiter_benches::{cedar_inputs, docs_files};
 use cedar_policy::{Authorizer, Entities, PolicySet, Schema};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
@@ -123,12 +123,7 @@ fn default_bundle(c: &mut Criterion) {
 fn docs_bundle(c: &mut Criterion) {
     let files = docs_files();
     let engine = Engine::from_files(files.clone()).unwrap();
-    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
-        .unwrap()
-        .0;
-    let policies = PolicySet::from_str(&policy_text(&files)).unwrap();
-    let entities =
-        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
+    let (schema, policies, entities) = cedar_inputs(&files);
     let lines: Vec<String> = std::fs::read_to_string(format!(
         "{}/bundles/docs/requests.jsonl",
         env!("CARGO_MANIFEST_DIR")

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use arbiter::{BundleFile, Engine, Request as ArbiterRequest};
-use arbiter_benches::{file_text, gitlab_files, policy_text, slice_policies};
+use arbiter_benches::{cedar_inputs, file_text, gitlab_files, policy_text, slice_policies};
 use cedar_policy::{
     Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, SlotId,
     Template, ValidationMode, Validator,
@@ -143,12 +143,7 @@ fn entities_request(n: usize) -> (Value, Value) {
 /// The default bundle as an engine, and as cedar-policy's schema, policy set and entities.
 fn gitlab_with_peer() -> (Engine, Schema, PolicySet, Entities) {
     let files = gitlab_files();
-    let schema = Schema::from_cedarschema_str(&file_text(&files, "schema.cedarschema"))
-        .unwrap()
-        .0;
-    let set = PolicySet::from_str(&policy_text(&files)).unwrap();
-    let entities =
-        Entities::from_json_str(&file_text(&files, "entities.json"), Some(&schema)).unwrap();
+    let (schema, set, entities) = cedar_inputs(&files);
     (Engine::from_files(files).unwrap(), schema, set, entities)
 }
 
@@ -364,27 +359,24 @@ fn load(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    let parse_and_validate = || {
+        let schema = Schema::from_cedarschema_str(&schema_text).unwrap().0;
+        let set = PolicySet::from_str(&policies).unwrap();
+        assert!(Validator::new(schema.clone())
+            .validate(&set, ValidationMode::Strict)
+            .validation_passed());
+        (schema, set)
+    };
     group.bench_function("cedar_policy", |b| {
         b.iter(|| {
-            let schema = Schema::from_cedarschema_str(&schema_text).unwrap().0;
-            let set = PolicySet::from_str(&policies).unwrap();
-            assert!(Validator::new(schema.clone())
-                .validate(&set, ValidationMode::Strict)
-                .validation_passed());
+            let (schema, set) = parse_and_validate();
             let entities = Entities::from_json_str(&entities_text, Some(&schema)).unwrap();
             (schema, set, entities)
         })
     });
     // The floor: the same without the entities, Cedar's own work that a load calls as it is.
     group.bench_function("cedar_policy_without_entities", |b| {
-        b.iter(|| {
-            let schema = Schema::from_cedarschema_str(&schema_text).unwrap().0;
-            let set = PolicySet::from_str(&policies).unwrap();
-            assert!(Validator::new(schema.clone())
-                .validate(&set, ValidationMode::Strict)
-                .validation_passed());
-            (schema, set)
-        })
+        b.iter(parse_and_validate)
     });
     // Reloads alternating between the bundle and the bundle with one file changed: its entities
     // (the same policies and schema, not validated again), or a policy (validated each time).

@@ -59,6 +59,26 @@ pub fn file_text(files: &[arbiter::BundleFile], path: &str) -> String {
         .unwrap_or_else(|| panic!("the bundle has no {path}"))
 }
 
+/// What cedar-policy is given for a bundle with a schema: the schema, every policy in one set,
+/// and the static entities read against the schema.
+pub fn cedar_inputs(
+    files: &[arbiter::BundleFile],
+) -> (
+    cedar_policy::Schema,
+    cedar_policy::PolicySet,
+    cedar_policy::Entities,
+) {
+    let schema =
+        cedar_policy::Schema::from_cedarschema_str(&file_text(files, "schema.cedarschema"))
+            .unwrap()
+            .0;
+    let set: cedar_policy::PolicySet = policy_text(files).parse().unwrap();
+    let entities =
+        cedar_policy::Entities::from_json_str(&file_text(files, "entities.json"), Some(&schema))
+            .unwrap();
+    (schema, set, entities)
+}
+
 /// Every policy file of a bundle in one text, in file order (what cedar-policy is given).
 pub fn policy_text(files: &[arbiter::BundleFile]) -> String {
     files

@@ -3,16 +3,25 @@
 //! Long: one test per command, option and exit code of the contract, all through one runner.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
-fn arbiter(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+/// `arbiter` with `args`, its standard streams piped.
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("arbiter runs");
+        .expect("arbiter runs")
+}
+
+/// The output of `arbiter` with `args`, given `stdin`.
+fn arbiter(args: &[&str], stdin: &str) -> Output {
+    finish(spawn(args), stdin)
+}
+
+fn finish(mut child: Child, stdin: &str) -> Output {
     child
         .stdin
         .take()
@@ -745,22 +754,9 @@ fn query_prints_sql_and_exits_0_or_prints_the_error_and_exits_2() {
 fn output_into_a_closed_pipe_is_an_error_not_a_panic() {
     // Each command reads its request first, so the pipe is closed before it writes.
     for args in [&["check"][..], &["explain"], &["explain", "--json"]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("arbiter runs");
+        let mut child = spawn(args);
         drop(child.stdout.take());
-        let request = request("alice", "push_code", "10");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = finish(child, &request("alice", "push_code", "10"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("cannot write output"), "{args:?}: {stderr}");
