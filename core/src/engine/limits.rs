@@ -112,6 +112,11 @@ impl Limits {
 /// Whether JSON text nests arrays and objects deeper than `max` (strings are skipped; the text
 /// need not be valid JSON).
 pub(crate) fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    // JSON nests no deeper than it has brackets: counting them (a loop that vectorizes) settles
+    // most requests without following strings.
+    if json.iter().filter(|&&b| b == b'[' || b == b'{').count() <= max {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         match (in_string, escaped, b) {

@@ -65,6 +65,8 @@ struct ActionShape {
 /// Every schema action's request shape, and every ordinary entity type's shape.
 pub(crate) struct Shapes {
     actions: HashMap<EntityUID, ActionShape>,
+    /// Whether some action's context type holds an extension type.
+    extensions: bool,
     entities: HashMap<EntityType, EntityShape>,
 }
 
@@ -78,7 +80,7 @@ impl Shapes {
                     Some(ValidatorEntityTypeKind::Standard(_))
                 )
         };
-        let actions = schema
+        let actions: HashMap<EntityUID, ActionShape> = schema
             .actions()
             .filter_map(|uid| {
                 let uid: &EntityUID = uid.as_ref();
@@ -128,7 +130,11 @@ impl Shapes {
                 ))
             })
             .collect();
-        Self { actions, entities }
+        Self {
+            extensions: actions.values().any(|a| a.extensions),
+            actions,
+            entities,
+        }
     }
 
     /// True only when Cedar's schema conformance check would accept this entity.
@@ -173,6 +179,9 @@ impl Shapes {
         action: &EntityUID,
         context: &ast::Context,
     ) -> Option<ast::Context> {
+        if !self.extensions {
+            return None;
+        }
         let shape = self.actions.get(action).filter(|s| s.extensions)?;
         match context {
             ast::Context::Value(record) => Some(ast::Context::Value(Arc::new(
