@@ -142,30 +142,26 @@ impl<'a> Elements<'a> {
         }
     }
 
-    /// Whether every one of `other` is one of these (Cedar's `containsAll`).
-    fn contains_all(self, other: Elements<'_>) -> Option<bool> {
+    /// Whether every one of `other` is one of these (Cedar's `containsAll`, with `every`), or
+    /// some one is (`containsAny`).
+    fn contain(self, other: Elements<'_>, every: bool) -> Option<bool> {
         if let (Elements::Set(x), Elements::Set(y)) = (self, other) {
-            return Some(y.is_subset(x));
+            return Some(if every {
+                y.is_subset(x)
+            } else {
+                !x.is_disjoint(y)
+            });
         }
-        let mut all = true;
+        let mut result = every;
         other.for_each(|e| {
-            all = all && self.contains(e)?;
+            result = if every {
+                result && self.contains(e)?
+            } else {
+                result || self.contains(e)?
+            };
             Some(())
         })?;
-        Some(all)
-    }
-
-    /// Whether some one of `other` is one of these (Cedar's `containsAny`).
-    fn contains_any(self, other: Elements<'_>) -> Option<bool> {
-        if let (Elements::Set(x), Elements::Set(y)) = (self, other) {
-            return Some(!x.is_disjoint(y));
-        }
-        let mut any = false;
-        other.for_each(|e| {
-            any = any || self.contains(e)?;
-            Some(())
-        })?;
-        Some(any)
+        Some(result)
     }
 }
 
@@ -439,8 +435,8 @@ impl<'a> Env<'a> {
                 }
             }
             (BinaryOp::Contains, a, b) => V::Bool(a.elements()?.contains(b)?),
-            (BinaryOp::ContainsAll, a, b) => V::Bool(a.elements()?.contains_all(b.elements()?)?),
-            (BinaryOp::ContainsAny, a, b) => V::Bool(a.elements()?.contains_any(b.elements()?)?),
+            (BinaryOp::ContainsAll, a, b) => V::Bool(a.elements()?.contain(b.elements()?, true)?),
+            (BinaryOp::ContainsAny, a, b) => V::Bool(a.elements()?.contain(b.elements()?, false)?),
             (BinaryOp::HasTag, a, V::Lit(Literal::String(tag))) => V::Bool(
                 self.entity(a.uid()?)?
                     .is_some_and(|e| e.get_tag(tag).is_some()),
