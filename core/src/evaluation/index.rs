@@ -172,41 +172,36 @@ impl PolicyIndex {
                 .non_scope_constraints()
                 .cloned()
                 .unwrap_or_else(|| ast::Expr::val(true));
-            let principal_scope = match policy.principal_constraint() {
-                PrincipalConstraint::Any | PrincipalConstraint::Is(_) => None,
-                PrincipalConstraint::Eq(_) if matches!(anchor, Some((Anchor::PrincipalEq, _))) => {
-                    None
-                }
-                _ => Some(template.principal_constraint().as_expr()),
+            // Per scope: the type it demands (if any), and whether the index leaves anything
+            // of it unmatched (an `in`, or an `==` other than the anchor).
+            let (principal_type, principal_left) = match policy.principal_constraint() {
+                PrincipalConstraint::Any => (None, false),
+                PrincipalConstraint::Is(t) => (Some(t.as_ref().clone()), false),
+                PrincipalConstraint::IsIn(t, _) => (Some(t.as_ref().clone()), true),
+                PrincipalConstraint::Eq(uid) => (
+                    Some(uid.as_ref().entity_type().clone()),
+                    !matches!(anchor, Some((Anchor::PrincipalEq, _))),
+                ),
+                PrincipalConstraint::In(_) => (None, true),
             };
-            let resource_scope = match policy.resource_constraint() {
-                ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
-                ResourceConstraint::Eq(_) => None,
-                _ => Some(template.resource_constraint().as_expr()),
+            // A resource `==` is always the anchor (see `anchor`).
+            let (resource_type, resource_left) = match policy.resource_constraint() {
+                ResourceConstraint::Any => (None, false),
+                ResourceConstraint::Is(t) => (Some(t.as_ref().clone()), false),
+                ResourceConstraint::IsIn(t, _) => (Some(t.as_ref().clone()), true),
+                ResourceConstraint::Eq(uid) => (Some(uid.as_ref().entity_type().clone()), false),
+                ResourceConstraint::In(_) => (None, true),
             };
-            let condition_past_action = [principal_scope, resource_scope]
-                .into_iter()
-                .flatten()
-                .rev()
-                .fold(body, |rest, scope| ast::Expr::and(scope, rest));
-            let principal_type = match policy.principal_constraint() {
-                PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
-                    Some(index.type_position(t.as_ref()))
-                }
-                PrincipalConstraint::Eq(uid) => {
-                    Some(index.type_position(uid.as_ref().entity_type()))
-                }
-                PrincipalConstraint::Any | PrincipalConstraint::In(_) => None,
-            };
-            let resource_type = match policy.resource_constraint() {
-                ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => {
-                    Some(index.type_position(t.as_ref()))
-                }
-                ResourceConstraint::Eq(uid) => {
-                    Some(index.type_position(uid.as_ref().entity_type()))
-                }
-                ResourceConstraint::Any | ResourceConstraint::In(_) => None,
-            };
+            let condition_past_action = [
+                principal_left.then(|| template.principal_constraint().as_expr()),
+                resource_left.then(|| template.resource_constraint().as_expr()),
+            ]
+            .into_iter()
+            .flatten()
+            .rev()
+            .fold(body, |rest, scope| ast::Expr::and(scope, rest));
+            let principal_type = principal_type.map(|t| index.type_position(&t));
+            let resource_type = resource_type.map(|t| index.type_position(&t));
             index.policies.push(IndexedPolicy {
                 condition: ast_policy.condition(),
                 condition_past_action,
