@@ -298,9 +298,6 @@ impl Shape {
         };
         let mut built: Option<BTreeMap<SmolStr, Value>> = None;
         for (name, shape, _) in fields {
-            if !shape.holds_extension() {
-                continue;
-            }
             if let Some(value) = record.get(name).and_then(|v| shape.build(v)) {
                 built
                     .get_or_insert_with(|| record.clone())
